@@ -1,0 +1,672 @@
+//! The TOML configuration: its schema, parsing with path-precise errors, and the
+//! checks that need nothing but the file itself. Loading certificates and building
+//! TLS state happens when the `Runtime` is compiled (see `runtime.rs`).
+
+mod units;
+
+pub use units::{Dur, Size};
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One problem found in a config file: where it is and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// TOML path such as `route[1].upstream`.
+    pub path: String,
+    /// What is wrong, followed by the fix.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+impl Problem {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {file}: {source}")]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: {problem}")]
+    Syntax { file: PathBuf, problem: Problem },
+    #[error("{file}: {} problem(s):\n{}", .problems.len(), render(.problems))]
+    Invalid { file: PathBuf, problems: Vec<Problem> },
+}
+
+fn render(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default, rename = "listener")]
+    pub listeners: Vec<ListenerConfig>,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteConfig>,
+    #[serde(default, rename = "upstream")]
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// A built-in echo server for trying sealgate out (quickstart, demos).
+    pub echo: Option<EchoConfig>,
+    /// Directory the config file sits in; relative paths resolve against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: default_admin_listen(),
+        }
+    }
+}
+
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9901))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// How long in-flight requests may run after SIGTERM/SIGINT.
+    #[serde(default = "default_grace")]
+    pub grace_period: Dur,
+    /// Header carrying the verified client identity upstream; any copy from the client is removed.
+    #[serde(default = "default_identity_header")]
+    pub identity_header: String,
+    #[serde(default = "default_request_id_header")]
+    pub request_id_header: String,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            grace_period: default_grace(),
+            identity_header: default_identity_header(),
+            request_id_header: default_request_id_header(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+fn default_grace() -> Dur {
+    Dur(Duration::from_secs(30))
+}
+fn default_identity_header() -> String {
+    "x-forwarded-client-cert".into()
+}
+fn default_request_id_header() -> String {
+    "x-request-id".into()
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Request line plus headers, in bytes (HTTP/1.1), or the header list size (HTTP/2).
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: Size,
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
+    /// Default request body ceiling; a route may set its own.
+    #[serde(default = "default_max_body")]
+    pub max_body: Size,
+    /// A client must finish sending request headers within this time (slowloris guard).
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout: Dur,
+    /// A connection with no request in flight and no traffic is closed after this long.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: Dur,
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake_timeout: Dur,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_header_bytes: default_max_header_bytes(),
+            max_headers: default_max_headers(),
+            max_body: default_max_body(),
+            header_read_timeout: default_header_read_timeout(),
+            idle_timeout: default_idle_timeout(),
+            handshake_timeout: default_handshake_timeout(),
+        }
+    }
+}
+
+fn default_max_header_bytes() -> Size {
+    Size(32 << 10)
+}
+fn default_max_headers() -> usize {
+    100
+}
+fn default_max_body() -> Size {
+    Size(64 << 20)
+}
+fn default_header_read_timeout() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+fn default_idle_timeout() -> Dur {
+    Dur(Duration::from_secs(60))
+}
+fn default_handshake_timeout() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    pub name: String,
+    pub listen: SocketAddr,
+    pub tls: ListenerTls,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    Required,
+    Optional,
+    Off,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    #[serde(rename = "1.2")]
+    V1_2,
+    #[serde(rename = "1.3")]
+    V1_3,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    #[serde(default = "default_client_auth")]
+    pub client_auth: ClientAuth,
+    pub client_ca: Option<PathBuf>,
+    #[serde(default)]
+    pub crls: Vec<PathBuf>,
+    #[serde(default = "default_min_version")]
+    pub min_version: TlsVersion,
+}
+
+fn default_client_auth() -> ClientAuth {
+    ClientAuth::Required
+}
+fn default_min_version() -> TlsVersion {
+    TlsVersion::V1_2
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub name: String,
+    pub listener: String,
+    #[serde(default, rename = "match")]
+    pub matcher: MatchConfig,
+    /// Any rule admits; all fields inside one rule must match.
+    #[serde(default)]
+    pub allow: Vec<AllowRuleConfig>,
+    /// Callers without a client certificate (optional/off listeners) may use this route.
+    #[serde(default)]
+    pub allow_anonymous: bool,
+    pub upstream: String,
+    /// Errors on this route are SOAP faults (1.1 or 1.2, following the request).
+    #[serde(default)]
+    pub soap: bool,
+    pub max_body: Option<Size>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MatchConfig {
+    pub host: Option<String>,
+    pub path_prefix: Option<String>,
+    #[serde(default)]
+    pub methods: Vec<String>,
+    pub soap_action: Option<String>,
+}
+
+/// Fields of a client certificate that a route may require.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct AllowRuleConfig {
+    pub subject: Option<String>,
+    pub cn: Option<String>,
+    pub o: Option<String>,
+    pub ou: Option<String>,
+    pub issuer: Option<String>,
+    pub serial: Option<String>,
+    pub san_dns: Option<String>,
+    pub san_uri: Option<String>,
+    pub san_email: Option<String>,
+    pub spiffe_id: Option<String>,
+    pub fingerprint_sha256: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    pub url: String,
+    /// `"system"` for the operating system's roots, or a PEM bundle path.
+    pub ca: Option<String>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Dur,
+    /// Time allowed for the upstream to answer with response headers.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: Dur,
+    /// Ceiling on requests in flight to this upstream.
+    pub max_concurrent: Option<usize>,
+    /// How long a request may wait for a free slot before a 503.
+    #[serde(default = "default_queue_timeout")]
+    pub queue_timeout: Dur,
+    /// Send the client's Host header upstream instead of the upstream's own authority.
+    #[serde(default)]
+    pub preserve_host: bool,
+    #[serde(default = "default_pool_idle_timeout")]
+    pub pool_idle_timeout: Dur,
+    #[serde(default = "default_pool_max_idle")]
+    pub pool_max_idle_per_host: usize,
+}
+
+fn default_connect_timeout() -> Dur {
+    Dur(Duration::from_secs(5))
+}
+fn default_request_timeout() -> Dur {
+    Dur(Duration::from_secs(60))
+}
+fn default_queue_timeout() -> Dur {
+    Dur(Duration::from_secs(5))
+}
+fn default_pool_idle_timeout() -> Dur {
+    Dur(Duration::from_secs(90))
+}
+fn default_pool_max_idle() -> usize {
+    32
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EchoConfig {
+    pub listen: SocketAddr,
+}
+
+impl Config {
+    /// Reads and parses a config file; relative paths in it resolve against its directory.
+    pub fn load(file: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.to_path_buf(),
+            source,
+        })?;
+        let base = file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let mut config = Config::parse(&text).map_err(|problem| ConfigError::Syntax {
+            file: file.to_path_buf(),
+            problem,
+        })?;
+        config.base_dir = if base.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base
+        };
+        let problems = config.validate();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                file: file.to_path_buf(),
+                problems,
+            })
+        }
+    }
+
+    /// Parses TOML text; the error names the TOML path and line.
+    pub fn parse(text: &str) -> Result<Config, Problem> {
+        let de = toml::Deserializer::parse(text).map_err(|e| syntax_problem(text, "", &e))?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            syntax_problem(text, &path, e.inner())
+        })
+    }
+
+    /// Resolves a path from the config relative to the config file's directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// Checks that need only the parsed file: names, references, values.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        if self.listeners.is_empty() {
+            out.push(Problem::new(
+                "listener",
+                "no listener defined; add a [[listener]] table with name, listen and [listener.tls]",
+            ));
+        }
+        let listener_names: Vec<&str> = self.listeners.iter().map(|l| l.name.as_str()).collect();
+        for (i, l) in self.listeners.iter().enumerate() {
+            let p = format!("listener[{i}]");
+            check_name(&mut out, &format!("{p}.name"), &l.name);
+            if listener_names.iter().filter(|n| **n == l.name).count() > 1 {
+                out.push(Problem::new(
+                    format!("{p}.name"),
+                    format!("listener name {:?} is used twice; give each listener its own name", l.name),
+                ));
+            }
+            if self.listeners[..i].iter().any(|o| o.listen == l.listen) {
+                out.push(Problem::new(
+                    format!("{p}.listen"),
+                    format!("address {} is already used by another listener", l.listen),
+                ));
+            }
+            if l.listen == self.admin.listen {
+                out.push(Problem::new(
+                    format!("{p}.listen"),
+                    format!("address {} is also the admin listener's; pick another port", l.listen),
+                ));
+            }
+            match (l.tls.client_auth, &l.tls.client_ca) {
+                (ClientAuth::Required | ClientAuth::Optional, None) => out.push(Problem::new(
+                    format!("{p}.tls.client_ca"),
+                    "client_auth needs a client CA bundle; set client_ca = \"path/to/client-ca.crt\" or client_auth = \"off\"",
+                )),
+                (ClientAuth::Off, Some(_)) => out.push(Problem::new(
+                    format!("{p}.tls.client_ca"),
+                    "client_ca is set but client_auth = \"off\", so it would never be used; set client_auth = \"required\" or remove client_ca",
+                )),
+                _ => {}
+            }
+            if l.tls.client_auth == ClientAuth::Off && !l.tls.crls.is_empty() {
+                out.push(Problem::new(
+                    format!("{p}.tls.crls"),
+                    "CRLs are set but client_auth = \"off\"; remove them or require client certificates",
+                ));
+            }
+        }
+        let route_names: Vec<&str> = self.routes.iter().map(|r| r.name.as_str()).collect();
+        for (i, r) in self.routes.iter().enumerate() {
+            let p = format!("route[{i}]");
+            check_name(&mut out, &format!("{p}.name"), &r.name);
+            if route_names.iter().filter(|n| **n == r.name).count() > 1 {
+                out.push(Problem::new(
+                    format!("{p}.name"),
+                    format!("route name {:?} is used twice; give each route its own name", r.name),
+                ));
+            }
+            match self.listeners.iter().find(|l| l.name == r.listener) {
+                None => out.push(Problem::new(
+                    format!("{p}.listener"),
+                    format!(
+                        "no listener named {:?} (known: {})",
+                        r.listener,
+                        known(listener_names.iter().copied())
+                    ),
+                )),
+                Some(l) => {
+                    if l.tls.client_auth == ClientAuth::Off && !r.allow_anonymous {
+                        out.push(Problem::new(
+                            format!("{p}.allow_anonymous"),
+                            format!(
+                                "listener {:?} asks for no client certificates, so no caller could reach this route; set allow_anonymous = true or client_auth = \"required\"",
+                                l.name
+                            ),
+                        ));
+                    }
+                }
+            }
+            if !self.upstreams.contains_key(&r.upstream) {
+                out.push(Problem::new(
+                    format!("{p}.upstream"),
+                    format!(
+                        "no upstream named {:?} (known: {})",
+                        r.upstream,
+                        known(self.upstreams.keys().map(String::as_str))
+                    ),
+                ));
+            }
+            if let Some(prefix) = &r.matcher.path_prefix {
+                if !prefix.starts_with('/') {
+                    out.push(Problem::new(
+                        format!("{p}.match.path_prefix"),
+                        format!("path prefix {prefix:?} must start with \"/\""),
+                    ));
+                }
+            }
+            for (j, m) in r.matcher.methods.iter().enumerate() {
+                if http::Method::from_bytes(m.as_bytes()).is_err() || m.is_empty() {
+                    out.push(Problem::new(
+                        format!("{p}.match.methods[{j}]"),
+                        format!("{m:?} is not an HTTP method; write e.g. \"POST\""),
+                    ));
+                }
+            }
+            for (j, rule) in r.allow.iter().enumerate() {
+                crate::tls::identity::AllowRule::compile(rule)
+                    .map_err(|m| out.push(Problem::new(format!("{p}.allow[{j}]"), m)))
+                    .ok();
+            }
+        }
+        for (name, u) in &self.upstreams {
+            let p = format!("upstream.{name}");
+            check_name(&mut out, &p, name);
+            match u.url.parse::<http::Uri>() {
+                Ok(uri) => {
+                    let scheme = uri.scheme_str().unwrap_or("");
+                    if scheme != "http" && scheme != "https" {
+                        out.push(Problem::new(
+                            format!("{p}.url"),
+                            format!("{:?} must start with https:// or http://", u.url),
+                        ));
+                    } else if uri.host().is_none() {
+                        out.push(Problem::new(
+                            format!("{p}.url"),
+                            format!("{:?} has no host; write e.g. \"https://acme.my.salesforce.com\"", u.url),
+                        ));
+                    } else if scheme == "http" && (u.ca.is_some() || u.client_cert.is_some()) {
+                        out.push(Problem::new(
+                            format!("{p}.url"),
+                            "TLS settings (ca, client_cert) are set but the URL is http://; use https://",
+                        ));
+                    }
+                    if uri.query().is_some() {
+                        out.push(Problem::new(
+                            format!("{p}.url"),
+                            "the upstream URL may carry a base path but no query string",
+                        ));
+                    }
+                }
+                Err(e) => out.push(Problem::new(
+                    format!("{p}.url"),
+                    format!("{:?} is not a URL ({e}); write e.g. \"https://acme.my.salesforce.com:8443\"", u.url),
+                )),
+            }
+            if u.client_cert.is_some() != u.client_key.is_some() {
+                out.push(Problem::new(
+                    format!("{p}.client_key"),
+                    "client_cert and client_key go together; set both or neither",
+                ));
+            }
+            if u.max_concurrent == Some(0) {
+                out.push(Problem::new(
+                    format!("{p}.max_concurrent"),
+                    "0 would refuse every request; remove the key for no ceiling, or set 1 or more",
+                ));
+            }
+        }
+        let lim = &self.server.limits;
+        if lim.max_header_bytes.0 < 1024 {
+            out.push(Problem::new(
+                "server.limits.max_header_bytes",
+                "below 1KiB no real client gets through; use at least \"8KiB\"",
+            ));
+        }
+        if lim.max_headers == 0 {
+            out.push(Problem::new(
+                "server.limits.max_headers",
+                "0 would refuse every request; use e.g. 100",
+            ));
+        }
+        for (what, d) in [
+            ("header_read_timeout", lim.header_read_timeout),
+            ("idle_timeout", lim.idle_timeout),
+            ("handshake_timeout", lim.handshake_timeout),
+        ] {
+            if d.0.is_zero() {
+                out.push(Problem::new(
+                    format!("server.limits.{what}"),
+                    "must be longer than zero, e.g. \"10s\"",
+                ));
+            }
+        }
+        for (hdr, key) in [
+            (&self.server.identity_header, "server.identity_header"),
+            (&self.server.request_id_header, "server.request_id_header"),
+        ] {
+            if http::HeaderName::from_bytes(hdr.as_bytes()).is_err() {
+                out.push(Problem::new(key, format!("{hdr:?} is not a valid header name")));
+            }
+        }
+        out
+    }
+}
+
+fn check_name(out: &mut Vec<Problem>, path: &str, name: &str) {
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !ok {
+        out.push(Problem::new(
+            path,
+            format!("name {name:?} must be non-empty letters, digits, '-', '_' or '.' (it becomes a metrics label)"),
+        ));
+    }
+}
+
+fn known<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let v: Vec<&str> = names.collect();
+    if v.is_empty() {
+        "none defined".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+fn syntax_problem(text: &str, path: &str, e: &toml::de::Error) -> Problem {
+    let at = e
+        .span()
+        .map(|s| {
+            let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+            format!(" (line {line})")
+        })
+        .unwrap_or_default();
+    let path = if path.is_empty() || path == "." {
+        "config".to_string()
+    } else {
+        path.to_string()
+    };
+    Problem::new(path, format!("{}{at}", e.message().trim_end()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[[listener]]
+name = "etl"
+listen = "127.0.0.1:8443"
+[listener.tls]
+cert = "a.crt"
+key = "a.key"
+client_ca = "ca.crt"
+
+[[route]]
+name = "r"
+listener = "etl"
+upstream = "salesforce"
+
+[upstream.salesforce]
+url = "https://example.invalid"
+"#;
+
+    #[test]
+    fn minimal_parses_and_validates() {
+        let c = Config::parse(MINIMAL).unwrap();
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+    }
+
+    #[test]
+    fn unknown_upstream_is_named_with_path_and_known_names() {
+        let text = MINIMAL.replace("upstream = \"salesforce\"", "upstream = \"salesfroce\"");
+        let c = Config::parse(&text).unwrap();
+        let problems = c.validate();
+        assert_eq!(
+            problems[0].to_string(),
+            "route[0].upstream: no upstream named \"salesfroce\" (known: salesforce)"
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_its_path() {
+        let text = MINIMAL.replace("client_ca = \"ca.crt\"", "client_ca = \"ca.crt\"\nclient_cert = \"x\"");
+        let e = Config::parse(&text).unwrap_err();
+        assert_eq!(e.path, "listener[0].tls");
+        assert!(e.message.contains("unknown field `client_cert`"), "{}", e.message);
+        assert!(e.message.contains("line"), "{}", e.message);
+    }
+
+    #[test]
+    fn bad_duration_names_its_path() {
+        let text = MINIMAL.replace(
+            "url = \"https://example.invalid\"",
+            "url = \"https://example.invalid\"\nconnect_timeout = \"5 fortnights\"",
+        );
+        let e = Config::parse(&text).unwrap_err();
+        assert_eq!(e.path, "upstream.salesforce.connect_timeout");
+    }
+}

@@ -1,0 +1,11 @@
+//! sealgate: a streaming mutual-TLS reverse proxy for SOAP and REST integrations.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod config;
+pub mod echo;
+pub mod pki;
+pub mod proxy;
+pub mod runtime;
+pub mod telemetry;
+pub mod tls;

@@ -1,0 +1,221 @@
+//! The `sealgate` command line: run, check, pki init.
+#![forbid(unsafe_code)]
+
+use clap::{Parser, Subcommand};
+use sealgate::config::{Config, ConfigError};
+use sealgate::proxy::server::Gateway;
+use sealgate::runtime::Runtime;
+use sealgate::telemetry::metrics::Metrics;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "sealgate", version, about = "Mutual-TLS and WS-Security gateway for SOAP and REST integrations")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve until SIGTERM or SIGINT, then drain in-flight requests.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate everything `run` would load and print a summary.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Example certificates.
+    Pki {
+        #[command(subcommand)]
+        cmd: PkiCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum PkiCmd {
+    /// Write an example CA, gateway, client and signer certificates into DIR.
+    Init {
+        dir: PathBuf,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+        /// Validity of every certificate, in days.
+        #[arg(long, default_value_t = 825)]
+        days: i64,
+    },
+}
+
+const EXIT_INVALID: u8 = 1;
+const EXIT_USAGE_OR_IO: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Run { config } => run(config),
+        Cmd::Check { config } => check(config),
+        Cmd::Pki {
+            cmd: PkiCmd::Init { dir, force, days },
+        } => match sealgate::pki::init(&dir, force, days) {
+            Ok(files) => {
+                println!("example PKI written (NOT FOR PRODUCTION):");
+                for f in files {
+                    println!("  {f}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("sealgate pki init: {e}");
+                ExitCode::from(EXIT_USAGE_OR_IO)
+            }
+        },
+    }
+}
+
+/// Loads and compiles a config, printing every problem found.
+fn load(path: &PathBuf) -> Result<(Config, Runtime), ExitCode> {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e @ ConfigError::Read { .. }) => {
+            eprintln!("error: {e}");
+            return Err(ExitCode::from(EXIT_USAGE_OR_IO));
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Err(ExitCode::from(EXIT_INVALID));
+        }
+    };
+    match Runtime::compile(&config, Arc::new(Metrics::new())) {
+        Ok(rt) => Ok((config, rt)),
+        Err(problems) => {
+            eprintln!("error: {}: {} problem(s):", path.display(), problems.len());
+            for p in problems {
+                eprintln!("  {p}");
+            }
+            Err(ExitCode::from(EXIT_INVALID))
+        }
+    }
+}
+
+fn check(path: PathBuf) -> ExitCode {
+    let (config, rt) = match load(&path) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    println!("{}: OK", path.display());
+    println!("admin: http://{} (/metrics /healthz /readyz)", rt.admin_listen);
+    if let Some(e) = rt.echo_listen {
+        println!("echo upstream: http://{e}");
+    }
+    println!("listeners:");
+    for l in &rt.listeners {
+        println!(
+            "  {} on {} (client certificates: {:?}, {} route(s))",
+            l.name,
+            l.addr,
+            l.client_auth,
+            l.routes.len()
+        );
+    }
+    println!("routes:");
+    for r in &config.routes {
+        let m = &r.matcher;
+        println!(
+            "  {} [{}] {}{}{}{} -> {}{}",
+            r.name,
+            r.listener,
+            m.host.as_deref().map(|h| format!("host={h} ")).unwrap_or_default(),
+            m.path_prefix.as_deref().unwrap_or("/"),
+            if m.methods.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", m.methods.join(","))
+            },
+            m.soap_action
+                .as_deref()
+                .map(|a| format!(" SOAPAction={a}"))
+                .unwrap_or_default(),
+            r.upstream,
+            if r.allow.is_empty() {
+                if r.allow_anonymous {
+                    " (anyone)".to_string()
+                } else {
+                    " (any verified client)".to_string()
+                }
+            } else {
+                format!(" ({} allow rule(s))", r.allow.len())
+            }
+        );
+    }
+    println!("upstreams:");
+    for (name, u) in &rt.upstreams {
+        println!(
+            "  {name}: {}://{}{} (connect {:?}, response {:?}, max concurrent {})",
+            u.scheme,
+            u.authority,
+            u.base_path,
+            u.connect_timeout,
+            u.request_timeout,
+            u.max_concurrent
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "unlimited".into())
+        );
+    }
+    println!("certificates:");
+    for c in &rt.certs {
+        let days = c.days_left();
+        let warn = if days < 30 { "  <-- renew soon" } else { "" };
+        println!(
+            "  {}: {} (issuer {}) expires in {} day(s){}",
+            c.role, c.subject, c.issuer, days, warn
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn run(path: PathBuf) -> ExitCode {
+    let _log = sealgate::telemetry::logging::init();
+    let (_config, rt) = match load(&path) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let tokio = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_USAGE_OR_IO);
+        }
+    };
+    tokio.block_on(async move {
+        let gw = match Gateway::start(Arc::new(rt)).await {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_USAGE_OR_IO);
+            }
+        };
+        let signal = wait_for_signal().await;
+        tracing::info!(target: "sealgate", signal, "shutting down: no new connections, draining in-flight requests");
+        gw.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return "SIGINT";
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+    }
+}

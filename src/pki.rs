@@ -1,0 +1,303 @@
+//! A small certificate authority on rcgen: `sealgate pki init` uses it to write
+//! an example PKI, and the tests use it to make a fresh PKI for every run.
+//! Example material only — never for production.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    RevokedCertParams, SanType, SerialNumber,
+};
+use std::net::IpAddr;
+use std::path::Path;
+use time::{Duration, OffsetDateTime};
+
+pub use rcgen::Error;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAlg {
+    EcdsaP256,
+    Rsa2048,
+}
+
+/// What a certificate is for; sets key usage and extended key usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Usage {
+    Server,
+    Client,
+    /// Extended key usage serverAuth only: a client presenting it must be refused.
+    ServerOnlyAsClient,
+    /// A WS-Security message signer (digitalSignature, no EKU).
+    Signer,
+}
+
+/// The fields of one certificate to issue.
+#[derive(Debug, Clone)]
+pub struct Leaf {
+    pub cn: String,
+    pub o: Option<String>,
+    pub ou: Option<String>,
+    pub dns: Vec<String>,
+    pub ips: Vec<IpAddr>,
+    pub uris: Vec<String>,
+    pub emails: Vec<String>,
+    pub usage: Usage,
+    pub alg: KeyAlg,
+    /// Validity relative to now, in days (negative is in the past).
+    pub from_days: i64,
+    pub to_days: i64,
+    pub serial: u64,
+}
+
+impl Leaf {
+    pub fn new(cn: &str, usage: Usage) -> Leaf {
+        Leaf {
+            cn: cn.into(),
+            o: None,
+            ou: None,
+            dns: Vec::new(),
+            ips: Vec::new(),
+            uris: Vec::new(),
+            emails: Vec::new(),
+            usage,
+            alg: KeyAlg::EcdsaP256,
+            from_days: -1,
+            to_days: 365,
+            serial: next_serial(),
+        }
+    }
+}
+
+fn next_serial() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    // Positive and non-zero, as RFC 5280 asks.
+    (u64::from_be_bytes(b) >> 2) | 1
+}
+
+/// A PEM certificate with its PEM private key.
+pub struct Issued {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub der: Vec<u8>,
+    pub serial: u64,
+}
+
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issued")
+            .field("serial", &self.serial)
+            .field("key_pem", &"<redacted>")
+            .finish()
+    }
+}
+
+pub struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+fn keypair(alg: KeyAlg) -> Result<KeyPair, Error> {
+    match alg {
+        KeyAlg::EcdsaP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
+        KeyAlg::Rsa2048 => {
+            KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+        }
+    }
+}
+
+fn days(n: i64) -> OffsetDateTime {
+    OffsetDateTime::now_utc() + Duration::days(n)
+}
+
+impl Ca {
+    /// A new self-signed CA valid for `valid_days` from yesterday.
+    pub fn new(cn: &str, org: &str, valid_days: i64) -> Result<Ca, Error> {
+        let key = keypair(KeyAlg::EcdsaP256)?;
+        let mut p = CertificateParams::default();
+        p.distinguished_name = DistinguishedName::new();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.distinguished_name.push(DnType::OrganizationName, org);
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        p.not_before = days(-1);
+        p.not_after = days(valid_days);
+        p.serial_number = Some(SerialNumber::from(next_serial()));
+        let cert = p.self_signed(&key)?;
+        let key_pem = key.serialize_pem();
+        Ok(Ca {
+            cert_pem: cert.pem(),
+            key_pem,
+            issuer: Issuer::new(p, key),
+        })
+    }
+
+    /// Issues a certificate signed by this CA.
+    pub fn issue(&self, leaf: &Leaf) -> Result<Issued, Error> {
+        let key = keypair(leaf.alg)?;
+        let mut p = CertificateParams::default();
+        p.distinguished_name = DistinguishedName::new();
+        p.distinguished_name.push(DnType::CommonName, leaf.cn.as_str());
+        if let Some(ou) = &leaf.ou {
+            p.distinguished_name
+                .push(DnType::OrganizationalUnitName, ou.as_str());
+        }
+        if let Some(o) = &leaf.o {
+            p.distinguished_name.push(DnType::OrganizationName, o.as_str());
+        }
+        for d in &leaf.dns {
+            p.subject_alt_names
+                .push(SanType::DnsName(d.clone().try_into()?));
+        }
+        for ip in &leaf.ips {
+            p.subject_alt_names.push(SanType::IpAddress(*ip));
+        }
+        for u in &leaf.uris {
+            p.subject_alt_names.push(SanType::URI(u.clone().try_into()?));
+        }
+        for e in &leaf.emails {
+            p.subject_alt_names
+                .push(SanType::Rfc822Name(e.clone().try_into()?));
+        }
+        p.is_ca = IsCa::ExplicitNoCa;
+        p.key_usages = match leaf.usage {
+            Usage::Server | Usage::ServerOnlyAsClient => vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ],
+            Usage::Client | Usage::Signer => vec![KeyUsagePurpose::DigitalSignature],
+        };
+        p.extended_key_usages = match leaf.usage {
+            Usage::Server | Usage::ServerOnlyAsClient => vec![ExtendedKeyUsagePurpose::ServerAuth],
+            Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+            Usage::Signer => vec![],
+        };
+        p.use_authority_key_identifier_extension = true;
+        p.not_before = days(leaf.from_days);
+        p.not_after = days(leaf.to_days);
+        p.serial_number = Some(SerialNumber::from(leaf.serial));
+        let cert = p.signed_by(&key, &self.issuer)?;
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            der: cert.der().to_vec(),
+            serial: leaf.serial,
+        })
+    }
+
+    /// A CRL from this CA revoking the given serials, valid for a week.
+    pub fn crl(&self, revoked: &[u64]) -> Result<String, Error> {
+        let p = CertificateRevocationListParams {
+            this_update: days(-1),
+            next_update: days(7),
+            crl_number: SerialNumber::from(next_serial()),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|s| RevokedCertParams {
+                    serial_number: SerialNumber::from(*s),
+                    revocation_time: days(-1),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        p.signed_by(&self.issuer)?.pem()
+    }
+}
+
+/// Files written by `sealgate pki init`.
+pub const INIT_FILES: &[&str] = &[
+    "ca.crt",
+    "ca.key",
+    "ca.crl",
+    "gateway.crt",
+    "gateway.key",
+    "client.crt",
+    "client.key",
+    "gateway-client.crt",
+    "gateway-client.key",
+    "signer.crt",
+    "signer.key",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error("{0} already exists; pass --force to overwrite the example PKI")]
+    Exists(String),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("certificate generation failed: {0}")]
+    Gen(#[from] Error),
+}
+
+/// Writes an example PKI into `dir`: one CA that issues the gateway's server
+/// certificate (localhost), an ETL client certificate, the gateway's own
+/// client certificate for upstreams, a WS-Security signer, and an empty CRL.
+pub fn init(dir: &Path, force: bool, valid_days: i64) -> Result<Vec<String>, InitError> {
+    if !force {
+        if let Some(f) = INIT_FILES.iter().find(|f| dir.join(f).exists()) {
+            return Err(InitError::Exists(dir.join(f).display().to_string()));
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|source| InitError::Write {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let ca = Ca::new("sealgate example CA", "sealgate example (NOT FOR PRODUCTION)", valid_days)?;
+    let issue = |cn: &str, ou: &str, usage: Usage, dns: &[&str], uris: &[&str]| {
+        let mut l = Leaf::new(cn, usage);
+        l.o = Some("sealgate example".into());
+        l.ou = Some(ou.into());
+        l.dns = dns.iter().map(|s| s.to_string()).collect();
+        l.uris = uris.iter().map(|s| s.to_string()).collect();
+        l.to_days = valid_days;
+        if usage == Usage::Server {
+            l.ips = vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])];
+        }
+        ca.issue(&l)
+    };
+    let gateway = issue("localhost", "Gateway", Usage::Server, &["localhost"], &[])?;
+    let client = issue(
+        "etl-client",
+        "ETL",
+        Usage::Client,
+        &[],
+        &["spiffe://example.org/etl"],
+    )?;
+    let gw_client = issue("sealgate-gateway", "Gateway", Usage::Client, &[], &[])?;
+    let signer = issue("accounting-signer", "Accounting", Usage::Signer, &[], &[])?;
+    let crl = ca.crl(&[])?;
+    let files: Vec<(&str, &str)> = vec![
+        ("ca.crt", &ca.cert_pem),
+        ("ca.key", &ca.key_pem),
+        ("ca.crl", &crl),
+        ("gateway.crt", &gateway.cert_pem),
+        ("gateway.key", &gateway.key_pem),
+        ("client.crt", &client.cert_pem),
+        ("client.key", &client.key_pem),
+        ("gateway-client.crt", &gw_client.cert_pem),
+        ("gateway-client.key", &gw_client.key_pem),
+        ("signer.crt", &signer.cert_pem),
+        ("signer.key", &signer.key_pem),
+    ];
+    let mut written = Vec::new();
+    for (name, body) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, body).map_err(|source| InitError::Write {
+            path: path.display().to_string(),
+            source,
+        })?;
+        written.push(path.display().to_string());
+    }
+    Ok(written)
+}

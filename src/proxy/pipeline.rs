@@ -1,0 +1,280 @@
+//! The per-request stages: route, identity, limits, header hygiene, upstream,
+//! and one access-log line with metrics when the response is done.
+
+use super::body::{BodyStats, Finish, Limited, Tracked};
+use super::headers::{self, Forwarded};
+use super::reply::{self, refusals, Refusal};
+use super::server::Activity;
+use crate::runtime::route::{Denied, Route};
+use crate::runtime::upstream::{ProxyBody, Slot};
+use crate::runtime::{Listener, Runtime};
+use crate::tls::identity::PeerIdentity;
+use http::{header, HeaderValue, Request, Response, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What every request on one connection shares.
+pub struct ConnCtx {
+    pub rt: Arc<Runtime>,
+    pub listener: Arc<Listener>,
+    pub peer: SocketAddr,
+    pub identity: Option<Arc<PeerIdentity>>,
+    /// The identity header value, rendered once per connection.
+    pub identity_value: Option<HeaderValue>,
+    pub activity: Arc<Activity>,
+}
+
+/// The result of forwarding: a response, or a refusal to render.
+struct Forwarded200 {
+    resp: Response<ProxyBody>,
+    slot: Slot,
+    upstream_time: Duration,
+}
+
+pub async fn handle(
+    ctx: Arc<ConnCtx>,
+    req: Request<Incoming>,
+) -> Result<Response<Tracked>, Infallible> {
+    let start = Instant::now();
+    ctx.activity.begin();
+    let request_id = req
+        .headers()
+        .get(&ctx.rt.request_id_header)
+        .and_then(headers::well_formed_request_id)
+        .map(str::to_owned)
+        .unwrap_or_else(headers::new_request_id);
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let host = request_host(&req);
+    let route = ctx
+        .listener
+        .routes
+        .iter()
+        .find(|r| {
+            r.matches(
+                host.as_deref().map(host_without_port),
+                &method,
+                &path,
+                req.headers(),
+            )
+        })
+        .cloned();
+    let flavor = reply::flavor(route.as_ref().is_some_and(|r| r.soap), req.headers());
+    let stats = Arc::new(BodyStats::default());
+
+    let outcome = match &route {
+        None => Err(refusals::NO_ROUTE),
+        Some(r) => forward(&ctx, r, req, &request_id, host.as_deref(), stats.clone()).await,
+    };
+    let route_name = route.as_ref().map(|r| r.name.as_str()).unwrap_or("none");
+    let (mut resp, slot, upstream_time, reason) = match outcome {
+        Ok(f) => (f.resp, Some(f.slot), Some(f.upstream_time), None),
+        Err(refusal) => {
+            ctx.rt
+                .metrics
+                .rejections
+                .with_label_values(&[route_name, refusal.stage, refusal.reason])
+                .inc();
+            (
+                reply::render(&refusal, flavor, &request_id),
+                None,
+                None,
+                Some(refusal.reason),
+            )
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut()
+            .insert(ctx.rt.request_id_header.clone(), v);
+    }
+    let status = resp.status().as_u16();
+    let finish: Finish = {
+        let ctx = ctx.clone();
+        Box::new(move |bytes_out, complete| {
+            drop(slot);
+            ctx.activity.end();
+            let elapsed = start.elapsed();
+            match &route {
+                Some(r) => {
+                    r.count_status(status);
+                    r.duration.observe(elapsed.as_secs_f64());
+                }
+                None => {
+                    let class = format!("{}xx", status / 100);
+                    ctx.rt
+                        .metrics
+                        .requests
+                        .with_label_values(&["none", &class, "refused"])
+                        .inc();
+                }
+            }
+            let client = ctx.identity.as_deref().map(PeerIdentity::display_name);
+            tracing::info!(
+                target: "sealgate::access",
+                request_id = %request_id,
+                listener = %ctx.listener.name,
+                peer = %ctx.peer,
+                client = client.unwrap_or("-"),
+                client_fingerprint = ctx.identity.as_deref().map(|i| i.fingerprint_sha256.as_str()).unwrap_or("-"),
+                route = route.as_ref().map(|r| r.name.as_str()).unwrap_or("-"),
+                method = %method,
+                path = %path,
+                status,
+                reason = reason.unwrap_or("-"),
+                bytes_in = stats.bytes.load(Ordering::Relaxed),
+                bytes_out,
+                complete,
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                upstream_ms = upstream_time.map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
+                "request"
+            );
+        })
+    };
+    Ok(resp.map(|b| Tracked::new(b, finish)))
+}
+
+/// The host the client addressed, without a port: Host header (HTTP/1.1) or :authority (HTTP/2).
+fn request_host<B>(req: &Request<B>) -> Option<String> {
+    let raw = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()))?;
+    Some(raw)
+}
+
+fn host_without_port(h: &str) -> &str {
+    if h.starts_with('[') {
+        return h.split_inclusive(']').next().unwrap_or(h);
+    }
+    h.rsplit_once(':').map(|(a, _)| a).unwrap_or(h)
+}
+
+async fn forward(
+    ctx: &ConnCtx,
+    route: &Arc<Route>,
+    req: Request<Incoming>,
+    request_id: &str,
+    host: Option<&str>,
+    stats: Arc<BodyStats>,
+) -> Result<Forwarded200, Refusal> {
+    route
+        .authorize(ctx.identity.as_deref())
+        .map_err(|d| match d {
+            Denied::Anonymous => refusals::NO_CLIENT_IDENTITY,
+            Denied::NotAllowed => refusals::IDENTITY_NOT_ALLOWED,
+        })?;
+    if req.headers().len() > ctx.rt.limits.max_headers {
+        return Err(refusals::TOO_MANY_HEADERS);
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > route.max_body) {
+        return Err(refusals::BODY_TOO_LARGE);
+    }
+
+    let up = &route.upstream;
+    let (mut parts, body) = req.into_parts();
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_owned();
+    parts.uri = up.uri_for(&pq).map_err(|_| refusals::BAD_REQUEST)?;
+    parts.version = Version::HTTP_11;
+    headers::prepare_upstream(
+        &mut parts.headers,
+        &Forwarded {
+            peer_ip: ctx.peer.ip(),
+            original_host: host,
+            request_id,
+            request_id_header: &ctx.rt.request_id_header,
+            identity_header: &ctx.rt.identity_header,
+            identity: ctx.identity_value.as_ref(),
+        },
+    );
+    let upstream_host = if up.preserve_host {
+        host.and_then(|h| HeaderValue::from_str(h).ok())
+    } else {
+        HeaderValue::from_str(up.authority.as_str()).ok()
+    };
+    match upstream_host {
+        Some(h) => {
+            parts.headers.insert(header::HOST, h);
+        }
+        None => {
+            parts.headers.remove(header::HOST);
+        }
+    }
+    let body = Limited::new(body, route.max_body, stats.clone()).boxed_unsync();
+    let upstream_req = Request::from_parts(parts, body);
+
+    let slot = up.acquire().await.map_err(|_| Refusal {
+        retry_after_secs: Some(up.queue_timeout.as_secs().max(1)),
+        ..refusals::UPSTREAM_BUSY
+    })?;
+    let t0 = Instant::now();
+    let result = tokio::time::timeout(up.request_timeout, up.client.request(upstream_req)).await;
+    let upstream_time = t0.elapsed();
+    up.duration.observe(upstream_time.as_secs_f64());
+    let too_large = || stats.too_large.load(Ordering::Relaxed);
+    let resp = match result {
+        Err(_) if too_large() => return Err(refusals::BODY_TOO_LARGE),
+        Err(_) => return Err(refusals::UPSTREAM_TIMEOUT),
+        Ok(Err(_)) if too_large() => return Err(refusals::BODY_TOO_LARGE),
+        Ok(Err(e)) => return Err(classify(&e)),
+        Ok(Ok(r)) => r,
+    };
+    let (mut parts, body) = resp.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    let body = body.map_err(Into::into).boxed_unsync();
+    Ok(Forwarded200 {
+        resp: Response::from_parts(parts, body),
+        slot,
+        upstream_time,
+    })
+}
+
+/// Names what went wrong talking to the upstream.
+fn classify(e: &hyper_util::client::legacy::Error) -> Refusal {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    let mut timed_out = false;
+    let mut tls = false;
+    let mut client_body = false;
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            timed_out |= io.kind() == std::io::ErrorKind::TimedOut;
+            tls |= io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>());
+        }
+        tls |= s.is::<rustls::Error>();
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            client_body |= h.is_body_write_aborted() || h.is_user();
+        }
+        source = s.source();
+    }
+    if e.is_connect() {
+        if timed_out {
+            refusals::UPSTREAM_CONNECT_TIMEOUT
+        } else if tls {
+            refusals::UPSTREAM_TLS
+        } else {
+            refusals::UPSTREAM_UNREACHABLE
+        }
+    } else if client_body {
+        refusals::CLIENT_BODY_ERROR
+    } else {
+        refusals::UPSTREAM_ERROR
+    }
+}

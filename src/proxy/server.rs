@@ -1,0 +1,425 @@
+//! Listening sockets, TLS handshakes, HTTP connections and the graceful drain.
+
+use super::pipeline::{self, ConnCtx};
+use crate::admin::{self, AdminState};
+use crate::runtime::{Listener, Runtime};
+use crate::tls::identity::{forwarded_client_cert, PeerIdentity};
+use crate::tls::server as tls_server;
+use http::HeaderValue;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// Could not start serving.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} for {what}: {source} (is another process using the port?)")]
+pub struct BindError {
+    pub what: String,
+    pub addr: SocketAddr,
+    #[source]
+    pub source: io::Error,
+}
+
+/// Per-connection activity, for the idle timeout: last I/O and requests in flight.
+pub struct Activity {
+    epoch: Instant,
+    last_ms: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            epoch: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+    fn touch(&self) {
+        self.last_ms
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+    pub fn begin(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn end(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.touch();
+    }
+    /// How long the connection has been idle, or `None` while a request is in flight.
+    fn idle_for(&self) -> Option<Duration> {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let now = self.epoch.elapsed().as_millis() as u64;
+        Some(Duration::from_millis(
+            now.saturating_sub(self.last_ms.load(Ordering::Relaxed)),
+        ))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A transport that records when bytes last moved.
+    struct Watched<T> {
+        #[pin]
+        inner: T,
+        activity: Arc<Activity>,
+    }
+}
+
+impl<T: AsyncRead> AsyncRead for Watched<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let r = this.inner.poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.activity.touch();
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite> AsyncWrite for Watched<T> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        let r = this.inner.poll_write(cx, b);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.touch();
+        }
+        r
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        let r = this.inner.poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.touch();
+        }
+        r
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+}
+
+/// A running gateway: its bound addresses and the handle to stop it.
+pub struct Gateway {
+    pub listeners: Vec<(String, SocketAddr)>,
+    pub admin_addr: SocketAddr,
+    pub echo_addr: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    drained: mpsc::Receiver<()>,
+    drain_guard: Option<mpsc::Sender<()>>,
+    admin: JoinHandle<()>,
+    echo: Option<JoinHandle<()>>,
+    state: Arc<AdminState>,
+    grace: Duration,
+}
+
+async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr).await.map_err(|source| BindError {
+        what: what.to_string(),
+        addr,
+        source,
+    })
+}
+
+impl Gateway {
+    /// Binds every listener, the admin endpoint and the optional echo server, and starts serving.
+    pub async fn start(rt: Arc<Runtime>) -> Result<Gateway, BindError> {
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (drain_tx, drained) = mpsc::channel(1);
+        let mut bound = Vec::new();
+        for l in &rt.listeners {
+            let sock = bind(&format!("listener {:?}", l.name), l.addr).await?;
+            bound.push((l.clone(), sock));
+        }
+        let admin_sock = bind("the admin endpoint", rt.admin_listen).await?;
+        let admin_addr = admin_sock.local_addr().map_err(|source| BindError {
+            what: "the admin endpoint".into(),
+            addr: rt.admin_listen,
+            source,
+        })?;
+        let (echo, echo_addr) = match rt.echo_listen {
+            Some(a) => {
+                let s = bind("the echo server", a).await?;
+                let addr = s.local_addr().unwrap_or(a);
+                (
+                    Some(tokio::spawn(crate::echo::serve(s, shutdown_rx.clone()))),
+                    Some(addr),
+                )
+            }
+            None => (None, None),
+        };
+        let mut listeners = Vec::new();
+        for (l, sock) in bound {
+            let addr = sock.local_addr().unwrap_or(l.addr);
+            tracing::info!(target: "sealgate", listener = %l.name, addr = %addr, routes = l.routes.len(), "listening");
+            listeners.push((l.name.clone(), addr));
+            tokio::spawn(accept_loop(
+                rt.clone(),
+                l,
+                sock,
+                shutdown_rx.clone(),
+                drain_tx.clone(),
+            ));
+        }
+        let state = Arc::new(AdminState::new(rt.metrics.clone()));
+        let admin = tokio::spawn(admin::serve(admin_sock, state.clone()));
+        state.set_ready(true);
+        tracing::info!(target: "sealgate", admin = %admin_addr, "admin endpoint listening (/metrics /healthz /readyz)");
+        Ok(Gateway {
+            listeners,
+            admin_addr,
+            echo_addr,
+            shutdown,
+            drained,
+            drain_guard: Some(drain_tx),
+            admin,
+            echo,
+            state,
+            grace: rt.grace_period,
+        })
+    }
+
+    pub fn addr(&self, listener: &str) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|(n, _)| n == listener)
+            .map(|(_, a)| *a)
+    }
+
+    /// Stops accepting, lets in-flight requests finish within the grace period,
+    /// then returns. True when every connection closed in time.
+    pub async fn shutdown(mut self) -> bool {
+        self.state.set_ready(false);
+        let _ = self.shutdown.send(true);
+        self.drain_guard.take();
+        let clean = tokio::time::timeout(self.grace, self.drained.recv())
+            .await
+            .is_ok();
+        if clean {
+            tracing::info!(target: "sealgate", "drained; all connections closed");
+        } else {
+            tracing::warn!(target: "sealgate", grace_secs = self.grace.as_secs_f64(), "grace period over; closing remaining connections");
+        }
+        self.admin.abort();
+        if let Some(e) = self.echo.take() {
+            e.abort();
+        }
+        clean
+    }
+}
+
+async fn accept_loop(
+    rt: Arc<Runtime>,
+    l: Arc<Listener>,
+    sock: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+    drain: mpsc::Sender<()>,
+) {
+    let builder = Arc::new(http_builder(&rt));
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = sock.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    let _ = tcp.set_nodelay(true);
+                    l.accepted.inc();
+                    tokio::spawn(connection(
+                        rt.clone(), l.clone(), builder.clone(), tcp, peer,
+                        shutdown.clone(), drain.clone(),
+                    ));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(target: "sealgate", listener = %l.name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+fn http_builder(rt: &Runtime) -> auto::Builder<TokioExecutor> {
+    let lim = &rt.limits;
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(lim.header_read_timeout.0)
+        .max_headers(lim.max_headers)
+        .max_buf_size((lim.max_header_bytes.0 as usize).max(8192));
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(lim.max_header_bytes.0).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    b
+}
+
+async fn connection(
+    rt: Arc<Runtime>,
+    l: Arc<Listener>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+    _drain: mpsc::Sender<()>,
+) {
+    let metrics = rt.metrics.clone();
+    metrics.open_connections.inc();
+    let _open = scopeguard(move || metrics.open_connections.dec());
+    let acceptor = tokio_rustls::TlsAcceptor::from(l.tls.clone());
+    let (result, presented) = tls_server::capture_presented(tokio::time::timeout(
+        rt.limits.handshake_timeout.0,
+        acceptor.accept(tcp),
+    ))
+    .await;
+    let tls = match result {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            refuse_handshake(&rt, &l, peer, tls_server::handshake_reason(&e), &e.to_string(), presented);
+            return;
+        }
+        Err(_) => {
+            refuse_handshake(&rt, &l, peer, "timeout", "handshake not finished in time", presented);
+            return;
+        }
+    };
+    let identity = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+        None => None,
+        Some(der) => match PeerIdentity::from_der(der) {
+            Ok(id) => Some(Arc::new(id)),
+            Err(e) => {
+                refuse_handshake(&rt, &l, peer, "bad_certificate", &e, presented);
+                return;
+            }
+        },
+    };
+    l.handshake_ok.inc();
+    let identity_value = identity
+        .as_deref()
+        .and_then(|id| HeaderValue::from_str(&forwarded_client_cert(id)).ok());
+    let activity = Arc::new(Activity::new());
+    let ctx = Arc::new(ConnCtx {
+        rt: rt.clone(),
+        listener: l.clone(),
+        peer,
+        identity,
+        identity_value,
+        activity: activity.clone(),
+    });
+    let io = TokioIo::new(Watched {
+        inner: tls,
+        activity: activity.clone(),
+    });
+    let svc = service_fn(move |req| pipeline::handle(ctx.clone(), req));
+    let conn = builder.serve_connection(io, svc);
+    tokio::pin!(conn);
+    let idle_timeout = rt.limits.idle_timeout.0;
+    let mut closing = *shutdown.borrow();
+    if closing {
+        conn.as_mut().graceful_shutdown();
+    }
+    loop {
+        let next_check = match activity.idle_for() {
+            Some(idle) => idle_timeout.saturating_sub(idle),
+            None => idle_timeout,
+        };
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(target: "sealgate", peer = %peer, error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            _ = shutdown.changed(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = tokio::time::sleep(next_check.max(Duration::from_millis(10))), if !closing => {
+                if activity.idle_for().is_some_and(|d| d >= idle_timeout) {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+fn refuse_handshake(
+    rt: &Runtime,
+    l: &Listener,
+    peer: SocketAddr,
+    reason: &'static str,
+    detail: &str,
+    presented: Option<rustls::pki_types::CertificateDer<'static>>,
+) {
+    rt.metrics
+        .tls_handshakes
+        .with_label_values(&[l.name.as_str(), "refused", reason])
+        .inc();
+    let cert = presented.as_ref().map(tls_server::describe).unwrap_or_default();
+    let quiet = matches!(reason, "peer_closed");
+    let fault = tls_server::fault_of(reason);
+    macro_rules! line {
+        ($lvl:ident) => {
+            tracing::$lvl!(
+                target: "sealgate::tls",
+                listener = %l.name,
+                peer = %peer,
+                reason,
+                fault,
+                detail,
+                client_cert_presented = presented.is_some(),
+                subject = %cert.subject,
+                issuer = %cert.issuer,
+                serial = %cert.serial,
+                fingerprint_sha256 = %cert.fingerprint_sha256,
+                "TLS handshake refused"
+            )
+        };
+    }
+    if quiet {
+        line!(debug);
+    } else {
+        line!(warn);
+    }
+}
+
+/// Runs a closure on drop.
+fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct G<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for G<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    G(Some(f))
+}

@@ -1,0 +1,138 @@
+//! The `Runtime`: everything a request needs, compiled once from the config and
+//! never changed afterwards. A new config means a new `Runtime`.
+
+pub mod route;
+pub mod upstream;
+
+use crate::config::{ClientAuth, Config, LimitsConfig, Problem};
+use crate::telemetry::metrics::Metrics;
+use crate::tls::certs::CertSummary;
+use http::HeaderName;
+use prometheus::IntCounter;
+use route::Route;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use upstream::Upstream;
+
+pub struct Listener {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub tls: Arc<rustls::ServerConfig>,
+    pub client_auth: ClientAuth,
+    /// Routes of this listener, most specific first.
+    pub routes: Vec<Arc<Route>>,
+    pub handshake_ok: IntCounter,
+    pub accepted: IntCounter,
+}
+
+pub struct Runtime {
+    pub listeners: Vec<Arc<Listener>>,
+    pub upstreams: BTreeMap<String, Arc<Upstream>>,
+    pub identity_header: HeaderName,
+    pub request_id_header: HeaderName,
+    pub limits: LimitsConfig,
+    pub grace_period: Duration,
+    pub admin_listen: SocketAddr,
+    pub echo_listen: Option<SocketAddr>,
+    pub certs: Vec<CertSummary>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Runtime {
+    /// Loads every certificate and key, builds TLS configs, clients and routes.
+    /// Collects every problem rather than stopping at the first.
+    pub fn compile(config: &Config, metrics: Arc<Metrics>) -> Result<Runtime, Vec<Problem>> {
+        crate::tls::install_crypto_provider();
+        let mut problems = config.validate();
+        let mut certs = Vec::new();
+        let mut upstreams = BTreeMap::new();
+        for (name, u) in &config.upstreams {
+            match Upstream::build(config, name, u, &mut certs, &metrics) {
+                Ok(up) => {
+                    upstreams.insert(name.clone(), Arc::new(up));
+                }
+                Err(p) => problems.push(p),
+            }
+        }
+        let mut listeners = Vec::new();
+        for (i, l) in config.listeners.iter().enumerate() {
+            let tls = match crate::tls::server::server_config(
+                config,
+                &l.tls,
+                &format!("listener[{i}].tls"),
+                &mut certs,
+            ) {
+                Ok(t) => t,
+                Err(p) => {
+                    problems.push(p);
+                    continue;
+                }
+            };
+            let mut routes = Vec::new();
+            for (j, r) in config.routes.iter().enumerate() {
+                if r.listener != l.name {
+                    continue;
+                }
+                let Some(up) = upstreams.get(&r.upstream) else {
+                    continue; // already reported by validate()
+                };
+                match Route::compile(
+                    r,
+                    &format!("route[{j}]"),
+                    up.clone(),
+                    config.server.limits.max_body.0,
+                    &metrics,
+                ) {
+                    Ok(route) => routes.push(Arc::new(route)),
+                    Err(p) => problems.push(p),
+                }
+            }
+            // Stable sort keeps config order among equally specific routes.
+            routes.sort_by(|a, b| b.specificity().cmp(&a.specificity()));
+            listeners.push(Arc::new(Listener {
+                name: l.name.clone(),
+                addr: l.listen,
+                tls,
+                client_auth: l.tls.client_auth,
+                routes,
+                handshake_ok: metrics
+                    .tls_handshakes
+                    .with_label_values(&[l.name.as_str(), "ok", "ok"]),
+                accepted: metrics
+                    .connections
+                    .with_label_values(&[l.name.as_str(), "accepted", "ok"]),
+            }));
+        }
+        if !problems.is_empty() {
+            problems.dedup();
+            return Err(problems);
+        }
+        for c in &certs {
+            metrics
+                .cert_expiry
+                .with_label_values(&[c.role.as_str(), c.subject.as_str()])
+                .set(c.not_after_unix);
+        }
+        let header = |h: &str| HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes());
+        let (Ok(identity_header), Ok(request_id_header)) = (
+            header(&config.server.identity_header),
+            header(&config.server.request_id_header),
+        ) else {
+            return Err(vec![Problem::new("server", "invalid header name")]);
+        };
+        Ok(Runtime {
+            listeners,
+            upstreams,
+            identity_header,
+            request_id_header,
+            limits: config.server.limits.clone(),
+            grace_period: config.server.grace_period.0,
+            admin_listen: config.admin.listen,
+            echo_listen: config.echo.as_ref().map(|e| e.listen),
+            certs,
+            metrics,
+        })
+    }
+}

@@ -1,0 +1,152 @@
+//! Compiled routes: matching a request to a route and deciding whether the
+//! caller's identity may use it.
+
+use super::upstream::Upstream;
+use crate::config::{Problem, RouteConfig};
+use crate::tls::identity::{AllowRule, PeerIdentity};
+use http::{HeaderMap, Method};
+use prometheus::{Histogram, IntCounter};
+use std::sync::Arc;
+
+pub struct Route {
+    pub name: String,
+    pub soap: bool,
+    host: Option<String>,
+    path_prefix: String,
+    methods: Vec<Method>,
+    soap_action: Option<String>,
+    allow: Vec<AllowRule>,
+    allow_anonymous: bool,
+    pub upstream: Arc<Upstream>,
+    pub max_body: u64,
+    pub duration: Histogram,
+    /// Pre-resolved `sealgate_requests_total` handles by status class (1xx..5xx).
+    pub by_class: [IntCounter; 5],
+}
+
+/// Why a route refused a caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// No certificate, and the route does not allow anonymous callers.
+    Anonymous,
+    /// A certificate, but no allow rule matched it.
+    NotAllowed,
+}
+
+impl Denied {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Denied::Anonymous => "no_client_identity",
+            Denied::NotAllowed => "identity_not_allowed",
+        }
+    }
+}
+
+impl Route {
+    pub fn compile(
+        c: &RouteConfig,
+        path: &str,
+        upstream: Arc<Upstream>,
+        default_max_body: u64,
+        metrics: &crate::telemetry::metrics::Metrics,
+    ) -> Result<Route, Problem> {
+        let mut allow = Vec::with_capacity(c.allow.len());
+        for (j, r) in c.allow.iter().enumerate() {
+            allow.push(AllowRule::compile(r).map_err(|m| Problem::new(format!("{path}.allow[{j}]"), m))?);
+        }
+        let methods = c
+            .matcher
+            .methods
+            .iter()
+            .map(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Problem::new(format!("{path}.match.methods"), e.to_string()))?;
+        let name = c.name.clone();
+        let by_class = ["1xx", "2xx", "3xx", "4xx", "5xx"]
+            .map(|cls| metrics.requests.with_label_values(&[name.as_str(), cls, outcome_for(cls)]));
+        Ok(Route {
+            duration: metrics.request_duration.with_label_values(&[name.as_str()]),
+            by_class,
+            name,
+            soap: c.soap,
+            host: c.matcher.host.as_ref().map(|h| h.to_ascii_lowercase()),
+            path_prefix: c.matcher.path_prefix.clone().unwrap_or_else(|| "/".into()),
+            methods,
+            soap_action: c.matcher.soap_action.clone(),
+            allow,
+            allow_anonymous: c.allow_anonymous,
+            upstream,
+            max_body: c.max_body.map(|s| s.0).unwrap_or(default_max_body),
+        })
+    }
+
+    /// More specific routes sort first: a host, a longer prefix, methods, an action.
+    pub fn specificity(&self) -> (bool, usize, bool, bool) {
+        (
+            self.host.is_some(),
+            self.path_prefix.len(),
+            !self.methods.is_empty(),
+            self.soap_action.is_some(),
+        )
+    }
+
+    pub fn matches(&self, host: Option<&str>, method: &Method, path: &str, headers: &HeaderMap) -> bool {
+        if !path.starts_with(&self.path_prefix) {
+            return false;
+        }
+        if !self.methods.is_empty() && !self.methods.contains(method) {
+            return false;
+        }
+        if let Some(want) = &self.host {
+            match host {
+                Some(h) if h.eq_ignore_ascii_case(want) => {}
+                _ => return false,
+            }
+        }
+        if let Some(want) = &self.soap_action {
+            if soap_action(headers).as_deref() != Some(want.as_str()) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Identity authorization: any rule admits; no rules admit any verified client.
+    pub fn authorize(&self, id: Option<&PeerIdentity>) -> Result<(), Denied> {
+        match id {
+            None if self.allow_anonymous => Ok(()),
+            None => Err(Denied::Anonymous),
+            Some(_) if self.allow.is_empty() => Ok(()),
+            Some(id) if self.allow.iter().any(|r| r.matches(id)) => Ok(()),
+            Some(_) => Err(Denied::NotAllowed),
+        }
+    }
+
+    pub fn count_status(&self, status: u16) {
+        let i = (status / 100).clamp(1, 5) as usize - 1;
+        self.by_class[i].inc();
+    }
+}
+
+fn outcome_for(class: &str) -> &'static str {
+    match class {
+        "5xx" => "error",
+        "4xx" => "refused",
+        _ => "ok",
+    }
+}
+
+/// The SOAP action of a request: the SOAP 1.1 `SOAPAction` header, or the
+/// `action` parameter of a SOAP 1.2 Content-Type; quotes removed.
+pub fn soap_action(headers: &HeaderMap) -> Option<String> {
+    if let Some(v) = headers.get("soapaction").and_then(|v| v.to_str().ok()) {
+        return Some(v.trim().trim_matches('"').to_string());
+    }
+    let ct = headers.get(http::header::CONTENT_TYPE)?.to_str().ok()?;
+    ct.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("action")
+            .then(|| v.trim().trim_matches('"').to_string())
+    })
+}

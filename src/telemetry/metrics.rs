@@ -1,0 +1,130 @@
+//! The Prometheus registry and every metric sealgate exports.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// All metric families. Label values that are known when a `Runtime` is built are
+/// resolved then; the request path only increments handles.
+pub struct Metrics {
+    pub registry: Registry,
+    pub connections: IntCounterVec,
+    pub tls_handshakes: IntCounterVec,
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub upstream_duration: HistogramVec,
+    pub rejections: IntCounterVec,
+    pub upstream_in_flight: IntGaugeVec,
+    pub cert_expiry: IntGaugeVec,
+    pub open_connections: IntGauge,
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| {
+        // ok: names and labels are constants; failure here is a programming error caught by tests
+        panic!("metric {name}: {e}")
+    });
+    let _ = r.register(Box::new(c.clone()));
+    c
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let buckets = vec![
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+        120.0,
+    ];
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}")); // ok: constant names
+    let _ = r.register(Box::new(h.clone()));
+    h
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let upstream_in_flight = IntGaugeVec::new(
+            Opts::new(
+                "sealgate_upstream_in_flight",
+                "Requests currently holding a concurrency slot of an upstream",
+            ),
+            &["upstream"],
+        )
+        .unwrap_or_else(|e| panic!("metric: {e}")); // ok: constant names
+        let _ = r.register(Box::new(upstream_in_flight.clone()));
+        let cert_expiry = IntGaugeVec::new(
+            Opts::new(
+                "sealgate_certificate_expiry_timestamp_seconds",
+                "notAfter of every certificate the gateway holds or trusts, as Unix time",
+            ),
+            &["role", "subject"],
+        )
+        .unwrap_or_else(|e| panic!("metric: {e}")); // ok: constant names
+        let _ = r.register(Box::new(cert_expiry.clone()));
+        let open_connections = IntGauge::new(
+            "sealgate_open_connections",
+            "Client connections currently open",
+        )
+        .unwrap_or_else(|e| panic!("metric: {e}")); // ok: constant names
+        let _ = r.register(Box::new(open_connections.clone()));
+        Metrics {
+            connections: counter(
+                &r,
+                "sealgate_connections_total",
+                "TCP connections by listener, result and reason",
+                &["listener", "result", "reason"],
+            ),
+            tls_handshakes: counter(
+                &r,
+                "sealgate_tls_handshakes_total",
+                "TLS handshakes by listener, result and reason",
+                &["listener", "result", "reason"],
+            ),
+            requests: counter(
+                &r,
+                "sealgate_requests_total",
+                "Requests by route, status class and outcome",
+                &["route", "status_class", "outcome"],
+            ),
+            request_duration: histogram(
+                &r,
+                "sealgate_request_duration_seconds",
+                "Time from request headers to the end of the response body",
+                &["route"],
+            ),
+            upstream_duration: histogram(
+                &r,
+                "sealgate_upstream_duration_seconds",
+                "Time from sending a request upstream to its response headers",
+                &["upstream"],
+            ),
+            rejections: counter(
+                &r,
+                "sealgate_rejections_total",
+                "Requests refused by the gateway, by route, stage and reason",
+                &["route", "stage", "reason"],
+            ),
+            upstream_in_flight,
+            cert_expiry,
+            open_connections,
+            registry: r,
+        }
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        buf
+    }
+
+    pub fn upstream_histogram(&self, upstream: &str) -> Histogram {
+        self.upstream_duration.with_label_values(&[upstream])
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

@@ -397,13 +397,15 @@ impl Config {
                     format!("listener name {:?} is used twice; give each listener its own name", l.name),
                 ));
             }
-            if self.listeners[..i].iter().any(|o| o.listen == l.listen) {
+            // Port 0 (any free port) never clashes.
+            let fixed = l.listen.port() != 0;
+            if fixed && self.listeners[..i].iter().any(|o| o.listen == l.listen) {
                 out.push(Problem::new(
                     format!("{p}.listen"),
                     format!("address {} is already used by another listener", l.listen),
                 ));
             }
-            if l.listen == self.admin.listen {
+            if fixed && l.listen == self.admin.listen {
                 out.push(Problem::new(
                     format!("{p}.listen"),
                     format!("address {} is also the admin listener's; pick another port", l.listen),

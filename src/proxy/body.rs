@@ -120,7 +120,7 @@ impl Body for Tracked {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.project();
+        let mut this = self.project();
         let out = this.inner.as_mut().poll_frame(cx);
         match &out {
             Poll::Ready(Some(Ok(frame))) => {

@@ -225,7 +225,9 @@ pub fn tls_reason(e: &rustls::Error) -> &'static str {
             | P::ServerDoesNotSupportTls12Or13
             | P::ServerTlsVersionIsDisabledByOurConfig
             | P::Tls12NotOffered
-            | P::Tls12NotOfferedOrEnabled => "protocol_version",
+            | P::Tls12NotOfferedOrEnabled
+            // signature_algorithms arrived with TLS 1.2; only older clients omit it.
+            | P::SignatureAlgorithmsExtensionRequired => "protocol_version",
             _ => "other",
         },
         E::InvalidMessage(rustls::InvalidMessage::UnknownProtocolVersion) => "protocol_version",

@@ -1,0 +1,357 @@
+//! Shared test fixtures: a fresh PKI per run (rcgen), an in-process gateway on
+//! loopback ports, real upstream servers, and TLS clients.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body::{Body, Frame};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use sealgate::config::Config;
+use sealgate::pki::{Ca, Issued, KeyAlg, Leaf, Usage};
+use sealgate::proxy::server::Gateway;
+use sealgate::runtime::Runtime;
+use sealgate::telemetry::metrics::Metrics;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A throwaway PKI written to a temporary directory.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+    pub ca: Ca,
+    pub server: Issued,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        sealgate::tls::install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::new("Test Client CA", "sealgate tests", 30).unwrap();
+        let mut s = Leaf::new("localhost", Usage::Server);
+        s.dns = vec!["localhost".into()];
+        s.ips = vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
+        let server = ca.issue(&s).unwrap();
+        let pki = Pki { dir, ca, server };
+        pki.write("ca.crt", &pki.ca.cert_pem);
+        pki.write("server.crt", &pki.server.cert_pem);
+        pki.write("server.key", &pki.server.key_pem);
+        pki
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, body: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    }
+
+    /// A client certificate from the test CA.
+    pub fn client(&self, cn: &str, ou: &str, alg: KeyAlg) -> Issued {
+        let mut l = Leaf::new(cn, Usage::Client);
+        l.ou = Some(ou.into());
+        l.o = Some("Acme".into());
+        l.alg = alg;
+        self.ca.issue(&l).unwrap()
+    }
+
+    pub fn issue(&self, leaf: &Leaf) -> Issued {
+        self.ca.issue(leaf).unwrap()
+    }
+
+    /// The `[listener.tls]` lines for this PKI.
+    pub fn listener_tls(&self, client_auth: &str) -> String {
+        let ca = if client_auth == "off" {
+            String::new()
+        } else {
+            format!("client_ca = {:?}\n", self.path("ca.crt"))
+        };
+        format!(
+            "cert = {:?}\nkey = {:?}\nclient_auth = {client_auth:?}\n{ca}",
+            self.path("server.crt"),
+            self.path("server.key"),
+        )
+    }
+}
+
+/// A gateway running in this process, with its config directory.
+pub struct TestGateway {
+    pub gw: Gateway,
+}
+
+impl TestGateway {
+    pub async fn start(dir: &Path, toml: &str) -> TestGateway {
+        let file = dir.join(format!("gw-{}.toml", rand_suffix()));
+        std::fs::write(&file, toml).unwrap();
+        let config = Config::load(&file).unwrap_or_else(|e| panic!("config: {e}\n{toml}"));
+        let rt = Runtime::compile(&config, Arc::new(Metrics::new()))
+            .unwrap_or_else(|p| panic!("runtime: {p:?}"));
+        let gw = Gateway::start(Arc::new(rt)).await.unwrap();
+        TestGateway { gw }
+    }
+
+    pub fn addr(&self, listener: &str) -> SocketAddr {
+        self.gw.addr(listener).unwrap()
+    }
+
+    pub async fn metrics(&self) -> String {
+        admin_get(self.gw.admin_addr, "/metrics").await.1
+    }
+
+    /// Waits until a metric line with `needle` and value `value` shows up.
+    pub async fn wait_metric(&self, needle: &str, value: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let m = self.metrics().await;
+            if m.lines().any(|l| l.starts_with(needle) && l.ends_with(&format!(" {value}"))) {
+                return m;
+            }
+            if Instant::now() > deadline {
+                panic!("metric {needle} = {value} not found in:\n{m}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+pub fn rand_suffix() -> u64 {
+    let mut b = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut b).unwrap();
+    u64::from_le_bytes(b)
+}
+
+/// GET on the admin endpoint over plain HTTP.
+pub async fn admin_get(addr: SocketAddr, path: &str) -> (StatusCode, String) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get(path)
+        .header("host", "admin")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    let status = resp.status();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Default config section for the admin endpoint on an ephemeral port.
+pub const ADMIN: &str = "[admin]\nlisten = \"127.0.0.1:0\"\n";
+
+// ---------- upstream servers ----------
+
+type Handler = Arc<
+    dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<BoxBodyT>> + Send>>
+        + Send
+        + Sync,
+>;
+pub type BoxBodyT = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+pub fn full(b: impl Into<Bytes>) -> BoxBodyT {
+    Full::new(b.into()).map_err(|e| match e {}).boxed()
+}
+
+/// A plain-HTTP upstream on 127.0.0.1 answering with `handler`.
+pub async fn upstream<F, Fut>(handler: F) -> SocketAddr
+where
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<BoxBodyT>> + Send + 'static,
+{
+    let h: Handler = Arc::new(move |r| Box::pin(handler(r)));
+    let sock = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = sock.accept().await else { continue };
+            let h = h.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |r| {
+                    let h = h.clone();
+                    async move { Ok::<_, Infallible>(h(r).await) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// An upstream that answers with the request headers it received, as JSON.
+pub async fn header_echo_upstream() -> SocketAddr {
+    upstream(|req: Request<Incoming>| async move {
+        let mut map = serde_json::Map::new();
+        for (k, v) in req.headers() {
+            map.insert(
+                k.as_str().into(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned().into(),
+            );
+        }
+        map.insert("__path".into(), req.uri().to_string().into());
+        let n = count_body(req.into_body()).await;
+        map.insert("__body_bytes".into(), n.into());
+        Response::new(full(serde_json::Value::Object(map).to_string()))
+    })
+    .await
+}
+
+pub async fn count_body<B>(mut body: B) -> u64
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    let mut n = 0u64;
+    while let Some(f) = body.frame().await {
+        match f {
+            Ok(f) => n += f.data_ref().map(|d| d.len() as u64).unwrap_or(0),
+            Err(_) => break,
+        }
+    }
+    n
+}
+
+/// A body of `total` bytes of a repeating pattern, produced as it is read.
+pub struct Pattern {
+    left: u64,
+    chunk: Bytes,
+}
+
+impl Pattern {
+    pub fn new(total: u64) -> Pattern {
+        let chunk: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
+        Pattern {
+            left: total,
+            chunk: Bytes::from(chunk),
+        }
+    }
+}
+
+impl Body for Pattern {
+    type Data = Bytes;
+    type Error = BoxError;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        let n = self.left.min(self.chunk.len() as u64) as usize;
+        self.left -= n as u64;
+        Poll::Ready(Some(Ok(Frame::data(self.chunk.slice(..n)))))
+    }
+    fn is_end_stream(&self) -> bool {
+        self.left == 0
+    }
+}
+
+// ---------- TLS clients ----------
+
+pub fn client_tls(
+    ca_pem: &str,
+    id: Option<&Issued>,
+    alpn: &[&[u8]],
+) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let b = rustls::ClientConfig::builder().with_root_certificates(roots);
+    let mut cfg = match id {
+        Some(i) => b
+            .with_client_auth_cert(
+                CertificateDer::pem_slice_iter(i.cert_pem.as_bytes())
+                    .map(|c| c.unwrap())
+                    .collect(),
+                PrivateKeyDer::from_pem_slice(i.key_pem.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+        None => b.with_no_client_auth(),
+    };
+    cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+    Arc::new(cfg)
+}
+
+pub async fn tls_connect(
+    addr: SocketAddr,
+    cfg: Arc<rustls::ClientConfig>,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    tokio_rustls::TlsConnector::from(cfg).connect(name, tcp).await
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+/// Sends one request over a new HTTP/1.1 connection.
+pub async fn send<B>(
+    addr: SocketAddr,
+    cfg: Arc<rustls::ClientConfig>,
+    req: Request<B>,
+) -> Result<Reply, String>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let tls = tls_connect(addr, cfg).await.map_err(|e| e.to_string())?;
+    let (mut s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let resp = s.send_request(req).await.map_err(|e| format!("{e:?}"))?;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok(Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+pub fn get(path: &str) -> Request<Full<Bytes>> {
+    Request::get(path)
+        .header("host", "localhost")
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+/// The standard gateway config: one listener "edge" and the given routes and upstreams.
+pub fn config(pki: &Pki, client_auth: &str, rest: &str) -> String {
+    format!(
+        "{ADMIN}\n[server]\ngrace_period = \"5s\"\n\n[[listener]]\nname = \"edge\"\nlisten = \"127.0.0.1:0\"\n[listener.tls]\n{}\n{rest}",
+        pki.listener_tls(client_auth)
+    )
+}

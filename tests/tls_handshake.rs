@@ -1,0 +1,213 @@
+//! The TLS front door: who gets through, and that every refusal has its own
+//! reason in /metrics.
+
+mod common;
+
+use common::*;
+use sealgate::pki::{Ca, KeyAlg, Leaf, Usage};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn gateway(pki: &Pki, extra_tls: &str) -> (TestGateway, std::net::SocketAddr) {
+    let up = header_echo_upstream().await;
+    let toml = config(
+        pki,
+        "required",
+        &format!(
+            "{extra_tls}\n[[route]]\nname = \"all\"\nlistener = \"edge\"\nupstream = \"up\"\n\n[upstream.up]\nurl = \"http://{up}\"\n"
+        ),
+    );
+    let gw = TestGateway::start(pki.dir.path(), &toml).await;
+    let addr = gw.addr("edge");
+    (gw, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rsa_and_ecdsa_clients_pass() {
+    let pki = Pki::new();
+    let (gw, addr) = gateway(&pki, "").await;
+    for alg in [KeyAlg::Rsa2048, KeyAlg::EcdsaP256] {
+        let client = pki.client("etl-prod", "ETL", alg);
+        let r = send(addr, client_tls(&pki.ca.cert_pem, Some(&client), &[]), get("/x"))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{alg:?}: {}", r.body);
+        let xfcc = r.json()["x-forwarded-client-cert"].as_str().unwrap().to_string();
+        assert!(xfcc.contains("CN=etl-prod"), "{xfcc}");
+    }
+    gw.wait_metric("sealgate_tls_handshakes_total{listener=\"edge\",reason=\"ok\",result=\"ok\"}", "2")
+        .await;
+}
+
+/// Connects with the given client config and reads until the gateway closes,
+/// so a refusal that arrives after the client's side of the handshake is seen too.
+async fn attempt(addr: std::net::SocketAddr, cfg: std::sync::Arc<rustls::ClientConfig>) -> bool {
+    match tls_connect(addr, cfg).await {
+        Err(_) => false,
+        Ok(mut s) => {
+            let _ = s
+                .write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n")
+                .await;
+            let mut buf = [0u8; 512];
+            matches!(
+                tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await,
+                Ok(Ok(n)) if n > 0 && buf.starts_with(b"HTTP/1.1 200")
+            )
+        }
+    }
+}
+
+async fn assert_refused(gw: &TestGateway, addr: std::net::SocketAddr, cfg: std::sync::Arc<rustls::ClientConfig>, reason: &str) {
+    assert!(!attempt(addr, cfg).await, "{reason}: handshake should fail");
+    gw.wait_metric(
+        &format!("sealgate_tls_handshakes_total{{listener=\"edge\",reason=\"{reason}\",result=\"refused\"}}"),
+        "1",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_bad_client_certificate_has_its_own_reason() {
+    let pki = Pki::new();
+    let mut revoked = Leaf::new("revoked-client", Usage::Client);
+    revoked.serial = 4242;
+    let revoked = pki.issue(&revoked);
+    let crl = pki.write("ca.crl", &pki.ca.crl(&[4242]).unwrap());
+    let (gw, addr) = gateway(&pki, &format!("crls = [{crl:?}]")).await;
+    let ca = pki.ca.cert_pem.clone();
+
+    // No certificate at all.
+    assert_refused(&gw, addr, client_tls(&ca, None, &[]), "no_client_cert").await;
+
+    // A certificate from a CA the gateway does not trust.
+    let other = Ca::new("Some Other CA", "elsewhere", 30).unwrap();
+    let stranger = other.issue(&Leaf::new("stranger", Usage::Client)).unwrap();
+    assert_refused(&gw, addr, client_tls(&ca, Some(&stranger), &[]), "unknown_issuer").await;
+
+    // An impostor CA with exactly the trusted CA's name signs a client certificate.
+    let impostor = Ca::new("Test Client CA", "sealgate tests", 30).unwrap();
+    let forged = impostor.issue(&Leaf::new("forged", Usage::Client)).unwrap();
+    assert_refused(&gw, addr, client_tls(&ca, Some(&forged), &[]), "bad_signature").await;
+
+    let mut expired = Leaf::new("expired", Usage::Client);
+    expired.from_days = -30;
+    expired.to_days = -1;
+    assert_refused(&gw, addr, client_tls(&ca, Some(&pki.issue(&expired)), &[]), "expired").await;
+
+    let mut future = Leaf::new("future", Usage::Client);
+    future.from_days = 2;
+    future.to_days = 30;
+    assert_refused(&gw, addr, client_tls(&ca, Some(&pki.issue(&future)), &[]), "not_yet_valid").await;
+
+    assert_refused(&gw, addr, client_tls(&ca, Some(&revoked), &[]), "revoked").await;
+
+    let server_only = pki.issue(&Leaf::new("server-only", Usage::ServerOnlyAsClient));
+    assert_refused(&gw, addr, client_tls(&ca, Some(&server_only), &[]), "bad_eku").await;
+
+    // Still open to a good client after all that.
+    let good = pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256);
+    assert!(attempt(addr, client_tls(&ca, Some(&good), &[])).await);
+}
+
+/// A ClientHello offering only TLS 1.1 (no supported_versions extension).
+fn tls11_client_hello() -> Vec<u8> {
+    let mut body = vec![0x03, 0x02]; // client_version TLS 1.1
+    body.extend_from_slice(&[7u8; 32]); // random
+    body.push(0); // session id
+    let suites: [u16; 3] = [0xc013, 0xc014, 0x002f];
+    body.extend_from_slice(&((suites.len() * 2) as u16).to_be_bytes());
+    for s in suites {
+        body.extend_from_slice(&s.to_be_bytes());
+    }
+    body.extend_from_slice(&[1, 0]); // compression: null
+    let mut hs = vec![1u8];
+    hs.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    hs.extend_from_slice(&body);
+    let mut rec = vec![0x16, 0x03, 0x01];
+    rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+    rec.extend_from_slice(&hs);
+    rec
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls11_only_client_is_refused_as_protocol_version() {
+    let pki = Pki::new();
+    let (gw, addr) = gateway(&pki, "").await;
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(&tls11_client_hello()).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    // Either a fatal alert record (type 21) or a closed connection; never a ServerHello.
+    assert!(n == 0 || buf[0] == 21, "unexpected reply {:?}", &buf[..n]);
+    gw.wait_metric(
+        "sealgate_tls_handshakes_total{listener=\"edge\",reason=\"protocol_version\",result=\"refused\"}",
+        "1",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls13_only_listener_refuses_tls12_client() {
+    let pki = Pki::new();
+    let (gw, addr) = gateway(&pki, "min_version = \"1.3\"").await;
+    let good = pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256);
+    let mut cfg = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS12])
+        .with_root_certificates({
+            let mut r = rustls::RootCertStore::empty();
+            use rustls::pki_types::pem::PemObject;
+            r.add(rustls::pki_types::CertificateDer::from_pem_slice(pki.ca.cert_pem.as_bytes()).unwrap())
+                .unwrap();
+            r
+        })
+        .with_no_client_auth();
+    cfg.alpn_protocols.clear();
+    assert_refused(&gw, addr, std::sync::Arc::new(cfg), "protocol_version").await;
+    assert!(attempt(addr, client_tls(&pki.ca.cert_pem, Some(&good), &[])).await);
+}
+
+/// The real `openssl s_client` completes a mutual-TLS handshake and gets a 200,
+/// and without a certificate it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssl_s_client_handshake() {
+    if std::process::Command::new("openssl").arg("version").output().is_err() {
+        println!("SKIPPED: openssl binary not found on PATH");
+        return;
+    }
+    let pki = Pki::new();
+    let (gw, addr) = gateway(&pki, "").await;
+    let client = pki.client("etl-prod", "ETL", KeyAlg::Rsa2048);
+    let cert = pki.write("c.crt", &client.cert_pem);
+    let key = pki.write("c.key", &client.key_pem);
+    let ca_file = pki.path("ca.crt");
+    let run = move |with_cert: bool| {
+        let mut cmd = std::process::Command::new("openssl");
+        cmd.args(["s_client", "-connect", &addr.to_string(), "-servername", "localhost", "-quiet", "-verify_return_error"])
+            .arg("-CAfile")
+            .arg(&ca_file);
+        if with_cert {
+            cmd.arg("-cert").arg(&cert).arg("-key").arg(&key);
+        }
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"GET /via-openssl HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = tokio::task::spawn_blocking(move || (run(true), run(false))).await.unwrap();
+    let ok = String::from_utf8_lossy(&out.0.stdout);
+    assert!(ok.starts_with("HTTP/1.1 200"), "stdout: {ok}\nstderr: {}", String::from_utf8_lossy(&out.0.stderr));
+    assert!(ok.contains("/via-openssl"));
+    assert!(!String::from_utf8_lossy(&out.1.stdout).contains("HTTP/1.1 200"));
+    gw.wait_metric("sealgate_tls_handshakes_total{listener=\"edge\",reason=\"no_client_cert\",result=\"refused\"}", "1")
+        .await;
+}

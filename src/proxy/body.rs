@@ -22,43 +22,52 @@ pub struct BodyStats {
 #[error("request body exceeds the route's limit of {0} bytes")]
 pub struct TooLarge(pub u64);
 
-pin_project_lite::pin_project! {
-    /// Passes frames through, counting bytes and failing once `limit` is passed.
-    pub struct Limited<B> {
-        #[pin]
-        inner: B,
-        limit: u64,
-        stats: Arc<BodyStats>,
-    }
+/// Passes frames through, counting bytes and failing once `limit` is passed.
+/// What is left of the body is then drained (see [`linger`]) so the client can
+/// read the 413 instead of a reset.
+pub struct Limited<B> {
+    inner: Option<B>,
+    limit: u64,
+    stats: Arc<BodyStats>,
 }
 
 impl<B> Limited<B> {
     pub fn new(inner: B, limit: u64, stats: Arc<BodyStats>) -> Self {
-        Limited { inner, limit, stats }
+        Limited {
+            inner: Some(inner),
+            limit,
+            stats,
+        }
     }
 }
 
 impl<B> Body for Limited<B>
 where
-    B: Body<Data = Bytes>,
+    B: Body<Data = Bytes> + Unpin + Send + 'static,
     B::Error: Into<BoxError>,
 {
     type Data = Bytes;
     type Error = BoxError;
 
     fn poll_frame(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.project();
-        match this.inner.poll_frame(cx) {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(Some(Err(Box::new(TooLarge(this.limit)))));
+        };
+        match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     let n = this.stats.bytes.fetch_add(data.len() as u64, Ordering::Relaxed)
                         + data.len() as u64;
-                    if n > *this.limit {
+                    if n > this.limit {
                         this.stats.too_large.store(true, Ordering::Relaxed);
-                        return Poll::Ready(Some(Err(Box::new(TooLarge(*this.limit)))));
+                        if let Some(rest) = this.inner.take() {
+                            linger(rest);
+                        }
+                        return Poll::Ready(Some(Err(Box::new(TooLarge(this.limit)))));
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))
@@ -70,12 +79,45 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map(|b| b.size_hint())
+            .unwrap_or_default()
     }
+}
+
+/// How much of an unwanted request body is read and thrown away, at most.
+const LINGER_BYTES: u64 = 8 << 20;
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Reads and discards the rest of a request body the gateway has refused, for
+/// a bounded time and size, as nginx's lingering close does: an HTTP/1.1 client
+/// still uploading then reads the error reply instead of a connection reset.
+pub fn linger<B>(body: B)
+where
+    B: Body<Data = Bytes> + Unpin + Send + 'static,
+{
+    use http_body_util::BodyExt;
+    if body.is_end_stream() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut body = body;
+        let _ = tokio::time::timeout(LINGER_TIME, async {
+            let mut n = 0u64;
+            while let Some(Ok(f)) = body.frame().await {
+                n += f.data_ref().map(|d| d.len() as u64).unwrap_or(0);
+                if n > LINGER_BYTES {
+                    break;
+                }
+            }
+        })
+        .await;
+    });
 }
 
 /// Called once when a response body ends or is dropped: bytes sent, and whether

@@ -68,7 +68,10 @@ pub async fn handle(
     let stats = Arc::new(BodyStats::default());
 
     let outcome = match &route {
-        None => Err(refusals::NO_ROUTE),
+        None => {
+            super::body::linger(req.into_body());
+            Err(refusals::NO_ROUTE)
+        }
         Some(r) => forward(&ctx, r, req, &request_id, host.as_deref(), stats.clone()).await,
     };
     let route_name = route.as_ref().map(|r| r.name.as_str()).unwrap_or("none");
@@ -164,22 +167,10 @@ async fn forward(
     host: Option<&str>,
     stats: Arc<BodyStats>,
 ) -> Result<Forwarded200, Refusal> {
-    route
-        .authorize(ctx.identity.as_deref())
-        .map_err(|d| match d {
-            Denied::Anonymous => refusals::NO_CLIENT_IDENTITY,
-            Denied::NotAllowed => refusals::IDENTITY_NOT_ALLOWED,
-        })?;
-    if req.headers().len() > ctx.rt.limits.max_headers {
-        return Err(refusals::TOO_MANY_HEADERS);
-    }
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > route.max_body) {
-        return Err(refusals::BODY_TOO_LARGE);
+    if let Err(refusal) = admit(ctx, route, &req) {
+        // Refused before the body was read: drain it so the client sees the reply.
+        super::body::linger(req.into_body());
+        return Err(refusal);
     }
 
     let up = &route.upstream;
@@ -243,6 +234,28 @@ async fn forward(
         slot,
         upstream_time,
     })
+}
+
+/// The checks made on request headers alone, before any body byte is read.
+fn admit<B>(ctx: &ConnCtx, route: &Route, req: &Request<B>) -> Result<(), Refusal> {
+    route
+        .authorize(ctx.identity.as_deref())
+        .map_err(|d| match d {
+            Denied::Anonymous => refusals::NO_CLIENT_IDENTITY,
+            Denied::NotAllowed => refusals::IDENTITY_NOT_ALLOWED,
+        })?;
+    if req.headers().len() > ctx.rt.limits.max_headers {
+        return Err(refusals::TOO_MANY_HEADERS);
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > route.max_body) {
+        return Err(refusals::BODY_TOO_LARGE);
+    }
+    Ok(())
 }
 
 /// Names what went wrong talking to the upstream.

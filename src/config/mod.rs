@@ -657,7 +657,7 @@ url = "https://example.invalid"
     fn unknown_key_names_its_path() {
         let text = MINIMAL.replace("client_ca = \"ca.crt\"", "client_ca = \"ca.crt\"\nclient_cert = \"x\"");
         let e = Config::parse(&text).unwrap_err();
-        assert_eq!(e.path, "listener[0].tls");
+        assert_eq!(e.path, "listener[0].tls.client_cert");
         assert!(e.message.contains("unknown field `client_cert`"), "{}", e.message);
         assert!(e.message.contains("line"), "{}", e.message);
     }

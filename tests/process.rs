@@ -1,0 +1,251 @@
+//! The `sealgate` binary as an operator runs it: `check` on good and broken
+//! configs, `pki init`, memory while streaming a gigabyte, and SIGTERM drain.
+
+mod common;
+
+use common::*;
+use http::Request;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use sealgate::pki::{KeyAlg, Leaf, Usage};
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sealgate");
+
+fn check(file: &Path) -> (i32, String, String) {
+    let out = Command::new(BIN).args(["check", "--config"]).arg(file).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn good_config(pki: &Pki) -> String {
+    config(
+        pki,
+        "required",
+        "[[route]]\nname = \"apex\"\nlistener = \"edge\"\nupstream = \"salesforce\"\n\n[upstream.salesforce]\nurl = \"http://127.0.0.1:9\"\n",
+    )
+}
+
+#[test]
+fn check_accepts_the_quickstart_and_reports_certificates() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (code, out, err) = check(&root.join("policies/quickstart.toml"));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("listeners:") && out.contains("etl on 127.0.0.1:8443"), "{out}");
+    assert!(out.contains("CN=localhost") && out.contains("expires in"), "{out}");
+}
+
+#[test]
+fn check_names_the_toml_path_and_the_fix_for_each_broken_config() {
+    let pki = Pki::new();
+    let good = good_config(&pki);
+    let f = pki.path("t.toml");
+    std::fs::write(&f, &good).unwrap();
+    assert_eq!(check(&f).0, 0, "{:?}", check(&f));
+
+    let wrong_key = pki.ca.issue(&Leaf::new("other", Usage::Server)).unwrap();
+    pki.write("other.key", &wrong_key.key_pem);
+    let mut expired = Leaf::new("localhost", Usage::Server);
+    expired.from_days = -10;
+    expired.to_days = -2;
+    let expired = pki.issue(&expired);
+    pki.write("expired.crt", &expired.cert_pem);
+    let server_crt = format!("{:?}", pki.path("server.crt"));
+    let server_key = format!("{:?}", pki.path("server.key"));
+
+    let cases: Vec<(String, &str)> = vec![
+        (
+            good.replace("upstream = \"salesforce\"", "upstream = \"salesfroce\""),
+            "route[0].upstream: no upstream named \"salesfroce\" (known: salesforce)",
+        ),
+        (
+            good.replace("client_auth = \"required\"", "client_auth = \"required\"\nclient_cert = \"x\""),
+            "listener[0].tls.client_cert: unknown field `client_cert`",
+        ),
+        (
+            good.replace(&server_crt, "\"missing.crt\""),
+            "listener[0].tls.cert: cannot read",
+        ),
+        (
+            good.replace(&server_key, &format!("{:?}", pki.path("other.key"))),
+            "listener[0].tls.key: ",
+        ),
+        (
+            good.replace(&server_crt, &format!("{:?}", pki.path("expired.crt"))),
+            "expired",
+        ),
+        (
+            good.replace("listener = \"edge\"\nupstream", "listener = \"egde\"\nupstream"),
+            "route[0].listener: no listener named \"egde\" (known: edge)",
+        ),
+        (
+            good.replace("url = \"http://127.0.0.1:9\"", "url = \"http://127.0.0.1:9\"\nconnect_timeout = \"soon\""),
+            "upstream.salesforce.connect_timeout: invalid duration",
+        ),
+        (
+            good.replace("upstream = \"salesforce\"\n", "upstream = \"salesforce\"\nallow = [{ fingerprint_sha256 = \"AB:CD\" }]\n"),
+            "route[0].allow[0]: fingerprint_sha256",
+        ),
+    ];
+    for (toml, expect) in cases {
+        std::fs::write(&f, &toml).unwrap();
+        let (code, out, err) = check(&f);
+        assert_eq!(code, 1, "expected exit 1 for {expect:?}\n{out}{err}");
+        assert!(err.contains(expect), "expected {expect:?} in:\n{err}");
+    }
+    // A missing config file is an I/O error: exit 2.
+    assert_eq!(check(&pki.path("nope.toml")).0, 2);
+}
+
+#[test]
+fn pki_init_writes_a_usable_pki_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN).args(["pki", "init"]).arg(dir.path()).output().unwrap();
+    assert!(out.status.success());
+    for f in sealgate::pki::INIT_FILES {
+        assert!(dir.path().join(f).exists(), "{f} missing");
+    }
+    let again = Command::new(BIN).args(["pki", "init"]).arg(dir.path()).output().unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+}
+
+/// A gateway process and the addresses it logged.
+struct Proc {
+    child: Child,
+    edge: SocketAddr,
+    admin: SocketAddr,
+}
+
+fn spawn_gateway(config_file: &Path) -> Proc {
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(config_file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let (mut edge, mut admin) = (None, None);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while edge.is_none() || admin.is_none() {
+        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("gateway did not start");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if let Some(a) = v["addr"].as_str() {
+            edge = a.parse().ok();
+        }
+        if let Some(a) = v["admin"].as_str() {
+            admin = a.parse().ok();
+        }
+    }
+    // Keep draining stdout so the gateway never blocks on a full pipe.
+    std::thread::spawn(move || while rx.recv().is_ok() {});
+    Proc {
+        child,
+        edge: edge.unwrap(),
+        admin: admin.unwrap(),
+    }
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap()
+}
+
+fn sigterm(pid: u32) {
+    assert!(Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_gibibyte_each_way_streams_in_under_64_mib_of_gateway_memory() {
+    const GIB: u64 = 1 << 30;
+    let pki = Pki::new();
+    let up = upstream(|req: Request<Incoming>| async move {
+        if req.uri().path() == "/download" {
+            http::Response::new(Pattern::new(GIB).boxed())
+        } else {
+            http::Response::new(full(count_body(req.into_body()).await.to_string()))
+        }
+    })
+    .await;
+    let toml = config(
+        &pki,
+        "required",
+        &format!("[[route]]\nname = \"bulk\"\nlistener = \"edge\"\nupstream = \"up\"\nmax_body = \"2GiB\"\n\n[upstream.up]\nurl = \"http://{up}\"\nrequest_timeout = \"300s\"\n"),
+    );
+    let file = pki.write("bulk.toml", &toml);
+    let mut gw = spawn_gateway(&file);
+    let cfg = client_tls(&pki.ca.cert_pem, Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)), &[]);
+
+    let t = Instant::now();
+    let req = Request::post("/upload").header("host", "localhost").body(Pattern::new(GIB)).unwrap();
+    let r = send(gw.edge, cfg.clone(), req).await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, GIB.to_string());
+    let upload = t.elapsed();
+
+    let t = Instant::now();
+    let tls = tls_connect(gw.edge, cfg).await.unwrap();
+    let (mut s, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    let resp = s.send_request(get("/download")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(count_body(resp.into_body()).await, GIB);
+    let download = t.elapsed();
+
+    let peak = peak_rss_kib(gw.child.id());
+    println!("1 GiB upload {upload:?}, 1 GiB download {download:?}, gateway peak RSS {} MiB", peak / 1024);
+    assert!(peak < 64 * 1024, "gateway peak RSS {peak} KiB is over 64 MiB");
+    let (_, metrics) = admin_get(gw.admin, "/metrics").await;
+    assert!(metrics.contains("sealgate_requests_total{outcome=\"ok\",route=\"bulk\",status_class=\"2xx\"} 2"), "{metrics}");
+    sigterm(gw.child.id());
+    assert!(gw.child.wait().unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests_then_exits_zero() {
+    let pki = Pki::new();
+    let up = upstream(|_req: Request<Incoming>| async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        http::Response::new(full("finished after SIGTERM"))
+    })
+    .await;
+    let toml = config(
+        &pki,
+        "required",
+        &format!("[[route]]\nname = \"slow\"\nlistener = \"edge\"\nupstream = \"up\"\n\n[upstream.up]\nurl = \"http://{up}\"\n"),
+    );
+    let file = pki.write("drain.toml", &toml);
+    let mut gw = spawn_gateway(&file);
+    let cfg = client_tls(&pki.ca.cert_pem, Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)), &[]);
+    let edge = gw.edge;
+    let in_flight = tokio::spawn(send(edge, cfg.clone(), get("/batch")));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    sigterm(gw.child.id());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(admin_get(gw.admin, "/readyz").await.0, 503, "not ready while draining");
+    assert!(send(edge, cfg, get("/late")).await.is_err(), "new connections refused while draining");
+    let r = in_flight.await.unwrap().unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, "finished after SIGTERM");
+    let status = tokio::task::spawn_blocking(move || gw.child.wait().unwrap()).await.unwrap();
+    assert_eq!(status.code(), Some(0));
+}

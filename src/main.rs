@@ -11,7 +11,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "sealgate", version, about = "Mutual-TLS and WS-Security gateway for SOAP and REST integrations")]
+#[command(
+    name = "sealgate",
+    version,
+    about = "Mutual-TLS and WS-Security gateway for SOAP and REST integrations"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -77,7 +81,7 @@ fn main() -> ExitCode {
 }
 
 /// Loads and compiles a config, printing every problem found.
-fn load(path: &PathBuf) -> Result<(Config, Runtime), ExitCode> {
+fn load(path: &std::path::Path) -> Result<(Config, Runtime), ExitCode> {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e @ ConfigError::Read { .. }) => {
@@ -107,7 +111,10 @@ fn check(path: PathBuf) -> ExitCode {
         Err(code) => return code,
     };
     println!("{}: OK", path.display());
-    println!("admin: http://{} (/metrics /healthz /readyz)", rt.admin_listen);
+    println!(
+        "admin: http://{} (/metrics /healthz /readyz)",
+        rt.admin_listen
+    );
     if let Some(e) = rt.echo_listen {
         println!("echo upstream: http://{e}");
     }
@@ -128,7 +135,10 @@ fn check(path: PathBuf) -> ExitCode {
             "  {} [{}] {}{}{}{} -> {}{}",
             r.name,
             r.listener,
-            m.host.as_deref().map(|h| format!("host={h} ")).unwrap_or_default(),
+            m.host
+                .as_deref()
+                .map(|h| format!("host={h} "))
+                .unwrap_or_default(),
             m.path_prefix.as_deref().unwrap_or("/"),
             if m.methods.is_empty() {
                 String::new()
@@ -183,7 +193,10 @@ fn run(path: PathBuf) -> ExitCode {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let tokio = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let tokio = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -141,13 +141,15 @@ impl Ca {
         let key = keypair(leaf.alg)?;
         let mut p = CertificateParams::default();
         p.distinguished_name = DistinguishedName::new();
-        p.distinguished_name.push(DnType::CommonName, leaf.cn.as_str());
+        p.distinguished_name
+            .push(DnType::CommonName, leaf.cn.as_str());
         if let Some(ou) = &leaf.ou {
             p.distinguished_name
                 .push(DnType::OrganizationalUnitName, ou.as_str());
         }
         if let Some(o) = &leaf.o {
-            p.distinguished_name.push(DnType::OrganizationName, o.as_str());
+            p.distinguished_name
+                .push(DnType::OrganizationName, o.as_str());
         }
         for d in &leaf.dns {
             p.subject_alt_names
@@ -157,7 +159,8 @@ impl Ca {
             p.subject_alt_names.push(SanType::IpAddress(*ip));
         }
         for u in &leaf.uris {
-            p.subject_alt_names.push(SanType::URI(u.clone().try_into()?));
+            p.subject_alt_names
+                .push(SanType::URI(u.clone().try_into()?));
         }
         for e in &leaf.emails {
             p.subject_alt_names
@@ -253,7 +256,11 @@ pub fn init(dir: &Path, force: bool, valid_days: i64) -> Result<Vec<String>, Ini
         path: dir.display().to_string(),
         source,
     })?;
-    let ca = Ca::new("sealgate example CA", "sealgate example (NOT FOR PRODUCTION)", valid_days)?;
+    let ca = Ca::new(
+        "sealgate example CA",
+        "sealgate example (NOT FOR PRODUCTION)",
+        valid_days,
+    )?;
     let issue = |cn: &str, ou: &str, usage: Usage, dns: &[&str], uris: &[&str]| {
         let mut l = Leaf::new(cn, usage);
         l.o = Some("sealgate example".into());
@@ -262,7 +269,10 @@ pub fn init(dir: &Path, force: bool, valid_days: i64) -> Result<Vec<String>, Ini
         l.uris = uris.iter().map(|s| s.to_string()).collect();
         l.to_days = valid_days;
         if usage == Usage::Server {
-            l.ips = vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])];
+            l.ips = vec![
+                IpAddr::from([127, 0, 0, 1]),
+                IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+            ];
         }
         ca.issue(&l)
     };
@@ -293,11 +303,24 @@ pub fn init(dir: &Path, force: bool, valid_days: i64) -> Result<Vec<String>, Ini
     let mut written = Vec::new();
     for (name, body) in files {
         let path = dir.join(name);
-        std::fs::write(&path, body).map_err(|source| InitError::Write {
+        write_file(&path, body, name.ends_with(".key")).map_err(|source| InitError::Write {
             path: path.display().to_string(),
             source,
         })?;
         written.push(path.display().to_string());
     }
     Ok(written)
+}
+
+/// Writes a file; private keys are readable by their owner only.
+fn write_file(path: &Path, body: &str, private: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(if private { 0o600 } else { 0o644 })
+        .open(path)?;
+    f.write_all(body.as_bytes())
 }

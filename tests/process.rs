@@ -17,7 +17,11 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_sealgate");
 
 fn check(file: &Path) -> (i32, String, String) {
-    let out = Command::new(BIN).args(["check", "--config"]).arg(file).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(file)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -38,8 +42,14 @@ fn check_accepts_the_quickstart_and_reports_certificates() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let (code, out, err) = check(&root.join("policies/quickstart.toml"));
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("listeners:") && out.contains("etl on 127.0.0.1:8443"), "{out}");
-    assert!(out.contains("CN=localhost") && out.contains("expires in"), "{out}");
+    assert!(
+        out.contains("listeners:") && out.contains("etl on 127.0.0.1:8443"),
+        "{out}"
+    );
+    assert!(
+        out.contains("CN=localhost") && out.contains("expires in"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -66,7 +76,10 @@ fn check_names_the_toml_path_and_the_fix_for_each_broken_config() {
             "route[0].upstream: no upstream named \"salesfroce\" (known: salesforce)",
         ),
         (
-            good.replace("client_auth = \"required\"", "client_auth = \"required\"\nclient_cert = \"x\""),
+            good.replace(
+                "client_auth = \"required\"",
+                "client_auth = \"required\"\nclient_cert = \"x\"",
+            ),
             "listener[0].tls.client_cert: unknown field `client_cert`",
         ),
         (
@@ -82,15 +95,24 @@ fn check_names_the_toml_path_and_the_fix_for_each_broken_config() {
             "expired",
         ),
         (
-            good.replace("listener = \"edge\"\nupstream", "listener = \"egde\"\nupstream"),
+            good.replace(
+                "listener = \"edge\"\nupstream",
+                "listener = \"egde\"\nupstream",
+            ),
             "route[0].listener: no listener named \"egde\" (known: edge)",
         ),
         (
-            good.replace("url = \"http://127.0.0.1:9\"", "url = \"http://127.0.0.1:9\"\nconnect_timeout = \"soon\""),
+            good.replace(
+                "url = \"http://127.0.0.1:9\"",
+                "url = \"http://127.0.0.1:9\"\nconnect_timeout = \"soon\"",
+            ),
             "upstream.salesforce.connect_timeout: invalid duration",
         ),
         (
-            good.replace("upstream = \"salesforce\"\n", "upstream = \"salesforce\"\nallow = [{ fingerprint_sha256 = \"AB:CD\" }]\n"),
+            good.replace(
+                "upstream = \"salesforce\"\n",
+                "upstream = \"salesforce\"\nallow = [{ fingerprint_sha256 = \"AB:CD\" }]\n",
+            ),
             "route[0].allow[0]: fingerprint_sha256",
         ),
     ];
@@ -107,12 +129,20 @@ fn check_names_the_toml_path_and_the_fix_for_each_broken_config() {
 #[test]
 fn pki_init_writes_a_usable_pki_and_refuses_to_overwrite() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN).args(["pki", "init"]).arg(dir.path()).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["pki", "init"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert!(out.status.success());
     for f in sealgate::pki::INIT_FILES {
         assert!(dir.path().join(f).exists(), "{f} missing");
     }
-    let again = Command::new(BIN).args(["pki", "init"]).arg(dir.path()).output().unwrap();
+    let again = Command::new(BIN)
+        .args(["pki", "init"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
 }
@@ -122,6 +152,8 @@ struct Proc {
     child: Child,
     edge: SocketAddr,
     admin: SocketAddr,
+    /// Log lines after start-up; the reader thread keeps the pipe drained.
+    lines: std::sync::mpsc::Receiver<String>,
 }
 
 fn spawn_gateway(config_file: &Path) -> Proc {
@@ -135,14 +167,19 @@ fn spawn_gateway(config_file: &Path) -> Proc {
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             let _ = tx.send(line);
         }
     });
     let (mut edge, mut admin) = (None, None);
     let deadline = Instant::now() + Duration::from_secs(20);
     while edge.is_none() || admin.is_none() {
-        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("gateway did not start");
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("gateway did not start");
         let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
         if let Some(a) = v["addr"].as_str() {
             edge = a.parse().ok();
@@ -151,12 +188,11 @@ fn spawn_gateway(config_file: &Path) -> Proc {
             admin = a.parse().ok();
         }
     }
-    // Keep draining stdout so the gateway never blocks on a full pipe.
-    std::thread::spawn(move || while rx.recv().is_ok() {});
     Proc {
         child,
         edge: edge.unwrap(),
         admin: admin.unwrap(),
+        lines: rx,
     }
 }
 
@@ -171,7 +207,11 @@ fn peak_rss_kib(pid: u32) -> u64 {
 }
 
 fn sigterm(pid: u32) {
-    assert!(Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,10 +233,17 @@ async fn one_gibibyte_each_way_streams_in_under_64_mib_of_gateway_memory() {
     );
     let file = pki.write("bulk.toml", &toml);
     let mut gw = spawn_gateway(&file);
-    let cfg = client_tls(&pki.ca.cert_pem, Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)), &[]);
+    let cfg = client_tls(
+        &pki.ca.cert_pem,
+        Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)),
+        &[],
+    );
 
     let t = Instant::now();
-    let req = Request::post("/upload").header("host", "localhost").body(Pattern::new(GIB)).unwrap();
+    let req = Request::post("/upload")
+        .header("host", "localhost")
+        .body(Pattern::new(GIB))
+        .unwrap();
     let r = send(gw.edge, cfg.clone(), req).await.unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.body, GIB.to_string());
@@ -204,7 +251,9 @@ async fn one_gibibyte_each_way_streams_in_under_64_mib_of_gateway_memory() {
 
     let t = Instant::now();
     let tls = tls_connect(gw.edge, cfg).await.unwrap();
-    let (mut s, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await.unwrap();
+    let (mut s, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let resp = s.send_request(get("/download")).await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -212,10 +261,21 @@ async fn one_gibibyte_each_way_streams_in_under_64_mib_of_gateway_memory() {
     let download = t.elapsed();
 
     let peak = peak_rss_kib(gw.child.id());
-    println!("1 GiB upload {upload:?}, 1 GiB download {download:?}, gateway peak RSS {} MiB", peak / 1024);
-    assert!(peak < 64 * 1024, "gateway peak RSS {peak} KiB is over 64 MiB");
+    println!(
+        "1 GiB upload {upload:?}, 1 GiB download {download:?}, gateway peak RSS {} MiB",
+        peak / 1024
+    );
+    assert!(
+        peak < 64 * 1024,
+        "gateway peak RSS {peak} KiB is over 64 MiB"
+    );
     let (_, metrics) = admin_get(gw.admin, "/metrics").await;
-    assert!(metrics.contains("sealgate_requests_total{outcome=\"ok\",route=\"bulk\",status_class=\"2xx\"} 2"), "{metrics}");
+    assert!(
+        metrics.contains(
+            "sealgate_requests_total{outcome=\"ok\",route=\"bulk\",status_class=\"2xx\"} 2"
+        ),
+        "{metrics}"
+    );
     sigterm(gw.child.id());
     assert!(gw.child.wait().unwrap().success());
 }
@@ -235,17 +295,78 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     );
     let file = pki.write("drain.toml", &toml);
     let mut gw = spawn_gateway(&file);
-    let cfg = client_tls(&pki.ca.cert_pem, Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)), &[]);
+    let cfg = client_tls(
+        &pki.ca.cert_pem,
+        Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)),
+        &[],
+    );
     let edge = gw.edge;
     let in_flight = tokio::spawn(send(edge, cfg.clone(), get("/batch")));
     tokio::time::sleep(Duration::from_millis(400)).await;
     sigterm(gw.child.id());
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(admin_get(gw.admin, "/readyz").await.0, 503, "not ready while draining");
-    assert!(send(edge, cfg, get("/late")).await.is_err(), "new connections refused while draining");
+    assert_eq!(
+        admin_get(gw.admin, "/readyz").await.0,
+        503,
+        "not ready while draining"
+    );
+    assert!(
+        send(edge, cfg, get("/late")).await.is_err(),
+        "new connections refused while draining"
+    );
     let r = in_flight.await.unwrap().unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.body, "finished after SIGTERM");
-    let status = tokio::task::spawn_blocking(move || gw.child.wait().unwrap()).await.unwrap();
+    let status = tokio::task::spawn_blocking(move || gw.child.wait().unwrap())
+        .await
+        .unwrap();
     assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_handshake_is_one_json_line_naming_the_certificate_and_the_fault() {
+    let pki = Pki::new();
+    let toml = good_config(&pki);
+    let file = pki.write("log.toml", &toml);
+    let mut gw = spawn_gateway(&file);
+    let mut expired = Leaf::new("old-etl-client", Usage::Client);
+    expired.from_days = -60;
+    expired.to_days = -3;
+    let expired = pki.issue(&expired);
+    let cfg = client_tls(&pki.ca.cert_pem, Some(&expired), &[]);
+    let _ = send(gw.edge, cfg, get("/")).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        let l = gw
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("no refusal logged");
+        if l.contains("TLS handshake refused") {
+            break l;
+        }
+    };
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["reason"], "expired", "{line}");
+    assert_eq!(v["fault"], "client_certificate", "{line}");
+    assert_eq!(v["listener"], "edge");
+    assert!(v["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(
+        v["subject"].as_str().unwrap().contains("CN=old-etl-client"),
+        "{line}"
+    );
+    assert!(
+        v["issuer"].as_str().unwrap().contains("CN=Test Client CA"),
+        "{line}"
+    );
+    assert_eq!(
+        v["fingerprint_sha256"],
+        sealgate::tls::identity::fingerprint(&expired.der)
+    );
+    let serial = sealgate::tls::identity::hex_upper(&expired.serial.to_be_bytes(), ":");
+    assert!(
+        serial.ends_with(v["serial"].as_str().unwrap()),
+        "{serial} vs {line}"
+    );
+    sigterm(gw.child.id());
+    assert!(gw.child.wait().unwrap().success());
 }

@@ -35,24 +35,51 @@ async fn identity_allowed_and_denied_per_route() {
         "required",
         &format!(
             "{}{}{}",
-            route("etl", "/etl/", "allow = [{ cn = \"etl-prod\", ou = \"ETL\" }, { cn = \"backup-job\" }]"),
+            route(
+                "etl",
+                "/etl/",
+                "allow = [{ cn = \"etl-prod\", ou = \"ETL\" }, { cn = \"backup-job\" }]"
+            ),
             route("finance", "/finance/", "allow = [{ ou = \"Finance\" }]"),
             upstream_cfg(up, "")
         ),
     );
     let gw = TestGateway::start(pki.dir.path(), &toml).await;
     let addr = gw.addr("edge");
-    let etl = client_tls(&pki.ca.cert_pem, Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)), &[]);
-    let fin = client_tls(&pki.ca.cert_pem, Some(&pki.client("ledger", "Finance", KeyAlg::EcdsaP256)), &[]);
+    let etl = client_tls(
+        &pki.ca.cert_pem,
+        Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)),
+        &[],
+    );
+    let fin = client_tls(
+        &pki.ca.cert_pem,
+        Some(&pki.client("ledger", "Finance", KeyAlg::EcdsaP256)),
+        &[],
+    );
 
-    assert_eq!(send(addr, etl.clone(), get("/etl/run")).await.unwrap().status, 200);
-    assert_eq!(send(addr, fin.clone(), get("/finance/post")).await.unwrap().status, 200);
+    assert_eq!(
+        send(addr, etl.clone(), get("/etl/run"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        send(addr, fin.clone(), get("/finance/post"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
     let denied = send(addr, etl.clone(), get("/finance/post")).await.unwrap();
     assert_eq!(denied.status, 403);
     assert_eq!(denied.headers["content-type"], "application/problem+json");
     let j = denied.json();
     assert_eq!(j["reason"], "identity_not_allowed");
-    assert_eq!(j["request_id"], denied.headers["x-request-id"].to_str().unwrap());
+    assert_eq!(
+        j["request_id"],
+        denied.headers["x-request-id"].to_str().unwrap()
+    );
     assert_eq!(send(addr, fin, get("/etl/run")).await.unwrap().status, 403);
     let nothing = send(addr, etl, get("/nowhere")).await.unwrap();
     assert_eq!(nothing.status, 404);
@@ -62,7 +89,11 @@ async fn identity_allowed_and_denied_per_route() {
         "1",
     )
     .await;
-    gw.wait_metric("sealgate_rejections_total{reason=\"no_route\",route=\"none\",stage=\"route\"}", "1").await;
+    gw.wait_metric(
+        "sealgate_rejections_total{reason=\"no_route\",route=\"none\",stage=\"route\"}",
+        "1",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,7 +113,11 @@ async fn optional_listener_lets_anonymous_callers_reach_only_anonymous_routes() 
     let gw = TestGateway::start(pki.dir.path(), &toml).await;
     let addr = gw.addr("edge");
     let anon = client_tls(&pki.ca.cert_pem, None, &[]);
-    let known = client_tls(&pki.ca.cert_pem, Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)), &[]);
+    let known = client_tls(
+        &pki.ca.cert_pem,
+        Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)),
+        &[],
+    );
 
     // An anonymous caller may not claim an identity by header.
     let req = Request::get("/public/x")
@@ -92,18 +127,29 @@ async fn optional_listener_lets_anonymous_callers_reach_only_anonymous_routes() 
         .unwrap();
     let r = send(addr, anon.clone(), req).await.unwrap();
     assert_eq!(r.status, 200);
-    assert!(r.json().get("x-forwarded-client-cert").is_none(), "{}", r.body);
+    assert!(
+        r.json().get("x-forwarded-client-cert").is_none(),
+        "{}",
+        r.body
+    );
     let r = send(addr, anon, get("/private/x")).await.unwrap();
     assert_eq!(r.status, 403);
     assert_eq!(r.json()["reason"], "no_client_identity");
-    assert_eq!(send(addr, known, get("/private/x")).await.unwrap().status, 200);
+    assert_eq!(
+        send(addr, known, get("/private/x")).await.unwrap().status,
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_hygiene_spoofed_identity_hop_by_hop_and_request_id() {
     let pki = Pki::new();
     let up = header_echo_upstream().await;
-    let toml = config(&pki, "required", &format!("{}{}", route("all", "/", ""), upstream_cfg(up, "")));
+    let toml = config(
+        &pki,
+        "required",
+        &format!("{}{}", route("all", "/", ""), upstream_cfg(up, "")),
+    );
     let gw = TestGateway::start(pki.dir.path(), &toml).await;
     let addr = gw.addr("edge");
     let client = pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256);
@@ -123,9 +169,17 @@ async fn header_hygiene_spoofed_identity_hop_by_hop_and_request_id() {
     assert_eq!(r.status, 200);
     let j = r.json();
     let xfcc = j["x-forwarded-client-cert"].as_str().unwrap();
-    assert!(xfcc.contains("Subject=\"CN=etl-prod, OU=ETL, O=Acme\""), "{xfcc}");
-    assert!(!xfcc.contains("admin") && !xfcc.contains("second copy"), "{xfcc}");
-    let expected_hash = sealgate::tls::identity::fingerprint(&client.der).replace(':', "").to_ascii_lowercase();
+    assert!(
+        xfcc.contains("Subject=\"CN=etl-prod, OU=ETL, O=Acme\""),
+        "{xfcc}"
+    );
+    assert!(
+        !xfcc.contains("admin") && !xfcc.contains("second copy"),
+        "{xfcc}"
+    );
+    let expected_hash = sealgate::tls::identity::fingerprint(&client.der)
+        .replace(':', "")
+        .to_ascii_lowercase();
     assert!(xfcc.starts_with(&format!("Hash={expected_hash}")), "{xfcc}");
     assert_eq!(j["x-forwarded-for"], "127.0.0.1");
     assert_eq!(j["x-forwarded-proto"], "https");
@@ -164,30 +218,50 @@ async fn large_streamed_upload_and_download_over_http1_and_http2() {
     let toml = config(
         &pki,
         "required",
-        &format!("{}{}", route("all", "/", "max_body = \"1GiB\""), upstream_cfg(up, "")),
+        &format!(
+            "{}{}",
+            route("all", "/", "max_body = \"1GiB\""),
+            upstream_cfg(up, "")
+        ),
     );
     let gw = TestGateway::start(pki.dir.path(), &toml).await;
     let addr = gw.addr("edge");
     let client = pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256);
 
-    let up_req = Request::post("/upload").header("host", "localhost").body(Pattern::new(SIZE)).unwrap();
-    let r = send(addr, client_tls(&pki.ca.cert_pem, Some(&client), &[]), up_req).await.unwrap();
+    let up_req = Request::post("/upload")
+        .header("host", "localhost")
+        .body(Pattern::new(SIZE))
+        .unwrap();
+    let r = send(
+        addr,
+        client_tls(&pki.ca.cert_pem, Some(&client), &[]),
+        up_req,
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.body, SIZE.to_string());
 
     // Download over HTTP/2, counting without holding the body.
-    let tls = tls_connect(addr, client_tls(&pki.ca.cert_pem, Some(&client), &[b"h2"])).await.unwrap();
-    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (mut s, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+    let tls = tls_connect(addr, client_tls(&pki.ca.cert_pem, Some(&client), &[b"h2"]))
         .await
         .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut s, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
     tokio::spawn(conn);
-    let req = Request::get("https://localhost/download").body(full(Bytes::new())).unwrap();
+    let req = Request::get("https://localhost/download")
+        .body(full(Bytes::new()))
+        .unwrap();
     let resp = s.send_request(req).await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(count_body(resp.into_body()).await, SIZE);
     // And an upload on the same HTTP/2 connection.
-    let req = Request::post("https://localhost/upload").body(Pattern::new(SIZE / 4).boxed()).unwrap();
+    let req = Request::post("https://localhost/upload")
+        .body(Pattern::new(SIZE / 4).boxed())
+        .unwrap();
     let resp = s.send_request(req).await.unwrap();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body, (SIZE / 4).to_string());
@@ -210,11 +284,19 @@ async fn body_limit_early_from_content_length_and_mid_stream_when_chunked() {
     let toml = config(
         &pki,
         "required",
-        &format!("{}{}", route("small", "/", "max_body = \"1MiB\""), upstream_cfg(up, "")),
+        &format!(
+            "{}{}",
+            route("small", "/", "max_body = \"1MiB\""),
+            upstream_cfg(up, "")
+        ),
     );
     let gw = TestGateway::start(pki.dir.path(), &toml).await;
     let addr = gw.addr("edge");
-    let cfg = client_tls(&pki.ca.cert_pem, Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)), &[]);
+    let cfg = client_tls(
+        &pki.ca.cert_pem,
+        Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)),
+        &[],
+    );
 
     // Declared too large: refused before the upstream is contacted.
     let req = Request::post("/x")
@@ -228,14 +310,26 @@ async fn body_limit_early_from_content_length_and_mid_stream_when_chunked() {
     assert_eq!(reached.load(Ordering::SeqCst), 0);
 
     // Chunked, no length: cut off once the ceiling is crossed.
-    let req = Request::post("/x").header("host", "localhost").body(Pattern::new(8 << 20)).unwrap();
+    let req = Request::post("/x")
+        .header("host", "localhost")
+        .body(Pattern::new(8 << 20))
+        .unwrap();
     let r = send(addr, cfg.clone(), req).await.unwrap();
     assert_eq!(r.status, 413, "{}", r.body);
-    gw.wait_metric("sealgate_rejections_total{reason=\"body_too_large\",route=\"small\",stage=\"size\"}", "2")
-        .await;
+    gw.wait_metric(
+        "sealgate_rejections_total{reason=\"body_too_large\",route=\"small\",stage=\"size\"}",
+        "2",
+    )
+    .await;
     // Under the limit still passes.
-    let req = Request::post("/x").header("host", "localhost").body(Pattern::new(512 << 10)).unwrap();
-    assert_eq!(send(addr, cfg, req).await.unwrap().body, (512u64 << 10).to_string());
+    let req = Request::post("/x")
+        .header("host", "localhost")
+        .body(Pattern::new(512 << 10))
+        .unwrap();
+    assert_eq!(
+        send(addr, cfg, req).await.unwrap().body,
+        (512u64 << 10).to_string()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,13 +355,21 @@ async fn unreachable_upstream_is_502_promptly_and_slow_upstream_is_504() {
     );
     let gw = TestGateway::start(pki.dir.path(), &toml).await;
     let addr = gw.addr("edge");
-    let cfg = client_tls(&pki.ca.cert_pem, Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)), &[]);
+    let cfg = client_tls(
+        &pki.ca.cert_pem,
+        Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)),
+        &[],
+    );
 
     let t = Instant::now();
     let r = send(addr, cfg.clone(), get("/down")).await.unwrap();
     assert_eq!(r.status, 502);
     assert_eq!(r.json()["reason"], "upstream_unreachable");
-    assert!(t.elapsed() < Duration::from_secs(2), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t.elapsed()
+    );
 
     let t = Instant::now();
     let req = Request::post("/slow")
@@ -277,15 +379,37 @@ async fn unreachable_upstream_is_502_promptly_and_slow_upstream_is_504() {
         .unwrap();
     let r = send(addr, cfg, req).await.unwrap();
     assert_eq!(r.status, 504);
-    assert!(t.elapsed() < Duration::from_secs(3), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        t.elapsed()
+    );
     // SOAP 1.2 request, SOAP 1.2 fault.
-    assert!(r.headers["content-type"].to_str().unwrap().starts_with("application/soap+xml"));
-    assert!(r.body.contains("http://www.w3.org/2003/05/soap-envelope"), "{}", r.body);
-    assert!(r.body.contains("<env:Value>env:Receiver</env:Value>"), "{}", r.body);
-    assert!(r.body.contains("<sg:reason>upstream_timeout</sg:reason>"), "{}", r.body);
+    assert!(r.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/soap+xml"));
+    assert!(
+        r.body.contains("http://www.w3.org/2003/05/soap-envelope"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains("<env:Value>env:Receiver</env:Value>"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains("<sg:reason>upstream_timeout</sg:reason>"),
+        "{}",
+        r.body
+    );
     assert!(r.body.contains(r.headers["x-request-id"].to_str().unwrap()));
-    gw.wait_metric("sealgate_rejections_total{reason=\"upstream_timeout\",route=\"slow\",stage=\"upstream\"}", "1")
-        .await;
+    gw.wait_metric(
+        "sealgate_rejections_total{reason=\"upstream_timeout\",route=\"slow\",stage=\"upstream\"}",
+        "1",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,12 +421,20 @@ async fn soap11_fault_on_soap_route() {
         "required",
         &format!(
             "{}{}",
-            route("soap", "/services/Soap/", "soap = true\nallow = [{ ou = \"Finance\" }]"),
+            route(
+                "soap",
+                "/services/Soap/",
+                "soap = true\nallow = [{ ou = \"Finance\" }]"
+            ),
             upstream_cfg(up, "")
         ),
     );
     let gw = TestGateway::start(pki.dir.path(), &toml).await;
-    let cfg = client_tls(&pki.ca.cert_pem, Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)), &[]);
+    let cfg = client_tls(
+        &pki.ca.cert_pem,
+        Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)),
+        &[],
+    );
     let req = Request::post("/services/Soap/u/60.0")
         .header("host", "localhost")
         .header("content-type", "text/xml; charset=utf-8")
@@ -311,10 +443,19 @@ async fn soap11_fault_on_soap_route() {
         .unwrap();
     let r = send(gw.addr("edge"), cfg, req).await.unwrap();
     assert_eq!(r.status, 403);
-    assert!(r.headers["content-type"].to_str().unwrap().starts_with("text/xml"));
+    assert!(r.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/xml"));
     assert!(r.body.contains("http://schemas.xmlsoap.org/soap/envelope/"));
-    assert!(r.body.contains("<faultcode>soap:Client</faultcode>"), "{}", r.body);
-    assert!(r.body.contains("<sg:reason>identity_not_allowed</sg:reason>"));
+    assert!(
+        r.body.contains("<faultcode>soap:Client</faultcode>"),
+        "{}",
+        r.body
+    );
+    assert!(r
+        .body
+        .contains("<sg:reason>identity_not_allowed</sg:reason>"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,7 +478,11 @@ async fn upstream_concurrency_ceiling_then_503_and_slots_come_back_after_cancell
     );
     let gw = TestGateway::start(pki.dir.path(), &toml).await;
     let addr = gw.addr("edge");
-    let cfg = client_tls(&pki.ca.cert_pem, Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)), &[]);
+    let cfg = client_tls(
+        &pki.ca.cert_pem,
+        Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)),
+        &[],
+    );
 
     // Two long calls hold both slots; a third waits 300ms and is told to retry.
     let a = tokio::spawn(send(addr, cfg.clone(), get("/?1500")));
@@ -359,7 +504,8 @@ async fn upstream_concurrency_ceiling_then_503_and_slots_come_back_after_cancell
         tokio::time::sleep(Duration::from_millis(200)).await;
         h.abort();
     }
-    gw.wait_metric("sealgate_upstream_in_flight{upstream=\"up\"}", "0").await;
+    gw.wait_metric("sealgate_upstream_in_flight{upstream=\"up\"}", "0")
+        .await;
     // Both slots are free again: two concurrent calls pass without waiting.
     let x = tokio::spawn(send(addr, cfg.clone(), get("/?200")));
     let y = tokio::spawn(send(addr, cfg.clone(), get("/?200")));
@@ -382,11 +528,17 @@ async fn slowloris_client_is_disconnected_and_idle_connections_close() {
     );
     let gw = TestGateway::start(pki.dir.path(), &toml).await;
     let addr = gw.addr("edge");
-    let cfg = client_tls(&pki.ca.cert_pem, Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)), &[]);
+    let cfg = client_tls(
+        &pki.ca.cert_pem,
+        Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)),
+        &[],
+    );
 
     // Slowloris: headers trickle in a byte at a time and never finish.
     let mut s = tls_connect(addr, cfg.clone()).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n").await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .unwrap();
     let t = Instant::now();
     let mut closed = false;
     for _ in 0..40 {
@@ -403,12 +555,22 @@ async fn slowloris_client_is_disconnected_and_idle_connections_close() {
             _ => {}
         }
     }
-    assert!(closed, "slowloris connection still open after {:?}", t.elapsed());
-    assert!(t.elapsed() < Duration::from_secs(4), "cut off only after {:?}", t.elapsed());
+    assert!(
+        closed,
+        "slowloris connection still open after {:?}",
+        t.elapsed()
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "cut off only after {:?}",
+        t.elapsed()
+    );
 
     // An idle keep-alive connection is closed after idle_timeout.
     let mut s = tls_connect(addr, cfg).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = vec![0u8; 8192];
     let n = s.read(&mut buf).await.unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
@@ -423,7 +585,11 @@ async fn slowloris_client_is_disconnected_and_idle_connections_close() {
     })
     .await;
     assert!(rest.is_ok(), "idle connection was not closed");
-    assert!(t.elapsed() >= Duration::from_millis(400), "closed too early: {:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(400),
+        "closed too early: {:?}",
+        t.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -434,11 +600,19 @@ async fn graceful_drain_lets_in_flight_request_finish() {
         http::Response::new(full("finished"))
     })
     .await;
-    let toml = config(&pki, "required", &format!("{}{}", route("all", "/", ""), upstream_cfg(up, "")));
+    let toml = config(
+        &pki,
+        "required",
+        &format!("{}{}", route("all", "/", ""), upstream_cfg(up, "")),
+    );
     let gw = TestGateway::start(pki.dir.path(), &toml).await;
     let addr = gw.addr("edge");
     let admin = gw.gw.admin_addr;
-    let cfg = client_tls(&pki.ca.cert_pem, Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)), &[]);
+    let cfg = client_tls(
+        &pki.ca.cert_pem,
+        Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)),
+        &[],
+    );
     assert_eq!(admin_get(admin, "/readyz").await.0, 200);
 
     let in_flight = tokio::spawn(send(addr, cfg.clone(), get("/work")));
@@ -450,7 +624,10 @@ async fn graceful_drain_lets_in_flight_request_finish() {
     let r = in_flight.await.unwrap().unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.body, "finished");
-    assert!(drained.await.unwrap(), "drain did not complete within the grace period");
+    assert!(
+        drained.await.unwrap(),
+        "drain did not complete within the grace period"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -465,8 +642,12 @@ async fn upstream_over_mutual_tls_with_the_gateways_own_certificate() {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(CertificateDer::from_pem_slice(pki.ca.cert_pem.as_bytes()).unwrap()).unwrap();
-        let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots)).build().unwrap();
+        roots
+            .add(CertificateDer::from_pem_slice(pki.ca.cert_pem.as_bytes()).unwrap())
+            .unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+            .build()
+            .unwrap();
         let mut c = rustls::ServerConfig::builder()
             .with_client_cert_verifier(verifier)
             .with_single_cert(
@@ -481,15 +662,26 @@ async fn upstream_over_mutual_tls_with_the_gateways_own_certificate() {
     let up = sock.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = sock.accept().await else { continue };
+            let Ok((tcp, _)) = sock.accept().await else {
+                continue;
+            };
             let acceptor = tokio_rustls::TlsAcceptor::from(server_cfg.clone());
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 let der = tls.get_ref().1.peer_certificates().unwrap()[0].to_vec();
-                let who = sealgate::tls::identity::PeerIdentity::from_der(&der).unwrap().cn[0].clone();
+                let who = sealgate::tls::identity::PeerIdentity::from_der(&der)
+                    .unwrap()
+                    .cn[0]
+                    .clone();
                 let svc = hyper::service::service_fn(move |_r: Request<Incoming>| {
                     let who = who.clone();
-                    async move { Ok::<_, std::convert::Infallible>(http::Response::new(full(format!("upstream saw {who}")))) }
+                    async move {
+                        Ok::<_, std::convert::Infallible>(http::Response::new(full(format!(
+                            "upstream saw {who}"
+                        ))))
+                    }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(tls), svc)
@@ -508,10 +700,139 @@ async fn upstream_over_mutual_tls_with_the_gateways_own_certificate() {
         ),
     );
     let gw = TestGateway::start(pki.dir.path(), &toml).await;
-    let cfg = client_tls(&pki.ca.cert_pem, Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)), &[]);
+    let cfg = client_tls(
+        &pki.ca.cert_pem,
+        Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)),
+        &[],
+    );
     for _ in 0..3 {
         let r = send(gw.addr("edge"), cfg.clone(), get("/x")).await.unwrap();
         assert_eq!(r.status, 200, "{}", r.body);
         assert_eq!(r.body, "upstream saw sealgate-gw");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_or_too_many_headers_get_431() {
+    let pki = Pki::new();
+    let up = header_echo_upstream().await;
+    let toml = config(
+        &pki,
+        "required",
+        &format!(
+            "[server.limits]\nmax_header_bytes = \"8KiB\"\nmax_headers = 20\n{}{}",
+            route("all", "/", ""),
+            upstream_cfg(up, "")
+        ),
+    );
+    let gw = TestGateway::start(pki.dir.path(), &toml).await;
+    let addr = gw.addr("edge");
+    let cfg = client_tls(
+        &pki.ca.cert_pem,
+        Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)),
+        &[],
+    );
+
+    let big = Request::get("/")
+        .header("host", "localhost")
+        .header("x-big", "a".repeat(16 * 1024))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(send(addr, cfg.clone(), big).await.unwrap().status, 431);
+
+    let mut many = Request::get("/").header("host", "localhost");
+    for i in 0..40 {
+        many = many.header(format!("x-h{i}"), "1");
+    }
+    let r = send(
+        addr,
+        cfg.clone(),
+        many.body(Full::new(Bytes::new())).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 431);
+
+    // HTTP/2 goes through the same count limit in the pipeline.
+    let tls = tls_connect(
+        addr,
+        client_tls(
+            &pki.ca.cert_pem,
+            Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)),
+            &[b"h2"],
+        ),
+    )
+    .await
+    .unwrap();
+    let (mut s, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut many = Request::get("https://localhost/");
+    for i in 0..40 {
+        many = many.header(format!("x-h{i}"), "1");
+    }
+    let resp = s
+        .send_request(many.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 431);
+    let ok = s
+        .send_request(
+            Request::get("https://localhost/")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_that_never_accepts_the_connection_is_504_after_connect_timeout() {
+    // A listener whose accept queue is full: the kernel drops further SYNs, so
+    // connecting hangs the way it does to a firewalled host.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = sock.listen(0).unwrap();
+    let blackhole = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        if let Ok(Ok(c)) = tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(blackhole),
+        )
+        .await
+        {
+            fillers.push(c);
+        } else {
+            break;
+        }
+    }
+    let pki = Pki::new();
+    let toml = config(
+        &pki,
+        "required",
+        &format!(
+            "{}[upstream.up]\nurl = \"http://{blackhole}\"\nconnect_timeout = \"500ms\"\n",
+            route("all", "/", "")
+        ),
+    );
+    let gw = TestGateway::start(pki.dir.path(), &toml).await;
+    let cfg = client_tls(
+        &pki.ca.cert_pem,
+        Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)),
+        &[],
+    );
+    let t = Instant::now();
+    let r = send(gw.addr("edge"), cfg, get("/x")).await.unwrap();
+    assert_eq!(r.status, 504, "{}", r.body);
+    assert_eq!(r.json()["reason"], "upstream_connect_timeout");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t.elapsed()
+    );
+    drop(listener);
 }

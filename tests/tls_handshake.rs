@@ -28,15 +28,25 @@ async fn rsa_and_ecdsa_clients_pass() {
     let (gw, addr) = gateway(&pki, "").await;
     for alg in [KeyAlg::Rsa2048, KeyAlg::EcdsaP256] {
         let client = pki.client("etl-prod", "ETL", alg);
-        let r = send(addr, client_tls(&pki.ca.cert_pem, Some(&client), &[]), get("/x"))
-            .await
-            .unwrap();
+        let r = send(
+            addr,
+            client_tls(&pki.ca.cert_pem, Some(&client), &[]),
+            get("/x"),
+        )
+        .await
+        .unwrap();
         assert_eq!(r.status, 200, "{alg:?}: {}", r.body);
-        let xfcc = r.json()["x-forwarded-client-cert"].as_str().unwrap().to_string();
+        let xfcc = r.json()["x-forwarded-client-cert"]
+            .as_str()
+            .unwrap()
+            .to_string();
         assert!(xfcc.contains("CN=etl-prod"), "{xfcc}");
     }
-    gw.wait_metric("sealgate_tls_handshakes_total{listener=\"edge\",reason=\"ok\",result=\"ok\"}", "2")
-        .await;
+    gw.wait_metric(
+        "sealgate_tls_handshakes_total{listener=\"edge\",reason=\"ok\",result=\"ok\"}",
+        "2",
+    )
+    .await;
 }
 
 /// Connects with the given client config and reads until the gateway closes,
@@ -57,7 +67,12 @@ async fn attempt(addr: std::net::SocketAddr, cfg: std::sync::Arc<rustls::ClientC
     }
 }
 
-async fn assert_refused(gw: &TestGateway, addr: std::net::SocketAddr, cfg: std::sync::Arc<rustls::ClientConfig>, reason: &str) {
+async fn assert_refused(
+    gw: &TestGateway,
+    addr: std::net::SocketAddr,
+    cfg: std::sync::Arc<rustls::ClientConfig>,
+    reason: &str,
+) {
     assert!(!attempt(addr, cfg).await, "{reason}: handshake should fail");
     gw.wait_metric(
         &format!("sealgate_tls_handshakes_total{{listener=\"edge\",reason=\"{reason}\",result=\"refused\"}}"),
@@ -82,27 +97,57 @@ async fn each_bad_client_certificate_has_its_own_reason() {
     // A certificate from a CA the gateway does not trust.
     let other = Ca::new("Some Other CA", "elsewhere", 30).unwrap();
     let stranger = other.issue(&Leaf::new("stranger", Usage::Client)).unwrap();
-    assert_refused(&gw, addr, client_tls(&ca, Some(&stranger), &[]), "unknown_issuer").await;
+    assert_refused(
+        &gw,
+        addr,
+        client_tls(&ca, Some(&stranger), &[]),
+        "unknown_issuer",
+    )
+    .await;
 
     // An impostor CA with exactly the trusted CA's name signs a client certificate.
     let impostor = Ca::new("Test Client CA", "sealgate tests", 30).unwrap();
     let forged = impostor.issue(&Leaf::new("forged", Usage::Client)).unwrap();
-    assert_refused(&gw, addr, client_tls(&ca, Some(&forged), &[]), "bad_signature").await;
+    assert_refused(
+        &gw,
+        addr,
+        client_tls(&ca, Some(&forged), &[]),
+        "bad_signature",
+    )
+    .await;
 
     let mut expired = Leaf::new("expired", Usage::Client);
     expired.from_days = -30;
     expired.to_days = -1;
-    assert_refused(&gw, addr, client_tls(&ca, Some(&pki.issue(&expired)), &[]), "expired").await;
+    assert_refused(
+        &gw,
+        addr,
+        client_tls(&ca, Some(&pki.issue(&expired)), &[]),
+        "expired",
+    )
+    .await;
 
     let mut future = Leaf::new("future", Usage::Client);
     future.from_days = 2;
     future.to_days = 30;
-    assert_refused(&gw, addr, client_tls(&ca, Some(&pki.issue(&future)), &[]), "not_yet_valid").await;
+    assert_refused(
+        &gw,
+        addr,
+        client_tls(&ca, Some(&pki.issue(&future)), &[]),
+        "not_yet_valid",
+    )
+    .await;
 
     assert_refused(&gw, addr, client_tls(&ca, Some(&revoked), &[]), "revoked").await;
 
     let server_only = pki.issue(&Leaf::new("server-only", Usage::ServerOnlyAsClient));
-    assert_refused(&gw, addr, client_tls(&ca, Some(&server_only), &[]), "bad_eku").await;
+    assert_refused(
+        &gw,
+        addr,
+        client_tls(&ca, Some(&server_only), &[]),
+        "bad_eku",
+    )
+    .await;
 
     // Still open to a good client after all that.
     let good = pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256);
@@ -158,8 +203,11 @@ async fn tls13_only_listener_refuses_tls12_client() {
         .with_root_certificates({
             let mut r = rustls::RootCertStore::empty();
             use rustls::pki_types::pem::PemObject;
-            r.add(rustls::pki_types::CertificateDer::from_pem_slice(pki.ca.cert_pem.as_bytes()).unwrap())
-                .unwrap();
+            r.add(
+                rustls::pki_types::CertificateDer::from_pem_slice(pki.ca.cert_pem.as_bytes())
+                    .unwrap(),
+            )
+            .unwrap();
             r
         })
         .with_no_client_auth();
@@ -172,7 +220,11 @@ async fn tls13_only_listener_refuses_tls12_client() {
 /// and without a certificate it is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openssl_s_client_handshake() {
-    if std::process::Command::new("openssl").arg("version").output().is_err() {
+    if std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_err()
+    {
         println!("SKIPPED: openssl binary not found on PATH");
         return;
     }
@@ -184,9 +236,17 @@ async fn openssl_s_client_handshake() {
     let ca_file = pki.path("ca.crt");
     let run = move |with_cert: bool| {
         let mut cmd = std::process::Command::new("openssl");
-        cmd.args(["s_client", "-connect", &addr.to_string(), "-servername", "localhost", "-quiet", "-verify_return_error"])
-            .arg("-CAfile")
-            .arg(&ca_file);
+        cmd.args([
+            "s_client",
+            "-connect",
+            &addr.to_string(),
+            "-servername",
+            "localhost",
+            "-quiet",
+            "-verify_return_error",
+        ])
+        .arg("-CAfile")
+        .arg(&ca_file);
         if with_cert {
             cmd.arg("-cert").arg(&cert).arg("-key").arg(&key);
         }
@@ -203,9 +263,15 @@ async fn openssl_s_client_handshake() {
             .unwrap();
         child.wait_with_output().unwrap()
     };
-    let out = tokio::task::spawn_blocking(move || (run(true), run(false))).await.unwrap();
+    let out = tokio::task::spawn_blocking(move || (run(true), run(false)))
+        .await
+        .unwrap();
     let ok = String::from_utf8_lossy(&out.0.stdout);
-    assert!(ok.starts_with("HTTP/1.1 200"), "stdout: {ok}\nstderr: {}", String::from_utf8_lossy(&out.0.stderr));
+    assert!(
+        ok.starts_with("HTTP/1.1 200"),
+        "stdout: {ok}\nstderr: {}",
+        String::from_utf8_lossy(&out.0.stderr)
+    );
     assert!(ok.contains("/via-openssl"));
     assert!(!String::from_utf8_lossy(&out.1.stdout).contains("HTTP/1.1 200"));
     gw.wait_metric("sealgate_tls_handshakes_total{listener=\"edge\",reason=\"no_client_cert\",result=\"refused\"}", "1")

@@ -49,7 +49,10 @@ pub enum ConfigError {
     #[error("{file}: {problem}")]
     Syntax { file: PathBuf, problem: Problem },
     #[error("{file}: {} problem(s):\n{}", .problems.len(), render(.problems))]
-    Invalid { file: PathBuf, problems: Vec<Problem> },
+    Invalid {
+        file: PathBuf,
+        problems: Vec<Problem>,
+    },
 }
 
 fn render(problems: &[Problem]) -> String {
@@ -394,7 +397,10 @@ impl Config {
             if listener_names.iter().filter(|n| **n == l.name).count() > 1 {
                 out.push(Problem::new(
                     format!("{p}.name"),
-                    format!("listener name {:?} is used twice; give each listener its own name", l.name),
+                    format!(
+                        "listener name {:?} is used twice; give each listener its own name",
+                        l.name
+                    ),
                 ));
             }
             // Port 0 (any free port) never clashes.
@@ -408,7 +414,10 @@ impl Config {
             if fixed && l.listen == self.admin.listen {
                 out.push(Problem::new(
                     format!("{p}.listen"),
-                    format!("address {} is also the admin listener's; pick another port", l.listen),
+                    format!(
+                        "address {} is also the admin listener's; pick another port",
+                        l.listen
+                    ),
                 ));
             }
             match (l.tls.client_auth, &l.tls.client_ca) {
@@ -436,7 +445,10 @@ impl Config {
             if route_names.iter().filter(|n| **n == r.name).count() > 1 {
                 out.push(Problem::new(
                     format!("{p}.name"),
-                    format!("route name {:?} is used twice; give each route its own name", r.name),
+                    format!(
+                        "route name {:?} is used twice; give each route its own name",
+                        r.name
+                    ),
                 ));
             }
             match self.listeners.iter().find(|l| l.name == r.listener) {
@@ -569,7 +581,10 @@ impl Config {
             (&self.server.request_id_header, "server.request_id_header"),
         ] {
             if http::HeaderName::from_bytes(hdr.as_bytes()).is_err() {
-                out.push(Problem::new(key, format!("{hdr:?} is not a valid header name")));
+                out.push(Problem::new(
+                    key,
+                    format!("{hdr:?} is not a valid header name"),
+                ));
             }
         }
         out
@@ -655,10 +670,17 @@ url = "https://example.invalid"
 
     #[test]
     fn unknown_key_names_its_path() {
-        let text = MINIMAL.replace("client_ca = \"ca.crt\"", "client_ca = \"ca.crt\"\nclient_cert = \"x\"");
+        let text = MINIMAL.replace(
+            "client_ca = \"ca.crt\"",
+            "client_ca = \"ca.crt\"\nclient_cert = \"x\"",
+        );
         let e = Config::parse(&text).unwrap_err();
         assert_eq!(e.path, "listener[0].tls.client_cert");
-        assert!(e.message.contains("unknown field `client_cert`"), "{}", e.message);
+        assert!(
+            e.message.contains("unknown field `client_cert`"),
+            "{}",
+            e.message
+        );
         assert!(e.message.contains("line"), "{}", e.message);
     }
 

@@ -39,13 +39,11 @@ impl Size {
     /// Parses `"16MiB"`, `"10 kB"`, `"1GiB"` or `"4096"`.
     pub fn parse(s: &str) -> Result<Size, String> {
         let t = s.trim();
-        let split = t
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(t.len());
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("invalid size {s:?}: expected a number followed by a unit such as \"16MiB\""))?;
+        let n: u64 = num.parse().map_err(|_| {
+            format!("invalid size {s:?}: expected a number followed by a unit such as \"16MiB\"")
+        })?;
         let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "kb" => 1_000,
@@ -56,8 +54,8 @@ impl Size {
             "gib" | "g" => 1 << 30,
             other => {
                 return Err(format!(
-                    "invalid size {s:?}: unknown unit {other:?} (use B, KiB, MiB, GiB, kB, MB or GB)"
-                ))
+                "invalid size {s:?}: unknown unit {other:?} (use B, KiB, MiB, GiB, kB, MB or GB)"
+            ))
             }
         };
         n.checked_mul(mult)
@@ -91,7 +89,9 @@ mod tests {
         assert_eq!(Size::parse("64 KB").unwrap().0, 64_000);
         assert_eq!(Size::parse("4096").unwrap().0, 4096);
         assert_eq!(Size::parse("2GiB").unwrap().0, 2 << 30);
-        assert!(Size::parse("12 parsecs").unwrap_err().contains("unknown unit"));
+        assert!(Size::parse("12 parsecs")
+            .unwrap_err()
+            .contains("unknown unit"));
         assert!(Size::parse("MiB").is_err());
     }
 }

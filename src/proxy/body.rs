@@ -60,7 +60,10 @@ where
         match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    let n = this.stats.bytes.fetch_add(data.len() as u64, Ordering::Relaxed)
+                    let n = this
+                        .stats
+                        .bytes
+                        .fetch_add(data.len() as u64, Ordering::Relaxed)
                         + data.len() as u64;
                     if n > this.limit {
                         this.stats.too_large.store(true, Ordering::Relaxed);

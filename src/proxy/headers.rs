@@ -36,9 +36,9 @@ pub fn well_formed_request_id(v: &HeaderValue) -> Option<&str> {
     let s = v.to_str().ok()?;
     let ok = !s.is_empty()
         && s.len() <= 128
-        && s
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'+' | b'/' | b'='));
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'+' | b'/' | b'=')
+        });
     ok.then_some(s)
 }
 
@@ -101,10 +101,16 @@ mod tests {
     #[test]
     fn connection_named_headers_are_removed() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("close, x-secret-hop"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-secret-hop"),
+        );
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert("x-keep", HeaderValue::from_static("1"));
-        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         strip_hop_by_hop(&mut h);
         assert!(h.get("x-secret-hop").is_none());
         assert!(h.get(header::TRANSFER_ENCODING).is_none());
@@ -115,7 +121,9 @@ mod tests {
     fn request_ids() {
         assert!(well_formed_request_id(&HeaderValue::from_static("abc-123")).is_some());
         assert!(well_formed_request_id(&HeaderValue::from_static("a b")).is_none());
-        assert!(well_formed_request_id(&HeaderValue::from_str(&"a".repeat(129)).unwrap()).is_none());
+        assert!(
+            well_formed_request_id(&HeaderValue::from_str(&"a".repeat(129)).unwrap()).is_none()
+        );
         let id = new_request_id();
         assert_eq!(id.len(), 32);
         assert_ne!(id, new_request_id());

@@ -146,8 +146,12 @@ pub mod refusals {
     use super::Refusal;
     use http::StatusCode as S;
 
-    pub const NO_ROUTE: Refusal =
-        Refusal::new(S::NOT_FOUND, "route", "no_route", "No route matches this request.");
+    pub const NO_ROUTE: Refusal = Refusal::new(
+        S::NOT_FOUND,
+        "route",
+        "no_route",
+        "No route matches this request.",
+    );
     pub const NO_CLIENT_IDENTITY: Refusal = Refusal::new(
         S::FORBIDDEN,
         "identity",
@@ -229,7 +233,10 @@ mod tests {
     #[test]
     fn soap_version_follows_content_type() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/soap+xml; action=x"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/soap+xml; action=x"),
+        );
         assert_eq!(flavor(true, &h), Flavor::Soap12);
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
         assert_eq!(flavor(true, &h), Flavor::Soap11);

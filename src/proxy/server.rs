@@ -302,11 +302,25 @@ async fn connection(
     let tls = match result {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            refuse_handshake(&rt, &l, peer, tls_server::handshake_reason(&e), &e.to_string(), presented);
+            refuse_handshake(
+                &rt,
+                &l,
+                peer,
+                tls_server::handshake_reason(&e),
+                &e.to_string(),
+                presented,
+            );
             return;
         }
         Err(_) => {
-            refuse_handshake(&rt, &l, peer, "timeout", "handshake not finished in time", presented);
+            refuse_handshake(
+                &rt,
+                &l,
+                peer,
+                "timeout",
+                "handshake not finished in time",
+                presented,
+            );
             return;
         }
     };
@@ -383,7 +397,10 @@ fn refuse_handshake(
         .tls_handshakes
         .with_label_values(&[l.name.as_str(), "refused", reason])
         .inc();
-    let cert = presented.as_ref().map(tls_server::describe).unwrap_or_default();
+    let cert = presented
+        .as_ref()
+        .map(tls_server::describe)
+        .unwrap_or_default();
     let quiet = matches!(reason, "peer_closed");
     let fault = tls_server::fault_of(reason);
     macro_rules! line {

@@ -90,19 +90,23 @@ impl Runtime {
                 }
             }
             // Stable sort keeps config order among equally specific routes.
-            routes.sort_by(|a, b| b.specificity().cmp(&a.specificity()));
+            routes.sort_by_key(|r| std::cmp::Reverse(r.specificity()));
             listeners.push(Arc::new(Listener {
                 name: l.name.clone(),
                 addr: l.listen,
                 tls,
                 client_auth: l.tls.client_auth,
                 routes,
-                handshake_ok: metrics
-                    .tls_handshakes
-                    .with_label_values(&[l.name.as_str(), "ok", "ok"]),
-                accepted: metrics
-                    .connections
-                    .with_label_values(&[l.name.as_str(), "accepted", "ok"]),
+                handshake_ok: metrics.tls_handshakes.with_label_values(&[
+                    l.name.as_str(),
+                    "ok",
+                    "ok",
+                ]),
+                accepted: metrics.connections.with_label_values(&[
+                    l.name.as_str(),
+                    "accepted",
+                    "ok",
+                ]),
             }));
         }
         if !problems.is_empty() {

@@ -52,7 +52,9 @@ impl Route {
     ) -> Result<Route, Problem> {
         let mut allow = Vec::with_capacity(c.allow.len());
         for (j, r) in c.allow.iter().enumerate() {
-            allow.push(AllowRule::compile(r).map_err(|m| Problem::new(format!("{path}.allow[{j}]"), m))?);
+            allow.push(
+                AllowRule::compile(r).map_err(|m| Problem::new(format!("{path}.allow[{j}]"), m))?,
+            );
         }
         let methods = c
             .matcher
@@ -62,8 +64,11 @@ impl Route {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Problem::new(format!("{path}.match.methods"), e.to_string()))?;
         let name = c.name.clone();
-        let by_class = ["1xx", "2xx", "3xx", "4xx", "5xx"]
-            .map(|cls| metrics.requests.with_label_values(&[name.as_str(), cls, outcome_for(cls)]));
+        let by_class = ["1xx", "2xx", "3xx", "4xx", "5xx"].map(|cls| {
+            metrics
+                .requests
+                .with_label_values(&[name.as_str(), cls, outcome_for(cls)])
+        });
         Ok(Route {
             duration: metrics.request_duration.with_label_values(&[name.as_str()]),
             by_class,
@@ -90,7 +95,13 @@ impl Route {
         )
     }
 
-    pub fn matches(&self, host: Option<&str>, method: &Method, path: &str, headers: &HeaderMap) -> bool {
+    pub fn matches(
+        &self,
+        host: Option<&str>,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> bool {
         if !path.starts_with(&self.path_prefix) {
             return false;
         }

@@ -223,10 +223,7 @@ impl AllowRule {
 
 /// DNs compare without spaces after separators, so `CN=a, O=b` equals `CN=a,O=b`.
 fn normalize_dn(dn: &str) -> String {
-    dn.split(',')
-        .map(str::trim)
-        .collect::<Vec<_>>()
-        .join(",")
+    dn.split(',').map(str::trim).collect::<Vec<_>>().join(",")
 }
 
 fn trim_zeros(hex: &str) -> String {

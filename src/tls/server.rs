@@ -99,7 +99,10 @@ pub fn server_config(
     .map_err(|e| match e {
         CertError::KeyMismatch { .. } => at("key", e),
         CertError::Read { ref path, .. } if *path == config.resolve(&tls.key) => at("key", e),
-        CertError::Empty { what: "PRIVATE KEY", .. } => at("key", e),
+        CertError::Empty {
+            what: "PRIVATE KEY",
+            ..
+        } => at("key", e),
         CertError::Unusable { .. } => at("key", e),
         e => at("cert", e),
     })?;
@@ -130,7 +133,11 @@ pub fn server_config(
                 roots.add(der).map_err(|e| {
                     Problem::new(
                         format!("{path}.client_ca"),
-                        format!("certificate #{} in {} is not a usable trust anchor: {e}", i + 1, ca_path.display()),
+                        format!(
+                            "certificate #{} in {} is not a usable trust anchor: {e}",
+                            i + 1,
+                            ca_path.display()
+                        ),
                     )
                 })?;
             }
@@ -235,9 +242,10 @@ pub fn tls_reason(e: &rustls::Error) -> &'static str {
         E::AlertReceived(a) => {
             use rustls::AlertDescription as A;
             match a {
-                A::UnknownCA | A::BadCertificate | A::CertificateUnknown | A::CertificateExpired => {
-                    "client_rejected_server_cert"
-                }
+                A::UnknownCA
+                | A::BadCertificate
+                | A::CertificateUnknown
+                | A::CertificateExpired => "client_rejected_server_cert",
                 A::ProtocolVersion => "protocol_version",
                 A::HandshakeFailure | A::InsufficientSecurity => "no_shared_cipher",
                 _ => "other",

@@ -41,7 +41,10 @@ pub fn client_config(
                 roots.add(der).map_err(|e| {
                     Problem::new(
                         format!("{path}.ca"),
-                        format!("{} holds a certificate that is not a usable trust anchor: {e}", p.display()),
+                        format!(
+                            "{} holds a certificate that is not a usable trust anchor: {e}",
+                            p.display()
+                        ),
                     )
                 })?;
             }
@@ -55,9 +58,14 @@ pub fn client_config(
                 certs::load_identity(&format!("{path}.client_cert"), &cert_path, &key_path)
                     .map_err(|e| {
                         let key = match &e {
-                            CertError::KeyMismatch { .. } | CertError::Unusable { .. } => "client_key",
+                            CertError::KeyMismatch { .. } | CertError::Unusable { .. } => {
+                                "client_key"
+                            }
                             CertError::Read { path, .. } if *path == key_path => "client_key",
-                            CertError::Empty { what: "PRIVATE KEY", .. } => "client_key",
+                            CertError::Empty {
+                                what: "PRIVATE KEY",
+                                ..
+                            } => "client_key",
                             _ => "client_cert",
                         };
                         Problem::new(format!("{path}.{key}"), e.to_string())

@@ -116,7 +116,9 @@ impl TestGateway {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let m = self.metrics().await;
-            if m.lines().any(|l| l.starts_with(needle) && l.ends_with(&format!(" {value}"))) {
+            if m.lines()
+                .any(|l| l.starts_with(needle) && l.ends_with(&format!(" {value}")))
+            {
                 return m;
             }
             if Instant::now() > deadline {
@@ -177,7 +179,9 @@ where
     let addr = sock.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = sock.accept().await else { continue };
+            let Ok((tcp, _)) = sock.accept().await else {
+                continue;
+            };
             let h = h.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |r| {
@@ -262,11 +266,7 @@ impl Body for Pattern {
 
 // ---------- TLS clients ----------
 
-pub fn client_tls(
-    ca_pem: &str,
-    id: Option<&Issued>,
-    alpn: &[&[u8]],
-) -> Arc<rustls::ClientConfig> {
+pub fn client_tls(ca_pem: &str, id: Option<&Issued>, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let mut roots = rustls::RootCertStore::empty();
@@ -295,7 +295,9 @@ pub async fn tls_connect(
 ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
     let tcp = TcpStream::connect(addr).await?;
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    tokio_rustls::TlsConnector::from(cfg).connect(name, tcp).await
+    tokio_rustls::TlsConnector::from(cfg)
+        .connect(name, tcp)
+        .await
 }
 
 pub struct Reply {

@@ -7,7 +7,7 @@ use common::*;
 use http::Request;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use sealgate::pki::{KeyAlg, Leaf, Usage};
+use sealgate::pki::{Leaf, Usage};
 use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -233,11 +233,7 @@ async fn one_gibibyte_each_way_streams_in_under_64_mib_of_gateway_memory() {
     );
     let file = pki.write("bulk.toml", &toml);
     let mut gw = spawn_gateway(&file);
-    let cfg = client_tls(
-        &pki.ca.cert_pem,
-        Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)),
-        &[],
-    );
+    let cfg = pki.etl_client(&[]);
 
     let t = Instant::now();
     let req = Request::post("/upload")
@@ -295,11 +291,7 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     );
     let file = pki.write("drain.toml", &toml);
     let mut gw = spawn_gateway(&file);
-    let cfg = client_tls(
-        &pki.ca.cert_pem,
-        Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)),
-        &[],
-    );
+    let cfg = pki.etl_client(&[]);
     let edge = gw.edge;
     let in_flight = tokio::spawn(send(edge, cfg.clone(), get("/batch")));
     tokio::time::sleep(Duration::from_millis(400)).await;

@@ -22,6 +22,13 @@ fn route(name: &str, prefix: &str, extra: &str) -> String {
     )
 }
 
+/// A gateway with one "edge" listener requiring client certificates.
+async fn start(pki: &Pki, rest: &str) -> (TestGateway, SocketAddr) {
+    let gw = TestGateway::start(pki.dir.path(), &config(pki, "required", rest)).await;
+    let addr = gw.addr("edge");
+    (gw, addr)
+}
+
 fn upstream_cfg(addr: SocketAddr, extra: &str) -> String {
     format!("[upstream.up]\nurl = \"http://{addr}\"\n{extra}\n")
 }
@@ -30,9 +37,8 @@ fn upstream_cfg(addr: SocketAddr, extra: &str) -> String {
 async fn identity_allowed_and_denied_per_route() {
     let pki = Pki::new();
     let up = header_echo_upstream().await;
-    let toml = config(
+    let (gw, addr) = start(
         &pki,
-        "required",
         &format!(
             "{}{}{}",
             route(
@@ -43,14 +49,9 @@ async fn identity_allowed_and_denied_per_route() {
             route("finance", "/finance/", "allow = [{ ou = \"Finance\" }]"),
             upstream_cfg(up, "")
         ),
-    );
-    let gw = TestGateway::start(pki.dir.path(), &toml).await;
-    let addr = gw.addr("edge");
-    let etl = client_tls(
-        &pki.ca.cert_pem,
-        Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)),
-        &[],
-    );
+    )
+    .await;
+    let etl = pki.etl_client(&[]);
     let fin = client_tls(
         &pki.ca.cert_pem,
         Some(&pki.client("ledger", "Finance", KeyAlg::EcdsaP256)),
@@ -113,11 +114,7 @@ async fn optional_listener_lets_anonymous_callers_reach_only_anonymous_routes() 
     let gw = TestGateway::start(pki.dir.path(), &toml).await;
     let addr = gw.addr("edge");
     let anon = client_tls(&pki.ca.cert_pem, None, &[]);
-    let known = client_tls(
-        &pki.ca.cert_pem,
-        Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)),
-        &[],
-    );
+    let known = pki.etl_client(&[]);
 
     // An anonymous caller may not claim an identity by header.
     let req = Request::get("/public/x")
@@ -145,13 +142,11 @@ async fn optional_listener_lets_anonymous_callers_reach_only_anonymous_routes() 
 async fn header_hygiene_spoofed_identity_hop_by_hop_and_request_id() {
     let pki = Pki::new();
     let up = header_echo_upstream().await;
-    let toml = config(
+    let (_gw, addr) = start(
         &pki,
-        "required",
         &format!("{}{}", route("all", "/", ""), upstream_cfg(up, "")),
-    );
-    let gw = TestGateway::start(pki.dir.path(), &toml).await;
-    let addr = gw.addr("edge");
+    )
+    .await;
     let client = pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256);
     let cfg = client_tls(&pki.ca.cert_pem, Some(&client), &[]);
 
@@ -215,17 +210,15 @@ async fn large_streamed_upload_and_download_over_http1_and_http2() {
         }
     })
     .await;
-    let toml = config(
+    let (_gw, addr) = start(
         &pki,
-        "required",
         &format!(
             "{}{}",
             route("all", "/", "max_body = \"1GiB\""),
             upstream_cfg(up, "")
         ),
-    );
-    let gw = TestGateway::start(pki.dir.path(), &toml).await;
-    let addr = gw.addr("edge");
+    )
+    .await;
     let client = pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256);
 
     let up_req = Request::post("/upload")
@@ -281,22 +274,16 @@ async fn body_limit_early_from_content_length_and_mid_stream_when_chunked() {
         }
     })
     .await;
-    let toml = config(
+    let (gw, addr) = start(
         &pki,
-        "required",
         &format!(
             "{}{}",
             route("small", "/", "max_body = \"1MiB\""),
             upstream_cfg(up, "")
         ),
-    );
-    let gw = TestGateway::start(pki.dir.path(), &toml).await;
-    let addr = gw.addr("edge");
-    let cfg = client_tls(
-        &pki.ca.cert_pem,
-        Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)),
-        &[],
-    );
+    )
+    .await;
+    let cfg = pki.etl_client(&[]);
 
     // Declared too large: refused before the upstream is contacted.
     let req = Request::post("/x")
@@ -344,22 +331,12 @@ async fn unreachable_upstream_is_502_promptly_and_slow_upstream_is_504() {
         http::Response::new(full("late"))
     })
     .await;
-    let toml = config(
-        &pki,
-        "required",
-        &format!(
+    let (gw, addr) = start(&pki, &format!(
             "{}{}[upstream.down]\nurl = \"http://{closed}\"\nconnect_timeout = \"2s\"\n\n[upstream.slow]\nurl = \"http://{slow}\"\nrequest_timeout = \"400ms\"\n",
             "[[route]]\nname = \"down\"\nlistener = \"edge\"\nupstream = \"down\"\nmatch = { path_prefix = \"/down\" }\n",
             "[[route]]\nname = \"slow\"\nlistener = \"edge\"\nupstream = \"slow\"\nsoap = true\nmatch = { path_prefix = \"/slow\" }\n",
-        ),
-    );
-    let gw = TestGateway::start(pki.dir.path(), &toml).await;
-    let addr = gw.addr("edge");
-    let cfg = client_tls(
-        &pki.ca.cert_pem,
-        Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)),
-        &[],
-    );
+        )).await;
+    let cfg = pki.etl_client(&[]);
 
     let t = Instant::now();
     let r = send(addr, cfg.clone(), get("/down")).await.unwrap();
@@ -416,9 +393,8 @@ async fn unreachable_upstream_is_502_promptly_and_slow_upstream_is_504() {
 async fn soap11_fault_on_soap_route() {
     let pki = Pki::new();
     let up = header_echo_upstream().await;
-    let toml = config(
+    let (_gw, addr) = start(
         &pki,
-        "required",
         &format!(
             "{}{}",
             route(
@@ -428,20 +404,16 @@ async fn soap11_fault_on_soap_route() {
             ),
             upstream_cfg(up, "")
         ),
-    );
-    let gw = TestGateway::start(pki.dir.path(), &toml).await;
-    let cfg = client_tls(
-        &pki.ca.cert_pem,
-        Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)),
-        &[],
-    );
+    )
+    .await;
+    let cfg = pki.etl_client(&[]);
     let req = Request::post("/services/Soap/u/60.0")
         .header("host", "localhost")
         .header("content-type", "text/xml; charset=utf-8")
         .header("soapaction", "\"\"")
         .body(Full::new(Bytes::from_static(b"<e/>")))
         .unwrap();
-    let r = send(gw.addr("edge"), cfg, req).await.unwrap();
+    let r = send(addr, cfg, req).await.unwrap();
     assert_eq!(r.status, 403);
     assert!(r.headers["content-type"]
         .to_str()
@@ -467,22 +439,16 @@ async fn upstream_concurrency_ceiling_then_503_and_slots_come_back_after_cancell
         http::Response::new(full("done"))
     })
     .await;
-    let toml = config(
+    let (gw, addr) = start(
         &pki,
-        "required",
         &format!(
             "{}{}",
             route("all", "/", ""),
             upstream_cfg(up, "max_concurrent = 2\nqueue_timeout = \"300ms\"")
         ),
-    );
-    let gw = TestGateway::start(pki.dir.path(), &toml).await;
-    let addr = gw.addr("edge");
-    let cfg = client_tls(
-        &pki.ca.cert_pem,
-        Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)),
-        &[],
-    );
+    )
+    .await;
+    let cfg = pki.etl_client(&[]);
 
     // Two long calls hold both slots; a third waits 300ms and is told to retry.
     let a = tokio::spawn(send(addr, cfg.clone(), get("/?1500")));
@@ -517,22 +483,16 @@ async fn upstream_concurrency_ceiling_then_503_and_slots_come_back_after_cancell
 async fn slowloris_client_is_disconnected_and_idle_connections_close() {
     let pki = Pki::new();
     let up = header_echo_upstream().await;
-    let toml = config(
+    let (_gw, addr) = start(
         &pki,
-        "required",
         &format!(
             "[server.limits]\nheader_read_timeout = \"1s\"\nidle_timeout = \"700ms\"\n{}{}",
             route("all", "/", ""),
             upstream_cfg(up, "")
         ),
-    );
-    let gw = TestGateway::start(pki.dir.path(), &toml).await;
-    let addr = gw.addr("edge");
-    let cfg = client_tls(
-        &pki.ca.cert_pem,
-        Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)),
-        &[],
-    );
+    )
+    .await;
+    let cfg = pki.etl_client(&[]);
 
     // Slowloris: headers trickle in a byte at a time and never finish.
     let mut s = tls_connect(addr, cfg.clone()).await.unwrap();
@@ -600,19 +560,13 @@ async fn graceful_drain_lets_in_flight_request_finish() {
         http::Response::new(full("finished"))
     })
     .await;
-    let toml = config(
+    let (gw, addr) = start(
         &pki,
-        "required",
         &format!("{}{}", route("all", "/", ""), upstream_cfg(up, "")),
-    );
-    let gw = TestGateway::start(pki.dir.path(), &toml).await;
-    let addr = gw.addr("edge");
+    )
+    .await;
     let admin = gw.gw.admin_addr;
-    let cfg = client_tls(
-        &pki.ca.cert_pem,
-        Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)),
-        &[],
-    );
+    let cfg = pki.etl_client(&[]);
     assert_eq!(admin_get(admin, "/readyz").await.0, 200);
 
     let in_flight = tokio::spawn(send(addr, cfg.clone(), get("/work")));
@@ -689,24 +643,17 @@ async fn upstream_over_mutual_tls_with_the_gateways_own_certificate() {
             });
         }
     });
-    let toml = config(
-        &pki,
-        "required",
-        &format!(
+    let (_gw, addr) = start(&pki, &format!(
             "{}[upstream.up]\nurl = \"https://localhost:{}\"\nca = {:?}\nclient_cert = \"gw-client.crt\"\nclient_key = \"gw-client.key\"\n",
             route("all", "/", ""),
             up.port(),
             pki.path("ca.crt")
         ),
-    );
-    let gw = TestGateway::start(pki.dir.path(), &toml).await;
-    let cfg = client_tls(
-        &pki.ca.cert_pem,
-        Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)),
-        &[],
-    );
+    )
+    .await;
+    let cfg = pki.etl_client(&[]);
     for _ in 0..3 {
-        let r = send(gw.addr("edge"), cfg.clone(), get("/x")).await.unwrap();
+        let r = send(addr, cfg.clone(), get("/x")).await.unwrap();
         assert_eq!(r.status, 200, "{}", r.body);
         assert_eq!(r.body, "upstream saw sealgate-gw");
     }
@@ -716,22 +663,16 @@ async fn upstream_over_mutual_tls_with_the_gateways_own_certificate() {
 async fn oversized_or_too_many_headers_get_431() {
     let pki = Pki::new();
     let up = header_echo_upstream().await;
-    let toml = config(
+    let (_gw, addr) = start(
         &pki,
-        "required",
         &format!(
             "[server.limits]\nmax_header_bytes = \"8KiB\"\nmax_headers = 20\n{}{}",
             route("all", "/", ""),
             upstream_cfg(up, "")
         ),
-    );
-    let gw = TestGateway::start(pki.dir.path(), &toml).await;
-    let addr = gw.addr("edge");
-    let cfg = client_tls(
-        &pki.ca.cert_pem,
-        Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)),
-        &[],
-    );
+    )
+    .await;
+    let cfg = pki.etl_client(&[]);
 
     let big = Request::get("/")
         .header("host", "localhost")
@@ -754,16 +695,7 @@ async fn oversized_or_too_many_headers_get_431() {
     assert_eq!(r.status, 431);
 
     // HTTP/2 goes through the same count limit in the pipeline.
-    let tls = tls_connect(
-        addr,
-        client_tls(
-            &pki.ca.cert_pem,
-            Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)),
-            &[b"h2"],
-        ),
-    )
-    .await
-    .unwrap();
+    let tls = tls_connect(addr, pki.etl_client(&[b"h2"])).await.unwrap();
     let (mut s, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
             .await
@@ -820,11 +752,7 @@ async fn upstream_that_never_accepts_the_connection_is_504_after_connect_timeout
         ),
     );
     let gw = TestGateway::start(pki.dir.path(), &toml).await;
-    let cfg = client_tls(
-        &pki.ca.cert_pem,
-        Some(&pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256)),
-        &[],
-    );
+    let cfg = pki.etl_client(&[]);
     let t = Instant::now();
     let r = send(gw.addr("edge"), cfg, get("/x")).await.unwrap();
     assert_eq!(r.status, 504, "{}", r.body);

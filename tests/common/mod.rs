@@ -68,6 +68,15 @@ impl Pki {
         self.ca.issue(&l).unwrap()
     }
 
+    /// TLS settings of a client with a fresh `CN=etl-prod, OU=ETL` certificate.
+    pub fn etl_client(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+        client_tls(
+            &self.ca.cert_pem,
+            Some(&self.client("etl-prod", "ETL", KeyAlg::EcdsaP256)),
+            alpn,
+        )
+    }
+
     pub fn issue(&self, leaf: &Leaf) -> Issued {
         self.ca.issue(leaf).unwrap()
     }

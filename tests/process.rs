@@ -362,3 +362,88 @@ async fn refused_handshake_is_one_json_line_naming_the_certificate_and_the_fault
     sigterm(gw.child.id());
     assert!(gw.child.wait().unwrap().success());
 }
+
+/// The README's first two steps, as a newcomer runs them: the quickstart config
+/// with the committed example certificates, and the README's curl command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_quickstart_answers_the_readme_curl_command() {
+    if Command::new("curl").arg("--version").output().is_err() {
+        println!("SKIPPED: curl binary not found on PATH");
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    // Same file, ports moved off the fixed ones so the test cannot clash.
+    let (edge, admin, echo) = (free(), free(), free());
+    let text = std::fs::read_to_string(root.join("policies/quickstart.toml"))
+        .unwrap()
+        .replace("127.0.0.1:8443", &format!("127.0.0.1:{edge}"))
+        .replace("127.0.0.1:9901", &format!("127.0.0.1:{admin}"))
+        .replace("127.0.0.1:9080", &format!("127.0.0.1:{echo}"));
+    let file = root
+        .join("policies")
+        .join(format!(".quickstart-test-{edge}.toml"));
+    std::fs::write(&file, text).unwrap();
+    let mut gw = spawn_gateway(&file);
+    let _ = std::fs::remove_file(&file);
+    let curl = move |args: &[&str]| {
+        Command::new("curl")
+            .current_dir(root)
+            .args(["-sS", "--max-time", "10"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let url = format!("https://localhost:{}/hello", gw.edge.port());
+    let out = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || {
+            curl(&[
+                "--cert",
+                "certs-example/client.crt",
+                "--key",
+                "certs-example/client.key",
+                "--cacert",
+                "certs-example/ca.crt",
+                &url,
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["path"], "/hello");
+    assert!(v["headers"]["x-forwarded-client-cert"]
+        .as_str()
+        .unwrap()
+        .contains("CN=etl-client"));
+    // Without a client certificate the handshake is refused, and /metrics says why.
+    let refused =
+        tokio::task::spawn_blocking(move || curl(&["--cacert", "certs-example/ca.crt", &url]))
+            .await
+            .unwrap();
+    assert!(!String::from_utf8_lossy(&refused.stdout).contains("\"path\""));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, m) = admin_get(gw.admin, "/metrics").await;
+        if m.contains("sealgate_tls_handshakes_total{listener=\"etl\",reason=\"no_client_cert\",result=\"refused\"} 1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sigterm(gw.child.id());
+    assert!(gw.child.wait().unwrap().success());
+}

@@ -9,3 +9,4 @@ pub mod proxy;
 pub mod runtime;
 pub mod telemetry;
 pub mod tls;
+pub mod wssec;

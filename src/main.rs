@@ -121,10 +121,10 @@ fn check(path: PathBuf) -> ExitCode {
     println!("listeners:");
     for l in &rt.listeners {
         println!(
-            "  {} on {} (client certificates: {:?}, {} route(s))",
+            "  {} on {} (client certificates: {}, {} route(s))",
             l.name,
             l.addr,
-            l.client_auth,
+            format!("{:?}", l.client_auth).to_lowercase(),
             l.routes.len()
         );
     }

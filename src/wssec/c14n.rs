@@ -1,0 +1,475 @@
+//! Canonical XML 1.0 and Exclusive XML Canonicalization 1.0, driven by the
+//! events of [`super::xml::Reader`] and written straight to an `io::Write`.
+//!
+//! Nothing is buffered beyond the namespace declarations rendered by open output
+//! elements, so a Body of any size can be digested as it streams past.
+
+use std::io::{self, Write};
+
+use super::xml::{Event, Limits, Reader, StartElement, XmlError, XML_NS};
+
+pub const C14N_URI: &str = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315";
+pub const C14N_WITH_COMMENTS_URI: &str =
+    "http://www.w3.org/TR/2001/REC-xml-c14n-20010315#WithComments";
+pub const EXC_C14N_URI: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
+pub const EXC_C14N_WITH_COMMENTS_URI: &str = "http://www.w3.org/2001/10/xml-exc-c14n#WithComments";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// Canonical XML 1.0.
+    Inclusive,
+    /// Exclusive XML Canonicalization 1.0.
+    Exclusive,
+}
+
+/// A canonicalization method with its parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Method {
+    pub algorithm: Algorithm,
+    pub with_comments: bool,
+    /// Exclusive only: the InclusiveNamespaces PrefixList; `""` stands for `#default`.
+    pub inclusive_prefixes: Vec<String>,
+}
+
+impl Method {
+    pub fn inclusive() -> Self {
+        Method {
+            algorithm: Algorithm::Inclusive,
+            with_comments: false,
+            inclusive_prefixes: Vec::new(),
+        }
+    }
+
+    pub fn exclusive() -> Self {
+        Method {
+            algorithm: Algorithm::Exclusive,
+            ..Method::inclusive()
+        }
+    }
+
+    pub fn with_comments(mut self) -> Self {
+        self.with_comments = true;
+        self
+    }
+
+    /// Sets the PrefixList from its attribute value: whitespace-separated
+    /// prefixes, `#default` for the default namespace.
+    pub fn with_prefix_list(mut self, list: &str) -> Self {
+        self.inclusive_prefixes = list
+            .split_ascii_whitespace()
+            .map(|p| if p == "#default" { "" } else { p }.to_owned())
+            .collect();
+        self
+    }
+
+    /// The method named by an XML-Signature algorithm URI.
+    pub fn from_uri(uri: &str) -> Option<Self> {
+        match uri {
+            C14N_URI => Some(Method::inclusive()),
+            C14N_WITH_COMMENTS_URI => Some(Method::inclusive().with_comments()),
+            EXC_C14N_URI => Some(Method::exclusive()),
+            EXC_C14N_WITH_COMMENTS_URI => Some(Method::exclusive().with_comments()),
+            _ => None,
+        }
+    }
+
+    pub fn uri(&self) -> &'static str {
+        match (self.algorithm, self.with_comments) {
+            (Algorithm::Inclusive, false) => C14N_URI,
+            (Algorithm::Inclusive, true) => C14N_WITH_COMMENTS_URI,
+            (Algorithm::Exclusive, false) => EXC_C14N_URI,
+            (Algorithm::Exclusive, true) => EXC_C14N_WITH_COMMENTS_URI,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum C14nError {
+    #[error(transparent)]
+    Xml(#[from] XmlError),
+    #[error("writing canonical output failed: {0}")]
+    Io(#[from] io::Error),
+    #[error("no element matched the selection")]
+    NotFound,
+    #[error("event fed outside the subtree being canonicalized")]
+    OutsideSubtree,
+}
+
+impl C14nError {
+    /// Stable machine reason, for metrics labels, logs and faults.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            C14nError::Xml(e) => e.reason(),
+            C14nError::Io(_) => "c14n_io",
+            C14nError::NotFound => "c14n_not_found",
+            C14nError::OutsideSubtree => "c14n_outside_subtree",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Sub {
+    start: usize,
+    end: usize,
+}
+
+impl Sub {
+    fn of(self, buf: &str) -> &str {
+        buf.get(self.start..self.end).unwrap_or("")
+    }
+}
+
+fn push(buf: &mut String, s: &str) -> Sub {
+    let start = buf.len();
+    buf.push_str(s);
+    Sub {
+        start,
+        end: buf.len(),
+    }
+}
+
+/// Namespace declarations rendered by the open output elements, innermost last.
+#[derive(Debug, Default)]
+struct Rendered {
+    decls: Vec<(Sub, Sub)>,
+    text: String,
+}
+
+impl Rendered {
+    /// Value most recently rendered for `prefix` before `upto` (`""` if none).
+    fn lookup(&self, prefix: &str, upto: usize) -> &str {
+        self.decls[..upto.min(self.decls.len())]
+            .iter()
+            .rev()
+            .find(|(p, _)| p.of(&self.text) == prefix)
+            .map_or("", |(_, u)| u.of(&self.text))
+    }
+
+    /// Renders `prefix` -> `uri` on the element whose declarations start at
+    /// `mark`, unless an output ancestor already rendered the same binding. An
+    /// empty default (`xmlns=""`) is thus output only when it undoes a rendered one.
+    fn consider(&mut self, prefix: &str, uri: &str, mark: usize) {
+        if prefix == "xml" {
+            return;
+        }
+        let own = self.decls.get(mark..).unwrap_or_default();
+        if own.iter().any(|(p, _)| p.of(&self.text) == prefix) {
+            return;
+        }
+        if self.lookup(prefix, mark) == uri {
+            return;
+        }
+        let p = push(&mut self.text, prefix);
+        let u = push(&mut self.text, uri);
+        self.decls.push((p, u));
+    }
+}
+
+/// Where an output attribute comes from.
+#[derive(Debug, Clone, Copy)]
+enum Src {
+    Own(usize),
+    /// An `xml:*` attribute inherited from an ancestor outside the subset.
+    Inherited(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    Document,
+    Subtree,
+}
+
+/// Canonicalizes a stream of reader events, writing as it goes.
+///
+/// For a subtree (what a same-document Reference selects), feed the `Start`
+/// event of the selected element and every event after it until
+/// [`Canonicalizer::is_done`]; the namespace and `xml:*` context of its ancestors
+/// comes with that `Start` event. For a whole document, feed every event.
+#[derive(Debug)]
+pub struct Canonicalizer {
+    method: Method,
+    scope: Scope,
+    depth: usize,
+    started: bool,
+    done: bool,
+    rendered: Rendered,
+    // (declaration count, text length) of `rendered` when each open element started.
+    marks: Vec<(usize, usize)>,
+    order: Vec<Src>,
+    inherited: Vec<(Sub, Sub)>,
+    inherited_text: String,
+}
+
+impl Canonicalizer {
+    /// Canonicalizes a whole document: comments outside the root (with comments)
+    /// get their separating newlines; whitespace outside the root is dropped.
+    pub fn document(method: Method) -> Self {
+        Self::new(method, Scope::Document)
+    }
+
+    /// Canonicalizes one element and its descendants (an XPath document subset
+    /// `ancestor-or-self` of the element, as a bare-name `#id` Reference selects).
+    pub fn subtree(method: Method) -> Self {
+        Self::new(method, Scope::Subtree)
+    }
+
+    fn new(method: Method, scope: Scope) -> Self {
+        Canonicalizer {
+            method,
+            scope,
+            depth: 0,
+            started: false,
+            done: false,
+            rendered: Rendered::default(),
+            marks: Vec::new(),
+            order: Vec::new(),
+            inherited: Vec::new(),
+            inherited_text: String::new(),
+        }
+    }
+
+    /// True once the subtree's (or root's) end tag has been written.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Heap capacity of the internal buffers, in bytes. Diagnostic: bounded by
+    /// the reader's limits on depth and namespaces, never by text size.
+    pub fn buffered_capacity(&self) -> usize {
+        use std::mem::size_of;
+        self.rendered.decls.capacity() * size_of::<(Sub, Sub)>()
+            + self.rendered.text.capacity()
+            + self.marks.capacity() * size_of::<(usize, usize)>()
+            + self.order.capacity() * size_of::<Src>()
+            + self.inherited.capacity() * size_of::<(Sub, Sub)>()
+            + self.inherited_text.capacity()
+    }
+
+    pub fn feed<W: Write + ?Sized>(
+        &mut self,
+        event: &Event<'_>,
+        out: &mut W,
+    ) -> Result<(), C14nError> {
+        match event {
+            Event::Start(e) => {
+                if self.done || (self.depth == 0 && self.started) {
+                    return Err(C14nError::OutsideSubtree);
+                }
+                let apex = !self.started;
+                self.started = true;
+                self.start(e, apex, out)?;
+                self.depth += 1;
+            }
+            Event::End(e) => {
+                if self.depth == 0 {
+                    return Err(C14nError::OutsideSubtree);
+                }
+                out.write_all(b"</")?;
+                out.write_all(e.name().as_bytes())?;
+                out.write_all(b">")?;
+                if let Some((n, t)) = self.marks.pop() {
+                    self.rendered.decls.truncate(n);
+                    self.rendered.text.truncate(t);
+                }
+                self.depth -= 1;
+                self.done = self.depth == 0;
+            }
+            Event::Text(t) => {
+                if self.depth > 0 {
+                    write_escaped(out, t.text(), false)?;
+                } else if self.scope == Scope::Subtree {
+                    return Err(C14nError::OutsideSubtree);
+                }
+            }
+            Event::Comment(c) => {
+                if self.depth == 0 && self.scope == Scope::Subtree {
+                    return Err(C14nError::OutsideSubtree);
+                }
+                if self.method.with_comments {
+                    // Outside the root, a newline separates a comment from the root.
+                    if self.depth == 0 && self.started {
+                        out.write_all(b"\n")?;
+                    }
+                    out.write_all(b"<!--")?;
+                    out.write_all(c.text().as_bytes())?;
+                    out.write_all(b"-->")?;
+                    if self.depth == 0 && !self.started {
+                        out.write_all(b"\n")?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn start<W: Write + ?Sized>(
+        &mut self,
+        e: &StartElement<'_>,
+        apex: bool,
+        out: &mut W,
+    ) -> Result<(), C14nError> {
+        let mark = self.rendered.decls.len();
+        self.marks.push((mark, self.rendered.text.len()));
+        let r = &mut self.rendered;
+        match self.method.algorithm {
+            // Every namespace in scope; below the apex only changes can differ
+            // from what the output parent rendered.
+            Algorithm::Inclusive if apex => {
+                for d in e.in_scope_namespaces() {
+                    r.consider(d.prefix, d.uri, mark);
+                }
+            }
+            Algorithm::Inclusive => {
+                for d in e.namespace_decls() {
+                    r.consider(d.prefix, d.uri, mark);
+                }
+            }
+            // Visibly utilized prefixes, plus the PrefixList treated inclusively.
+            Algorithm::Exclusive => {
+                r.consider(e.prefix(), e.namespace().unwrap_or(""), mark);
+                for a in e.attributes() {
+                    if !a.prefix.is_empty() {
+                        r.consider(a.prefix, a.namespace.unwrap_or(""), mark);
+                    }
+                }
+                for p in &self.method.inclusive_prefixes {
+                    if p.is_empty() {
+                        r.consider("", e.lookup_namespace("").unwrap_or(""), mark);
+                    } else if let Some(uri) = e.lookup_namespace(p) {
+                        r.consider(p, uri, mark);
+                    }
+                }
+            }
+        }
+        let text = &r.text;
+        let own = r.decls.get_mut(mark..).unwrap_or_default();
+        own.sort_unstable_by(|a, b| a.0.of(text).cmp(b.0.of(text)));
+
+        out.write_all(b"<")?;
+        out.write_all(e.name().as_bytes())?;
+        for (p, u) in own.iter() {
+            let p = p.of(text);
+            out.write_all(if p.is_empty() { b" xmlns" } else { b" xmlns:" })?;
+            out.write_all(p.as_bytes())?;
+            out.write_all(b"=\"")?;
+            write_escaped(out, u.of(text), true)?;
+            out.write_all(b"\"")?;
+        }
+
+        self.order.clear();
+        self.order.extend((0..e.attribute_count()).map(Src::Own));
+        // C14N 1.0 carries xml:* attributes of omitted ancestors onto the apex.
+        if apex && self.method.algorithm == Algorithm::Inclusive {
+            self.inherited.clear();
+            self.inherited_text.clear();
+            for (local, value) in e.inherited_xml_attributes() {
+                if e.attribute_value(Some(XML_NS), local).is_none() {
+                    let l = push(&mut self.inherited_text, local);
+                    let v = push(&mut self.inherited_text, value);
+                    self.order.push(Src::Inherited(self.inherited.len()));
+                    self.inherited.push((l, v));
+                }
+            }
+        }
+        let (inh, itext) = (&self.inherited, &self.inherited_text);
+        // (namespace URI, local name, qualified name, value); no namespace sorts first.
+        let attr = |s: Src| -> (&str, &str, &str, &str) {
+            match s {
+                Src::Own(i) => e.attribute(i).map_or(("", "", "", ""), |a| {
+                    (a.namespace.unwrap_or(""), a.local_name, a.name, a.value)
+                }),
+                Src::Inherited(j) => inh.get(j).map_or(("", "", "", ""), |(l, v)| {
+                    (XML_NS, l.of(itext), l.of(itext), v.of(itext))
+                }),
+            }
+        };
+        self.order.sort_unstable_by(|&a, &b| {
+            let (a, b) = (attr(a), attr(b));
+            (a.0, a.1).cmp(&(b.0, b.1))
+        });
+        for &s in &self.order {
+            let (_, _, name, value) = attr(s);
+            out.write_all(b" ")?;
+            if let Src::Inherited(_) = s {
+                out.write_all(b"xml:")?;
+            }
+            out.write_all(name.as_bytes())?;
+            out.write_all(b"=\"")?;
+            write_escaped(out, value, true)?;
+            out.write_all(b"\"")?;
+        }
+        out.write_all(b">")?;
+        Ok(())
+    }
+}
+
+/// Writes text (`attr == false`) or an attribute value with the C14N escapes,
+/// copying unescaped runs straight from the input.
+fn write_escaped<W: Write + ?Sized>(out: &mut W, s: &str, attr: bool) -> io::Result<()> {
+    let bytes = s.as_bytes();
+    let mut last = 0;
+    for (i, &c) in bytes.iter().enumerate() {
+        let rep: &[u8] = match (c, attr) {
+            (b'&', _) => b"&amp;",
+            (b'<', _) => b"&lt;",
+            (b'\r', _) => b"&#xD;",
+            (b'>', false) => b"&gt;",
+            (b'"', true) => b"&quot;",
+            (b'\t', true) => b"&#x9;",
+            (b'\n', true) => b"&#xA;",
+            _ => continue,
+        };
+        out.write_all(&bytes[last..i])?;
+        out.write_all(rep)?;
+        last = i + 1;
+    }
+    out.write_all(&bytes[last..])
+}
+
+/// Canonicalizes a whole document.
+pub fn canonicalize_document<W: Write + ?Sized>(
+    input: &[u8],
+    limits: &Limits,
+    method: &Method,
+    out: &mut W,
+) -> Result<(), C14nError> {
+    let mut reader = Reader::new(input, limits)?;
+    let mut c = Canonicalizer::document(method.clone());
+    while let Some(ev) = reader.next()? {
+        c.feed(&ev, out)?;
+    }
+    Ok(())
+}
+
+/// Canonicalizes the first element for which `select` is true, with its
+/// descendants. The rest of the document is still read, so a malformed message
+/// is refused even when the selected part is fine.
+pub fn canonicalize_element<W, F>(
+    input: &[u8],
+    limits: &Limits,
+    method: &Method,
+    mut select: F,
+    out: &mut W,
+) -> Result<(), C14nError>
+where
+    W: Write + ?Sized,
+    F: FnMut(&StartElement<'_>) -> bool,
+{
+    let mut reader = Reader::new(input, limits)?;
+    let mut c: Option<Canonicalizer> = None;
+    while let Some(ev) = reader.next()? {
+        match &mut c {
+            Some(c) if !c.is_done() => c.feed(&ev, out)?,
+            Some(_) => {}
+            None => {
+                let hit = matches!(&ev, Event::Start(s) if select(s));
+                if hit {
+                    let mut sub = Canonicalizer::subtree(method.clone());
+                    sub.feed(&ev, out)?;
+                    c = Some(sub);
+                }
+            }
+        }
+    }
+    c.map(|_| ()).ok_or(C14nError::NotFound)
+}

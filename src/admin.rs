@@ -1,7 +1,7 @@
 //! The admin endpoint: `/metrics` (Prometheus), `/healthz`, `/readyz`.
 //! Plain HTTP, meant for 127.0.0.1 or a private network only.
 
-use crate::telemetry::metrics::Metrics;
+use crate::runtime::Runtime;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -15,14 +15,14 @@ use tokio::net::TcpListener;
 
 pub struct AdminState {
     ready: AtomicBool,
-    metrics: Arc<Metrics>,
+    rt: Arc<Runtime>,
 }
 
 impl AdminState {
-    pub fn new(metrics: Arc<Metrics>) -> AdminState {
+    pub fn new(rt: Arc<Runtime>) -> AdminState {
         AdminState {
             ready: AtomicBool::new(false),
-            metrics,
+            rt,
         }
     }
     /// Ready while serving; not ready before start and during the drain, so a
@@ -71,7 +71,15 @@ async fn answer(
     }
     Ok(match req.uri().path() {
         "/metrics" => {
-            let mut r = Response::new(Full::new(Bytes::from(state.metrics.render())));
+            if let Some(b) = &state.rt.blocker {
+                // Blocks lift by time alone; count the live ones when scraped.
+                state
+                    .rt
+                    .metrics
+                    .blocked_clients
+                    .set(b.active().len() as i64);
+            }
+            let mut r = Response::new(Full::new(Bytes::from(state.rt.metrics.render())));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -79,6 +87,7 @@ async fn answer(
             r
         }
         "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/blocked" => blocked(&state),
         "/readyz" if state.ready.load(Ordering::SeqCst) => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         _ => text(
@@ -86,4 +95,41 @@ async fn answer(
             "not found: try /metrics, /healthz or /readyz\n",
         ),
     })
+}
+
+/// The clients blocked right now, with the evidence, as JSON.
+fn blocked(state: &AdminState) -> Response<Full<Bytes>> {
+    let list: Vec<serde_json::Value> = state
+        .rt
+        .blocker
+        .as_ref()
+        .map(|b| b.active())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(who, b)| {
+            let (kind, value) = match who {
+                crate::admission::block::Who::Ip(ip) => ("ip", ip.to_string()),
+                crate::admission::block::Who::Identity(fp) => ("identity", fp),
+            };
+            serde_json::json!({
+                "kind": kind,
+                "client": value,
+                "failures": b.failures,
+                "reasons": b.reasons,
+                "blocked_until_unix": b.until_unix,
+                "remaining_secs": b.until.saturating_duration_since(std::time::Instant::now()).as_secs(),
+            })
+        })
+        .collect();
+    state.rt.metrics.blocked_clients.set(list.len() as i64);
+    let body = serde_json::json!({
+        "enabled": state.rt.blocker.is_some(),
+        "blocked": list,
+    });
+    let mut r = Response::new(Full::new(Bytes::from(format!("{body:#}\n"))));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    r
 }

@@ -170,7 +170,8 @@ fn check(path: PathBuf) -> ExitCode {
             u.base_path,
             u.connect_timeout,
             u.request_timeout,
-            u.max_concurrent
+            u.gate
+                .max
                 .map(|n| n.to_string())
                 .unwrap_or_else(|| "unlimited".into())
         );

@@ -115,6 +115,7 @@ pub struct ServerConfig {
     pub request_id_header: String,
     #[serde(default)]
     pub limits: LimitsConfig,
+    pub blocking: Option<BlockingConfig>,
 }
 
 impl Default for ServerConfig {
@@ -124,6 +125,7 @@ impl Default for ServerConfig {
             identity_header: default_identity_header(),
             request_id_header: default_request_id_header(),
             limits: LimitsConfig::default(),
+            blocking: None,
         }
     }
 }
@@ -197,6 +199,147 @@ pub struct ListenerConfig {
     pub name: String,
     pub listen: SocketAddr,
     pub tls: ListenerTls,
+    /// Checked at TCP accept, before any TLS work. Empty: every address.
+    #[serde(default)]
+    pub allow_ips: Vec<String>,
+    #[serde(default)]
+    pub allow_ips_files: Vec<IpFileConfig>,
+    pub proxy_protocol: Option<ProxyProtocolConfig>,
+    /// New TLS handshakes per client IP, checked before the handshake.
+    pub handshake_rate: Option<RateConfig>,
+}
+
+/// A file of CIDRs: one per line (`#` comments), or Salesforce's `ip-ranges.json`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum IpFileConfig {
+    Path(PathBuf),
+    Filtered(IpFileFiltered),
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct IpFileFiltered {
+    pub path: PathBuf,
+    /// For `ip-ranges.json`: keep only prefixes with this `direction` (e.g. "outbound").
+    pub direction: Option<String>,
+    /// For `ip-ranges.json`: keep only prefixes in these regions.
+    #[serde(default)]
+    pub regions: Vec<String>,
+}
+
+impl IpFileConfig {
+    pub fn path(&self) -> &Path {
+        match self {
+            IpFileConfig::Path(p) => p,
+            IpFileConfig::Filtered(f) => &f.path,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyProtocolConfig {
+    /// Load balancers allowed to send a PROXY header (v1 or v2).
+    pub trusted: Vec<String>,
+    /// A trusted peer may also connect without a PROXY header.
+    #[serde(default)]
+    pub optional: bool,
+    #[serde(default = "default_proxy_timeout")]
+    pub timeout: Dur,
+}
+
+fn default_proxy_timeout() -> Dur {
+    Dur(Duration::from_secs(5))
+}
+
+/// A token bucket: `per_second` (or `per_minute`) sustained, `burst` at once.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RateConfig {
+    pub per_second: Option<f64>,
+    pub per_minute: Option<f64>,
+    pub burst: Option<u32>,
+    /// Most keys remembered at once; stale keys go first.
+    #[serde(default = "default_max_keys")]
+    pub max_keys: usize,
+}
+
+fn default_max_keys() -> usize {
+    100_000
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum RateKey {
+    /// The verified client certificate (anonymous callers share one bucket per IP).
+    Client,
+    /// The client IP (IPv6 by /64).
+    Ip,
+    /// One bucket for the route.
+    Route,
+    /// One bucket shared by every route that names a global limit with the same rate.
+    Global,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub key: RateKey,
+    pub per_second: Option<f64>,
+    pub per_minute: Option<f64>,
+    pub burst: Option<u32>,
+    #[serde(default = "default_max_keys")]
+    pub max_keys: usize,
+}
+
+impl RateLimitConfig {
+    pub fn rate(&self) -> RateConfig {
+        RateConfig {
+            per_second: self.per_second,
+            per_minute: self.per_minute,
+            burst: self.burst,
+            max_keys: self.max_keys,
+        }
+    }
+}
+
+/// One table or a list of tables.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> Default for OneOrMany<T> {
+    fn default() -> Self {
+        OneOrMany::Many(Vec::new())
+    }
+}
+
+impl<T> OneOrMany<T> {
+    pub fn as_slice(&self) -> &[T] {
+        match self {
+            OneOrMany::One(t) => std::slice::from_ref(t),
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// Automatic blocking of clients that keep failing authentication.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct BlockingConfig {
+    /// Failures (refused handshakes, identity denials, WS-Security failures) that trigger a block.
+    pub max_failures: u32,
+    /// Counted within this window.
+    pub window: Dur,
+    /// How long a block lasts.
+    pub duration: Dur,
+    /// Addresses never blocked (health checkers, the load balancer).
+    #[serde(default)]
+    pub never_block: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -254,6 +397,17 @@ pub struct RouteConfig {
     #[serde(default)]
     pub soap: bool,
     pub max_body: Option<Size>,
+    /// Checked per request; empty: every address.
+    #[serde(default)]
+    pub allow_ips: Vec<String>,
+    #[serde(default)]
+    pub allow_ips_files: Vec<IpFileConfig>,
+    #[serde(default)]
+    pub rate_limit: OneOrMany<RateLimitConfig>,
+    /// Requests in flight on this route.
+    pub max_concurrent: Option<usize>,
+    #[serde(default = "default_queue_timeout")]
+    pub queue_timeout: Dur,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -5,8 +5,11 @@ use super::body::{BodyStats, Finish, Limited, Tracked};
 use super::headers::{self, Forwarded};
 use super::reply::{self, refusals, Refusal};
 use super::server::Activity;
+use crate::admission::concurrency::Slot;
+use crate::admission::rate::{retry_after_secs, Key};
+use crate::config::RateKey;
 use crate::runtime::route::{Denied, Route};
-use crate::runtime::upstream::{ProxyBody, Slot};
+use crate::runtime::upstream::ProxyBody;
 use crate::runtime::{Listener, Runtime};
 use crate::tls::identity::PeerIdentity;
 use http::{header, HeaderValue, Request, Response, Version};
@@ -26,13 +29,16 @@ pub struct ConnCtx {
     pub identity: Option<Arc<PeerIdentity>>,
     /// The identity header value, rendered once per connection.
     pub identity_value: Option<HeaderValue>,
+    /// The identity as a rate-limit key, computed once.
+    pub client_key: Key,
     pub activity: Arc<Activity>,
 }
 
 /// The result of forwarding: a response, or a refusal to render.
 struct Forwarded200 {
     resp: Response<ProxyBody>,
-    slot: Slot,
+    /// The route's and the upstream's concurrency slots, held until the response ends.
+    slots: (Slot, Slot),
     upstream_time: Duration,
 }
 
@@ -76,7 +82,7 @@ pub async fn handle(
     };
     let route_name = route.as_ref().map(|r| r.name.as_str()).unwrap_or("none");
     let (mut resp, slot, upstream_time, reason) = match outcome {
-        Ok(f) => (f.resp, Some(f.slot), Some(f.upstream_time), None),
+        Ok(f) => (f.resp, Some(f.slots), Some(f.upstream_time), None),
         Err(refusal) => {
             ctx.rt
                 .metrics
@@ -116,6 +122,14 @@ pub async fn handle(
                         .inc();
                 }
             }
+            // Refusals pass a cap so a flood cannot flood the logs; served requests always log.
+            let suppressed = match reason {
+                None => 0,
+                Some(_) => match ctx.rt.refusal_log.admit() {
+                    Some(n) => n,
+                    None => return,
+                },
+            };
             let client = ctx.identity.as_deref().map(PeerIdentity::display_name);
             tracing::info!(
                 target: "sealgate::access",
@@ -134,6 +148,7 @@ pub async fn handle(
                 complete,
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
                 upstream_ms = upstream_time.map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
+                suppressed,
                 "request"
             );
         })
@@ -172,6 +187,16 @@ async fn forward(
         super::body::linger(req.into_body());
         return Err(refusal);
     }
+    let route_slot = match route.gate.acquire().await {
+        Ok(s) => s,
+        Err(_) => {
+            super::body::linger(req.into_body());
+            return Err(Refusal {
+                retry_after_secs: Some(route.gate.retry_after_secs()),
+                ..refusals::ROUTE_BUSY
+            });
+        }
+    };
 
     let up = &route.upstream;
     let (mut parts, body) = req.into_parts();
@@ -210,8 +235,8 @@ async fn forward(
     let body = Limited::new(body, route.max_body, stats.clone()).boxed_unsync();
     let upstream_req = Request::from_parts(parts, body);
 
-    let slot = up.acquire().await.map_err(|_| Refusal {
-        retry_after_secs: Some(up.queue_timeout.as_secs().max(1)),
+    let slot = up.gate.acquire().await.map_err(|_| Refusal {
+        retry_after_secs: Some(up.gate.retry_after_secs()),
         ..refusals::UPSTREAM_BUSY
     })?;
     let t0 = Instant::now();
@@ -231,19 +256,39 @@ async fn forward(
     let body = body.map_err(Into::into).boxed_unsync();
     Ok(Forwarded200 {
         resp: Response::from_parts(parts, body),
-        slot,
+        slots: (route_slot, slot),
         upstream_time,
     })
 }
 
-/// The checks made on request headers alone, before any body byte is read.
+/// The checks made on request headers alone, before any body byte is read:
+/// client address, identity, rate, header count, declared body size.
 fn admit<B>(ctx: &ConnCtx, route: &Route, req: &Request<B>) -> Result<(), Refusal> {
-    route
-        .authorize(ctx.identity.as_deref())
-        .map_err(|d| match d {
+    let ip = ctx.peer.ip();
+    if !route.allow_ips.admits(ip) {
+        return Err(refusals::IP_NOT_ALLOWED);
+    }
+    if let Err(d) = route.authorize(ctx.identity.as_deref()) {
+        super::server::auth_failure(&ctx.rt, ip, ctx.identity.as_deref(), d.reason());
+        return Err(match d {
             Denied::Anonymous => refusals::NO_CLIENT_IDENTITY,
             Denied::NotAllowed => refusals::IDENTITY_NOT_ALLOWED,
-        })?;
+        });
+    }
+    for l in &route.limits {
+        let key = match l.key {
+            // Anonymous callers are keyed by address (see ConnCtx::client_key).
+            RateKey::Client => ctx.client_key,
+            RateKey::Ip => Key::ip(ip),
+            RateKey::Route | RateKey::Global => Key::One,
+        };
+        if let Err(wait) = l.limit.check(&key) {
+            return Err(Refusal {
+                retry_after_secs: Some(retry_after_secs(wait)),
+                ..refusals::RATE_LIMITED
+            });
+        }
+    }
     if req.headers().len() > ctx.rt.limits.max_headers {
         return Err(refusals::TOO_MANY_HEADERS);
     }

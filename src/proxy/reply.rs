@@ -152,6 +152,24 @@ pub mod refusals {
         "no_route",
         "No route matches this request.",
     );
+    pub const IP_NOT_ALLOWED: Refusal = Refusal::new(
+        S::FORBIDDEN,
+        "ip",
+        "ip_not_allowed",
+        "This client address may not use this route.",
+    );
+    pub const RATE_LIMITED: Refusal = Refusal::new(
+        S::TOO_MANY_REQUESTS,
+        "rate",
+        "rate_limited",
+        "Too many requests; retry after the time given.",
+    );
+    pub const ROUTE_BUSY: Refusal = Refusal::new(
+        S::SERVICE_UNAVAILABLE,
+        "concurrency",
+        "route_busy",
+        "This route is at its concurrency limit; retry later.",
+    );
     pub const NO_CLIENT_IDENTITY: Refusal = Refusal::new(
         S::FORBIDDEN,
         "identity",

@@ -2,6 +2,9 @@
 
 use super::pipeline::{self, ConnCtx};
 use crate::admin::{self, AdminState};
+use crate::admission::block::Who;
+use crate::admission::proxy_protocol;
+use crate::admission::rate::Key;
 use crate::runtime::{Listener, Runtime};
 use crate::tls::identity::{forwarded_client_cert, PeerIdentity};
 use crate::tls::server as tls_server;
@@ -188,7 +191,7 @@ impl Gateway {
                 drain_tx.clone(),
             ));
         }
-        let state = Arc::new(AdminState::new(rt.metrics.clone()));
+        let state = Arc::new(AdminState::new(rt.clone()));
         let admin = tokio::spawn(admin::serve(admin_sock, state.clone()));
         state.set_ready(true);
         tracing::info!(target: "sealgate", admin = %admin_addr, "admin endpoint listening (/metrics /healthz /readyz)");
@@ -281,18 +284,142 @@ fn http_builder(rt: &Runtime) -> auto::Builder<TokioExecutor> {
     b
 }
 
+/// The checks made at accept, before any TLS work: the PROXY header from a
+/// trusted load balancer, blocks, the listener's allowlist and the handshake
+/// rate. Returns the client's address (from the PROXY header when there is one).
+async fn admit(
+    rt: &Runtime,
+    l: &Listener,
+    tcp: &mut TcpStream,
+    tcp_peer: SocketAddr,
+) -> Result<SocketAddr, (&'static str, SocketAddr)> {
+    let mut client = tcp_peer;
+    if let Some(pp) = &l.proxy_protocol {
+        if pp.trusted.contains(tcp_peer.ip()) {
+            match proxy_protocol::read_header(tcp, pp.optional, pp.timeout).await {
+                Ok(Some(a)) => client = a,
+                Ok(None) => {}
+                Err(e) => return Err((e.reason(), client)),
+            }
+        } else if let Err(e) = proxy_protocol::refuse_untrusted_header(tcp, pp.timeout).await {
+            return Err((e.reason(), client));
+        }
+    }
+    client.set_ip(crate::admission::ip::canonical(client.ip()));
+    if rt
+        .blocker
+        .as_ref()
+        .is_some_and(|b| b.ip_blocked(client.ip()))
+    {
+        return Err(("blocked", client));
+    }
+    if !l.allow_ips.admits(client.ip()) {
+        return Err(("ip_not_allowed", client));
+    }
+    if let Some(h) = &l.handshake_rate {
+        if h.check(&Key::ip(client.ip())).is_err() {
+            return Err(("handshake_rate", client));
+        }
+    }
+    Ok(client)
+}
+
+fn refuse_connection(
+    rt: &Runtime,
+    l: &Listener,
+    tcp_peer: SocketAddr,
+    client: SocketAddr,
+    reason: &'static str,
+) {
+    rt.metrics
+        .connections
+        .with_label_values(&[l.name.as_str(), "refused", reason])
+        .inc();
+    if let Some(suppressed) = rt.refusal_log.admit() {
+        tracing::warn!(
+            target: "sealgate::admission",
+            listener = %l.name,
+            peer = %client,
+            via = %tcp_peer,
+            reason,
+            suppressed,
+            "connection refused"
+        );
+    }
+}
+
+/// Handshake reasons that mean a client failed to authenticate (not a
+/// version mismatch or a dropped connection); they count towards a block.
+fn is_auth_failure(reason: &str) -> bool {
+    matches!(
+        reason,
+        "no_client_cert"
+            | "unknown_issuer"
+            | "bad_signature"
+            | "expired"
+            | "not_yet_valid"
+            | "revoked"
+            | "bad_eku"
+            | "revocation_unknown"
+            | "bad_certificate"
+    )
+}
+
+/// Counts an authentication failure towards blocking the client's address (and
+/// its verified identity, when there is one); logs a block once, with the evidence.
+pub fn auth_failure(
+    rt: &Runtime,
+    ip: std::net::IpAddr,
+    identity: Option<&PeerIdentity>,
+    reason: &'static str,
+) {
+    let Some(blocker) = &rt.blocker else { return };
+    let mut whos = vec![Who::Ip(ip)];
+    if let Some(id) = identity {
+        whos.push(Who::Identity(id.fingerprint_sha256.clone()));
+    }
+    for who in whos {
+        if let Some(block) = blocker.record(who.clone(), reason) {
+            let kind = if matches!(who, Who::Ip(_)) {
+                "ip"
+            } else {
+                "identity"
+            };
+            rt.metrics.blocks.with_label_values(&[kind]).inc();
+            rt.metrics
+                .blocked_clients
+                .set(blocker.active().len() as i64);
+            tracing::warn!(
+                target: "sealgate::admission",
+                client = %who,
+                failures = block.failures,
+                evidence = ?block.reasons,
+                blocked_until_unix = block.until_unix,
+                "client blocked after repeated authentication failures"
+            );
+        }
+    }
+}
+
 async fn connection(
     rt: Arc<Runtime>,
     l: Arc<Listener>,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    tcp: TcpStream,
-    peer: SocketAddr,
+    mut tcp: TcpStream,
+    tcp_peer: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
     _drain: mpsc::Sender<()>,
 ) {
     let metrics = rt.metrics.clone();
     metrics.open_connections.inc();
     let _open = scopeguard(move || metrics.open_connections.dec());
+    let peer = match admit(&rt, &l, &mut tcp, tcp_peer).await {
+        Ok(client) => client,
+        Err((reason, client)) => {
+            refuse_connection(&rt, &l, tcp_peer, client, reason);
+            return;
+        }
+    };
     let acceptor = tokio_rustls::TlsAcceptor::from(l.tls.clone());
     let (result, presented) = tls_server::capture_presented(tokio::time::timeout(
         rt.limits.handshake_timeout.0,
@@ -334,17 +461,28 @@ async fn connection(
             }
         },
     };
+    if let (Some(b), Some(id)) = (&rt.blocker, &identity) {
+        if b.is_blocked(&Who::Identity(id.fingerprint_sha256.clone())) {
+            refuse_connection(&rt, &l, tcp_peer, peer, "blocked");
+            return;
+        }
+    }
     l.handshake_ok.inc();
     let identity_value = identity
         .as_deref()
         .and_then(|id| HeaderValue::from_str(&forwarded_client_cert(id)).ok());
     let activity = Arc::new(Activity::new());
+    let client_key = identity
+        .as_deref()
+        .map(|id| Key::Client(fingerprint_key(&id.fingerprint_sha256)))
+        .unwrap_or_else(|| Key::ip(peer.ip()));
     let ctx = Arc::new(ConnCtx {
         rt: rt.clone(),
         listener: l.clone(),
         peer,
         identity,
         identity_value,
+        client_key,
         activity: activity.clone(),
     });
     let io = TokioIo::new(Watched {
@@ -397,11 +535,20 @@ fn refuse_handshake(
         .tls_handshakes
         .with_label_values(&[l.name.as_str(), "refused", reason])
         .inc();
+    if is_auth_failure(reason) {
+        auth_failure(rt, peer.ip(), None, reason);
+    }
+    // Peers that connect and leave (port scans, health checks) are only debug noise.
+    let quiet = matches!(reason, "peer_closed");
+    let suppressed = match (quiet, rt.refusal_log.admit()) {
+        (true, _) => 0,
+        (false, Some(n)) => n,
+        (false, None) => return,
+    };
     let cert = presented
         .as_ref()
         .map(tls_server::describe)
         .unwrap_or_default();
-    let quiet = matches!(reason, "peer_closed");
     let fault = tls_server::fault_of(reason);
     macro_rules! line {
         ($lvl:ident) => {
@@ -417,6 +564,7 @@ fn refuse_handshake(
                 issuer = %cert.issuer,
                 serial = %cert.serial,
                 fingerprint_sha256 = %cert.fingerprint_sha256,
+                suppressed,
                 "TLS handshake refused"
             )
         };
@@ -426,6 +574,14 @@ fn refuse_handshake(
     } else {
         line!(warn);
     }
+}
+
+/// The first 8 bytes of a `AB:CD:..` fingerprint: unique enough for a bucket key.
+fn fingerprint_key(fp: &str) -> u64 {
+    fp.split(':')
+        .take(8)
+        .filter_map(|h| u8::from_str_radix(h, 16).ok())
+        .fold(0u64, |acc, b| (acc << 8) | u64::from(b))
 }
 
 /// Runs a closure on drop.

@@ -4,7 +4,11 @@
 pub mod route;
 pub mod upstream;
 
+use crate::admission::block::Blocker;
+use crate::admission::ip::{self, Allowlist, IpSet};
+use crate::admission::rate::RateLimit;
 use crate::config::{ClientAuth, Config, LimitsConfig, Problem};
+use crate::telemetry::logging::LogGate;
 use crate::telemetry::metrics::Metrics;
 use crate::tls::certs::CertSummary;
 use http::HeaderName;
@@ -25,6 +29,18 @@ pub struct Listener {
     pub routes: Vec<Arc<Route>>,
     pub handshake_ok: IntCounter,
     pub accepted: IntCounter,
+    /// Client addresses admitted at accept, before any TLS work.
+    pub allow_ips: Allowlist,
+    pub proxy_protocol: Option<ProxyProtocol>,
+    /// New handshakes per client IP.
+    pub handshake_rate: Option<RateLimit>,
+}
+
+/// PROXY protocol settings of a listener, compiled.
+pub struct ProxyProtocol {
+    pub trusted: IpSet,
+    pub optional: bool,
+    pub timeout: Duration,
 }
 
 pub struct Runtime {
@@ -38,6 +54,9 @@ pub struct Runtime {
     pub echo_listen: Option<SocketAddr>,
     pub certs: Vec<CertSummary>,
     pub metrics: Arc<Metrics>,
+    pub blocker: Option<Blocker>,
+    /// Caps refusal log lines so a flood cannot flood the logs.
+    pub refusal_log: LogGate,
 }
 
 impl Runtime {
@@ -57,7 +76,42 @@ impl Runtime {
             }
         }
         let mut listeners = Vec::new();
+        let mut globals = Vec::new();
         for (i, l) in config.listeners.iter().enumerate() {
+            let lp = format!("listener[{i}]");
+            let admission = (|| -> Result<_, Problem> {
+                let allow = ip::allowlist(config, &l.allow_ips, &l.allow_ips_files, &lp)?;
+                let proxy = match &l.proxy_protocol {
+                    None => None,
+                    Some(p) => {
+                        let nets =
+                            ip::parse_list(&p.trusted, &format!("{lp}.proxy_protocol.trusted"))?;
+                        if nets.is_empty() {
+                            return Err(Problem::new(
+                                format!("{lp}.proxy_protocol.trusted"),
+                                "list the load balancers' addresses; with none, every PROXY header would be refused",
+                            ));
+                        }
+                        Some(ProxyProtocol {
+                            trusted: IpSet::from_nets(&nets),
+                            optional: p.optional,
+                            timeout: p.timeout.0,
+                        })
+                    }
+                };
+                let hs = match &l.handshake_rate {
+                    None => None,
+                    Some(r) => Some(RateLimit::new(r, &format!("{lp}.handshake_rate"))?),
+                };
+                Ok((allow, proxy, hs))
+            })();
+            let (allow_ips, proxy_protocol, handshake_rate) = match admission {
+                Ok(x) => x,
+                Err(p) => {
+                    problems.push(p);
+                    continue;
+                }
+            };
             let tls = match crate::tls::server::server_config(
                 config,
                 &l.tls,
@@ -79,10 +133,11 @@ impl Runtime {
                     continue; // already reported by validate()
                 };
                 match Route::compile(
+                    config,
                     r,
                     &format!("route[{j}]"),
                     up.clone(),
-                    config.server.limits.max_body.0,
+                    &mut globals,
                     &metrics,
                 ) {
                     Ok(route) => routes.push(Arc::new(route)),
@@ -107,8 +162,37 @@ impl Runtime {
                     "accepted",
                     "ok",
                 ]),
+                allow_ips,
+                proxy_protocol,
+                handshake_rate,
             }));
         }
+        let blocker = match &config.server.blocking {
+            None => None,
+            Some(b) => match ip::parse_list(&b.never_block, "server.blocking.never_block") {
+                Ok(nets)
+                    if b.max_failures > 0 && !b.window.0.is_zero() && !b.duration.0.is_zero() =>
+                {
+                    Some(Blocker::new(
+                        b.max_failures,
+                        b.window.0,
+                        b.duration.0,
+                        IpSet::from_nets(&nets),
+                    ))
+                }
+                Ok(_) => {
+                    problems.push(Problem::new(
+                        "server.blocking",
+                        "max_failures, window and duration must all be above zero",
+                    ));
+                    None
+                }
+                Err(p) => {
+                    problems.push(p);
+                    None
+                }
+            },
+        };
         if !problems.is_empty() {
             problems.dedup();
             return Err(problems);
@@ -137,6 +221,8 @@ impl Runtime {
             echo_listen: config.echo.as_ref().map(|e| e.listen),
             certs,
             metrics,
+            blocker,
+            refusal_log: LogGate::new(50, 100),
         })
     }
 }

@@ -2,7 +2,10 @@
 //! caller's identity may use it.
 
 use super::upstream::Upstream;
-use crate::config::{Problem, RouteConfig};
+use crate::admission::concurrency::Gate;
+use crate::admission::ip::Allowlist;
+use crate::admission::rate::{RateLimit, RouteLimit};
+use crate::config::{Config, Problem, RateKey, RouteConfig};
 use crate::tls::identity::{AllowRule, PeerIdentity};
 use http::{HeaderMap, Method};
 use prometheus::{Histogram, IntCounter};
@@ -19,6 +22,12 @@ pub struct Route {
     allow_anonymous: bool,
     pub upstream: Arc<Upstream>,
     pub max_body: u64,
+    /// Client addresses admitted on this route.
+    pub allow_ips: Allowlist,
+    /// Every limit must admit the request.
+    pub limits: Vec<RouteLimit>,
+    /// Requests in flight on this route.
+    pub gate: Gate,
     pub duration: Histogram,
     /// Pre-resolved `sealgate_requests_total` handles by status class (1xx..5xx).
     pub by_class: [IntCounter; 5],
@@ -44,12 +53,52 @@ impl Denied {
 
 impl Route {
     pub fn compile(
+        config: &Config,
         c: &RouteConfig,
         path: &str,
         upstream: Arc<Upstream>,
-        default_max_body: u64,
+        globals: &mut Vec<(String, Arc<RateLimit>)>,
         metrics: &crate::telemetry::metrics::Metrics,
     ) -> Result<Route, Problem> {
+        let default_max_body = config.server.limits.max_body.0;
+        let allow_ips =
+            crate::admission::ip::allowlist(config, &c.allow_ips, &c.allow_ips_files, path)?;
+        let mut limits = Vec::new();
+        for (i, l) in c.rate_limit.as_slice().iter().enumerate() {
+            let at = if matches!(c.rate_limit, crate::config::OneOrMany::One(_)) {
+                format!("{path}.rate_limit")
+            } else {
+                format!("{path}.rate_limit[{i}]")
+            };
+            let limit = if l.key == RateKey::Global {
+                // Routes naming the same global rate share one bucket.
+                let id = format!("{:?}/{:?}/{:?}", l.per_second, l.per_minute, l.burst);
+                match globals.iter().find(|(k, _)| *k == id) {
+                    Some((_, g)) => g.clone(),
+                    None => {
+                        let g = Arc::new(RateLimit::new(&l.rate(), &at)?);
+                        globals.push((id, g.clone()));
+                        g
+                    }
+                }
+            } else {
+                Arc::new(RateLimit::new(&l.rate(), &at)?)
+            };
+            limits.push(RouteLimit { key: l.key, limit });
+        }
+        if c.max_concurrent == Some(0) {
+            return Err(Problem::new(
+                format!("{path}.max_concurrent"),
+                "0 would refuse every request; remove the key for no ceiling, or set 1 or more",
+            ));
+        }
+        let gate = Gate::new(
+            c.max_concurrent,
+            c.queue_timeout.0,
+            metrics
+                .route_in_flight
+                .with_label_values(&[c.name.as_str()]),
+        );
         let mut allow = Vec::with_capacity(c.allow.len());
         for (j, r) in c.allow.iter().enumerate() {
             allow.push(
@@ -82,6 +131,9 @@ impl Route {
             allow_anonymous: c.allow_anonymous,
             upstream,
             max_body: c.max_body.map(|s| s.0).unwrap_or(default_max_body),
+            allow_ips,
+            limits,
+            gate,
         })
     }
 

@@ -1,6 +1,7 @@
 //! An upstream: its pooled HTTP client (with its own TLS identity), its timeouts
 //! and its concurrency ceiling.
 
+use crate::admission::concurrency::Gate;
 use crate::config::{Config, Problem, UpstreamConfig};
 use crate::tls::certs::CertSummary;
 use bytes::Bytes;
@@ -9,10 +10,8 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use prometheus::{Histogram, IntGauge};
-use std::sync::Arc;
+use prometheus::Histogram;
 use std::time::Duration;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type that flows through the gateway in both directions.
@@ -30,29 +29,11 @@ pub struct Upstream {
     pub client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
-    pub queue_timeout: Duration,
     pub preserve_host: bool,
-    slots: Option<Arc<Semaphore>>,
-    pub max_concurrent: Option<usize>,
-    pub in_flight: IntGauge,
+    /// The upstream's concurrency ceiling (Salesforce: 25 long-running calls per org).
+    pub gate: Gate,
     pub duration: Histogram,
 }
-
-/// A held concurrency slot; released when dropped, whatever path the request took.
-pub struct Slot {
-    _permit: Option<OwnedSemaphorePermit>,
-    gauge: IntGauge,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.gauge.dec();
-    }
-}
-
-/// The upstream's concurrency ceiling was reached and no slot freed in time.
-#[derive(Debug)]
-pub struct Busy;
 
 impl Upstream {
     pub fn build(
@@ -100,30 +81,13 @@ impl Upstream {
             client,
             connect_timeout: u.connect_timeout.0,
             request_timeout: u.request_timeout.0,
-            queue_timeout: u.queue_timeout.0,
             preserve_host: u.preserve_host,
-            slots: u.max_concurrent.map(|n| Arc::new(Semaphore::new(n))),
-            max_concurrent: u.max_concurrent,
-            in_flight: metrics.upstream_in_flight.with_label_values(&[name]),
+            gate: Gate::new(
+                u.max_concurrent,
+                u.queue_timeout.0,
+                metrics.upstream_in_flight.with_label_values(&[name]),
+            ),
             duration: metrics.upstream_histogram(name),
-        })
-    }
-
-    /// Waits up to `queue_timeout` for a concurrency slot.
-    pub async fn acquire(&self) -> Result<Slot, Busy> {
-        let permit = match &self.slots {
-            None => None,
-            Some(sem) => {
-                match tokio::time::timeout(self.queue_timeout, sem.clone().acquire_owned()).await {
-                    Ok(Ok(p)) => Some(p),
-                    _ => return Err(Busy),
-                }
-            }
-        };
-        self.in_flight.inc();
-        Ok(Slot {
-            _permit: permit,
-            gauge: self.in_flight.clone(),
         })
     }
 

@@ -21,3 +21,36 @@ pub fn init() -> Option<WorkerGuard> {
         .is_ok();
     ok.then_some(guard)
 }
+
+/// A cap on log lines of one kind: refusals during a flood are counted, not
+/// written, and the next line that passes says how many were left out.
+pub struct LogGate {
+    limiter: governor::DefaultDirectRateLimiter<
+        governor::middleware::NoOpMiddleware<std::time::Instant>,
+    >,
+    suppressed: std::sync::atomic::AtomicU64,
+}
+
+impl LogGate {
+    pub fn new(per_second: u32, burst: u32) -> LogGate {
+        let q = governor::Quota::per_second(
+            std::num::NonZeroU32::MIN.saturating_add(per_second.saturating_sub(1)),
+        )
+        .allow_burst(std::num::NonZeroU32::MIN.saturating_add(burst.saturating_sub(1)));
+        LogGate {
+            limiter: governor::RateLimiter::direct(q),
+            suppressed: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(lines left out since the last one written)` when this line may be written.
+    pub fn admit(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering;
+        if self.limiter.check().is_ok() {
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}

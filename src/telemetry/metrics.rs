@@ -16,6 +16,9 @@ pub struct Metrics {
     pub upstream_duration: HistogramVec,
     pub rejections: IntCounterVec,
     pub upstream_in_flight: IntGaugeVec,
+    pub route_in_flight: IntGaugeVec,
+    pub blocked_clients: IntGauge,
+    pub blocks: IntCounterVec,
     pub cert_expiry: IntGaugeVec,
     pub open_connections: IntGauge,
 }
@@ -61,6 +64,21 @@ impl Metrics {
         )
         .unwrap_or_else(|e| panic!("metric: {e}")); // ok: constant names
         let _ = r.register(Box::new(cert_expiry.clone()));
+        let route_in_flight = IntGaugeVec::new(
+            Opts::new(
+                "sealgate_route_in_flight",
+                "Requests currently holding a concurrency slot of a route",
+            ),
+            &["route"],
+        )
+        .unwrap_or_else(|e| panic!("metric: {e}")); // ok: constant names
+        let _ = r.register(Box::new(route_in_flight.clone()));
+        let blocked_clients = IntGauge::new(
+            "sealgate_blocked_clients",
+            "Client addresses and identities blocked right now for repeated authentication failures",
+        )
+        .unwrap_or_else(|e| panic!("metric: {e}")); // ok: constant names
+        let _ = r.register(Box::new(blocked_clients.clone()));
         let open_connections = IntGauge::new(
             "sealgate_open_connections",
             "Client connections currently open",
@@ -105,6 +123,14 @@ impl Metrics {
                 &["route", "stage", "reason"],
             ),
             upstream_in_flight,
+            route_in_flight,
+            blocked_clients,
+            blocks: counter(
+                &r,
+                "sealgate_blocks_total",
+                "Blocks imposed for repeated authentication failures, by kind (ip, identity)",
+                &["kind"],
+            ),
             cert_expiry,
             open_connections,
             registry: r,

@@ -1,0 +1,297 @@
+//! Rate limits on governor's GCRA, with a state store of bounded size: a flood
+//! of distinct keys evicts stale buckets (and, when every bucket is live, the
+//! oldest ones) instead of growing without end.
+
+use crate::config::{Problem, RateConfig, RateKey};
+use governor::clock::{Clock, MonotonicClock};
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::StateStore;
+use governor::{Quota, RateLimiter};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What a bucket is keyed by. Small and `Copy`, so a million keys stay cheap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Key {
+    /// An address; IPv6 truncated to its /64, since one host owns a whole /64.
+    Ip(u128),
+    /// The first 8 bytes of the client certificate's SHA-256 fingerprint.
+    Client(u64),
+    /// The single bucket of a route or global limit.
+    One,
+}
+
+impl Key {
+    pub fn ip(ip: IpAddr) -> Key {
+        match super::ip::canonical(ip) {
+            IpAddr::V4(v4) => Key::Ip(u128::from(v4.to_ipv6_mapped())),
+            IpAddr::V6(v6) => Key::Ip(u128::from(v6) & !((1u128 << 64) - 1)),
+        }
+    }
+}
+
+const SHARDS: usize = 16;
+
+/// A sharded map from key to the bucket's theoretical arrival time (TAT),
+/// holding at most `max_keys` entries.
+pub struct BoundedStore {
+    shards: Vec<Mutex<HashMap<Key, u64>>>,
+    per_shard: usize,
+    /// Same origin as the limiter's clock (created just before it), so a stored
+    /// TAT can be compared with "now" to tell a stale (full) bucket.
+    start: Instant,
+    pub evicted_live: AtomicU64,
+}
+
+impl BoundedStore {
+    pub fn new(max_keys: usize) -> BoundedStore {
+        let per_shard = max_keys.div_ceil(SHARDS).max(1);
+        BoundedStore {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            per_shard,
+            start: Instant::now(),
+            evicted_live: AtomicU64::new(0),
+        }
+    }
+
+    fn shard(&self, k: &Key) -> &Mutex<HashMap<Key, u64>> {
+        &self.shards[shard_index(k) % SHARDS]
+    }
+
+    /// Keys currently remembered.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().map(|m| m.len()).unwrap_or(0))
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes held by the maps' tables (keys and values are stored inline).
+    pub fn approx_bytes(&self) -> usize {
+        let slot = std::mem::size_of::<(Key, u64)>() + 1;
+        self.shards
+            .iter()
+            .map(|s| s.lock().map(|m| m.capacity() * slot).unwrap_or(0))
+            .sum()
+    }
+}
+
+/// Spreads keys over shards with a process-random seed, so a client cannot aim
+/// every key at one shard.
+fn shard_index(k: &Key) -> usize {
+    use std::hash::BuildHasher;
+    static STATE: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    STATE
+        .get_or_init(std::collections::hash_map::RandomState::new)
+        .hash_one(k) as usize
+}
+
+/// The store as the limiter holds it, shared with [`RateLimit`] for its figures.
+pub struct SharedStore(Arc<BoundedStore>);
+
+impl StateStore for SharedStore {
+    type Key = Key;
+
+    fn measure_and_replace<T, F, E>(&self, key: &Key, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        self.0.measure(key, f)
+    }
+}
+
+impl BoundedStore {
+    fn measure<T, F, E>(&self, key: &Key, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        let Ok(mut map) = self.shard(key).lock() else {
+            // A poisoned shard only means another thread panicked mid-update; judge as new.
+            return f(None).map(|(t, _)| t);
+        };
+        let old = map.get(key).copied().map(Nanos::from);
+        let (t, new) = f(old)?;
+        if old.is_none() && map.len() >= self.per_shard {
+            let now = self.start.elapsed().as_nanos() as u64;
+            // Stale buckets are full again: forgetting them changes no decision.
+            map.retain(|_, tat| *tat > now);
+            if map.len() >= self.per_shard {
+                // Every bucket is live: drop the ones that refill soonest.
+                let mut tats: Vec<u64> = map.values().copied().collect();
+                let cut = tats.len() / 8 + 1;
+                tats.select_nth_unstable(cut - 1);
+                let limit = tats[cut - 1];
+                let before = map.len();
+                map.retain(|_, tat| *tat > limit);
+                self.evicted_live
+                    .fetch_add((before - map.len()) as u64, Ordering::Relaxed);
+            }
+        }
+        map.insert(*key, new.as_u64());
+        Ok(t)
+    }
+}
+
+/// One rate limit: governor's GCRA over a bounded store.
+pub struct RateLimit {
+    limiter: RateLimiter<Key, SharedStore, MonotonicClock, NoOpMiddleware<Instant>>,
+    store: Arc<BoundedStore>,
+}
+
+impl RateLimit {
+    pub fn new(c: &RateConfig, path: &str) -> Result<RateLimit, Problem> {
+        let q = quota(c, path)?;
+        let store = Arc::new(BoundedStore::new(c.max_keys));
+        Ok(RateLimit {
+            limiter: RateLimiter::new(q, SharedStore(store.clone()), MonotonicClock),
+            store,
+        })
+    }
+
+    /// Admits the key or says how long until it may try again.
+    pub fn check(&self, key: &Key) -> Result<(), Duration> {
+        self.limiter
+            .check_key(key)
+            .map_err(|not_until| not_until.wait_time_from(MonotonicClock.now()))
+    }
+
+    pub fn store(&self) -> &BoundedStore {
+        &self.store
+    }
+}
+
+/// Builds the quota for a rate config; `path` names the TOML key for errors.
+pub fn quota(c: &RateConfig, path: &str) -> Result<Quota, Problem> {
+    let per = match (c.per_second, c.per_minute) {
+        (Some(r), None) => r,
+        (None, Some(m)) => m / 60.0,
+        _ => {
+            return Err(Problem::new(
+                path,
+                "set exactly one of per_second or per_minute",
+            ))
+        }
+    };
+    if !(per.is_finite() && per > 0.0) {
+        return Err(Problem::new(path, "the rate must be a positive number"));
+    }
+    let period = Duration::from_secs_f64(1.0 / per);
+    if period.is_zero() {
+        return Err(Problem::new(
+            path,
+            "the rate is too high (more than 10^9 per second)",
+        ));
+    }
+    let burst = c
+        .burst
+        .unwrap_or_else(|| per.ceil().clamp(1.0, u32::MAX as f64) as u32);
+    let Some(burst) = NonZeroU32::new(burst) else {
+        return Err(Problem::new(
+            path,
+            "burst 0 would refuse everything; use 1 or more",
+        ));
+    };
+    let Some(q) = Quota::with_period(period) else {
+        return Err(Problem::new(path, "invalid rate"));
+    };
+    if c.max_keys == 0 {
+        return Err(Problem::new(path, "max_keys must be at least 1"));
+    }
+    Ok(q.allow_burst(burst))
+}
+
+/// One limit of a route and what it is keyed by.
+pub struct RouteLimit {
+    pub key: RateKey,
+    pub limit: Arc<RateLimit>,
+}
+
+/// Seconds for `Retry-After`: the wait, rounded up, at least 1.
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    let s = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    s.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(per_second: f64, burst: u32, max_keys: usize) -> RateConfig {
+        RateConfig {
+            per_second: Some(per_second),
+            per_minute: None,
+            burst: Some(burst),
+            max_keys,
+        }
+    }
+
+    #[test]
+    fn burst_then_refusal_with_wait() {
+        let l = RateLimit::new(&cfg(1.0, 2, 100), "t").unwrap();
+        let k = Key::ip("10.0.0.1".parse().unwrap());
+        assert!(l.check(&k).is_ok());
+        assert!(l.check(&k).is_ok());
+        let wait = l.check(&k).unwrap_err();
+        assert!(
+            wait > Duration::from_millis(900) && wait <= Duration::from_secs(1),
+            "{wait:?}"
+        );
+        assert_eq!(retry_after_secs(wait), 1);
+        // Another key has its own bucket.
+        assert!(l.check(&Key::ip("10.0.0.2".parse().unwrap())).is_ok());
+    }
+
+    #[test]
+    fn ipv6_keys_by_64_and_mapped_ipv4_equal_ipv4() {
+        assert_eq!(
+            Key::ip("2001:db8::1".parse().unwrap()),
+            Key::ip("2001:db8::ffff:2".parse().unwrap())
+        );
+        assert_eq!(
+            Key::ip("::ffff:10.0.0.1".parse().unwrap()),
+            Key::ip("10.0.0.1".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn store_never_exceeds_its_bound_and_evicts_stale_first() {
+        let l = RateLimit::new(&cfg(1.0, 5, 1000), "t").unwrap();
+        for i in 0..50_000u128 {
+            let _ = l.check(&Key::Ip(i << 64));
+        }
+        let bound = 1000usize.div_ceil(SHARDS) * SHARDS;
+        assert!(l.store().len() <= bound, "{}", l.store().len());
+        // A key that used its whole burst is refused; a refused check stores nothing.
+        let k = Key::Ip(7);
+        for _ in 0..5 {
+            assert!(l.check(&k).is_ok());
+        }
+        assert!(l.check(&k).is_err());
+    }
+
+    #[test]
+    fn config_errors() {
+        let bad = RateConfig {
+            per_second: Some(1.0),
+            per_minute: Some(60.0),
+            burst: None,
+            max_keys: 10,
+        };
+        assert!(quota(&bad, "r")
+            .unwrap_err()
+            .message
+            .contains("exactly one"));
+        assert!(quota(&cfg(0.0, 1, 10), "r").is_err());
+        assert!(quota(&cfg(1.0, 0, 10), "r").is_err());
+    }
+}

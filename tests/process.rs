@@ -115,7 +115,24 @@ fn check_names_the_toml_path_and_the_fix_for_each_broken_config() {
             ),
             "route[0].allow[0]: fingerprint_sha256",
         ),
+        (
+            good.replace("listen = \"127.0.0.1:0\"\n[listener.tls]", "listen = \"127.0.0.1:0\"\nallow_ips = [\"10.0.0.0/8\", \"10.0.0.300/8\"]\n[listener.tls]"),
+            "listener[0].allow_ips[1]: \"10.0.0.300/8\" is not a CIDR",
+        ),
+        (
+            good.replace("listen = \"127.0.0.1:0\"\n[listener.tls]", "listen = \"127.0.0.1:0\"\nallow_ips_files = [\"ranges.txt\"]\n[listener.tls]"),
+            "ranges.txt:3: \"192.168.1.1/33\" is not a CIDR",
+        ),
+        (
+            good.replace("upstream = \"salesforce\"\n", "upstream = \"salesforce\"\nrate_limit = { key = \"client\", per_second = 5, per_minute = 60 }\n"),
+            "route[0].rate_limit: set exactly one of per_second or per_minute",
+        ),
+        (
+            good.replace("upstream = \"salesforce\"\n", "upstream = \"salesforce\"\nrate_limit = { key = \"tenant\", per_second = 5 }\n"),
+            "route[0].rate_limit",
+        ),
     ];
+    pki.write("ranges.txt", "# office\n10.0.0.0/8\n192.168.1.1/33\n");
     for (toml, expect) in cases {
         std::fs::write(&f, &toml).unwrap();
         let (code, out, err) = check(&f);

@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 /// What a bucket is keyed by. Small and `Copy`, so a million keys stay cheap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Key {
-    /// An address; IPv6 truncated to its /64, since one host owns a whole /64.
-    Ip(u128),
+    /// An address (high and low 64 bits, so the key is 8-byte aligned);
+    /// IPv6 truncated to its /64, since one host owns a whole /64.
+    Ip(u64, u64),
     /// The first 8 bytes of the client certificate's SHA-256 fingerprint.
     Client(u64),
     /// The single bucket of a route or global limit.
@@ -28,9 +29,11 @@ pub enum Key {
 
 impl Key {
     pub fn ip(ip: IpAddr) -> Key {
+        let x = super::ip::as_u128(ip);
+        let hi = (x >> 64) as u64;
         match super::ip::canonical(ip) {
-            IpAddr::V4(v4) => Key::Ip(u128::from(v4.to_ipv6_mapped())),
-            IpAddr::V6(v6) => Key::Ip(u128::from(v6) & !((1u128 << 64) - 1)),
+            IpAddr::V4(_) => Key::Ip(hi, x as u64),
+            IpAddr::V6(_) => Key::Ip(hi, 0),
         }
     }
 }
@@ -52,7 +55,9 @@ impl BoundedStore {
     pub fn new(max_keys: usize) -> BoundedStore {
         let per_shard = max_keys.div_ceil(SHARDS).max(1);
         BoundedStore {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::with_capacity(per_shard)))
+                .collect(),
             per_shard,
             start: Instant::now(),
             evicted_live: AtomicU64::new(0),
@@ -75,25 +80,38 @@ impl BoundedStore {
         self.len() == 0
     }
 
-    /// Bytes held by the maps' tables (keys and values are stored inline).
+    /// Bytes held by the maps' tables: keys and values are stored inline, one
+    /// control byte per bucket, buckets a power of two at most 7/8 full.
     pub fn approx_bytes(&self) -> usize {
         let slot = std::mem::size_of::<(Key, u64)>() + 1;
         self.shards
             .iter()
-            .map(|s| s.lock().map(|m| m.capacity() * slot).unwrap_or(0))
+            .map(|s| {
+                s.lock()
+                    .map(|m| (m.capacity() * 8 / 7).next_power_of_two() * slot)
+                    .unwrap_or(0)
+            })
             .sum()
     }
 }
 
-/// Spreads keys over shards with a process-random seed, so a client cannot aim
-/// every key at one shard.
+/// Spreads keys over shards with a multiply-xor keyed by a process-random seed:
+/// cheap (the map hashes the key again with SipHash anyway) and unpredictable
+/// enough that a client cannot aim every key at one shard.
 fn shard_index(k: &Key) -> usize {
-    use std::hash::BuildHasher;
-    static STATE: std::sync::OnceLock<std::collections::hash_map::RandomState> =
-        std::sync::OnceLock::new();
-    STATE
-        .get_or_init(std::collections::hash_map::RandomState::new)
-        .hash_one(k) as usize
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let seed = *SEED.get_or_init(|| {
+        let mut b = [0u8; 8];
+        let _ = aws_lc_rs::rand::fill(&mut b);
+        u64::from_le_bytes(b) | 1
+    });
+    let (a, b) = match *k {
+        Key::Ip(hi, lo) => (hi, lo),
+        Key::Client(c) => (c, 0x9e37_79b9_7f4a_7c15),
+        Key::One => (0, 0),
+    };
+    let x = (a ^ seed).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b.wrapping_mul(seed);
+    (x.wrapping_mul(0xff51_afd7_ed55_8ccd) >> 59) as usize
 }
 
 /// The store as the limiter holds it, shared with [`RateLimit`] for its figures.
@@ -124,15 +142,20 @@ impl BoundedStore {
         if old.is_none() && map.len() >= self.per_shard {
             let now = self.start.elapsed().as_nanos() as u64;
             // Stale buckets are full again: forgetting them changes no decision.
-            map.retain(|_, tat| *tat > now);
-            if map.len() >= self.per_shard {
-                // Every bucket is live: drop the ones that refill soonest.
+            let mut keep_above = now;
+            if map.values().filter(|tat| **tat > now).count() >= self.per_shard {
+                // Every bucket is live: drop the eighth that refills soonest.
                 let mut tats: Vec<u64> = map.values().copied().collect();
-                let cut = tats.len() / 8 + 1;
-                tats.select_nth_unstable(cut - 1);
-                let limit = tats[cut - 1];
-                let before = map.len();
-                map.retain(|_, tat| *tat > limit);
+                let cut = tats.len() / 8;
+                tats.select_nth_unstable(cut);
+                keep_above = tats[cut];
+            }
+            let before = map.len();
+            // Rebuilt rather than pruned in place, so deleted slots never make the table grow.
+            let mut fresh = HashMap::with_capacity(self.per_shard);
+            fresh.extend(map.drain().filter(|(_, tat)| *tat > keep_above));
+            *map = fresh;
+            if keep_above > now {
                 self.evicted_live
                     .fetch_add((before - map.len()) as u64, Ordering::Relaxed);
             }
@@ -266,13 +289,13 @@ mod tests {
     #[test]
     fn store_never_exceeds_its_bound_and_evicts_stale_first() {
         let l = RateLimit::new(&cfg(1.0, 5, 1000), "t").unwrap();
-        for i in 0..50_000u128 {
-            let _ = l.check(&Key::Ip(i << 64));
+        for i in 0..50_000u64 {
+            let _ = l.check(&Key::Ip(i as u64, 0));
         }
         let bound = 1000usize.div_ceil(SHARDS) * SHARDS;
         assert!(l.store().len() <= bound, "{}", l.store().len());
         // A key that used its whole burst is refused; a refused check stores nothing.
-        let k = Key::Ip(7);
+        let k = Key::Ip(7, 7);
         for _ in 0..5 {
             assert!(l.check(&k).is_ok());
         }

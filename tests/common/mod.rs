@@ -309,6 +309,15 @@ pub async fn tls_connect(
         .await
 }
 
+/// TLS over an already connected stream (after a PROXY header, say).
+pub async fn tls_on(
+    tcp: TcpStream,
+    cfg: Arc<rustls::ClientConfig>,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    tokio_rustls::TlsConnector::from(cfg).connect(name, tcp).await
+}
+
 pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
@@ -332,6 +341,18 @@ where
     B::Error: Into<BoxError>,
 {
     let tls = tls_connect(addr, cfg).await.map_err(|e| e.to_string())?;
+    send_over(tls, req).await
+}
+
+/// Sends one request over an established TLS stream.
+pub async fn send_over<B>(
+    tls: tokio_rustls::client::TlsStream<TcpStream>,
+    req: Request<B>,
+) -> Result<Reply, String>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let (mut s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .map_err(|e| e.to_string())?;

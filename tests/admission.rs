@@ -40,20 +40,35 @@ async fn gateway(pki: &Pki, body: &str) -> TestGateway {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listener_allowlist_refuses_at_accept_without_a_handshake() {
     let pki = Pki::new();
-    pki.write("office.txt", "# office ranges\n127.0.0.0/8   # loopback for the test\n");
+    pki.write(
+        "office.txt",
+        "# office ranges\n127.0.0.0/8   # loopback for the test\n",
+    );
     let gw = gateway(
         &pki,
         &format!(
             "{}{}{}{}",
-            listener(&pki, "closed", "127.0.0.1:0", "allow_ips = [\"10.0.0.0/8\", \"2001:db8::/32\"]"),
-            listener(&pki, "open", "127.0.0.1:0", "allow_ips_files = [\"office.txt\"]"),
+            listener(
+                &pki,
+                "closed",
+                "127.0.0.1:0",
+                "allow_ips = [\"10.0.0.0/8\", \"2001:db8::/32\"]"
+            ),
+            listener(
+                &pki,
+                "open",
+                "127.0.0.1:0",
+                "allow_ips_files = [\"office.txt\"]"
+            ),
             route("c", "closed", "/", ""),
             route("o", "open", "/", ""),
         ),
     )
     .await;
     let cfg = pki.etl_client(&[]);
-    assert!(send(gw.addr("closed"), cfg.clone(), get("/")).await.is_err());
+    assert!(send(gw.addr("closed"), cfg.clone(), get("/"))
+        .await
+        .is_err());
     let m = gw
         .wait_metric(
             "sealgate_connections_total{listener=\"closed\",reason=\"ip_not_allowed\",result=\"refused\"}",
@@ -67,7 +82,10 @@ async fn listener_allowlist_refuses_at_accept_without_a_handshake() {
             .all(|l| l.ends_with(" 0")),
         "{m}"
     );
-    assert_eq!(send(gw.addr("open"), cfg, get("/")).await.unwrap().status, 200);
+    assert_eq!(
+        send(gw.addr("open"), cfg, get("/")).await.unwrap().status,
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,7 +100,12 @@ async fn ipv6_loopback_and_route_allowlists() {
         &format!(
             "{}{}{}{}{}",
             listener(&pki, "v6", "[::1]:0", "allow_ips = [\"::1/128\"]"),
-            listener(&pki, "v6-closed", "[::1]:0", "allow_ips = [\"2001:db8::/32\"]"),
+            listener(
+                &pki,
+                "v6-closed",
+                "[::1]:0",
+                "allow_ips = [\"2001:db8::/32\"]"
+            ),
             route("mine", "v6", "/mine", "allow_ips = [\"::1\"]"),
             route("theirs", "v6", "/theirs", "allow_ips = [\"10.0.0.0/8\"]"),
             route("c", "v6-closed", "/", ""),
@@ -99,8 +122,11 @@ async fn ipv6_loopback_and_route_allowlists() {
     assert_eq!(r.status, 403);
     assert_eq!(r.json()["reason"], "ip_not_allowed");
     assert!(send(gw.addr("v6-closed"), cfg, get("/")).await.is_err());
-    gw.wait_metric("sealgate_rejections_total{reason=\"ip_not_allowed\",route=\"theirs\",stage=\"ip\"}", "1")
-        .await;
+    gw.wait_metric(
+        "sealgate_rejections_total{reason=\"ip_not_allowed\",route=\"theirs\",stage=\"ip\"}",
+        "1",
+    )
+    .await;
     gw.wait_metric(
         "sealgate_connections_total{listener=\"v6-closed\",reason=\"ip_not_allowed\",result=\"refused\"}",
         "1",
@@ -125,18 +151,29 @@ async fn dual_stack_listener_sees_ipv4_clients_as_ipv4() {
     )
     .await;
     let port = gw.addr("dual").port();
-    let r = send(SocketAddr::from(([127, 0, 0, 1], port)), pki.etl_client(&[]), get("/"))
-        .await
-        .unwrap();
+    let r = send(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        pki.etl_client(&[]),
+        get("/"),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["x-forwarded-for"], "127.0.0.1");
 }
 
 /// Connects, writes `header` raw, then speaks TLS and sends one request.
-async fn via_proxy(addr: SocketAddr, header: &[u8], pki: &Pki, path: &str) -> Result<Reply, String> {
+async fn via_proxy(
+    addr: SocketAddr,
+    header: &[u8],
+    pki: &Pki,
+    path: &str,
+) -> Result<Reply, String> {
     let mut tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     tcp.write_all(header).await.map_err(|e| e.to_string())?;
-    let tls = tls_on(tcp, pki.etl_client(&[])).await.map_err(|e| e.to_string())?;
+    let tls = tls_on(tcp, pki.etl_client(&[]))
+        .await
+        .map_err(|e| e.to_string())?;
     let req = Request::get(path)
         .header("host", "localhost")
         .header("x-forwarded-for", "10.66.66.66")
@@ -184,22 +221,39 @@ async fn proxy_protocol_v1_and_v2_from_trusted_peers_give_the_real_client() {
     // A PROXY header naming an address outside the listener's allowlist is refused at accept.
     let outsider = b"PROXY TCP4 198.51.100.9 127.0.0.1 40000 443\r\n";
     assert!(via_proxy(lb, outsider, &pki, "/").await.is_err());
-    gw.wait_metric("sealgate_connections_total{listener=\"lb\",reason=\"ip_not_allowed\",result=\"refused\"}", "1")
-        .await;
+    gw.wait_metric(
+        "sealgate_connections_total{listener=\"lb\",reason=\"ip_not_allowed\",result=\"refused\"}",
+        "1",
+    )
+    .await;
 
     // A trusted peer without a header: refused unless the listener says optional.
     assert!(send(lb, pki.etl_client(&[]), get("/")).await.is_err());
-    gw.wait_metric("sealgate_connections_total{listener=\"lb\",reason=\"proxy_missing\",result=\"refused\"}", "1")
-        .await;
-    let r = send(gw.addr("lb-optional"), pki.etl_client(&[]), get("/")).await.unwrap();
+    gw.wait_metric(
+        "sealgate_connections_total{listener=\"lb\",reason=\"proxy_missing\",result=\"refused\"}",
+        "1",
+    )
+    .await;
+    let r = send(gw.addr("lb-optional"), pki.etl_client(&[]), get("/"))
+        .await
+        .unwrap();
     assert_eq!(r.json()["x-forwarded-for"], "127.0.0.1");
-    let r = via_proxy(gw.addr("lb-optional"), v1, &pki, "/").await.unwrap();
+    let r = via_proxy(gw.addr("lb-optional"), v1, &pki, "/")
+        .await
+        .unwrap();
     assert_eq!(r.json()["x-forwarded-for"], "203.0.113.7");
 
     // A malformed header from a trusted peer.
-    assert!(via_proxy(lb, b"PROXY TCP4 not-an-ip 127.0.0.1 1 2\r\n", &pki, "/").await.is_err());
-    gw.wait_metric("sealgate_connections_total{listener=\"lb\",reason=\"proxy_invalid\",result=\"refused\"}", "1")
-        .await;
+    assert!(
+        via_proxy(lb, b"PROXY TCP4 not-an-ip 127.0.0.1 1 2\r\n", &pki, "/")
+            .await
+            .is_err()
+    );
+    gw.wait_metric(
+        "sealgate_connections_total{listener=\"lb\",reason=\"proxy_invalid\",result=\"refused\"}",
+        "1",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,7 +263,12 @@ async fn proxy_header_from_an_untrusted_peer_is_refused() {
         &pki,
         &format!(
             "{}{}",
-            listener(&pki, "lb", "127.0.0.1:0", "proxy_protocol = { trusted = [\"10.0.0.0/8\"] }"),
+            listener(
+                &pki,
+                "lb",
+                "127.0.0.1:0",
+                "proxy_protocol = { trusted = [\"10.0.0.0/8\"] }"
+            ),
             route("r", "lb", "/", ""),
         ),
     )
@@ -217,8 +276,11 @@ async fn proxy_header_from_an_untrusted_peer_is_refused() {
     let lb = gw.addr("lb");
     let forged = b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 443\r\n";
     assert!(via_proxy(lb, forged, &pki, "/").await.is_err());
-    gw.wait_metric("sealgate_connections_total{listener=\"lb\",reason=\"proxy_untrusted\",result=\"refused\"}", "1")
-        .await;
+    gw.wait_metric(
+        "sealgate_connections_total{listener=\"lb\",reason=\"proxy_untrusted\",result=\"refused\"}",
+        "1",
+    )
+    .await;
     // The same untrusted peer without a header is served, as itself.
     let r = send(lb, pki.etl_client(&[]), get("/")).await.unwrap();
     assert_eq!(r.status, 200);
@@ -246,10 +308,26 @@ async fn rate_limits_per_client_global_and_retry_after() {
     .await;
     let addr = gw.addr("edge");
     let alice = pki.etl_client(&[]);
-    let bob = client_tls(&pki.ca.cert_pem, Some(&pki.client("bob", "ETL", KeyAlg::EcdsaP256)), &[]);
+    let bob = client_tls(
+        &pki.ca.cert_pem,
+        Some(&pki.client("bob", "ETL", KeyAlg::EcdsaP256)),
+        &[],
+    );
 
-    assert_eq!(send(addr, alice.clone(), get("/client")).await.unwrap().status, 200);
-    assert_eq!(send(addr, alice.clone(), get("/client")).await.unwrap().status, 200);
+    assert_eq!(
+        send(addr, alice.clone(), get("/client"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        send(addr, alice.clone(), get("/client"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
     let limited = send(addr, alice.clone(), get("/client")).await.unwrap();
     assert_eq!(limited.status, 429);
     assert_eq!(limited.json()["reason"], "rate_limited");
@@ -266,15 +344,28 @@ async fn rate_limits_per_client_global_and_retry_after() {
             .body(Full::new(Bytes::from_static(body.as_bytes())))
             .unwrap()
     };
-    assert_eq!(send(addr, alice.clone(), soap("<e/>")).await.unwrap().status, 200);
+    assert_eq!(
+        send(addr, alice.clone(), soap("<e/>"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
     let r = send(addr, alice.clone(), soap("<e/>")).await.unwrap();
     assert_eq!(r.status, 429);
     let secs: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((9..=10).contains(&secs), "Retry-After {secs}");
-    assert!(r.body.contains("<faultcode>soap:Client</faultcode>"), "{}", r.body);
+    assert!(
+        r.body.contains("<faultcode>soap:Client</faultcode>"),
+        "{}",
+        r.body
+    );
     assert!(r.body.contains("<sg:reason>rate_limited</sg:reason>"));
-    gw.wait_metric("sealgate_rejections_total{reason=\"rate_limited\",route=\"soap\",stage=\"rate\"}", "1")
-        .await;
+    gw.wait_metric(
+        "sealgate_rejections_total{reason=\"rate_limited\",route=\"soap\",stage=\"rate\"}",
+        "1",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,8 +376,18 @@ async fn a_global_limit_is_one_bucket_across_routes() {
         &format!(
             "{}{}{}",
             listener(&pki, "edge", "127.0.0.1:0", ""),
-            route("a", "edge", "/a", "rate_limit = { key = \"global\", per_minute = 1, burst = 2 }"),
-            route("b", "edge", "/b", "rate_limit = { key = \"global\", per_minute = 1, burst = 2 }"),
+            route(
+                "a",
+                "edge",
+                "/a",
+                "rate_limit = { key = \"global\", per_minute = 1, burst = 2 }"
+            ),
+            route(
+                "b",
+                "edge",
+                "/b",
+                "rate_limit = { key = \"global\", per_minute = 1, burst = 2 }"
+            ),
         ),
     )
     .await;
@@ -305,14 +406,25 @@ async fn handshake_rate_per_ip_is_checked_before_the_handshake() {
         &pki,
         &format!(
             "{}{}",
-            listener(&pki, "edge", "127.0.0.1:0", "handshake_rate = { per_minute = 1, burst = 2 }"),
+            listener(
+                &pki,
+                "edge",
+                "127.0.0.1:0",
+                "handshake_rate = { per_minute = 1, burst = 2 }"
+            ),
             route("r", "edge", "/", ""),
         ),
     )
     .await;
     let addr = gw.addr("edge");
     for _ in 0..2 {
-        assert_eq!(send(addr, pki.etl_client(&[]), get("/")).await.unwrap().status, 200);
+        assert_eq!(
+            send(addr, pki.etl_client(&[]), get("/"))
+                .await
+                .unwrap()
+                .status,
+            200
+        );
     }
     assert!(send(addr, pki.etl_client(&[]), get("/")).await.is_err());
     let m = gw
@@ -321,7 +433,12 @@ async fn handshake_rate_per_ip_is_checked_before_the_handshake() {
             "1",
         )
         .await;
-    assert!(m.contains("sealgate_tls_handshakes_total{listener=\"edge\",reason=\"ok\",result=\"ok\"} 2"), "{m}");
+    assert!(
+        m.contains(
+            "sealgate_tls_handshakes_total{listener=\"edge\",reason=\"ok\",result=\"ok\"} 2"
+        ),
+        "{m}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -336,7 +453,12 @@ async fn route_concurrency_limit_and_slots_released_on_cancellation() {
     let toml = format!(
         "{ADMIN}\n{}{}\n[upstream.up]\nurl = \"http://{slow}\"\n",
         listener(&pki, "edge", "127.0.0.1:0", ""),
-        route("one-at-a-time", "edge", "/", "max_concurrent = 1\nqueue_timeout = \"200ms\""),
+        route(
+            "one-at-a-time",
+            "edge",
+            "/",
+            "max_concurrent = 1\nqueue_timeout = \"200ms\""
+        ),
     );
     let gw = TestGateway::start(pki.dir.path(), &toml).await;
     let addr = gw.addr("edge");
@@ -357,7 +479,8 @@ async fn route_concurrency_limit_and_slots_released_on_cancellation() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         h.abort();
     }
-    gw.wait_metric("sealgate_route_in_flight{route=\"one-at-a-time\"}", "0").await;
+    gw.wait_metric("sealgate_route_in_flight{route=\"one-at-a-time\"}", "0")
+        .await;
     let t = Instant::now();
     assert_eq!(send(addr, cfg, get("/?0")).await.unwrap().status, 200);
     assert!(t.elapsed() < Duration::from_millis(500));
@@ -390,17 +513,29 @@ async fn repeated_auth_failures_block_the_ip_until_the_block_lifts() {
     }
     // Now even a valid client from that address is refused at accept.
     assert!(send(addr, pki.etl_client(&[]), get("/")).await.is_err());
-    gw.wait_metric("sealgate_connections_total{listener=\"edge\",reason=\"blocked\",result=\"refused\"}", "1")
-        .await;
+    gw.wait_metric(
+        "sealgate_connections_total{listener=\"edge\",reason=\"blocked\",result=\"refused\"}",
+        "1",
+    )
+    .await;
     gw.wait_metric("sealgate_blocked_clients", "1").await;
     let (status, body) = admin_get(gw.gw.admin_addr, "/blocked").await;
     assert_eq!(status, 200);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["blocked"][0]["client"], "127.0.0.1", "{body}");
-    assert_eq!(v["blocked"][0]["reasons"], serde_json::json!(["expired", "expired", "expired"]));
+    assert_eq!(
+        v["blocked"][0]["reasons"],
+        serde_json::json!(["expired", "expired", "expired"])
+    );
 
     tokio::time::sleep(Duration::from_millis(1700)).await;
-    assert_eq!(send(addr, pki.etl_client(&[]), get("/")).await.unwrap().status, 200);
+    assert_eq!(
+        send(addr, pki.etl_client(&[]), get("/"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
     gw.wait_metric("sealgate_blocked_clients", "0").await;
 }
 
@@ -419,7 +554,10 @@ async fn identity_denials_block_the_identity_and_never_block_addresses_are_spare
     let addr = gw.addr("edge");
     let intruder = pki.etl_client(&[]);
     for _ in 0..2 {
-        assert_eq!(send(addr, intruder.clone(), get("/")).await.unwrap().status, 403);
+        assert_eq!(
+            send(addr, intruder.clone(), get("/")).await.unwrap().status,
+            403
+        );
     }
     // The identity is blocked (its connections are closed after the handshake) ...
     assert!(send(addr, intruder, get("/")).await.is_err());
@@ -428,6 +566,10 @@ async fn identity_denials_block_the_identity_and_never_block_addresses_are_spare
     assert_eq!(v["blocked"].as_array().unwrap().len(), 1, "{body}");
     assert_eq!(v["blocked"][0]["kind"], "identity");
     // ... but 127.0.0.1 is on never_block, so a finance client still gets in.
-    let finance = client_tls(&pki.ca.cert_pem, Some(&pki.client("ledger", "Finance", KeyAlg::EcdsaP256)), &[]);
+    let finance = client_tls(
+        &pki.ca.cert_pem,
+        Some(&pki.client("ledger", "Finance", KeyAlg::EcdsaP256)),
+        &[],
+    );
     assert_eq!(send(addr, finance, get("/")).await.unwrap().status, 200);
 }

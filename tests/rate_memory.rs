@@ -44,11 +44,21 @@ fn one_million_distinct_keys_stay_under_the_bound() {
         held / 1024,
         grown_kib
     );
-    assert!(limit.store().len() <= MAX_KEYS + 16, "{}", limit.store().len());
+    assert!(
+        limit.store().len() <= MAX_KEYS + 16,
+        "{}",
+        limit.store().len()
+    );
     assert!(held < BOUND_BYTES, "limiter tables hold {held} bytes");
-    assert!(grown_kib < 2 * (BOUND_BYTES as u64) / 1024, "process grew {grown_kib} KiB");
+    assert!(
+        grown_kib < 2 * (BOUND_BYTES as u64) / 1024,
+        "process grew {grown_kib} KiB"
+    );
     // The most recent clients are still limited correctly: burst 20, then refused.
     let recent = Key::ip(std::net::Ipv4Addr::from(0x0a00_0000 + KEYS - 1).into());
     let passed = (0..25).filter(|_| limit.check(&recent).is_ok()).count();
-    assert_eq!(passed, 19, "one token was spent in the flood, 19 left of the burst");
+    assert_eq!(
+        passed, 19,
+        "one token was spent in the flood, 19 left of the burst"
+    );
 }

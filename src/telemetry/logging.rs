@@ -54,3 +54,19 @@ impl LogGate {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_is_counted_not_written() {
+        let gate = LogGate::new(1, 5);
+        let written = (0..1000).filter(|_| gate.admit().is_some()).count();
+        assert_eq!(written, 5);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        // The next line that passes reports how many were left out.
+        assert_eq!(gate.admit(), Some(995));
+        assert_eq!(gate.admit(), None);
+    }
+}

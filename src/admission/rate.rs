@@ -290,7 +290,7 @@ mod tests {
     fn store_never_exceeds_its_bound_and_evicts_stale_first() {
         let l = RateLimit::new(&cfg(1.0, 5, 1000), "t").unwrap();
         for i in 0..50_000u64 {
-            let _ = l.check(&Key::Ip(i as u64, 0));
+            let _ = l.check(&Key::Ip(i, 0));
         }
         let bound = 1000usize.div_ceil(SHARDS) * SHARDS;
         assert!(l.store().len() <= bound, "{}", l.store().len());

@@ -1,0 +1,562 @@
+//! XML-Signature: SignedInfo parsing against allowlists, streaming digests of
+//! referenced elements, and SignatureValue verification with aws-lc-rs.
+
+use std::io::{self, Write};
+
+use aws_lc_rs::{constant_time, digest, signature};
+use base64::Engine as _;
+
+use super::c14n::{Algorithm, Canonicalizer, Method, EXC_C14N_URI};
+use super::envelope::{Node, DS_NS};
+use super::tokens::PublicKey;
+use super::verify::WssecError;
+use super::xml::{Event, Limits, Reader, Span};
+
+pub const RSA_SHA1_URI: &str = "http://www.w3.org/2000/09/xmldsig#rsa-sha1";
+pub const RSA_SHA256_URI: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
+pub const RSA_SHA384_URI: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384";
+pub const RSA_SHA512_URI: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512";
+pub const ECDSA_SHA256_URI: &str = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256";
+pub const ECDSA_SHA384_URI: &str = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384";
+pub const SHA1_URI: &str = "http://www.w3.org/2000/09/xmldsig#sha1";
+pub const SHA256_URI: &str = "http://www.w3.org/2001/04/xmlenc#sha256";
+pub const SHA384_URI: &str = "http://www.w3.org/2001/04/xmldsig-more#sha384";
+pub const SHA512_URI: &str = "http://www.w3.org/2001/04/xmlenc#sha512";
+pub const ENVELOPED_URI: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
+pub const MANIFEST_TYPE: &str = "http://www.w3.org/2000/09/xmldsig#Manifest";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureAlgorithm {
+    RsaSha1,
+    RsaSha256,
+    RsaSha384,
+    RsaSha512,
+    EcdsaSha256,
+    EcdsaSha384,
+}
+
+impl SignatureAlgorithm {
+    pub fn uri(self) -> &'static str {
+        match self {
+            SignatureAlgorithm::RsaSha1 => RSA_SHA1_URI,
+            SignatureAlgorithm::RsaSha256 => RSA_SHA256_URI,
+            SignatureAlgorithm::RsaSha384 => RSA_SHA384_URI,
+            SignatureAlgorithm::RsaSha512 => RSA_SHA512_URI,
+            SignatureAlgorithm::EcdsaSha256 => ECDSA_SHA256_URI,
+            SignatureAlgorithm::EcdsaSha384 => ECDSA_SHA384_URI,
+        }
+    }
+
+    fn from_uri(uri: &str, allow_sha1: bool) -> Result<Self, WssecError> {
+        Ok(match uri {
+            RSA_SHA1_URI if allow_sha1 => SignatureAlgorithm::RsaSha1,
+            RSA_SHA1_URI => return Err(WssecError::Sha1NotAllowed),
+            RSA_SHA256_URI => SignatureAlgorithm::RsaSha256,
+            RSA_SHA384_URI => SignatureAlgorithm::RsaSha384,
+            RSA_SHA512_URI => SignatureAlgorithm::RsaSha512,
+            ECDSA_SHA256_URI => SignatureAlgorithm::EcdsaSha256,
+            ECDSA_SHA384_URI => SignatureAlgorithm::EcdsaSha384,
+            other => return Err(WssecError::AlgorithmNotAllowed(other.to_owned())),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestAlgorithm {
+    Sha1,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl DigestAlgorithm {
+    pub fn uri(self) -> &'static str {
+        match self {
+            DigestAlgorithm::Sha1 => SHA1_URI,
+            DigestAlgorithm::Sha256 => SHA256_URI,
+            DigestAlgorithm::Sha384 => SHA384_URI,
+            DigestAlgorithm::Sha512 => SHA512_URI,
+        }
+    }
+
+    fn from_uri(uri: &str, allow_sha1: bool) -> Result<Self, WssecError> {
+        Ok(match uri {
+            SHA1_URI if allow_sha1 => DigestAlgorithm::Sha1,
+            SHA1_URI => return Err(WssecError::Sha1NotAllowed),
+            SHA256_URI => DigestAlgorithm::Sha256,
+            SHA384_URI => DigestAlgorithm::Sha384,
+            SHA512_URI => DigestAlgorithm::Sha512,
+            other => return Err(WssecError::AlgorithmNotAllowed(other.to_owned())),
+        })
+    }
+
+    pub fn aws(self) -> &'static digest::Algorithm {
+        match self {
+            DigestAlgorithm::Sha1 => &digest::SHA1_FOR_LEGACY_USE_ONLY,
+            DigestAlgorithm::Sha256 => &digest::SHA256,
+            DigestAlgorithm::Sha384 => &digest::SHA384,
+            DigestAlgorithm::Sha512 => &digest::SHA512,
+        }
+    }
+}
+
+/// One `ds:Reference`, checked against the allowlists.
+#[derive(Debug, Clone)]
+pub struct Reference {
+    /// As written, `#id`.
+    pub uri: String,
+    /// The Id it names.
+    pub id: String,
+    /// An enveloped-signature transform precedes canonicalization.
+    pub enveloped: bool,
+    pub c14n: Method,
+    pub digest: DigestAlgorithm,
+    pub digest_value: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SignedInfo {
+    pub c14n: Method,
+    pub algorithm: SignatureAlgorithm,
+    pub references: Vec<Reference>,
+    /// The SignedInfo element.
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub struct ParsedSignature {
+    pub signed_info: SignedInfo,
+    pub signature_value: Vec<u8>,
+    pub key_info: Option<Node>,
+    /// The Signature element.
+    pub span: Span,
+}
+
+fn bad(what: &'static str) -> WssecError {
+    WssecError::MalformedSignature(what)
+}
+
+fn algorithm_attr(n: &Node) -> Result<&str, WssecError> {
+    n.attr(None, "Algorithm")
+        .ok_or(bad("Algorithm attribute missing"))
+}
+
+/// Parses `ds:Signature`, refusing anything outside the allowlists.
+pub fn parse_signature(
+    sig: &Node,
+    allow_sha1: bool,
+    max_references: usize,
+) -> Result<ParsedSignature, WssecError> {
+    let mut signed_info = None;
+    let mut value = None;
+    let mut key_info = None;
+    for (i, c) in sig.children.iter().enumerate() {
+        match (c.name.namespace.as_str(), c.name.local.as_str(), i) {
+            (DS_NS, "SignedInfo", 0) => signed_info = Some(c),
+            (DS_NS, "SignatureValue", 1) => value = Some(c),
+            (DS_NS, "KeyInfo", 2) => key_info = Some(c.clone()),
+            // Present but never read: nothing inside an Object is relied on.
+            (DS_NS, "Object", _) if i >= 2 => {}
+            _ => return Err(bad("unexpected element in Signature")),
+        }
+    }
+    let signed_info = signed_info.ok_or(bad("no SignedInfo"))?;
+    let value = value.ok_or(bad("no SignatureValue"))?;
+    Ok(ParsedSignature {
+        signed_info: parse_signed_info(signed_info, allow_sha1, max_references)?,
+        signature_value: strict_base64(value)?,
+        key_info,
+        span: sig.span,
+    })
+}
+
+fn parse_signed_info(
+    si: &Node,
+    allow_sha1: bool,
+    max_references: usize,
+) -> Result<SignedInfo, WssecError> {
+    let mut kids = si.children.iter();
+    let cm = kids
+        .next()
+        .filter(|n| n.is(DS_NS, "CanonicalizationMethod"))
+        .ok_or(bad("no CanonicalizationMethod"))?;
+    let sm = kids
+        .next()
+        .filter(|n| n.is(DS_NS, "SignatureMethod"))
+        .ok_or(bad("no SignatureMethod"))?;
+    let c14n = c14n_method(cm)?;
+    let algorithm = signature_method(sm, allow_sha1)?;
+    let mut references = Vec::new();
+    for r in kids {
+        if !r.is(DS_NS, "Reference") {
+            return Err(bad("unexpected element in SignedInfo"));
+        }
+        references.push(parse_reference(r, allow_sha1)?);
+        if references.len() > max_references {
+            return Err(WssecError::TooManyReferences);
+        }
+    }
+    if references.is_empty() {
+        return Err(bad("no Reference"));
+    }
+    Ok(SignedInfo {
+        c14n,
+        algorithm,
+        references,
+        span: si.span,
+    })
+}
+
+fn signature_method(sm: &Node, allow_sha1: bool) -> Result<SignatureAlgorithm, WssecError> {
+    // Truncated HMACs are the classic downgrade (CVE-2009-0217): refused outright.
+    if sm
+        .children
+        .iter()
+        .any(|c| c.name.local == "HMACOutputLength")
+    {
+        return Err(WssecError::HmacOutputLength);
+    }
+    if !sm.children.is_empty() {
+        return Err(bad("unexpected element in SignatureMethod"));
+    }
+    SignatureAlgorithm::from_uri(algorithm_attr(sm)?, allow_sha1)
+}
+
+/// A canonicalization method (CanonicalizationMethod or Transform); comments never.
+fn c14n_method(n: &Node) -> Result<Method, WssecError> {
+    let uri = algorithm_attr(n)?;
+    let method = Method::from_uri(uri)
+        .filter(|m| !m.with_comments)
+        .ok_or_else(|| WssecError::TransformNotAllowed(uri.to_owned()))?;
+    with_prefix_list(method, n)
+}
+
+fn with_prefix_list(method: Method, n: &Node) -> Result<Method, WssecError> {
+    let mut method = method;
+    for c in &n.children {
+        let ok = method.algorithm == Algorithm::Exclusive
+            && c.is(EXC_C14N_URI, "InclusiveNamespaces")
+            && method.inclusive_prefixes.is_empty();
+        if !ok {
+            return Err(bad("unexpected element in a canonicalization method"));
+        }
+        let list = c.attr(None, "PrefixList").unwrap_or("");
+        method = method.with_prefix_list(list);
+    }
+    Ok(method)
+}
+
+fn parse_reference(r: &Node, allow_sha1: bool) -> Result<Reference, WssecError> {
+    if r.attr(None, "Type") == Some(MANIFEST_TYPE) {
+        return Err(WssecError::ManifestNotAllowed);
+    }
+    let uri = r
+        .attr(None, "URI")
+        .ok_or(WssecError::BadReferenceUri(String::new()))?;
+    let id = bare_name(uri).ok_or_else(|| WssecError::BadReferenceUri(uri.to_owned()))?;
+    let mut kids = r.children.iter().peekable();
+    let mut enveloped = false;
+    // Without a canonicalization transform, a node-set becomes octets by C14N 1.0.
+    let mut c14n = Method::inclusive();
+    if let Some(ts) = kids.next_if(|n| n.is(DS_NS, "Transforms")) {
+        (enveloped, c14n) = transforms(ts)?;
+    }
+    let dm = kids
+        .next()
+        .filter(|n| n.is(DS_NS, "DigestMethod"))
+        .ok_or(bad("no DigestMethod"))?;
+    let dv = kids
+        .next()
+        .filter(|n| n.is(DS_NS, "DigestValue"))
+        .ok_or(bad("no DigestValue"))?;
+    if kids.next().is_some() || !dm.children.is_empty() {
+        return Err(bad("unexpected element in Reference"));
+    }
+    Ok(Reference {
+        uri: uri.to_owned(),
+        id: id.to_owned(),
+        enveloped,
+        c14n,
+        digest: DigestAlgorithm::from_uri(algorithm_attr(dm)?, allow_sha1)?,
+        digest_value: strict_base64(dv)?,
+    })
+}
+
+/// `#id` with an NCName-like id; XPointer (`#xpointer(...)`), empty and external URIs refused.
+fn bare_name(uri: &str) -> Option<&str> {
+    let id = uri.strip_prefix('#')?;
+    let ok = !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.') || b >= 0x80)
+        && !id.as_bytes()[0].is_ascii_digit()
+        && !matches!(id.as_bytes()[0], b'-' | b'.');
+    ok.then_some(id)
+}
+
+/// Allowed chains: [enveloped-signature]? then at most one C14N (exclusive or 1.0).
+fn transforms(ts: &Node) -> Result<(bool, Method), WssecError> {
+    let mut enveloped = false;
+    let mut c14n: Option<Method> = None;
+    for t in &ts.children {
+        if !t.is(DS_NS, "Transform") {
+            return Err(bad("unexpected element in Transforms"));
+        }
+        let uri = algorithm_attr(t)?;
+        if uri == ENVELOPED_URI && !enveloped && c14n.is_none() && t.children.is_empty() {
+            enveloped = true;
+            continue;
+        }
+        if c14n.is_some() {
+            return Err(WssecError::TransformNotAllowed(uri.to_owned()));
+        }
+        c14n = Some(c14n_method(t)?);
+    }
+    Ok((enveloped, c14n.unwrap_or_else(Method::inclusive)))
+}
+
+/// Decodes base64 text allowing only XML whitespace between characters; the
+/// element must hold one text node (no child elements, no comments).
+pub fn strict_base64(n: &Node) -> Result<Vec<u8>, WssecError> {
+    if !n.is_text_only() {
+        return Err(WssecError::BadBase64("not a single text node"));
+    }
+    decode_base64(&n.text)
+}
+
+pub fn decode_base64(text: &str) -> Result<Vec<u8>, WssecError> {
+    let compact: Vec<u8> = text
+        .bytes()
+        .filter(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .collect();
+    if compact.is_empty() {
+        return Err(WssecError::BadBase64("empty"));
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(&compact)
+        .map_err(|_| WssecError::BadBase64("invalid base64"))
+}
+
+/// `io::Write` into a running digest, optionally keeping the bytes (explain mode).
+pub struct DigestWriter {
+    ctx: digest::Context,
+    keep: Option<Vec<u8>>,
+}
+
+impl DigestWriter {
+    pub fn new(alg: DigestAlgorithm, keep: bool) -> Self {
+        DigestWriter {
+            ctx: digest::Context::new(alg.aws()),
+            keep: keep.then(Vec::new),
+        }
+    }
+
+    /// The digest and, if kept, the canonical bytes.
+    pub fn finish(self) -> (Vec<u8>, Option<Vec<u8>>) {
+        (self.ctx.finish().as_ref().to_vec(), self.keep)
+    }
+}
+
+impl Write for DigestWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.ctx.update(buf);
+        if let Some(k) = &mut self.keep {
+            k.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What to digest: the element starting at `start` (its start tag's offset).
+#[derive(Debug, Clone)]
+pub struct DigestTarget {
+    pub start: usize,
+    pub method: Method,
+    pub digest: DigestAlgorithm,
+    /// Events inside this span are left out (the enveloped Signature).
+    pub skip: Option<Span>,
+    pub keep_bytes: bool,
+}
+
+/// A computed digest and, in explain mode, the canonical bytes.
+#[derive(Debug, Clone)]
+pub struct DigestOutput {
+    pub value: Vec<u8>,
+    pub canonical: Option<Vec<u8>>,
+}
+
+enum Sink {
+    Buffer(Vec<u8>),
+    Digest(Box<DigestWriter>),
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Buffer(b) => b.write(buf),
+            Sink::Digest(d) => d.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+struct Active {
+    // None: SignedInfo; Some(i): targets[i].
+    target: Option<usize>,
+    c: Canonicalizer,
+    sink: Sink,
+    skip: Option<Span>,
+}
+
+fn event_span(ev: &Event<'_>) -> Span {
+    match ev {
+        Event::Start(e) => e.span(),
+        Event::End(e) => e.span(),
+        Event::Text(t) | Event::Comment(t) => t.span(),
+    }
+}
+
+fn inside(s: Span, outer: Span) -> bool {
+    s.start >= outer.start && s.end <= outer.end
+}
+
+/// Second pass: canonicalizes SignedInfo (into memory, in its namespace context)
+/// and every target (straight into its digest), stopping after the last one.
+pub fn digest_pass(
+    msg: &[u8],
+    limits: &Limits,
+    signed_info: (usize, &Method),
+    targets: &[DigestTarget],
+) -> Result<(Vec<u8>, Vec<DigestOutput>), WssecError> {
+    let mut reader = Reader::new(msg, limits)?;
+    let mut active: Vec<Active> = Vec::with_capacity(targets.len() + 1);
+    let mut finished = 0;
+    while let Some(ev) = reader.next()? {
+        if let Event::Start(e) = &ev {
+            let at = e.span().start;
+            if at == signed_info.0 {
+                active.push(Active {
+                    target: None,
+                    c: Canonicalizer::subtree(signed_info.1.clone()),
+                    sink: Sink::Buffer(Vec::new()),
+                    skip: None,
+                });
+            }
+            for (i, t) in targets.iter().enumerate().filter(|(_, t)| t.start == at) {
+                active.push(Active {
+                    target: Some(i),
+                    c: Canonicalizer::subtree(t.method.clone()),
+                    sink: Sink::Digest(Box::new(DigestWriter::new(t.digest, t.keep_bytes))),
+                    skip: t.skip,
+                });
+            }
+        }
+        let span = event_span(&ev);
+        for a in active.iter_mut().filter(|a| !a.c.is_done()) {
+            if a.skip.is_some_and(|s| inside(span, s)) {
+                continue;
+            }
+            a.c.feed(&ev, &mut a.sink).map_err(WssecError::from)?;
+            if a.c.is_done() {
+                finished += 1;
+            }
+        }
+        if finished == targets.len() + 1 {
+            break;
+        }
+    }
+    collect(active, targets.len())
+}
+
+fn collect(active: Vec<Active>, n: usize) -> Result<(Vec<u8>, Vec<DigestOutput>), WssecError> {
+    let mut si = None;
+    let mut outs: Vec<Option<DigestOutput>> = vec![None; n];
+    for a in active {
+        if !a.c.is_done() {
+            return Err(WssecError::Internal("referenced element not closed"));
+        }
+        match (a.target, a.sink) {
+            (None, Sink::Buffer(b)) => si = Some(b),
+            (Some(i), Sink::Digest(d)) => {
+                let (value, canonical) = d.finish();
+                if let Some(o) = outs.get_mut(i) {
+                    *o = Some(DigestOutput { value, canonical });
+                }
+            }
+            _ => return Err(WssecError::Internal("digest sink mismatch")),
+        }
+    }
+    let si = si.ok_or(WssecError::Internal("SignedInfo not found"))?;
+    let outs = outs
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        .ok_or(WssecError::Internal("referenced element not found"))?;
+    Ok((si, outs))
+}
+
+/// Constant-time digest comparison.
+pub fn digests_equal(computed: &[u8], claimed: &[u8]) -> bool {
+    constant_time::verify_slices_are_equal(computed, claimed).is_ok()
+}
+
+/// The signature algorithm must fit the key: RSA with RSA, ECDSA-SHA256 with P-256,
+/// ECDSA-SHA384 with P-384.
+pub fn check_key_type(alg: SignatureAlgorithm, key: &PublicKey) -> Result<(), WssecError> {
+    let ok = matches!(
+        (alg, key),
+        (
+            SignatureAlgorithm::RsaSha1
+                | SignatureAlgorithm::RsaSha256
+                | SignatureAlgorithm::RsaSha384
+                | SignatureAlgorithm::RsaSha512,
+            PublicKey::Rsa(_)
+        ) | (SignatureAlgorithm::EcdsaSha256, PublicKey::EcP256(_))
+            | (SignatureAlgorithm::EcdsaSha384, PublicKey::EcP384(_))
+    );
+    if ok {
+        Ok(())
+    } else {
+        Err(WssecError::AlgorithmKeyMismatch)
+    }
+}
+
+/// Verifies SignatureValue over the canonical SignedInfo.
+pub fn verify_signature_value(
+    alg: SignatureAlgorithm,
+    key: &PublicKey,
+    signed_info: &[u8],
+    value: &[u8],
+) -> Result<(), WssecError> {
+    check_key_type(alg, key)?;
+    let (params, raw): (&'static dyn signature::VerificationAlgorithm, &[u8]) = match (alg, key) {
+        (SignatureAlgorithm::RsaSha1, PublicKey::Rsa(k)) => {
+            (&signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY, k)
+        }
+        (SignatureAlgorithm::RsaSha256, PublicKey::Rsa(k)) => {
+            (&signature::RSA_PKCS1_2048_8192_SHA256, k)
+        }
+        (SignatureAlgorithm::RsaSha384, PublicKey::Rsa(k)) => {
+            (&signature::RSA_PKCS1_2048_8192_SHA384, k)
+        }
+        (SignatureAlgorithm::RsaSha512, PublicKey::Rsa(k)) => {
+            (&signature::RSA_PKCS1_2048_8192_SHA512, k)
+        }
+        (SignatureAlgorithm::EcdsaSha256, PublicKey::EcP256(k)) => {
+            (&signature::ECDSA_P256_SHA256_FIXED, k)
+        }
+        (SignatureAlgorithm::EcdsaSha384, PublicKey::EcP384(k)) => {
+            (&signature::ECDSA_P384_SHA384_FIXED, k)
+        }
+        _ => return Err(WssecError::AlgorithmKeyMismatch),
+    };
+    signature::UnparsedPublicKey::new(params, raw)
+        .verify(signed_info, value)
+        .map_err(|_| WssecError::BadSignature)
+}

@@ -1,0 +1,726 @@
+//! The verification entry point: bytes and a policy in, the bytes to forward
+//! (or a typed refusal) out. Checks positions, not just Ids (DESIGN.md §6).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+
+use super::c14n::C14nError;
+use super::dsig::{self, DigestTarget, ParsedSignature, Reference};
+use super::envelope::{self, QName, Scanned, Security, SoapVersion};
+use super::replay::{replay_key, NoReplayCache, ReplayCache, ReplayError};
+use super::tokens::{self, KeySource, PasswordStore, Timestamp, TrustStore};
+use super::xml::{Limits, Span, XmlError};
+
+/// Why a message was refused. `reason()` is stable (metrics, logs);
+/// `fault_code()` is what the caller is told.
+#[derive(Debug, thiserror::Error)]
+pub enum WssecError {
+    #[error(transparent)]
+    Xml(#[from] XmlError),
+    #[error("bad SOAP envelope: {0}")]
+    BadEnvelope(&'static str),
+    #[error("header block {0} appears more than once")]
+    DuplicateHeaderBlock(String),
+    #[error("no wsse:Security header")]
+    NoSecurityHeader,
+    #[error("more than one wsse:Security header")]
+    TwoSecurityHeaders,
+    #[error("more than one ds:Signature in the Security header")]
+    TwoSignatures,
+    #[error("more than one Timestamp in the Security header")]
+    TwoTimestamps,
+    #[error("more than one UsernameToken in the Security header")]
+    TwoUsernameTokens,
+    #[error("Security header too large to hold")]
+    SecurityHeaderTooLarge,
+    #[error("unsupported token or feature: {0}")]
+    UnsupportedToken(&'static str),
+    #[error("duplicate Id {0:?}")]
+    DuplicateId(String),
+    #[error("message is not signed")]
+    Unsigned,
+    #[error("malformed Signature: {0}")]
+    MalformedSignature(&'static str),
+    #[error("algorithm not allowed: {0}")]
+    AlgorithmNotAllowed(String),
+    #[error("SHA-1 is not allowed by policy")]
+    Sha1NotAllowed,
+    #[error("HMACOutputLength is never allowed")]
+    HmacOutputLength,
+    #[error("transform not allowed: {0}")]
+    TransformNotAllowed(String),
+    #[error("too many References")]
+    TooManyReferences,
+    #[error("Reference URI is not a bare-name #id: {0:?}")]
+    BadReferenceUri(String),
+    #[error("Manifest references are not allowed")]
+    ManifestNotAllowed,
+    #[error("two References to one element")]
+    DuplicateReference,
+    #[error("Reference {0} names no element")]
+    ReferenceNotFound(String),
+    #[error("Reference {uri} points to an element outside the allowed places ({found})")]
+    ReferenceNotAllowed { uri: String, found: &'static str },
+    #[error("bad base64: {0}")]
+    BadBase64(&'static str),
+    #[error("digest mismatch for Reference {0}")]
+    DigestMismatch(String),
+    #[error("SignatureValue does not verify")]
+    BadSignature,
+    #[error("signature algorithm does not match the key type")]
+    AlgorithmKeyMismatch,
+    #[error("bad KeyInfo: {0}")]
+    BadKeyInfo(&'static str),
+    #[error("a bare KeyValue is not allowed")]
+    KeyValueNotAllowed,
+    #[error("RetrievalMethod is not allowed")]
+    RetrievalMethodNotAllowed,
+    #[error("security token unavailable: {0}")]
+    TokenUnavailable(String),
+    #[error("bad security token: {0}")]
+    BadToken(&'static str),
+    #[error("signer certificate is not trusted: {0}")]
+    UntrustedSigner(String),
+    #[error("signer certificate has expired")]
+    SignerExpired,
+    #[error("signer certificate is not yet valid")]
+    SignerNotYetValid,
+    #[error("signer certificate is revoked")]
+    SignerRevoked,
+    #[error("no Timestamp")]
+    NoTimestamp,
+    #[error("bad Timestamp: {0}")]
+    BadTimestamp(&'static str),
+    #[error("message has expired")]
+    MessageExpired,
+    #[error("Created is in the future")]
+    CreatedInFuture,
+    #[error("Timestamp lifetime longer than allowed")]
+    TtlTooLong,
+    #[error("Body is not signed")]
+    BodyNotSigned,
+    #[error("Timestamp is not signed")]
+    TimestampNotSigned,
+    #[error("header block {0} is not signed")]
+    HeaderNotSigned(String),
+    #[error("message replayed")]
+    Replay,
+    #[error("replay cache is full")]
+    ReplayCacheFull,
+    #[error("no UsernameToken")]
+    NoUsernameToken,
+    #[error("bad UsernameToken: {0}")]
+    BadUsernameToken(&'static str),
+    #[error("authentication failed")]
+    AuthenticationFailed,
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("internal: {0}")]
+    Internal(&'static str),
+}
+
+/// WS-Security 1.0 fault codes (section 12), as WSS4J uses them.
+pub const INVALID_SECURITY: &str = "wsse:InvalidSecurity";
+pub const FAILED_CHECK: &str = "wsse:FailedCheck";
+pub const TOKEN_UNAVAILABLE: &str = "wsse:SecurityTokenUnavailable";
+pub const INVALID_TOKEN: &str = "wsse:InvalidSecurityToken";
+pub const MESSAGE_EXPIRED: &str = "wsu:MessageExpired";
+pub const FAILED_AUTHENTICATION: &str = "wsse:FailedAuthentication";
+
+impl WssecError {
+    /// Stable machine reason, for metrics labels, logs and faults.
+    pub fn reason(&self) -> &'static str {
+        use WssecError as E;
+        match self {
+            E::Xml(e) => e.reason(),
+            E::BadEnvelope(_) => "wssec_bad_envelope",
+            E::DuplicateHeaderBlock(_) => "wssec_duplicate_header_block",
+            E::NoSecurityHeader => "wssec_no_security_header",
+            E::TwoSecurityHeaders => "wssec_two_security_headers",
+            E::TwoSignatures => "wssec_two_signatures",
+            E::TwoTimestamps => "wssec_two_timestamps",
+            E::TwoUsernameTokens => "wssec_two_username_tokens",
+            E::SecurityHeaderTooLarge => "wssec_security_header_too_large",
+            E::UnsupportedToken(_) => "wssec_unsupported_token",
+            E::DuplicateId(_) => "wssec_duplicate_id",
+            E::Unsigned => "wssec_unsigned",
+            E::MalformedSignature(_) => "wssec_malformed_signature",
+            E::AlgorithmNotAllowed(_) => "wssec_algorithm_not_allowed",
+            E::Sha1NotAllowed => "wssec_sha1_not_allowed",
+            E::HmacOutputLength => "wssec_hmac_output_length",
+            E::TransformNotAllowed(_) => "wssec_transform_not_allowed",
+            E::TooManyReferences => "wssec_too_many_references",
+            E::BadReferenceUri(_) => "wssec_bad_reference_uri",
+            E::ManifestNotAllowed => "wssec_manifest_not_allowed",
+            E::DuplicateReference => "wssec_duplicate_reference",
+            E::ReferenceNotFound(_) => "wssec_reference_not_found",
+            E::ReferenceNotAllowed { .. } => "wssec_reference_not_allowed",
+            E::BadBase64(_) => "wssec_bad_base64",
+            E::DigestMismatch(_) => "wssec_digest_mismatch",
+            E::BadSignature => "wssec_bad_signature",
+            E::AlgorithmKeyMismatch => "wssec_algorithm_key_mismatch",
+            E::BadKeyInfo(_) => "wssec_bad_key_info",
+            E::KeyValueNotAllowed => "wssec_keyvalue_not_allowed",
+            E::RetrievalMethodNotAllowed => "wssec_retrieval_method_not_allowed",
+            E::TokenUnavailable(_) => "wssec_token_unavailable",
+            E::BadToken(_) => "wssec_bad_token",
+            E::UntrustedSigner(_) => "wssec_untrusted_signer",
+            E::SignerExpired => "wssec_signer_expired",
+            E::SignerNotYetValid => "wssec_signer_not_yet_valid",
+            E::SignerRevoked => "wssec_signer_revoked",
+            E::NoTimestamp => "wssec_no_timestamp",
+            E::BadTimestamp(_) => "wssec_bad_timestamp",
+            E::MessageExpired => "wssec_message_expired",
+            E::CreatedInFuture => "wssec_created_in_future",
+            E::TtlTooLong => "wssec_ttl_too_long",
+            E::BodyNotSigned => "wssec_body_not_signed",
+            E::TimestampNotSigned => "wssec_timestamp_not_signed",
+            E::HeaderNotSigned(_) => "wssec_header_not_signed",
+            E::Replay => "wssec_replay",
+            E::ReplayCacheFull => "wssec_replay_cache_full",
+            E::NoUsernameToken => "wssec_no_username_token",
+            E::BadUsernameToken(_) => "wssec_bad_username_token",
+            E::AuthenticationFailed => "wssec_authentication_failed",
+            E::Config(_) => "wssec_config",
+            E::Internal(_) => "wssec_internal",
+        }
+    }
+
+    /// The WS-Security fault code for the caller (the reason stays in the log).
+    pub fn fault_code(&self) -> &'static str {
+        use WssecError as E;
+        match self {
+            E::DigestMismatch(_)
+            | E::BadSignature
+            | E::AlgorithmKeyMismatch
+            | E::ReferenceNotFound(_)
+            | E::ReferenceNotAllowed { .. } => FAILED_CHECK,
+            E::TokenUnavailable(_) => TOKEN_UNAVAILABLE,
+            E::BadKeyInfo(_)
+            | E::KeyValueNotAllowed
+            | E::RetrievalMethodNotAllowed
+            | E::BadToken(_)
+            | E::UnsupportedToken(_)
+            | E::BadUsernameToken(_) => INVALID_TOKEN,
+            E::UntrustedSigner(_)
+            | E::SignerExpired
+            | E::SignerNotYetValid
+            | E::SignerRevoked
+            | E::AuthenticationFailed => FAILED_AUTHENTICATION,
+            E::MessageExpired | E::CreatedInFuture | E::TtlTooLong => MESSAGE_EXPIRED,
+            _ => INVALID_SECURITY,
+        }
+    }
+}
+
+impl From<C14nError> for WssecError {
+    fn from(e: C14nError) -> Self {
+        match e {
+            C14nError::Xml(x) => WssecError::Xml(x),
+            C14nError::Io(_) => WssecError::Internal("c14n output failed"),
+            C14nError::NotFound => WssecError::Internal("c14n element not found"),
+            C14nError::OutsideSubtree => WssecError::Internal("c14n fed outside subtree"),
+        }
+    }
+}
+
+/// A part of the message that must be signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    Body,
+    Timestamp,
+    /// A direct child of the SOAP Header, by qualified name.
+    Header(QName),
+}
+
+/// What one signed Reference covered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignedPart {
+    Body,
+    Timestamp,
+    BinarySecurityToken,
+    Header(QName),
+}
+
+/// Everything a route decides about WS-Security verification.
+#[derive(Clone)]
+pub struct Policy {
+    pub limits: Limits,
+    pub trust: TrustStore,
+    /// Default: Body and Timestamp.
+    pub require_signed: Vec<Part>,
+    /// Header blocks that may be referenced without being required.
+    pub signable_headers: Vec<QName>,
+    pub require_timestamp: bool,
+    pub max_clock_skew: Duration,
+    /// Longest Timestamp lifetime (and UsernameToken age) accepted.
+    pub max_ttl: Duration,
+    pub allow_sha1: bool,
+    /// False: the Security header is spliced out of the forwarded bytes.
+    pub forward_security_header: bool,
+    pub max_references: usize,
+    /// Secrets for UsernameToken; a token is checked only when this is set.
+    pub passwords: Option<Arc<dyn PasswordStore>>,
+    pub require_username_token: bool,
+}
+
+impl Policy {
+    pub fn new(trust: TrustStore) -> Self {
+        Policy {
+            limits: Limits::default(),
+            trust,
+            require_signed: vec![Part::Body, Part::Timestamp],
+            signable_headers: Vec::new(),
+            require_timestamp: true,
+            max_clock_skew: Duration::from_secs(60),
+            max_ttl: Duration::from_secs(300),
+            allow_sha1: false,
+            forward_security_header: false,
+            max_references: 30,
+            passwords: None,
+            require_username_token: false,
+        }
+    }
+
+    fn header_allowed(&self, q: &QName) -> bool {
+        self.signable_headers.contains(q)
+            || self
+                .require_signed
+                .iter()
+                .any(|p| matches!(p, Part::Header(h) if h == q))
+    }
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("require_signed", &self.require_signed)
+            .field("signable_headers", &self.signable_headers)
+            .field("require_timestamp", &self.require_timestamp)
+            .field("max_clock_skew", &self.max_clock_skew)
+            .field("max_ttl", &self.max_ttl)
+            .field("allow_sha1", &self.allow_sha1)
+            .field("forward_security_header", &self.forward_security_header)
+            .field("passwords", &self.passwords.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The signer's certificate, as logs and identity rules need it.
+#[derive(Debug, Clone)]
+pub struct SignerInfo {
+    pub subject: String,
+    pub issuer: String,
+    /// Upper-case hex.
+    pub serial: String,
+    pub fingerprint_sha256: [u8; 32],
+    pub der: Vec<u8>,
+    pub key_source: KeySource,
+}
+
+impl SignerInfo {
+    /// `AB:CD:...`, as configs write fingerprints.
+    pub fn fingerprint_hex(&self) -> String {
+        let hex: Vec<String> = self
+            .fingerprint_sha256
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect();
+        hex.join(":")
+    }
+}
+
+/// A message that passed.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub soap: SoapVersion,
+    pub signer: Option<SignerInfo>,
+    pub signed_parts: Vec<SignedPart>,
+    pub timestamp: Option<Timestamp>,
+    pub username: Option<String>,
+    /// The bytes to forward: the input, minus the Security header unless
+    /// the policy forwards it.
+    pub output: Vec<u8>,
+}
+
+/// One Reference as explain mode reports it.
+#[derive(Debug, Clone)]
+pub struct ReferenceReport {
+    pub uri: String,
+    /// Where the Id sits, when it sits at an allowed place.
+    pub part: Option<SignedPart>,
+    pub digest_algorithm: &'static str,
+    /// Base64, as DigestValue would carry it.
+    pub computed: Option<String>,
+    pub claimed: String,
+    pub matches: bool,
+    /// The canonical bytes, on a mismatch.
+    pub canonical: Option<Vec<u8>>,
+}
+
+/// What `explain` found: per-Reference digests and the verification outcome.
+#[derive(Debug)]
+pub struct Explanation {
+    pub signed_info_canonical: Option<Vec<u8>>,
+    pub references: Vec<ReferenceReport>,
+    pub outcome: Result<Verified, WssecError>,
+}
+
+/// Verifies a SOAP message under `policy` at time `now`; on success returns
+/// the bytes to forward. A verified message is recorded in `replay`.
+pub fn verify(
+    msg: &[u8],
+    policy: &Policy,
+    now: SystemTime,
+    replay: &dyn ReplayCache,
+) -> Result<Verified, WssecError> {
+    run(msg, policy, now, replay, None)
+}
+
+/// Like `verify`, without touching any replay cache, and reporting each
+/// Reference's computed and claimed digest (with canonical bytes on mismatch).
+pub fn explain(msg: &[u8], policy: &Policy, now: SystemTime) -> Explanation {
+    let mut ex = Explanation {
+        signed_info_canonical: None,
+        references: Vec::new(),
+        outcome: Err(WssecError::Internal("not run")),
+    };
+    let outcome = run(msg, policy, now, &NoReplayCache, Some(&mut ex));
+    ex.outcome = outcome;
+    ex
+}
+
+fn run(
+    msg: &[u8],
+    policy: &Policy,
+    now: SystemTime,
+    replay: &dyn ReplayCache,
+    explain: Option<&mut Explanation>,
+) -> Result<Verified, WssecError> {
+    let scan = envelope::scan(msg, &policy.limits)?;
+    check_header_blocks(&scan, policy)?;
+    let Some(sec) = &scan.security else {
+        let needed = !policy.require_signed.is_empty()
+            || policy.require_timestamp
+            || policy.require_username_token;
+        if needed {
+            return Err(WssecError::NoSecurityHeader);
+        }
+        return Ok(verified_without_header(&scan, msg));
+    };
+    let timestamp = match &sec.timestamp {
+        Some(ts) => Some(tokens::check_timestamp(
+            ts,
+            now,
+            policy.max_clock_skew,
+            policy.max_ttl,
+        )?),
+        None if policy.require_timestamp => return Err(WssecError::NoTimestamp),
+        None => None,
+    };
+    let signed = match &sec.signature {
+        Some(node) => {
+            let parsed = dsig::parse_signature(node, policy.allow_sha1, policy.max_references)?;
+            Some(check_signature(
+                msg, &scan, sec, &parsed, policy, now, explain,
+            )?)
+        }
+        None if !policy.require_signed.is_empty() => return Err(WssecError::Unsigned),
+        None => None,
+    };
+    let parts: Vec<SignedPart> = signed.as_ref().map(|s| s.parts.clone()).unwrap_or_default();
+    check_required(policy, &parts, timestamp.is_some())?;
+    let username = check_username(sec, policy, now)?;
+    remember(
+        replay,
+        policy,
+        now,
+        signed.as_ref(),
+        timestamp.as_ref(),
+        &username,
+    )?;
+    Ok(Verified {
+        soap: scan.soap,
+        signer: signed.map(|s| s.signer),
+        signed_parts: parts,
+        timestamp,
+        username: username.map(|u| u.username),
+        output: output(msg, sec.span, policy.forward_security_header),
+    })
+}
+
+fn verified_without_header(scan: &Scanned, msg: &[u8]) -> Verified {
+    Verified {
+        soap: scan.soap,
+        signer: None,
+        signed_parts: Vec::new(),
+        timestamp: None,
+        username: None,
+        output: msg.to_vec(),
+    }
+}
+
+/// A header block that policy lets be signed must appear once: with two, the
+/// receiver might process the one that was not signed.
+fn check_header_blocks(scan: &Scanned, policy: &Policy) -> Result<(), WssecError> {
+    for (i, c) in scan.header_children.iter().enumerate() {
+        if policy.header_allowed(&c.name)
+            && scan.header_children[..i].iter().any(|o| o.name == c.name)
+        {
+            return Err(WssecError::DuplicateHeaderBlock(c.name.to_string()));
+        }
+    }
+    Ok(())
+}
+
+fn output(msg: &[u8], security: Span, forward: bool) -> Vec<u8> {
+    if forward {
+        return msg.to_vec();
+    }
+    let mut out = Vec::with_capacity(msg.len());
+    out.extend_from_slice(msg.get(..security.start).unwrap_or_default());
+    out.extend_from_slice(msg.get(security.end..).unwrap_or_default());
+    out
+}
+
+struct SignatureOutcome {
+    signer: SignerInfo,
+    parts: Vec<SignedPart>,
+    signature_value: Vec<u8>,
+}
+
+/// Where a referenced element sits, if it sits at an allowed place.
+fn classify(start: usize, scan: &Scanned, sec: &Security, policy: &Policy) -> Option<SignedPart> {
+    if start == scan.body.start {
+        return Some(SignedPart::Body);
+    }
+    if sec
+        .timestamp
+        .as_ref()
+        .is_some_and(|t| t.span.start == start)
+    {
+        return Some(SignedPart::Timestamp);
+    }
+    if sec
+        .tokens
+        .iter()
+        .any(|t| t.is(envelope::WSSE_NS, "BinarySecurityToken") && t.span.start == start)
+    {
+        return Some(SignedPart::BinarySecurityToken);
+    }
+    scan.header_children
+        .iter()
+        .find(|c| c.span.start == start && policy.header_allowed(&c.name))
+        .map(|c| SignedPart::Header(c.name.clone()))
+}
+
+/// Describes a refused position for the error (and the log).
+fn describe(start: usize, scan: &Scanned, sec: &Security) -> &'static str {
+    let within = |s: Span| start > s.start && start < s.end;
+    if within(sec.span) {
+        "inside the Security header"
+    } else if within(scan.body) {
+        "inside the Body"
+    } else if scan.header.is_some_and(within) {
+        "inside the Header"
+    } else {
+        "elsewhere"
+    }
+}
+
+fn check_signature(
+    msg: &[u8],
+    scan: &Scanned,
+    sec: &Security,
+    parsed: &ParsedSignature,
+    policy: &Policy,
+    now: SystemTime,
+    mut explain: Option<&mut Explanation>,
+) -> Result<SignatureOutcome, WssecError> {
+    let si = &parsed.signed_info;
+    let (cert, source) = tokens::resolve_signer(parsed.key_info.as_ref(), sec, &policy.trust)?;
+    dsig::check_key_type(si.algorithm, &cert.key)?;
+    policy.trust.check(&cert, now)?;
+
+    let keep = explain.is_some();
+    let mut targets = Vec::with_capacity(si.references.len());
+    let mut parts = Vec::with_capacity(si.references.len());
+    let mut first_err = None;
+    for r in &si.references {
+        let start = *scan
+            .ids
+            .get(&r.id)
+            .ok_or_else(|| WssecError::ReferenceNotFound(r.uri.clone()))?;
+        let part = classify(start, scan, sec, policy);
+        if part.is_none() && first_err.is_none() {
+            first_err = Some(WssecError::ReferenceNotAllowed {
+                uri: r.uri.clone(),
+                found: describe(start, scan, sec),
+            });
+        }
+        if targets.iter().any(|t: &DigestTarget| t.start == start) && first_err.is_none() {
+            first_err = Some(WssecError::DuplicateReference);
+        }
+        parts.push(part);
+        targets.push(DigestTarget {
+            start,
+            method: r.c14n.clone(),
+            digest: r.digest,
+            skip: r.enveloped.then_some(parsed.span),
+            keep_bytes: keep,
+        });
+    }
+    // Outside explain mode a misplaced reference is refused before any digest work.
+    if let (Some(e), None) = (&first_err, &explain) {
+        return Err(clone_position_error(e));
+    }
+    let (si_bytes, digests) =
+        dsig::digest_pass(msg, &policy.limits, (si.span.start, &si.c14n), &targets)?;
+    let mut mismatch = None;
+    for ((r, d), part) in si.references.iter().zip(&digests).zip(&parts) {
+        let ok = dsig::digests_equal(&d.value, &r.digest_value);
+        if !ok && mismatch.is_none() {
+            mismatch = Some(WssecError::DigestMismatch(r.uri.clone()));
+        }
+        if let Some(ex) = explain.as_deref_mut() {
+            ex.references.push(report(r, d, part.clone(), ok));
+        }
+    }
+    if let Some(ex) = explain {
+        ex.signed_info_canonical = Some(si_bytes.clone());
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    dsig::verify_signature_value(si.algorithm, &cert.key, &si_bytes, &parsed.signature_value)?;
+    if let Some(e) = mismatch {
+        return Err(e);
+    }
+    Ok(SignatureOutcome {
+        signer: SignerInfo {
+            subject: cert.subject,
+            issuer: cert.issuer,
+            serial: cert.serial_hex,
+            fingerprint_sha256: cert.sha256,
+            der: cert.der,
+            key_source: source,
+        },
+        parts: parts.into_iter().flatten().collect(),
+        signature_value: parsed.signature_value.clone(),
+    })
+}
+
+fn clone_position_error(e: &WssecError) -> WssecError {
+    match e {
+        WssecError::ReferenceNotAllowed { uri, found } => WssecError::ReferenceNotAllowed {
+            uri: uri.clone(),
+            found,
+        },
+        _ => WssecError::DuplicateReference,
+    }
+}
+
+fn report(
+    r: &Reference,
+    d: &dsig::DigestOutput,
+    part: Option<SignedPart>,
+    ok: bool,
+) -> ReferenceReport {
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    ReferenceReport {
+        uri: r.uri.clone(),
+        part,
+        digest_algorithm: r.digest.uri(),
+        computed: Some(b64(&d.value)),
+        claimed: b64(&r.digest_value),
+        matches: ok,
+        canonical: if ok { None } else { d.canonical.clone() },
+    }
+}
+
+fn check_required(policy: &Policy, parts: &[SignedPart], has_ts: bool) -> Result<(), WssecError> {
+    for p in &policy.require_signed {
+        let covered = match p {
+            Part::Body => parts.contains(&SignedPart::Body),
+            Part::Timestamp => parts.contains(&SignedPart::Timestamp),
+            Part::Header(q) => parts.contains(&SignedPart::Header(q.clone())),
+        };
+        if covered {
+            continue;
+        }
+        return Err(match p {
+            Part::Body => WssecError::BodyNotSigned,
+            Part::Timestamp if !has_ts => WssecError::NoTimestamp,
+            Part::Timestamp => WssecError::TimestampNotSigned,
+            Part::Header(q) => WssecError::HeaderNotSigned(q.to_string()),
+        });
+    }
+    Ok(())
+}
+
+fn check_username(
+    sec: &Security,
+    policy: &Policy,
+    now: SystemTime,
+) -> Result<Option<tokens::UsernameOutcome>, WssecError> {
+    match (&sec.username_token, &policy.passwords) {
+        (Some(ut), Some(store)) => Ok(Some(tokens::check_username_token(
+            ut,
+            store.as_ref(),
+            now,
+            policy.max_clock_skew,
+            policy.max_ttl,
+        )?)),
+        (None, _) if policy.require_username_token => Err(WssecError::NoUsernameToken),
+        (Some(_), None) if policy.require_username_token => Err(WssecError::Config(
+            "UsernameToken required but no secrets configured".into(),
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// Records the message last, once everything else passed, so unverified
+/// input can never fill the cache.
+fn remember(
+    replay: &dyn ReplayCache,
+    policy: &Policy,
+    now: SystemTime,
+    signed: Option<&SignatureOutcome>,
+    ts: Option<&Timestamp>,
+    username: &Option<tokens::UsernameOutcome>,
+) -> Result<(), WssecError> {
+    let skew = policy.max_clock_skew;
+    let map = |e: ReplayError| match e {
+        ReplayError::Replay => WssecError::Replay,
+        ReplayError::Full => WssecError::ReplayCacheFull,
+    };
+    if let Some(s) = signed {
+        let created = ts.map_or("", |t| t.created_text.as_str());
+        // Without a Timestamp, keep as long as any Timestamp could have lived.
+        let until = tokens::later(
+            ts.map_or(tokens::later(now, policy.max_ttl), |t| t.expires),
+            skew,
+        );
+        let key = replay_key(
+            "signature",
+            &[
+                &s.signer.fingerprint_sha256,
+                created.as_bytes(),
+                &s.signature_value,
+            ],
+        );
+        replay.check_and_insert(key, until, now).map_err(map)?;
+    }
+    if let Some(u) = username {
+        if let Some((nonce, created, until)) = &u.replay {
+            let key = replay_key(
+                "username-token",
+                &[u.username.as_bytes(), nonce, created.as_bytes()],
+            );
+            replay.check_and_insert(key, *until, now).map_err(map)?;
+        }
+    }
+    Ok(())
+}

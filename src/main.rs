@@ -1,6 +1,8 @@
 //! The `sealgate` command line: run, check, pki init.
 #![forbid(unsafe_code)]
 
+mod wssec_cli;
+
 use clap::{Parser, Subcommand};
 use sealgate::config::{Config, ConfigError};
 use sealgate::proxy::server::Gateway;
@@ -33,6 +35,11 @@ enum Cmd {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// WS-Security on files: verify (with --explain), c14n, sign.
+    Wssec {
+        #[command(subcommand)]
+        cmd: wssec_cli::WssecCmd,
+    },
     /// Example certificates.
     Pki {
         #[command(subcommand)]
@@ -62,6 +69,7 @@ fn main() -> ExitCode {
     match cli.cmd {
         Cmd::Run { config } => run(config),
         Cmd::Check { config } => check(config),
+        Cmd::Wssec { cmd } => wssec_cli::run(cmd),
         Cmd::Pki {
             cmd: PkiCmd::Init { dir, force, days },
         } => match sealgate::pki::init(&dir, force, days) {

@@ -131,6 +131,18 @@ fn check_names_the_toml_path_and_the_fix_for_each_broken_config() {
             good.replace("upstream = \"salesforce\"\n", "upstream = \"salesforce\"\nrate_limit = { key = \"tenant\", per_second = 5 }\n"),
             "route[0].rate_limit",
         ),
+        (
+            format!("{good}\n[route.wssec.request]\nmode = \"verify\"\n"),
+            "route[0].wssec.request.trust: mode = \"verify\" needs trust",
+        ),
+        (
+            format!("{good}\n[route.wssec.request]\nmode = \"verify\"\ntrust = \"ca.crt\"\nrequire_signed = [\"Body\", \"wsa:To\"]\n"),
+            "route[0].wssec.request.require_signed[1]: \"wsa:To\" is not Body, Timestamp or a header block",
+        ),
+        (
+            format!("{good}\n[route.wssec.request]\nmode = \"verify\"\ntrust = \"ca.crt\"\nusernames = [{{ user = \"etl\", password_env = \"SEALGATE_TEST_UNSET_VAR\" }}]\n"),
+            "route[0].wssec.request.usernames[0]: environment variable SEALGATE_TEST_UNSET_VAR",
+        ),
     ];
     pki.write("ranges.txt", "# office\n10.0.0.0/8\n192.168.1.1/33\n");
     for (toml, expect) in cases {
@@ -463,4 +475,94 @@ async fn readme_quickstart_answers_the_readme_curl_command() {
     }
     sigterm(gw.child.id());
     assert!(gw.child.wait().unwrap().success());
+}
+
+#[test]
+fn wssec_cli_signs_verifies_explains_and_canonicalizes() {
+    let pki = Pki::new();
+    let mut l = Leaf::new("cli-signer", Usage::Signer);
+    l.o = Some("Acme".into());
+    let signer = pki.issue(&l);
+    let key = pki.write("signer.key", &signer.key_pem);
+    let cert = pki.write("signer.crt", &signer.cert_pem);
+    let msg = pki.write(
+        "m.xml",
+        r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><x:Pay xmlns:x="urn:x">10</x:Pay></soap:Body></soap:Envelope>"#,
+    );
+    let out = pki.path("signed.xml");
+    let run = |args: &[&std::ffi::OsStr]| Command::new(BIN).args(args).output().unwrap();
+    let s = run(&[
+        "wssec".as_ref(),
+        "sign".as_ref(),
+        "--key".as_ref(),
+        key.as_os_str(),
+        "--cert".as_ref(),
+        cert.as_os_str(),
+        msg.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert!(s.status.success(), "{}", String::from_utf8_lossy(&s.stderr));
+    let ca = pki.path("ca.crt");
+    let v = run(&[
+        "wssec".as_ref(),
+        "verify".as_ref(),
+        "--trust".as_ref(),
+        ca.as_os_str(),
+        out.as_os_str(),
+    ]);
+    assert_eq!(
+        v.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+    assert!(String::from_utf8_lossy(&v.stderr).contains("signer CN=cli-signer"));
+
+    let forged = pki.write(
+        "forged.xml",
+        &std::fs::read_to_string(&out)
+            .unwrap()
+            .replace(">10<", ">99<"),
+    );
+    let e = run(&[
+        "wssec".as_ref(),
+        "verify".as_ref(),
+        "--explain".as_ref(),
+        "--trust".as_ref(),
+        ca.as_os_str(),
+        forged.as_os_str(),
+    ]);
+    assert_eq!(e.status.code(), Some(1));
+    let report = String::from_utf8_lossy(&e.stdout);
+    assert!(
+        report.contains("part=Body") && report.contains("MISMATCH"),
+        "{report}"
+    );
+    assert!(
+        report.contains("<x:Pay xmlns:x=\"urn:x\">99</x:Pay>"),
+        "canonical bytes shown: {report}"
+    );
+    assert!(String::from_utf8_lossy(&e.stderr).contains("wssec_digest_mismatch (wsse:FailedCheck)"));
+
+    let c = run(&[
+        "wssec".as_ref(),
+        "c14n".as_ref(),
+        "--exclusive".as_ref(),
+        "--element".as_ref(),
+        "Body".as_ref(),
+        msg.as_os_str(),
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&c.stdout),
+        r#"<soap:Body xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><x:Pay xmlns:x="urn:x">10</x:Pay></soap:Body>"#
+    );
+    let missing = run(&[
+        "wssec".as_ref(),
+        "verify".as_ref(),
+        "--trust".as_ref(),
+        "/no/such.crt".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert_eq!(missing.status.code(), Some(2));
 }

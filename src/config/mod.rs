@@ -435,6 +435,126 @@ pub struct RouteConfig {
     pub max_concurrent: Option<usize>,
     #[serde(default = "default_queue_timeout")]
     pub queue_timeout: Dur,
+    pub wssec: Option<RouteWssec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteWssec {
+    pub request: Option<WssecVerifyConfig>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WssecMode {
+    Verify,
+    None,
+}
+
+/// How the signer's identity must relate to the mutual-TLS client identity.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BindIdentity {
+    /// No relation required.
+    #[default]
+    Off,
+    /// The message is signed with the very certificate the client presented.
+    Certificate,
+    /// The signer's subject DN equals the client's.
+    Subject,
+    /// The client's subject maps to the signer's subject in `identity_map`.
+    Map,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WssecVerifyConfig {
+    pub mode: WssecMode,
+    /// PEM trust anchors for signer certificates.
+    pub trust: Option<PathBuf>,
+    /// PEM intermediates between signers and the anchors.
+    #[serde(default)]
+    pub intermediates: Vec<PathBuf>,
+    /// PEM signer certificates, for KeyIdentifier / X509IssuerSerial references.
+    pub signers: Option<PathBuf>,
+    #[serde(default)]
+    pub crls: Vec<PathBuf>,
+    /// `Body`, `Timestamp` and header blocks as `{namespace}LocalName`.
+    #[serde(default = "default_require_signed")]
+    pub require_signed: Vec<String>,
+    /// Header blocks that may be signed without being required.
+    #[serde(default)]
+    pub signable_headers: Vec<String>,
+    #[serde(default = "default_true")]
+    pub require_timestamp: bool,
+    #[serde(default = "default_skew")]
+    pub max_clock_skew: Dur,
+    #[serde(default = "default_ttl")]
+    pub max_ttl: Dur,
+    #[serde(default)]
+    pub allow_sha1: bool,
+    /// False (default): the Security header is removed before forwarding.
+    #[serde(default)]
+    pub forward_security_header: bool,
+    /// The body is buffered up to this size to be verified; above it: 413.
+    #[serde(default = "default_wssec_max_body")]
+    pub max_body: Size,
+    #[serde(default = "default_replay_entries")]
+    pub replay_cache_entries: usize,
+    #[serde(default)]
+    pub bind_identity: BindIdentity,
+    /// Client subject DN -> signer subject DN, for `bind_identity = "map"`.
+    #[serde(default)]
+    pub identity_map: BTreeMap<String, String>,
+    /// UsernameToken users and where their secrets come from.
+    #[serde(default)]
+    pub usernames: Vec<UsernameConfig>,
+    #[serde(default)]
+    pub require_username_token: bool,
+    #[serde(default)]
+    pub xml: XmlLimitsConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsernameConfig {
+    pub user: String,
+    /// Name of an environment variable holding the password.
+    pub password_env: Option<String>,
+    /// A file holding the password (trailing newline ignored).
+    pub password_file: Option<PathBuf>,
+}
+
+/// Overrides of the hardened XML reader's limits; unset keys keep the defaults.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct XmlLimitsConfig {
+    pub max_depth: Option<usize>,
+    pub max_attributes: Option<usize>,
+    pub max_namespaces_per_element: Option<usize>,
+    pub max_namespaces_in_scope: Option<usize>,
+    pub max_name_length: Option<usize>,
+    pub max_text_length: Option<Size>,
+    pub max_attribute_length: Option<Size>,
+}
+
+fn default_require_signed() -> Vec<String> {
+    vec!["Body".into(), "Timestamp".into()]
+}
+fn default_true() -> bool {
+    true
+}
+fn default_skew() -> Dur {
+    Dur(Duration::from_secs(60))
+}
+fn default_ttl() -> Dur {
+    Dur(Duration::from_secs(300))
+}
+fn default_wssec_max_body() -> Size {
+    Size(16 << 20)
+}
+fn default_replay_entries() -> usize {
+    100_000
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -10,8 +10,10 @@ use crate::admission::rate::{retry_after_secs, Key};
 use crate::config::RateKey;
 use crate::runtime::route::{Denied, Route};
 use crate::runtime::upstream::ProxyBody;
+use crate::runtime::wssec_stage::VerifyStage;
 use crate::runtime::{Listener, Runtime};
 use crate::tls::identity::PeerIdentity;
+use crate::wssec::verify::{self, Verified};
 use http::{header, HeaderValue, Request, Response, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -19,6 +21,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::SystemTime;
 use std::time::{Duration, Instant};
 
 /// What every request on one connection shares.
@@ -40,6 +43,8 @@ struct Forwarded200 {
     /// The route's and the upstream's concurrency slots, held until the response ends.
     slots: (Slot, Slot),
     upstream_time: Duration,
+    /// Subject of the verified WS-Security signer, when the route verified one.
+    signer: Option<String>,
 }
 
 pub async fn handle(
@@ -81,8 +86,8 @@ pub async fn handle(
         Some(r) => forward(&ctx, r, req, &request_id, host.as_deref(), stats.clone()).await,
     };
     let route_name = route.as_ref().map(|r| r.name.as_str()).unwrap_or("none");
-    let (mut resp, slot, upstream_time, reason) = match outcome {
-        Ok(f) => (f.resp, Some(f.slots), Some(f.upstream_time), None),
+    let (mut resp, slot, upstream_time, reason, signer) = match outcome {
+        Ok(f) => (f.resp, Some(f.slots), Some(f.upstream_time), None, f.signer),
         Err(refusal) => {
             ctx.rt
                 .metrics
@@ -94,6 +99,7 @@ pub async fn handle(
                 None,
                 None,
                 Some(refusal.reason),
+                None,
             )
         }
     };
@@ -148,6 +154,7 @@ pub async fn handle(
                 complete,
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
                 upstream_ms = upstream_time.map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
+                signer = signer.as_deref().unwrap_or("-"),
                 suppressed,
                 "request"
             );
@@ -232,7 +239,17 @@ async fn forward(
             parts.headers.remove(header::HOST);
         }
     }
-    let body = Limited::new(body, route.max_body, stats.clone()).boxed_unsync();
+    let mut signer = None;
+    let body = match &route.wssec {
+        None => Limited::new(body, route.max_body, stats.clone()).boxed_unsync(),
+        Some(stage) => {
+            let verified = verify_request(ctx, route, stage, body, &stats).await?;
+            signer = verified.signer.as_ref().map(|s| s.subject.clone());
+            // The body may have lost its Security header: the length is the new one's.
+            parts.headers.remove(header::CONTENT_LENGTH);
+            super::body::full(verified.output)
+        }
+    };
     let upstream_req = Request::from_parts(parts, body);
 
     let slot = up.gate.acquire().await.map_err(|_| Refusal {
@@ -258,7 +275,53 @@ async fn forward(
         resp: Response::from_parts(parts, body),
         slots: (route_slot, slot),
         upstream_time,
+        signer,
     })
+}
+
+/// Buffers the body (up to the route's ceiling), verifies its WS-Security
+/// header off the async threads, and checks the signer against the client.
+async fn verify_request(
+    ctx: &ConnCtx,
+    route: &Route,
+    stage: &Arc<VerifyStage>,
+    body: Incoming,
+    stats: &Arc<BodyStats>,
+) -> Result<Verified, Refusal> {
+    let bytes = match Limited::new(body, route.max_body, stats.clone())
+        .collect()
+        .await
+    {
+        Ok(c) => c.to_bytes(),
+        Err(_) if stats.too_large.load(Ordering::Relaxed) => return Err(refusals::BODY_TOO_LARGE),
+        Err(_) => return Err(refusals::CLIENT_BODY_ERROR),
+    };
+    let job = stage.clone();
+    let client = ctx.identity.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let v = verify::verify(&bytes, &job.policy, SystemTime::now(), &job.replay)
+            .map_err(|e| (e.reason(), e.fault_code()))?;
+        job.check_binding(client.as_deref(), v.signer.as_ref())
+            .map_err(|reason| (reason, "wsse:FailedAuthentication"))?;
+        Ok::<_, (&'static str, &'static str)>(v)
+    })
+    .await;
+    let metrics = &ctx.rt.metrics;
+    match outcome {
+        Ok(Ok(v)) => {
+            route.wssec_ok.inc();
+            Ok(v)
+        }
+        Ok(Err((reason, fault))) => {
+            metrics
+                .wssec_verifications
+                .with_label_values(&[route.name.as_str(), "failed", reason])
+                .inc();
+            super::server::auth_failure(&ctx.rt, ctx.peer.ip(), ctx.identity.as_deref(), reason);
+            Err(Refusal::wssec(reason, fault))
+        }
+        Err(_) => Err(refusals::INTERNAL),
+    }
 }
 
 /// The checks made on request headers alone, before any body byte is read:

@@ -17,6 +17,11 @@ pub struct Refusal {
     /// One sentence for the caller.
     pub message: &'static str,
     pub retry_after_secs: Option<u64>,
+    /// A WS-Security fault code (e.g. `wsse:FailedCheck`) replacing the SOAP one.
+    pub fault: Option<&'static str>,
+    /// Whether the reason is told to the caller. WS-Security failures keep
+    /// theirs for the log and the metrics, as WSS4J does.
+    pub public_reason: bool,
 }
 
 impl Refusal {
@@ -32,9 +37,46 @@ impl Refusal {
             reason,
             message,
             retry_after_secs: None,
+            fault: None,
+            public_reason: true,
+        }
+    }
+
+    /// A WS-Security failure: SOAP fault with the WSS code, reason kept private.
+    pub const fn wssec(reason: &'static str, fault: &'static str) -> Refusal {
+        Refusal {
+            // SOAP's own HTTP bindings: 500 for a 1.1 fault, 400 for a 1.2 Sender fault.
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            stage: "wssec",
+            reason,
+            message: wss_fault_string(fault),
+            retry_after_secs: None,
+            fault: Some(fault),
+            public_reason: false,
         }
     }
 }
+
+/// The fault strings the WS-Security 1.1 specification gives each fault code.
+const fn wss_fault_string(code: &str) -> &'static str {
+    match code.as_bytes() {
+        b"wsse:UnsupportedSecurityToken" => "An unsupported token was provided",
+        b"wsse:UnsupportedAlgorithm" => "An unsupported signature or encryption algorithm was used",
+        b"wsse:InvalidSecurityToken" => "An invalid security token was provided",
+        b"wsse:FailedAuthentication" => {
+            "The security token could not be authenticated or authorized"
+        }
+        b"wsse:FailedCheck" => "The signature or decryption was invalid",
+        b"wsse:SecurityTokenUnavailable" => "Referenced security token could not be retrieved",
+        b"wsu:MessageExpired" => "The message has expired",
+        _ => "An error was discovered processing the <wsse:Security> header",
+    }
+}
+
+const WSSE_NS: &str =
+    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd";
+const WSU_NS: &str =
+    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd";
 
 /// How to write an error for this request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,23 +121,37 @@ fn xml_escape(s: &str) -> String {
 /// Renders a refusal. `fault_code` overrides the SOAP fault code (WS-Security
 /// uses its own, e.g. `wsse:InvalidSecurity`).
 pub fn render(r: &Refusal, flavor: Flavor, request_id: &str) -> Response<ProxyBody> {
-    let sender = r.status.is_client_error();
+    let sender = r.status.is_client_error() || r.fault.is_some();
+    let reason = if r.public_reason {
+        format!("<sg:reason>{}</sg:reason>", r.reason)
+    } else {
+        String::new()
+    };
+    let wss_ns = format!(r#" xmlns:wsse="{WSSE_NS}" xmlns:wsu="{WSU_NS}""#);
+    let status = match (r.fault, flavor) {
+        (Some(_), Flavor::Soap12) => StatusCode::BAD_REQUEST,
+        (Some(_), _) => StatusCode::INTERNAL_SERVER_ERROR,
+        (None, _) => r.status,
+    };
     let (ctype, body) = match flavor {
         Flavor::Soap11 => (
             "text/xml; charset=utf-8",
             format!(
                 concat!(
                     r#"<?xml version="1.0" encoding="UTF-8"?>"#,
-                    r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">"#,
-                    "<soap:Body><soap:Fault><faultcode>soap:{code}</faultcode>",
+                    r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"{ns}>"#,
+                    "<soap:Body><soap:Fault><faultcode>{code}</faultcode>",
                     "<faultstring>{msg}</faultstring><faultactor>sealgate</faultactor>",
                     r#"<detail><sg:error xmlns:sg="urn:sealgate:fault">"#,
-                    "<sg:reason>{reason}</sg:reason><sg:requestId>{id}</sg:requestId>",
+                    "{reason}<sg:requestId>{id}</sg:requestId>",
                     "</sg:error></detail></soap:Fault></soap:Body></soap:Envelope>"
                 ),
-                code = if sender { "Client" } else { "Server" },
+                ns = if r.fault.is_some() { wss_ns.as_str() } else { "" },
+                code = r
+                    .fault
+                    .unwrap_or(if sender { "soap:Client" } else { "soap:Server" }),
                 msg = xml_escape(r.message),
-                reason = r.reason,
+                reason = reason,
                 id = xml_escape(request_id)
             ),
         ),
@@ -104,34 +160,42 @@ pub fn render(r: &Refusal, flavor: Flavor, request_id: &str) -> Response<ProxyBo
             format!(
                 concat!(
                     r#"<?xml version="1.0" encoding="UTF-8"?>"#,
-                    r#"<env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope">"#,
-                    "<env:Body><env:Fault><env:Code><env:Value>env:{code}</env:Value></env:Code>",
+                    r#"<env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope"{ns}>"#,
+                    "<env:Body><env:Fault><env:Code><env:Value>env:{code}</env:Value>{sub}</env:Code>",
                     r#"<env:Reason><env:Text xml:lang="en">{msg}</env:Text></env:Reason>"#,
                     r#"<env:Detail><sg:error xmlns:sg="urn:sealgate:fault">"#,
-                    "<sg:reason>{reason}</sg:reason><sg:requestId>{id}</sg:requestId>",
+                    "{reason}<sg:requestId>{id}</sg:requestId>",
                     "</sg:error></env:Detail></env:Fault></env:Body></env:Envelope>"
                 ),
+                ns = if r.fault.is_some() { wss_ns.as_str() } else { "" },
                 code = if sender { "Sender" } else { "Receiver" },
+                sub = r
+                    .fault
+                    .map(|f| format!("<env:Subcode><env:Value>{f}</env:Value></env:Subcode>"))
+                    .unwrap_or_default(),
                 msg = xml_escape(r.message),
-                reason = r.reason,
+                reason = reason,
                 id = xml_escape(request_id)
             ),
         ),
         Flavor::Problem => (
             "application/problem+json",
-            serde_json::json!({
-                "type": format!("urn:sealgate:error:{}", r.reason),
-                "title": r.status.canonical_reason().unwrap_or("Error"),
-                "status": r.status.as_u16(),
-                "detail": r.message,
-                "reason": r.reason,
-                "request_id": request_id,
-            })
-            .to_string(),
+            {
+                let shown = if r.public_reason { r.reason } else { "refused" };
+                serde_json::json!({
+                    "type": format!("urn:sealgate:error:{shown}"),
+                    "title": status.canonical_reason().unwrap_or("Error"),
+                    "status": status.as_u16(),
+                    "detail": r.message,
+                    "reason": shown,
+                    "request_id": request_id,
+                })
+                .to_string()
+            },
         ),
     };
     let mut resp = Response::new(full(body));
-    *resp.status_mut() = r.status;
+    *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -235,6 +299,12 @@ pub mod refusals {
         "upstream",
         "upstream_timeout",
         "The upstream did not answer in time.",
+    );
+    pub const INTERNAL: Refusal = Refusal::new(
+        S::INTERNAL_SERVER_ERROR,
+        "wssec",
+        "internal_error",
+        "The gateway could not process this request.",
     );
     pub const CLIENT_BODY_ERROR: Refusal = Refusal::new(
         S::BAD_REQUEST,

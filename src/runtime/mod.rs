@@ -3,6 +3,7 @@
 
 pub mod route;
 pub mod upstream;
+pub mod wssec_stage;
 
 use crate::admission::block::Blocker;
 use crate::admission::ip::{self, Allowlist, IpSet};
@@ -138,6 +139,7 @@ impl Runtime {
                     &format!("route[{j}]"),
                     up.clone(),
                     &mut globals,
+                    &mut certs,
                     &metrics,
                 ) {
                     Ok(route) => routes.push(Arc::new(route)),

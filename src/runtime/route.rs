@@ -2,6 +2,7 @@
 //! caller's identity may use it.
 
 use super::upstream::Upstream;
+use super::wssec_stage::VerifyStage;
 use crate::admission::concurrency::Gate;
 use crate::admission::ip::Allowlist;
 use crate::admission::rate::{RateLimit, RouteLimit};
@@ -28,6 +29,9 @@ pub struct Route {
     pub limits: Vec<RouteLimit>,
     /// Requests in flight on this route.
     pub gate: Gate,
+    /// WS-Security verification of requests, when the route asks for it.
+    pub wssec: Option<Arc<VerifyStage>>,
+    pub wssec_ok: IntCounter,
     pub duration: Histogram,
     /// Pre-resolved `sealgate_requests_total` handles by status class (1xx..5xx).
     pub by_class: [IntCounter; 5],
@@ -58,8 +62,16 @@ impl Route {
         path: &str,
         upstream: Arc<Upstream>,
         globals: &mut Vec<(String, Arc<RateLimit>)>,
+        summaries: &mut Vec<crate::tls::certs::CertSummary>,
         metrics: &crate::telemetry::metrics::Metrics,
     ) -> Result<Route, Problem> {
+        let wssec = match c.wssec.as_ref().and_then(|w| w.request.as_ref()) {
+            Some(v) => {
+                VerifyStage::compile(config, v, &format!("{path}.wssec.request"), summaries)?
+                    .map(Arc::new)
+            }
+            None => None,
+        };
         let default_max_body = config.server.limits.max_body.0;
         let allow_ips =
             crate::admission::ip::allowlist(config, &c.allow_ips, &c.allow_ips_files, path)?;
@@ -122,7 +134,8 @@ impl Route {
             duration: metrics.request_duration.with_label_values(&[name.as_str()]),
             by_class,
             name,
-            soap: c.soap,
+            // A route that verifies WS-Security speaks SOAP, faults included.
+            soap: c.soap || wssec.is_some(),
             host: c.matcher.host.as_ref().map(|h| h.to_ascii_lowercase()),
             path_prefix: c.matcher.path_prefix.clone().unwrap_or_else(|| "/".into()),
             methods,
@@ -130,7 +143,16 @@ impl Route {
             allow,
             allow_anonymous: c.allow_anonymous,
             upstream,
-            max_body: c.max_body.map(|s| s.0).unwrap_or(default_max_body),
+            // Verification buffers the body, so its own, smaller ceiling applies.
+            max_body: match (&wssec, c.max_body) {
+                (Some(w), Some(m)) => w.max_body.min(m.0),
+                (Some(w), None) => w.max_body,
+                (None, m) => m.map(|s| s.0).unwrap_or(default_max_body),
+            },
+            wssec_ok: metrics
+                .wssec_verifications
+                .with_label_values(&[c.name.as_str(), "ok", "ok"]),
+            wssec,
             allow_ips,
             limits,
             gate,

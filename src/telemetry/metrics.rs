@@ -19,6 +19,7 @@ pub struct Metrics {
     pub route_in_flight: IntGaugeVec,
     pub blocked_clients: IntGauge,
     pub blocks: IntCounterVec,
+    pub wssec_verifications: IntCounterVec,
     pub cert_expiry: IntGaugeVec,
     pub open_connections: IntGauge,
 }
@@ -130,6 +131,12 @@ impl Metrics {
                 "sealgate_blocks_total",
                 "Blocks imposed for repeated authentication failures, by kind (ip, identity)",
                 &["kind"],
+            ),
+            wssec_verifications: counter(
+                &r,
+                "sealgate_wssec_verifications_total",
+                "WS-Security verifications by route, result (ok, failed) and reason",
+                &["route", "result", "reason"],
             ),
             cert_expiry,
             open_connections,

@@ -1,0 +1,279 @@
+//! WS-Security verification on a route, through real sockets: the upstream
+//! gets the verified message without its Security header; forged, replayed
+//! and mismatched messages get SOAP faults with WS-Security fault codes.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use http::Request;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use sealgate::pki::{Issued, Leaf, Usage};
+use sealgate::wssec::sign::{sign, SignOptions, SigningKey};
+use std::time::SystemTime;
+
+const SOAP11: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Header/><soap:Body><acct:Post xmlns:acct="urn:acct"><amount>100</amount></acct:Post></soap:Body></soap:Envelope>"#;
+const SOAP12: &str = r#"<env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope"><env:Header/><env:Body><acct:Post xmlns:acct="urn:acct"><amount>7</amount></acct:Post></env:Body></env:Envelope>"#;
+
+fn signer(pki: &Pki, cn: &str) -> Issued {
+    let mut l = Leaf::new(cn, Usage::Signer);
+    l.o = Some("Acme".into());
+    pki.issue(&l)
+}
+
+fn signed(msg: &str, who: &Issued) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    let key =
+        rustls::pki_types::PrivatePkcs8KeyDer::from_pem_slice(who.key_pem.as_bytes()).unwrap();
+    let key = SigningKey::from_pkcs8_der(key.secret_pkcs8_der()).unwrap();
+    sign(
+        msg.as_bytes(),
+        &key,
+        &who.der,
+        &SignOptions::new(SystemTime::now()),
+    )
+    .unwrap()
+}
+
+fn soap_post(body: Vec<u8>, soap12: bool) -> Request<Full<Bytes>> {
+    let ct = if soap12 {
+        "application/soap+xml; charset=utf-8"
+    } else {
+        "text/xml; charset=utf-8"
+    };
+    Request::post("/services/Soap/class/Ledger")
+        .header("host", "localhost")
+        .header("content-type", ct)
+        .header("soapaction", "\"\"")
+        .header("content-length", body.len().to_string())
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
+}
+
+/// An upstream that answers with the body it received.
+async fn body_echo() -> std::net::SocketAddr {
+    upstream(|req: Request<Incoming>| async move {
+        use http_body_util::BodyExt;
+        let declared = req
+            .headers()
+            .get("content-length")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let b = req.into_body().collect().await.unwrap().to_bytes();
+        let mut r = http::Response::new(full(b.clone()));
+        r.headers_mut()
+            .insert("x-upstream-content-length", declared.parse().unwrap());
+        r
+    })
+    .await
+}
+
+async fn gateway(pki: &Pki, wssec: &str) -> (TestGateway, std::net::SocketAddr) {
+    let up = body_echo().await;
+    let toml = config(
+        pki,
+        "required",
+        &format!(
+            "[[route]]\nname = \"ledger\"\nlistener = \"edge\"\nupstream = \"up\"\nmatch = {{ path_prefix = \"/services/Soap/\" }}\n[route.wssec.request]\nmode = \"verify\"\ntrust = {:?}\n{wssec}\n\n[upstream.up]\nurl = \"http://{up}\"\n",
+            pki.path("ca.crt")
+        ),
+    );
+    let gw = TestGateway::start(pki.dir.path(), &toml).await;
+    let addr = gw.addr("edge");
+    (gw, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verified_message_reaches_the_upstream_without_its_security_header() {
+    let pki = Pki::new();
+    let (gw, addr) = gateway(&pki, "").await;
+    let msg = signed(SOAP11, &signer(&pki, "accounting-signer"));
+    let r = send(addr, pki.etl_client(&[]), soap_post(msg.clone(), false))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(!r.body.contains("wsse:Security"), "{}", r.body);
+    assert!(r.body.contains("<amount>100</amount>"));
+    // Everything but the Security header is byte-for-byte what the client sent.
+    let text = String::from_utf8(msg).unwrap();
+    let (start, end) = (
+        text.find("<wsse:Security").unwrap(),
+        text.find("</wsse:Security>").unwrap(),
+    );
+    let expected = format!(
+        "{}{}",
+        &text[..start],
+        &text[end + "</wsse:Security>".len()..]
+    );
+    assert_eq!(r.body, expected);
+    assert_eq!(
+        r.headers["x-upstream-content-length"],
+        expected.len().to_string().as_str()
+    );
+    gw.wait_metric(
+        "sealgate_wssec_verifications_total{reason=\"ok\",result=\"ok\",route=\"ledger\"}",
+        "1",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_replayed_messages_get_wss_faults_with_the_request_id() {
+    let pki = Pki::new();
+    let (gw, addr) = gateway(&pki, "").await;
+    let client = pki.etl_client(&[]);
+    let msg = signed(SOAP11, &signer(&pki, "accounting-signer"));
+
+    let forged = String::from_utf8(msg.clone())
+        .unwrap()
+        .replace(">100<", ">900<");
+    let r = send(addr, client.clone(), soap_post(forged.into_bytes(), false))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 500, "SOAP 1.1 faults travel as HTTP 500");
+    assert!(r.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/xml"));
+    assert!(
+        r.body.contains("<faultcode>wsse:FailedCheck</faultcode>"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("xmlns:wsse=\"http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd\""));
+    assert!(r.body.contains(r.headers["x-request-id"].to_str().unwrap()));
+    // The detailed reason goes to metrics and logs, not to the caller.
+    assert!(!r.body.contains("digest_mismatch"), "{}", r.body);
+    gw.wait_metric(
+        "sealgate_wssec_verifications_total{reason=\"wssec_digest_mismatch\",result=\"failed\",route=\"ledger\"}",
+        "1",
+    )
+    .await;
+    gw.wait_metric(
+        "sealgate_rejections_total{reason=\"wssec_digest_mismatch\",route=\"ledger\",stage=\"wssec\"}",
+        "1",
+    )
+    .await;
+
+    assert_eq!(
+        send(addr, client.clone(), soap_post(msg.clone(), false))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let replay = send(addr, client.clone(), soap_post(msg, false))
+        .await
+        .unwrap();
+    assert_eq!(replay.status, 500);
+    assert!(
+        replay
+            .body
+            .contains("<faultcode>wsse:InvalidSecurity</faultcode>"),
+        "{}",
+        replay.body
+    );
+    gw.wait_metric(
+        "sealgate_wssec_verifications_total{reason=\"wssec_replay\",result=\"failed\",route=\"ledger\"}",
+        "1",
+    )
+    .await;
+
+    // Unsigned: no Security header at all.
+    let r = send(
+        addr,
+        client.clone(),
+        soap_post(SOAP11.as_bytes().to_vec(), false),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 500);
+
+    // A signer from another CA.
+    let other = Pki::new();
+    let stranger = signed(SOAP11, &signer(&other, "stranger"));
+    let r = send(addr, client, soap_post(stranger, false))
+        .await
+        .unwrap();
+    assert!(
+        r.body
+            .contains("<faultcode>wsse:FailedAuthentication</faultcode>"),
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soap12_faults_are_400_with_the_wss_code_as_subcode() {
+    let pki = Pki::new();
+    let (_gw, addr) = gateway(&pki, "").await;
+    let msg = String::from_utf8(signed(SOAP12, &signer(&pki, "accounting-signer"))).unwrap();
+    let ok = send(
+        addr,
+        pki.etl_client(&[]),
+        soap_post(msg.clone().into_bytes(), true),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let forged = msg.replace("<amount>7<", "<amount>70<");
+    let r = send(
+        addr,
+        pki.etl_client(&[]),
+        soap_post(forged.into_bytes(), true),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 400);
+    assert!(r.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/soap+xml"));
+    assert!(r.body.contains("<env:Value>env:Sender</env:Value><env:Subcode><env:Value>wsse:FailedCheck</env:Value></env:Subcode>"), "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_buffer_has_its_own_ceiling() {
+    let pki = Pki::new();
+    let (_gw, addr) = gateway(&pki, "max_body = \"4KiB\"").await;
+    let big = SOAP11.replace("<amount>100</amount>", &"<amount>100</amount>".repeat(400));
+    let msg = signed(&big, &signer(&pki, "accounting-signer"));
+    assert!(msg.len() > 4096);
+    let r = send(addr, pki.etl_client(&[]), soap_post(msg, false))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 413);
+    assert!(
+        r.body.contains("<sg:reason>body_too_large</sg:reason>"),
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signer_bound_to_the_tls_client_by_subject_or_map() {
+    let pki = Pki::new();
+    // The ETL client's certificate subject is CN=etl-prod, OU=ETL, O=Acme.
+    let (_gw, addr) = gateway(
+        &pki,
+        "bind_identity = \"map\"\nidentity_map = { \"CN=etl-prod, OU=ETL, O=Acme\" = \"CN=etl-signer, O=Acme\" }",
+    )
+    .await;
+    let good = signed(SOAP11, &signer(&pki, "etl-signer"));
+    let r = send(addr, pki.etl_client(&[]), soap_post(good, false))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let wrong = signed(SOAP11, &signer(&pki, "someone-else"));
+    let r = send(addr, pki.etl_client(&[]), soap_post(wrong, false))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 500);
+    assert!(
+        r.body
+            .contains("<faultcode>wsse:FailedAuthentication</faultcode>"),
+        "{}",
+        r.body
+    );
+}

@@ -139,8 +139,12 @@ fn check(path: PathBuf) -> ExitCode {
     println!("routes:");
     for r in &config.routes {
         let m = &r.matcher;
+        let wssec = match r.wssec.as_ref().and_then(|w| w.request.as_ref()) {
+            Some(v) if v.mode == sealgate::config::WssecMode::Verify => " [WS-Security verify]",
+            _ => "",
+        };
         println!(
-            "  {} [{}] {}{}{}{} -> {}{}",
+            "  {} [{}] {}{}{}{} -> {}{}{wssec}",
             r.name,
             r.listener,
             m.host

@@ -53,6 +53,26 @@ fn check_accepts_the_quickstart_and_reports_certificates() {
 }
 
 #[test]
+fn every_shipped_policy_passes_check() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.starts_with('.') || !name.ends_with(".toml") {
+            continue;
+        }
+        let (code, out, err) = check(&path);
+        assert_eq!(code, 0, "{name}:\n{out}{err}");
+        seen += 1;
+    }
+    assert!(
+        seen >= 2,
+        "policies/ should ship the quickstart and the scenarios"
+    );
+}
+
+#[test]
 fn check_names_the_toml_path_and_the_fix_for_each_broken_config() {
     let pki = Pki::new();
     let good = good_config(&pki);

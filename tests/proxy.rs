@@ -165,7 +165,7 @@ async fn header_hygiene_spoofed_identity_hop_by_hop_and_request_id() {
     let j = r.json();
     let xfcc = j["x-forwarded-client-cert"].as_str().unwrap();
     assert!(
-        xfcc.contains("Subject=\"CN=etl-prod, OU=ETL, O=Acme\""),
+        xfcc.contains("Subject=\"O=Acme,OU=ETL,CN=etl-prod\""),
         "{xfcc}"
     );
     assert!(

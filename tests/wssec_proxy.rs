@@ -254,10 +254,10 @@ async fn verification_buffer_has_its_own_ceiling() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signer_bound_to_the_tls_client_by_subject_or_map() {
     let pki = Pki::new();
-    // The ETL client's certificate subject is CN=etl-prod, OU=ETL, O=Acme.
+    // The ETL client's certificate subject, in RFC 4514 order, is O=Acme,OU=ETL,CN=etl-prod.
     let (_gw, addr) = gateway(
         &pki,
-        "bind_identity = \"map\"\nidentity_map = { \"CN=etl-prod, OU=ETL, O=Acme\" = \"CN=etl-signer, O=Acme\" }",
+        "bind_identity = \"map\"\nidentity_map = { \"O=Acme, OU=ETL, CN=etl-prod\" = \"O=Acme, CN=etl-signer\" }",
     )
     .await;
     let good = signed(SOAP11, &signer(&pki, "etl-signer"));

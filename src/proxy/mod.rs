@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod headers;
+pub mod path;
 pub mod pipeline;
 pub mod reply;
 pub mod server;

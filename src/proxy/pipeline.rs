@@ -8,7 +8,7 @@ use super::server::Activity;
 use crate::admission::concurrency::Slot;
 use crate::admission::rate::{retry_after_secs, Key};
 use crate::config::RateKey;
-use crate::runtime::route::{Denied, Route};
+use crate::runtime::route::{Denied, Outcome, Route};
 use crate::runtime::upstream::ProxyBody;
 use crate::runtime::wssec_stage::VerifyStage;
 use crate::runtime::{Listener, Runtime};
@@ -51,116 +51,206 @@ pub async fn handle(
     ctx: Arc<ConnCtx>,
     req: Request<Incoming>,
 ) -> Result<Response<Tracked>, Infallible> {
-    let start = Instant::now();
-    ctx.activity.begin();
     let request_id = req
         .headers()
         .get(&ctx.rt.request_id_header)
         .and_then(headers::well_formed_request_id)
         .map(str::to_owned)
         .unwrap_or_else(headers::new_request_id);
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    // Written when the response ends, or right away if the client goes first.
+    let mut rec = Record::new(
+        ctx.clone(),
+        request_id,
+        req.method().clone(),
+        req.uri().path(),
+    );
     let host = request_host(&req);
-    let route = ctx
-        .listener
-        .routes
-        .iter()
-        .find(|r| {
-            r.matches(
-                host.as_deref().map(host_without_port),
-                &method,
-                &path,
-                req.headers(),
-            )
-        })
-        .cloned();
+    let normalized = super::path::normalize(req.uri().path());
+    let route = match &normalized {
+        Err(_) => None,
+        Ok(path) => ctx
+            .listener
+            .routes
+            .iter()
+            .find(|r| {
+                r.matches(
+                    host.as_deref().map(host_without_port),
+                    req.method(),
+                    path,
+                    req.headers(),
+                )
+            })
+            .cloned(),
+    };
+    rec.route = route.clone();
     let flavor = reply::flavor(route.as_ref().is_some_and(|r| r.soap), req.headers());
-    let stats = Arc::new(BodyStats::default());
 
-    let outcome = match &route {
-        None => {
+    let outcome = match (&route, normalized) {
+        (_, Err(_)) => {
+            super::body::linger(req.into_body());
+            Err(refusals::BAD_PATH)
+        }
+        (None, Ok(_)) => {
             super::body::linger(req.into_body());
             Err(refusals::NO_ROUTE)
         }
-        Some(r) => forward(&ctx, r, req, &request_id, host.as_deref(), stats.clone()).await,
+        (Some(r), Ok(path)) => {
+            forward(
+                &ctx,
+                r,
+                req,
+                &rec.request_id,
+                &path,
+                host.as_deref(),
+                rec.stats.clone(),
+            )
+            .await
+        }
     };
-    let route_name = route.as_ref().map(|r| r.name.as_str()).unwrap_or("none");
-    let (mut resp, slot, upstream_time, reason, signer) = match outcome {
-        Ok(f) => (f.resp, Some(f.slots), Some(f.upstream_time), None, f.signer),
+    let mut resp = match outcome {
+        Ok(f) => {
+            rec.slots = Some(f.slots);
+            rec.upstream_time = Some(f.upstream_time);
+            rec.signer = f.signer;
+            rec.reason = None;
+            f.resp
+        }
         Err(refusal) => {
+            let route_name = route.as_ref().map(|r| r.name.as_str()).unwrap_or("none");
             ctx.rt
                 .metrics
                 .rejections
                 .with_label_values(&[route_name, refusal.stage, refusal.reason])
                 .inc();
-            (
-                reply::render(&refusal, flavor, &request_id),
-                None,
-                None,
-                Some(refusal.reason),
-                None,
-            )
+            rec.reason = Some(refusal.reason);
+            reply::render(&refusal, flavor, &rec.request_id)
         }
     };
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
+    if let Ok(v) = HeaderValue::from_str(&rec.request_id) {
         resp.headers_mut()
             .insert(ctx.rt.request_id_header.clone(), v);
     }
-    let status = resp.status().as_u16();
-    let finish: Finish = {
-        let ctx = ctx.clone();
-        Box::new(move |bytes_out, complete| {
-            drop(slot);
-            ctx.activity.end();
-            let elapsed = start.elapsed();
-            match &route {
-                Some(r) => {
-                    r.count_status(status);
-                    r.duration.observe(elapsed.as_secs_f64());
-                }
-                None => {
-                    let class = format!("{}xx", status / 100);
-                    ctx.rt
-                        .metrics
-                        .requests
-                        .with_label_values(&["none", &class, "refused"])
-                        .inc();
-                }
-            }
-            // Refusals pass a cap so a flood cannot flood the logs; served requests always log.
-            let suppressed = match reason {
-                None => 0,
-                Some(_) => match ctx.rt.refusal_log.admit() {
-                    Some(n) => n,
-                    None => return,
-                },
-            };
-            let client = ctx.identity.as_deref().map(PeerIdentity::display_name);
-            tracing::info!(
-                target: "sealgate::access",
-                request_id = %request_id,
-                listener = %ctx.listener.name,
-                peer = %ctx.peer,
-                client = client.unwrap_or("-"),
-                client_fingerprint = ctx.identity.as_deref().map(|i| i.fingerprint_sha256.as_str()).unwrap_or("-"),
-                route = route.as_ref().map(|r| r.name.as_str()).unwrap_or("-"),
-                method = %method,
-                path = %path,
-                status,
-                reason = reason.unwrap_or("-"),
-                bytes_in = stats.bytes.load(Ordering::Relaxed),
-                bytes_out,
-                complete,
-                duration_ms = elapsed.as_secs_f64() * 1000.0,
-                upstream_ms = upstream_time.map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
-                signer = signer.as_deref().unwrap_or("-"),
-                suppressed,
-                "request"
-            );
-        })
-    };
+    rec.status = resp.status().as_u16();
+    let finish: Finish = Box::new(move |bytes_out, complete| {
+        rec.bytes_out = bytes_out;
+        rec.complete = complete;
+        drop(rec);
+    });
     Ok(resp.map(|b| Tracked::new(b, finish)))
+}
+
+/// One request's access-log line and metrics, written exactly once: when the
+/// response body ends or fails, or when hyper drops the request because the
+/// client went away first (then as 499 `client_cancelled`).
+struct Record {
+    ctx: Arc<ConnCtx>,
+    start: Instant,
+    request_id: String,
+    method: http::Method,
+    /// As the client sent it (query excluded: it may carry secrets).
+    path: String,
+    route: Option<Arc<Route>>,
+    status: u16,
+    /// Set when the gateway itself answered.
+    reason: Option<&'static str>,
+    upstream_time: Option<Duration>,
+    signer: Option<String>,
+    stats: Arc<BodyStats>,
+    /// Concurrency slots, given back when the record is written.
+    slots: Option<(Slot, Slot)>,
+    bytes_out: u64,
+    complete: bool,
+}
+
+/// Nginx's code for "the client closed the request before the response".
+const CLIENT_CLOSED: u16 = 499;
+
+impl Record {
+    fn new(ctx: Arc<ConnCtx>, request_id: String, method: http::Method, path: &str) -> Record {
+        ctx.activity.begin();
+        Record {
+            ctx,
+            start: Instant::now(),
+            request_id,
+            method,
+            path: path.to_owned(),
+            route: None,
+            status: CLIENT_CLOSED,
+            reason: Some("client_cancelled"),
+            upstream_time: None,
+            signer: None,
+            stats: Arc::new(BodyStats::default()),
+            slots: None,
+            bytes_out: 0,
+            complete: false,
+        }
+    }
+
+    fn outcome(&self) -> Outcome {
+        match (self.reason, self.status) {
+            (Some("client_cancelled"), CLIENT_CLOSED) => Outcome::Cancelled,
+            (Some(_), s) if s >= 500 => Outcome::Failed,
+            (Some(_), _) => Outcome::Refused,
+            (None, s) if s >= 500 => Outcome::UpstreamError,
+            (None, _) => Outcome::Ok,
+        }
+    }
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        self.slots.take();
+        self.ctx.activity.end();
+        let elapsed = self.start.elapsed();
+        let outcome = self.outcome();
+        match &self.route {
+            Some(r) => {
+                r.count(self.status, outcome);
+                r.duration.observe(elapsed.as_secs_f64());
+            }
+            None => {
+                let class = format!("{}xx", (self.status / 100).clamp(1, 5));
+                self.ctx
+                    .rt
+                    .metrics
+                    .requests
+                    .with_label_values(&["none", &class, outcome.label()])
+                    .inc();
+            }
+        }
+        // Refusals pass a cap so a flood cannot flood the logs; served requests always log.
+        let suppressed = match self.reason {
+            None => 0,
+            Some(_) => match self.ctx.rt.logs.requests.admit() {
+                Some(n) => n,
+                None => return,
+            },
+        };
+        let ctx = &self.ctx;
+        let client = ctx.identity.as_deref().map(PeerIdentity::display_name);
+        tracing::info!(
+            target: "sealgate::access",
+            request_id = %self.request_id,
+            listener = %ctx.listener.name,
+            peer = %ctx.peer,
+            client = client.unwrap_or("-"),
+            client_fingerprint = ctx.identity.as_deref().map(|i| i.fingerprint_sha256.as_str()).unwrap_or("-"),
+            route = self.route.as_ref().map(|r| r.name.as_str()).unwrap_or("-"),
+            method = %self.method,
+            path = %self.path,
+            status = self.status,
+            outcome = outcome.label(),
+            reason = self.reason.unwrap_or("-"),
+            bytes_in = self.stats.bytes.load(Ordering::Relaxed),
+            bytes_out = self.bytes_out,
+            complete = self.complete,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            upstream_ms = self.upstream_time.map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
+            signer = self.signer.as_deref().unwrap_or("-"),
+            suppressed,
+            "request"
+        );
+    }
 }
 
 /// The host the client addressed, without a port: Host header (HTTP/1.1) or :authority (HTTP/2).
@@ -181,11 +271,13 @@ fn host_without_port(h: &str) -> &str {
     h.rsplit_once(':').map(|(a, _)| a).unwrap_or(h)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn forward(
     ctx: &ConnCtx,
     route: &Arc<Route>,
     req: Request<Incoming>,
     request_id: &str,
+    path: &str,
     host: Option<&str>,
     stats: Arc<BodyStats>,
 ) -> Result<Forwarded200, Refusal> {
@@ -207,12 +299,11 @@ async fn forward(
 
     let up = &route.upstream;
     let (mut parts, body) = req.into_parts();
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/")
-        .to_owned();
+    // The normalised path is the one that matched the route, so it is the one forwarded.
+    let pq = match parts.uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
     parts.uri = up.uri_for(&pq).map_err(|_| refusals::BAD_REQUEST)?;
     parts.version = Version::HTTP_11;
     headers::prepare_upstream(

@@ -210,6 +210,12 @@ pub mod refusals {
     use super::Refusal;
     use http::StatusCode as S;
 
+    pub const BAD_PATH: Refusal = Refusal::new(
+        S::BAD_REQUEST,
+        "route",
+        "bad_path",
+        "The path has dot segments, encoded slashes, backslashes or empty segments; send it normalised.",
+    );
     pub const NO_ROUTE: Refusal = Refusal::new(
         S::NOT_FOUND,
         "route",

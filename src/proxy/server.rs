@@ -14,12 +14,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -34,7 +31,9 @@ pub struct BindError {
     pub source: io::Error,
 }
 
-/// Per-connection activity, for the idle timeout: last I/O and requests in flight.
+/// Per-connection activity, for the idle timeout: requests in flight and when
+/// the last one began or ended. Bytes on the wire do not count, so HTTP/2 pings
+/// cannot keep an unused connection open.
 pub struct Activity {
     epoch: Instant,
     last_ms: AtomicU64,
@@ -55,6 +54,7 @@ impl Activity {
     }
     pub fn begin(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.touch();
     }
     pub fn end(&self) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -69,63 +69,6 @@ impl Activity {
         Some(Duration::from_millis(
             now.saturating_sub(self.last_ms.load(Ordering::Relaxed)),
         ))
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A transport that records when bytes last moved.
-    struct Watched<T> {
-        #[pin]
-        inner: T,
-        activity: Arc<Activity>,
-    }
-}
-
-impl<T: AsyncRead> AsyncRead for Watched<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.project();
-        let before = buf.filled().len();
-        let r = this.inner.poll_read(cx, buf);
-        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            this.activity.touch();
-        }
-        r
-    }
-}
-
-impl<T: AsyncWrite> AsyncWrite for Watched<T> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
-        let this = self.project();
-        let r = this.inner.poll_write(cx, b);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.touch();
-        }
-        r
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.project();
-        let r = this.inner.poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.touch();
-        }
-        r
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_flush(cx)
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
     }
 }
 
@@ -335,7 +278,7 @@ fn refuse_connection(
         .connections
         .with_label_values(&[l.name.as_str(), "refused", reason])
         .inc();
-    if let Some(suppressed) = rt.refusal_log.admit() {
+    if let Some(suppressed) = rt.logs.connections.admit() {
         tracing::warn!(
             target: "sealgate::admission",
             listener = %l.name,
@@ -485,10 +428,7 @@ async fn connection(
         client_key,
         activity: activity.clone(),
     });
-    let io = TokioIo::new(Watched {
-        inner: tls,
-        activity: activity.clone(),
-    });
+    let io = TokioIo::new(tls);
     let svc = service_fn(move |req| pipeline::handle(ctx.clone(), req));
     let conn = builder.serve_connection(io, svc);
     tokio::pin!(conn);
@@ -540,10 +480,13 @@ fn refuse_handshake(
     }
     // Peers that connect and leave (port scans, health checks) are only debug noise.
     let quiet = matches!(reason, "peer_closed");
-    let suppressed = match (quiet, rt.refusal_log.admit()) {
-        (true, _) => 0,
-        (false, Some(n)) => n,
-        (false, None) => return,
+    let suppressed = if quiet {
+        0
+    } else {
+        match rt.logs.handshakes.admit() {
+            Some(n) => n,
+            None => return,
+        }
     };
     let cert = presented
         .as_ref()

@@ -37,6 +37,12 @@ pub struct Listener {
     pub handshake_rate: Option<RateLimit>,
 }
 
+pub struct LogGates {
+    pub connections: LogGate,
+    pub handshakes: LogGate,
+    pub requests: LogGate,
+}
+
 /// PROXY protocol settings of a listener, compiled.
 pub struct ProxyProtocol {
     pub trusted: IpSet,
@@ -56,8 +62,9 @@ pub struct Runtime {
     pub certs: Vec<CertSummary>,
     pub metrics: Arc<Metrics>,
     pub blocker: Option<Blocker>,
-    /// Caps refusal log lines so a flood cannot flood the logs.
-    pub refusal_log: LogGate,
+    /// Caps on refusal log lines so a flood cannot flood the logs; one per kind,
+    /// so a flood of one kind never hides the others.
+    pub logs: LogGates,
 }
 
 impl Runtime {
@@ -224,7 +231,11 @@ impl Runtime {
             certs,
             metrics,
             blocker,
-            refusal_log: LogGate::new(50, 100),
+            logs: LogGates {
+                connections: LogGate::new(50, 100),
+                handshakes: LogGate::new(50, 100),
+                requests: LogGate::new(50, 100),
+            },
         })
     }
 }

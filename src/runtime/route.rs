@@ -33,8 +33,8 @@ pub struct Route {
     pub wssec: Option<Arc<VerifyStage>>,
     pub wssec_ok: IntCounter,
     pub duration: Histogram,
-    /// Pre-resolved `sealgate_requests_total` handles by status class (1xx..5xx).
-    pub by_class: [IntCounter; 5],
+    /// Pre-resolved `sealgate_requests_total` handles by status class (1xx..5xx) and outcome.
+    by_class: [[IntCounter; Outcome::ALL.len()]; 5],
 }
 
 /// Why a route refused a caller.
@@ -126,9 +126,11 @@ impl Route {
             .map_err(|e| Problem::new(format!("{path}.match.methods"), e.to_string()))?;
         let name = c.name.clone();
         let by_class = ["1xx", "2xx", "3xx", "4xx", "5xx"].map(|cls| {
-            metrics
-                .requests
-                .with_label_values(&[name.as_str(), cls, outcome_for(cls)])
+            Outcome::ALL.map(|o| {
+                metrics
+                    .requests
+                    .with_label_values(&[name.as_str(), cls, o.label()])
+            })
         });
         Ok(Route {
             duration: metrics.request_duration.with_label_values(&[name.as_str()]),
@@ -207,17 +209,44 @@ impl Route {
         }
     }
 
-    pub fn count_status(&self, status: u16) {
+    pub fn count(&self, status: u16, outcome: Outcome) {
         let i = (status / 100).clamp(1, 5) as usize - 1;
-        self.by_class[i].inc();
+        self.by_class[i][outcome as usize].inc();
     }
 }
 
-fn outcome_for(class: &str) -> &'static str {
-    match class {
-        "5xx" => "error",
-        "4xx" => "refused",
-        _ => "ok",
+/// How a request ended, for `sealgate_requests_total{outcome}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The upstream answered (below 500).
+    Ok = 0,
+    /// The upstream answered with a 5xx.
+    UpstreamError = 1,
+    /// The gateway refused the request (4xx it wrote itself).
+    Refused = 2,
+    /// The gateway could not complete it (5xx it wrote itself: timeouts, 502s).
+    Failed = 3,
+    /// The client went away before the response.
+    Cancelled = 4,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Ok,
+        Outcome::UpstreamError,
+        Outcome::Refused,
+        Outcome::Failed,
+        Outcome::Cancelled,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::Refused => "refused",
+            Outcome::Failed => "failed",
+            Outcome::Cancelled => "cancelled",
+        }
     }
 }
 

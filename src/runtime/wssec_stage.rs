@@ -194,9 +194,7 @@ fn load(
     certs::load_certs(&config.resolve(p)).map_err(|e| at(key, e.to_string()))
 }
 
-fn normalize_dn(dn: &str) -> String {
-    dn.split(',').map(str::trim).collect::<Vec<_>>().join(",")
-}
+use crate::dn::normalize as normalize_dn;
 
 /// `Body`, `Timestamp`, or a header block as `{namespace}LocalName`.
 pub fn part(s: &str) -> Result<Part, String> {

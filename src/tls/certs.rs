@@ -128,7 +128,7 @@ pub fn check_validity(
     })?;
     let v = cert.validity();
     let now = now_unix();
-    let subject = cert.subject().to_string();
+    let subject = crate::dn::rfc4514(cert.subject());
     if v.not_after.timestamp() < now {
         return Err(CertError::Expired {
             path: path.to_path_buf(),
@@ -148,7 +148,7 @@ pub fn check_validity(
         role: role.to_string(),
         path: path.to_path_buf(),
         subject,
-        issuer: cert.issuer().to_string(),
+        issuer: crate::dn::rfc4514(cert.issuer()),
         not_after_unix: v.not_after.timestamp(),
     })
 }

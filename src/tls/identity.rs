@@ -8,7 +8,7 @@ use x509_parser::prelude::*;
 /// Parsed once per connection and shared by `Arc`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PeerIdentity {
-    /// RFC 4514 subject, e.g. `CN=etl-prod,OU=ETL,O=Acme`.
+    /// RFC 4514 subject (see `crate::dn`), e.g. `CN=etl-prod,OU=ETL,O=Acme`.
     pub subject: String,
     pub cn: Vec<String>,
     pub o: Vec<String>,
@@ -40,11 +40,11 @@ impl PeerIdentity {
                 .collect()
         };
         let mut id = PeerIdentity {
-            subject: subject.to_string(),
+            subject: crate::dn::rfc4514(subject),
             cn: attr(&x509_parser::oid_registry::OID_X509_COMMON_NAME),
             o: attr(&x509_parser::oid_registry::OID_X509_ORGANIZATION_NAME),
             ou: attr(&x509_parser::oid_registry::OID_X509_ORGANIZATIONAL_UNIT),
-            issuer: cert.issuer().to_string(),
+            issuer: crate::dn::rfc4514(cert.issuer()),
             serial: hex_upper(cert.raw_serial(), ""),
             fingerprint_sha256: fingerprint(der),
             not_after: cert.validity().not_after.timestamp(),
@@ -236,20 +236,40 @@ fn trim_zeros(hex: &str) -> String {
 }
 
 /// Renders the identity for the upstream header, in the `x-forwarded-client-cert`
-/// style Envoy uses: `Hash=..;Subject="..";URI=..;DNS=..`.
+/// style Envoy uses: `Hash=..;Subject="..";URI="..";DNS=".."`. Every value is
+/// quoted with `\` and `"` escaped and control bytes percent-encoded, so no
+/// certificate field can add fields or elements of its own.
 pub fn forwarded_client_cert(id: &PeerIdentity) -> String {
+    fn quoted(v: &str) -> String {
+        let mut o = String::with_capacity(v.len() + 2);
+        o.push('"');
+        for c in v.chars() {
+            match c {
+                '"' | '\\' => {
+                    o.push('\\');
+                    o.push(c);
+                }
+                c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                    o.push_str(&format!("%{:02X}", c as u32))
+                }
+                c => o.push(c),
+            }
+        }
+        o.push('"');
+        o
+    }
     let mut s = format!(
-        "Hash={};Subject=\"{}\"",
+        "Hash={};Subject={}",
         id.fingerprint_sha256.replace(':', "").to_ascii_lowercase(),
-        id.subject.replace('"', "\\\"")
+        quoted(&id.subject)
     );
     for u in &id.san_uri {
         s.push_str(";URI=");
-        s.push_str(u);
+        s.push_str(&quoted(u));
     }
     for d in &id.san_dns {
         s.push_str(";DNS=");
-        s.push_str(d);
+        s.push_str(&quoted(d));
     }
     s
 }

@@ -282,8 +282,8 @@ pub fn describe(der: &CertificateDer<'_>) -> PresentedCert {
     let fp = fingerprint(der);
     match X509Certificate::from_der(der) {
         Ok((_, c)) => PresentedCert {
-            subject: c.subject().to_string(),
-            issuer: c.issuer().to_string(),
+            subject: crate::dn::rfc4514(c.subject()),
+            issuer: crate::dn::rfc4514(c.issuer()),
             serial: hex_upper(c.raw_serial(), ":"),
             fingerprint_sha256: fp,
         },

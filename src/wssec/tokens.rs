@@ -87,8 +87,8 @@ impl CertInfo {
         let serial = &cert.tbs_certificate.serial;
         Ok(CertInfo {
             der: der.to_vec(),
-            subject: cert.subject().to_string(),
-            issuer: cert.issuer().to_string(),
+            subject: crate::dn::rfc4514(cert.subject()),
+            issuer: crate::dn::rfc4514(cert.issuer()),
             serial_hex: format!("{serial:X}"),
             serial_decimal: serial.to_string(),
             sha256: fixed(digest::digest(&digest::SHA256, der).as_ref()),

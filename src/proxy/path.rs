@@ -1,0 +1,116 @@
+//! Request paths are normalised once, before routing, and the normalised form
+//! is what the upstream receives: the route that matched is the resource
+//! served, however the client spelled it.
+
+/// Why a path was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadPath {
+    /// `.` or `..` segments (also when percent-encoded).
+    DotSegment,
+    /// `%2F` or `%5C`: a slash the router cannot see.
+    EncodedSlash,
+    /// A raw backslash, which some servers read as a slash.
+    Backslash,
+    /// `//`: an empty segment that upstreams disagree about.
+    EmptySegment,
+    /// `%` not followed by two hex digits, or a control character.
+    Malformed,
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// RFC 3986 normalisation of a path: percent-encoded unreserved characters are
+/// decoded (`%61` is `a`), other escapes keep their (upper-case) form. Paths that
+/// different servers would resolve differently are refused rather than guessed.
+pub fn normalize(path: &str) -> Result<String, BadPath> {
+    let b = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'%' {
+            let (Some(h), Some(l)) = (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            ) else {
+                return Err(BadPath::Malformed);
+            };
+            let v = h * 16 + l;
+            match v {
+                b'/' | b'\\' => return Err(BadPath::EncodedSlash),
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    out.push(v as char)
+                }
+                _ => {
+                    out.push('%');
+                    out.push(char::from(b"0123456789ABCDEF"[usize::from(h)]));
+                    out.push(char::from(b"0123456789ABCDEF"[usize::from(l)]));
+                }
+            }
+            i += 3;
+            continue;
+        }
+        if c == b'\\' {
+            return Err(BadPath::Backslash);
+        }
+        if c < 0x20 || c == 0x7f {
+            return Err(BadPath::Malformed);
+        }
+        out.push(c as char);
+        i += 1;
+    }
+    if !out.starts_with('/') {
+        return Err(BadPath::Malformed);
+    }
+    let segments: Vec<&str> = out[1..].split('/').collect();
+    let last = segments.len().saturating_sub(1);
+    for (n, s) in segments.iter().enumerate() {
+        if *s == "." || *s == ".." {
+            return Err(BadPath::DotSegment);
+        }
+        // A trailing slash is an empty last segment, and fine.
+        if s.is_empty() && n != last {
+            return Err(BadPath::EmptySegment);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normal_paths_pass_and_unreserved_escapes_are_decoded() {
+        assert_eq!(
+            normalize("/services/Soap/u/60.0").unwrap(),
+            "/services/Soap/u/60.0"
+        );
+        assert_eq!(normalize("/api/%61dmin/").unwrap(), "/api/admin/");
+        assert_eq!(normalize("/a%20b/%c3%a9").unwrap(), "/a%20b/%C3%A9");
+        assert_eq!(normalize("/").unwrap(), "/");
+        assert_eq!(normalize("/a/.hidden/b..c").unwrap(), "/a/.hidden/b..c");
+    }
+
+    #[test]
+    fn ambiguous_paths_are_refused() {
+        assert_eq!(normalize("/public/../admin"), Err(BadPath::DotSegment));
+        assert_eq!(normalize("/public/%2e%2e/admin"), Err(BadPath::DotSegment));
+        assert_eq!(normalize("/public/.%2E"), Err(BadPath::DotSegment));
+        assert_eq!(normalize("/a/./b"), Err(BadPath::DotSegment));
+        assert_eq!(normalize("/a%2fb"), Err(BadPath::EncodedSlash));
+        assert_eq!(normalize("/a%5Cb"), Err(BadPath::EncodedSlash));
+        assert_eq!(normalize("/a\\b"), Err(BadPath::Backslash));
+        assert_eq!(normalize("//a"), Err(BadPath::EmptySegment));
+        assert_eq!(normalize("/a//b"), Err(BadPath::EmptySegment));
+        assert_eq!(normalize("/a%zz"), Err(BadPath::Malformed));
+        assert_eq!(normalize("/a%2"), Err(BadPath::Malformed));
+    }
+}

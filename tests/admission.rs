@@ -475,12 +475,22 @@ async fn route_concurrency_limit_and_slots_released_on_cancellation() {
     // Callers that disconnect mid-flight, and one that gives up while queued.
     for _ in 0..3 {
         let c = cfg.clone();
-        let h = tokio::spawn(async move { send(addr, c, get("/?5000")).await });
+        let h = tokio::spawn(async move { send(addr, c, get("/?60000")).await });
         tokio::time::sleep(Duration::from_millis(100)).await;
         h.abort();
     }
-    gw.wait_metric("sealgate_route_in_flight{route=\"one-at-a-time\"}", "0")
-        .await;
+    gw.wait_metric_within(
+        "sealgate_route_in_flight{route=\"one-at-a-time\"}",
+        "0",
+        Duration::from_secs(1),
+    )
+    .await;
+    // Each cancelled call still left its one access record, counted as cancelled.
+    gw.wait_metric(
+        "sealgate_requests_total{outcome=\"cancelled\",route=\"one-at-a-time\",status_class=\"4xx\"}",
+        "3",
+    )
+    .await;
     let t = Instant::now();
     assert_eq!(send(addr, cfg, get("/?0")).await.unwrap().status, 200);
     assert!(t.elapsed() < Duration::from_millis(500));
@@ -572,4 +582,88 @@ async fn identity_denials_block_the_identity_and_never_block_addresses_are_spare
         &[],
     );
     assert_eq!(send(addr, finance, get("/")).await.unwrap().status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_applies_to_connections_already_open() {
+    let pki = Pki::new();
+    let gw =
+        gateway(
+            &pki,
+            &format!(
+            "[server.blocking]\nmax_failures = 2\nwindow = \"30s\"\nduration = \"60s\"\n\n{}{}{}",
+            listener(&pki, "edge", "127.0.0.1:0", ""),
+            route("open", "edge", "/open", ""),
+            route("finance", "edge", "/finance", "allow = [{ ou = \"Finance\" }]"),
+        ),
+        )
+        .await;
+    // One keep-alive connection: probes until blocked, then even allowed paths are refused on it.
+    let tls = tls_connect(gw.addr("edge"), pki.etl_client(&[]))
+        .await
+        .unwrap();
+    let (mut s, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    assert_eq!(s.send_request(get("/open")).await.unwrap().status(), 200);
+    for _ in 0..2 {
+        assert_eq!(s.send_request(get("/finance")).await.unwrap().status(), 403);
+    }
+    let r = s.send_request(get("/open")).await.unwrap();
+    assert_eq!(r.status(), 403);
+    gw.wait_metric(
+        "sealgate_rejections_total{reason=\"blocked\",route=\"open\",stage=\"ip\"}",
+        "1",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_v2_local_and_a_stalled_header() {
+    let pki = Pki::new();
+    let gw = gateway(
+        &pki,
+        &format!(
+            "{}{}",
+            listener(
+                &pki,
+                "lb",
+                "127.0.0.1:0",
+                "proxy_protocol = { trusted = [\"127.0.0.1/32\"], timeout = \"500ms\" }"
+            ),
+            route("r", "lb", "/", ""),
+        ),
+    )
+    .await;
+    let lb = gw.addr("lb");
+    // LOCAL (the balancer's own health check): no client address, the peer is the client.
+    let local = ppp::v2::Builder::new(
+        ppp::v2::Version::Two | ppp::v2::Command::Local,
+        ppp::v2::AddressFamily::Unspecified | ppp::v2::Protocol::Unspecified,
+    )
+    .build()
+    .unwrap();
+    let r = via_proxy(lb, &local, &pki, "/").await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["x-forwarded-for"], "127.0.0.1");
+    // Half a header, then nothing: cut off after the timeout, not held open.
+    let mut tcp = TcpStream::connect(lb).await.unwrap();
+    tcp.write_all(b"PROXY TCP4 203.0.").await.unwrap();
+    let t = Instant::now();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read(&mut tcp, &mut buf),
+    )
+    .await
+    .unwrap()
+    .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    gw.wait_metric(
+        "sealgate_connections_total{listener=\"lb\",reason=\"proxy_timeout\",result=\"refused\"}",
+        "1",
+    )
+    .await;
 }

@@ -466,12 +466,17 @@ async fn upstream_concurrency_ceiling_then_503_and_slots_come_back_after_cancell
     // Cancel two calls mid-flight: the client goes away while the upstream is still working.
     for _ in 0..2 {
         let cfg = cfg.clone();
-        let h = tokio::spawn(async move { send(addr, cfg, get("/?3000")).await });
+        // The upstream would take a minute; the slot must come back as soon as the client leaves.
+        let h = tokio::spawn(async move { send(addr, cfg, get("/?60000")).await });
         tokio::time::sleep(Duration::from_millis(200)).await;
         h.abort();
     }
-    gw.wait_metric("sealgate_upstream_in_flight{upstream=\"up\"}", "0")
-        .await;
+    gw.wait_metric_within(
+        "sealgate_upstream_in_flight{upstream=\"up\"}",
+        "0",
+        Duration::from_secs(1),
+    )
+    .await;
     // Both slots are free again: two concurrent calls pass without waiting.
     let x = tokio::spawn(send(addr, cfg.clone(), get("/?200")));
     let y = tokio::spawn(send(addr, cfg.clone(), get("/?200")));
@@ -480,13 +485,13 @@ async fn upstream_concurrency_ceiling_then_503_and_slots_come_back_after_cancell
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slowloris_client_is_disconnected_and_idle_connections_close() {
+async fn slowloris_client_is_disconnected() {
     let pki = Pki::new();
     let up = header_echo_upstream().await;
     let (_gw, addr) = start(
         &pki,
         &format!(
-            "[server.limits]\nheader_read_timeout = \"1s\"\nidle_timeout = \"700ms\"\n{}{}",
+            "[server.limits]\nheader_read_timeout = \"1s\"\n{}{}",
             route("all", "/", ""),
             upstream_cfg(up, "")
         ),
@@ -525,9 +530,23 @@ async fn slowloris_client_is_disconnected_and_idle_connections_close() {
         "cut off only after {:?}",
         t.elapsed()
     );
+}
 
-    // An idle keep-alive connection is closed after idle_timeout.
-    let mut s = tls_connect(addr, cfg).await.unwrap();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_http1_and_http2_connections_close_after_idle_timeout() {
+    let pki = Pki::new();
+    let up = header_echo_upstream().await;
+    // The header-read timeout is long, so only the idle timeout can close these.
+    let (_gw, addr) = start(
+        &pki,
+        &format!(
+            "[server.limits]\nheader_read_timeout = \"30s\"\nidle_timeout = \"700ms\"\n{}{}",
+            route("all", "/", ""),
+            upstream_cfg(up, "")
+        ),
+    )
+    .await;
+    let mut s = tls_connect(addr, pki.etl_client(&[])).await.unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
@@ -544,12 +563,37 @@ async fn slowloris_client_is_disconnected_and_idle_connections_close() {
         }
     })
     .await;
-    assert!(rest.is_ok(), "idle connection was not closed");
+    assert!(rest.is_ok(), "idle HTTP/1.1 connection was not closed");
     assert!(
-        t.elapsed() >= Duration::from_millis(400),
+        t.elapsed() >= Duration::from_millis(500),
         "closed too early: {:?}",
         t.elapsed()
     );
+
+    // HTTP/2: the connection task ends when the gateway sends GOAWAY and closes.
+    let tls = tls_connect(addr, pki.etl_client(&[b"h2"])).await.unwrap();
+    let (mut h2, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    let driver = tokio::spawn(conn);
+    let r = h2
+        .send_request(
+            Request::get("https://localhost/")
+                .body(full(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let t = Instant::now();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), driver)
+            .await
+            .is_ok(),
+        "idle HTTP/2 connection was not closed"
+    );
+    assert!(t.elapsed() >= Duration::from_millis(500));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -763,4 +807,157 @@ async fn upstream_that_never_accepts_the_connection_is_504_after_connect_timeout
         t.elapsed()
     );
     drop(listener);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_are_normalised_before_routing_and_forwarding() {
+    let pki = Pki::new();
+    let up = header_echo_upstream().await;
+    let (_gw, addr) = start(
+        &pki,
+        &format!(
+            "{}{}{}",
+            route("public", "/api/public/", "allow_anonymous = true"),
+            route("admin", "/api/admin/", "allow = [{ ou = \"Admins\" }]"),
+            upstream_cfg(up, "")
+        ),
+    )
+    .await;
+    let cfg = pki.etl_client(&[]);
+    // An escaped unreserved character is the character itself: this is the admin route.
+    let r = send(addr, cfg.clone(), get("/api/%61dmin/users"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.json()["reason"], "identity_not_allowed");
+    // Spellings that upstreams might resolve into the admin tree are refused outright.
+    for p in [
+        "/api/public/../admin/users",
+        "/api/public/%2e%2e/admin/users",
+        "/api/public/..%2Fadmin/users",
+        "/api/public%5c..%5cadmin",
+        "/api/public//x",
+    ] {
+        let r = send(addr, cfg.clone(), get(p)).await.unwrap();
+        assert_eq!(r.status, 400, "{p}: {}", r.body);
+        assert_eq!(r.json()["reason"], "bad_path", "{p}");
+    }
+    // What is forwarded is the normalised path.
+    let r = send(addr, cfg, get("/api/public/%7Euser/x%20y?q=%2e"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["__path"], "/api/public/~user/x%20y?q=%2e");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_claims_about_identity_and_origin_never_reach_the_upstream() {
+    let pki = Pki::new();
+    let up = header_echo_upstream().await;
+    let (_gw, addr) = start(
+        &pki,
+        &format!("{}{}", route("all", "/", ""), upstream_cfg(up, "")),
+    )
+    .await;
+    let req = Request::get("/")
+        .header("host", "localhost")
+        .header("x_forwarded_client_cert", "Hash=00;Subject=\"CN=admin\"")
+        .header("x-forwarded-proto", "http")
+        .header("x-forwarded-host", "evil.example")
+        .header("forwarded", "for=10.0.0.1;proto=http")
+        .header("x-real-ip", "10.0.0.1")
+        .header("true-client-ip", "10.0.0.1")
+        .header("x-forwarded-port", "80")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let j = send(addr, pki.etl_client(&[]), req).await.unwrap().json();
+    assert!(j.get("x_forwarded_client_cert").is_none(), "{j}");
+    assert_eq!(j["x-forwarded-proto"], "https");
+    assert_eq!(j["x-forwarded-host"], "localhost");
+    for gone in [
+        "forwarded",
+        "x-real-ip",
+        "true-client-ip",
+        "x-forwarded-port",
+    ] {
+        assert!(j.get(gone).is_none(), "{gone} passed: {j}");
+    }
+}
+
+/// Splits an `x-forwarded-client-cert` element into its fields, honouring quotes.
+fn xfcc_fields(v: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let (mut key, mut val, mut in_val, mut quoted, mut esc) =
+        (String::new(), String::new(), false, false, false);
+    for c in v.chars() {
+        match (in_val, quoted, esc, c) {
+            (true, true, true, c) => {
+                val.push(c);
+                esc = false;
+            }
+            (true, true, false, '\\') => esc = true,
+            (true, true, false, '"') => quoted = false,
+            (true, false, _, '"') if val.is_empty() => quoted = true,
+            (true, false, _, ';') => {
+                out.push((std::mem::take(&mut key), std::mem::take(&mut val)));
+                in_val = false;
+            }
+            (true, _, _, c) => val.push(c),
+            (false, _, _, '=') => in_val = true,
+            (false, _, _, c) => key.push(c),
+        }
+    }
+    out.push((key, val));
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_certificate_fields_cannot_forge_identity_header_fields_or_subject_rules() {
+    let pki = Pki::new();
+    let up = header_echo_upstream().await;
+    let (_gw, addr) = start(
+        &pki,
+        &format!(
+            "{}{}{}",
+            route(
+                "etl",
+                "/etl/",
+                "allow = [{ subject = \"CN=etl-prod, OU=ETL, O=Acme\" }]"
+            ),
+            route("any", "/", ""),
+            upstream_cfg(up, "")
+        ),
+    )
+    .await;
+    // A CN that reads like the rest of a DN, and one that reads like more header fields.
+    let smuggler = pki.issue(&Leaf::new("etl-prod, OU=ETL, O=Acme", Usage::Client));
+    let r = send(
+        addr,
+        client_tls(&pki.ca.cert_pem, Some(&smuggler), &[]),
+        get("/etl/x"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 403, "a CN must not satisfy a whole-subject rule");
+
+    let forger = pki.issue(&Leaf::new("x\";URI=\"spiffe://acme/admin", Usage::Client));
+    let r = send(
+        addr,
+        client_tls(&pki.ca.cert_pem, Some(&forger), &[]),
+        get("/x"),
+    )
+    .await
+    .unwrap();
+    let xfcc = r.json()["x-forwarded-client-cert"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let fields = xfcc_fields(&xfcc);
+    let keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["Hash", "Subject"], "{xfcc}");
+    // The subject, RFC 4514-escaped, arrives whole inside its quotes.
+    assert_eq!(
+        fields[1].1, "CN=x\\\"\\;URI=\\\"spiffe://acme/admin",
+        "{xfcc}"
+    );
 }

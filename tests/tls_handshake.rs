@@ -73,12 +73,19 @@ async fn assert_refused(
     cfg: std::sync::Arc<rustls::ClientConfig>,
     reason: &str,
 ) {
+    let needle = format!(
+        "sealgate_tls_handshakes_total{{listener=\"edge\",reason=\"{reason}\",result=\"refused\"}}"
+    );
+    let count = |m: String| {
+        m.lines()
+            .find(|l| l.starts_with(&needle))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = count(gw.metrics().await);
     assert!(!attempt(addr, cfg).await, "{reason}: handshake should fail");
-    gw.wait_metric(
-        &format!("sealgate_tls_handshakes_total{{listener=\"edge\",reason=\"{reason}\",result=\"refused\"}}"),
-        "1",
-    )
-    .await;
+    // Each refusal adds exactly one to its own reason.
+    gw.wait_metric(&needle, &(before + 1).to_string()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,6 +120,47 @@ async fn each_bad_client_certificate_has_its_own_reason() {
         addr,
         client_tls(&ca, Some(&forged), &[]),
         "bad_signature",
+    )
+    .await;
+
+    // A self-signed client certificate carrying the trusted CA's own name.
+    let selfsigned = {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::default();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "Test Client CA");
+        p.distinguished_name
+            .push(rcgen::DnType::OrganizationName, "sealgate tests");
+        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = p.self_signed(&key).unwrap();
+        sealgate::pki::Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            der: cert.der().to_vec(),
+            serial: 0,
+        }
+    };
+    assert_refused(
+        &gw,
+        addr,
+        client_tls(&ca, Some(&selfsigned), &[]),
+        "bad_signature",
+    )
+    .await;
+    // A CA certificate (with its key) presented as a client certificate.
+    let other_ca = Ca::new("Another CA", "sealgate tests", 30).unwrap();
+    let as_client = sealgate::pki::Issued {
+        cert_pem: other_ca.cert_pem.clone(),
+        key_pem: other_ca.key_pem.clone(),
+        der: Vec::new(),
+        serial: 0,
+    };
+    assert_refused(
+        &gw,
+        addr,
+        client_tls(&ca, Some(&as_client), &[]),
+        "bad_certificate",
     )
     .await;
 

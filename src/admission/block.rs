@@ -23,6 +23,17 @@ impl std::fmt::Display for Who {
     }
 }
 
+/// What one block covers: an IPv4 address, or an IPv6 /64 (one host's share,
+/// so an attacker cannot rotate through its addresses).
+pub fn block_unit(ip: IpAddr) -> IpAddr {
+    match canonical(ip) {
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(
+            u128::from(v6) & !((1u128 << 64) - 1),
+        )),
+        v4 => v4,
+    }
+}
+
 /// Recent failures of one client.
 struct Failures {
     at: VecDeque<Instant>,
@@ -73,7 +84,7 @@ impl Blocker {
     }
 
     pub fn ip_blocked(&self, ip: IpAddr) -> bool {
-        self.is_blocked(&Who::Ip(canonical(ip)))
+        self.is_blocked(&Who::Ip(block_unit(ip)))
     }
 
     /// Records one authentication failure. Returns the new block when this
@@ -81,11 +92,10 @@ impl Blocker {
     pub fn record(&self, who: Who, reason: &'static str) -> Option<Block> {
         let who = match who {
             Who::Ip(ip) => {
-                let ip = canonical(ip);
-                if self.never.contains(ip) {
+                if self.never.contains(canonical(ip)) {
                     return None;
                 }
-                Who::Ip(ip)
+                Who::Ip(block_unit(ip))
             }
             other => other,
         };
@@ -98,10 +108,16 @@ impl Blocker {
             let window = self.window;
             map.retain(|_, f| f.at.back().is_some_and(|t| now.duration_since(*t) < window));
             if map.len() >= MAX_TRACKED {
-                // Everyone is recent: forget an arbitrary tenth rather than grow.
-                let drop: Vec<Who> = map.keys().take(MAX_TRACKED / 10).cloned().collect();
-                for k in drop {
-                    map.remove(&k);
+                // Everyone is recent: forget the tenth whose last failure is oldest,
+                // so a flood of one-off failures cannot wash out a persistent attacker's.
+                let mut by_age: Vec<(Instant, Who)> = map
+                    .iter()
+                    .filter_map(|(w, f)| f.at.back().map(|t| (*t, w.clone())))
+                    .collect();
+                let cut = by_age.len() / 10;
+                by_age.select_nth_unstable_by_key(cut, |(t, _)| *t);
+                for (_, w) in by_age.into_iter().take(cut + 1) {
+                    map.remove(&w);
                 }
             }
         }
@@ -173,6 +189,13 @@ mod tests {
         std::thread::sleep(Duration::from_millis(80));
         assert!(!b.ip_blocked(ip));
         assert!(b.active().is_empty());
+        // An IPv6 client is blocked by its /64.
+        for n in 1..=3 {
+            let ip: IpAddr = format!("2001:db8:1:2::{n}").parse().unwrap();
+            b.record(Who::Ip(ip), "expired");
+        }
+        assert!(b.ip_blocked("2001:db8:1:2:ffff::9".parse().unwrap()));
+        assert!(!b.ip_blocked("2001:db8:1:3::1".parse().unwrap()));
         // Never-block addresses are never blocked.
         for _ in 0..10 {
             assert!(b

@@ -50,6 +50,7 @@ fn looks_like_proxy(buf: &[u8]) -> Option<bool> {
 
 /// Peeks until enough bytes arrived to decide, or the peer closed.
 async fn peek_some(tcp: &TcpStream, buf: &mut [u8], want: usize) -> std::io::Result<usize> {
+    let mut pause = Backoff::default();
     loop {
         let n = tcp.peek(buf).await?;
         if n == 0 || n >= want || n == buf.len() {
@@ -58,8 +59,20 @@ async fn peek_some(tcp: &TcpStream, buf: &mut [u8], want: usize) -> std::io::Res
         if let Some(_decided) = looks_like_proxy(&buf[..n]) {
             return Ok(n);
         }
-        // Fewer bytes than a signature: wait for more without spinning.
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        // Peeked bytes stay readable, so readiness cannot tell us more arrived.
+        pause.wait().await;
+    }
+}
+
+/// Growing pauses (1 ms doubling to 64 ms) between peeks at a slow peer, so a
+/// peer trickling bytes costs a few wake-ups, not hundreds a second.
+#[derive(Default)]
+struct Backoff(u32);
+
+impl Backoff {
+    async fn wait(&mut self) {
+        tokio::time::sleep(Duration::from_millis(1 << self.0.min(6))).await;
+        self.0 += 1;
     }
 }
 
@@ -102,6 +115,7 @@ async fn read_inner(tcp: &mut TcpStream, optional: bool) -> Result<Option<Socket
         _ => return Err(ProxyError::Missing),
     }
     // Peek until the whole header is there, then consume exactly its length.
+    let mut pause = Backoff::default();
     loop {
         let n = tcp.peek(&mut buf).await.map_err(io)?;
         if n == 0 {
@@ -116,7 +130,7 @@ async fn read_inner(tcp: &mut TcpStream, optional: bool) -> Result<Option<Socket
                     "header longer than {MAX_HEADER} bytes"
                 )));
             }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            pause.wait().await;
             continue;
         }
         let (len, addr) = match parsed {

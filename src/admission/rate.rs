@@ -208,7 +208,12 @@ pub fn quota(c: &RateConfig, path: &str) -> Result<Quota, Problem> {
     if !(per.is_finite() && per > 0.0) {
         return Err(Problem::new(path, "the rate must be a positive number"));
     }
-    let period = Duration::from_secs_f64(1.0 / per);
+    let Ok(period) = Duration::try_from_secs_f64(1.0 / per) else {
+        return Err(Problem::new(
+            path,
+            "the rate is too low to represent; use per_minute with a larger number",
+        ));
+    };
     if period.is_zero() {
         return Err(Problem::new(
             path,

@@ -853,10 +853,10 @@ impl Config {
             }
         }
         let lim = &self.server.limits;
-        if lim.max_header_bytes.0 < 1024 {
+        if lim.max_header_bytes.0 < 8192 {
             out.push(Problem::new(
                 "server.limits.max_header_bytes",
-                "below 1KiB no real client gets through; use at least \"8KiB\"",
+                "the HTTP/1.1 parser needs at least 8KiB; use \"8KiB\" or more",
             ));
         }
         if lim.max_headers == 0 {

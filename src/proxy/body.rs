@@ -29,6 +29,8 @@ pub struct Limited<B> {
     inner: Option<B>,
     limit: u64,
     stats: Arc<BodyStats>,
+    /// Removed from trailers too: a client must not pass it on at the end of a body.
+    identity_header: Option<http::HeaderName>,
 }
 
 impl<B> Limited<B> {
@@ -37,7 +39,13 @@ impl<B> Limited<B> {
             inner: Some(inner),
             limit,
             stats,
+            identity_header: None,
         }
+    }
+
+    pub fn stripping(mut self, identity_header: &http::HeaderName) -> Self {
+        self.identity_header = Some(identity_header.clone());
+        self
     }
 }
 

@@ -30,6 +30,34 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     h.remove("proxy-connection");
 }
 
+/// Headers in which a client could claim an address, scheme or host of its own.
+const CLIENT_CLAIMS: [&str; 11] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-ssl",
+    "x-forwarded-server",
+    "forwarded",
+    "x-real-ip",
+    "true-client-ip",
+    "x-client-ip",
+];
+
+/// Removes the identity header and any name that equals it once `_` reads as `-`.
+pub fn strip_identity(h: &mut HeaderMap, identity: &HeaderName) {
+    h.remove(identity);
+    let twins: Vec<HeaderName> = h
+        .keys()
+        .filter(|k| k.as_str().contains('_') && k.as_str().replace('_', "-") == identity.as_str())
+        .cloned()
+        .collect();
+    for k in twins {
+        h.remove(k);
+    }
+}
+
 /// A request id from the client is kept when it is short and plain; anything
 /// else (empty, long, odd bytes that could break a log line) is replaced.
 pub fn well_formed_request_id(v: &HeaderValue) -> Option<&str> {
@@ -72,16 +100,17 @@ pub struct Forwarded<'a> {
 /// Rewrites request headers for the upstream.
 pub fn prepare_upstream(h: &mut HeaderMap, f: &Forwarded<'_>) {
     strip_hop_by_hop(h);
-    // Whatever the client sent under the identity header is never passed on.
-    h.remove(f.identity_header);
+    // Whatever the client sent under the identity header is never passed on,
+    // nor its underscore spelling, which CGI-style servers read as the same header.
+    strip_identity(h, f.identity_header);
     if let Some(id) = f.identity {
         h.insert(f.identity_header.clone(), id.clone());
     }
-    // The gateway is the trust boundary: the client's own X-Forwarded-* claims are replaced.
-    h.remove("x-forwarded-for");
-    h.remove("x-forwarded-proto");
-    h.remove("x-forwarded-host");
-    h.remove("forwarded");
+    // The gateway is the trust boundary: the client's own claims about where it
+    // came from are dropped, and the ones the gateway knows are set.
+    for name in CLIENT_CLAIMS {
+        h.remove(name);
+    }
     if let Ok(v) = HeaderValue::from_str(&f.peer_ip.to_string()) {
         h.insert("x-forwarded-for", v);
     }
@@ -115,6 +144,28 @@ mod tests {
         assert!(h.get("x-secret-hop").is_none());
         assert!(h.get(header::TRANSFER_ENCODING).is_none());
         assert!(h.get("x-keep").is_some());
+    }
+
+    #[test]
+    fn identity_header_twins_are_removed() {
+        let id = HeaderName::from_static("x-forwarded-client-cert");
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x_forwarded_client_cert",
+            HeaderValue::from_static("forged"),
+        );
+        h.insert(
+            "x-forwarded_client-cert",
+            HeaderValue::from_static("forged"),
+        );
+        h.insert(
+            "x-forwarded-client-cert",
+            HeaderValue::from_static("forged"),
+        );
+        h.insert("x_other", HeaderValue::from_static("kept"));
+        strip_identity(&mut h, &id);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x_other"));
     }
 
     #[test]

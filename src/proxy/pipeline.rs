@@ -332,7 +332,9 @@ async fn forward(
     }
     let mut signer = None;
     let body = match &route.wssec {
-        None => Limited::new(body, route.max_body, stats.clone()).boxed_unsync(),
+        None => Limited::new(body, route.max_body, stats.clone())
+            .stripping(&ctx.rt.identity_header)
+            .boxed_unsync(),
         Some(stage) => {
             let verified = verify_request(ctx, route, stage, body, &stats).await?;
             signer = verified.signer.as_ref().map(|s| s.subject.clone());
@@ -343,10 +345,16 @@ async fn forward(
     };
     let upstream_req = Request::from_parts(parts, body);
 
-    let slot = up.gate.acquire().await.map_err(|_| Refusal {
-        retry_after_secs: Some(up.gate.retry_after_secs()),
-        ..refusals::UPSTREAM_BUSY
-    })?;
+    let slot = match up.gate.acquire().await {
+        Ok(s) => s,
+        Err(_) => {
+            super::body::linger(upstream_req.into_body());
+            return Err(Refusal {
+                retry_after_secs: Some(up.gate.retry_after_secs()),
+                ..refusals::UPSTREAM_BUSY
+            });
+        }
+    };
     let t0 = Instant::now();
     let result = tokio::time::timeout(up.request_timeout, up.client.request(upstream_req)).await;
     let upstream_time = t0.elapsed();
@@ -419,6 +427,17 @@ async fn verify_request(
 /// client address, identity, rate, header count, declared body size.
 fn admit<B>(ctx: &ConnCtx, route: &Route, req: &Request<B>) -> Result<(), Refusal> {
     let ip = ctx.peer.ip();
+    // A block imposed while this connection was already open applies to it too.
+    if let Some(b) = &ctx.rt.blocker {
+        let id_blocked = ctx.identity.as_deref().is_some_and(|id| {
+            b.is_blocked(&crate::admission::block::Who::Identity(
+                id.fingerprint_sha256.clone(),
+            ))
+        });
+        if id_blocked || b.ip_blocked(ip) {
+            return Err(refusals::BLOCKED);
+        }
+    }
     if !route.allow_ips.admits(ip) {
         return Err(refusals::IP_NOT_ALLOWED);
     }

@@ -222,6 +222,12 @@ pub mod refusals {
         "no_route",
         "No route matches this request.",
     );
+    pub const BLOCKED: Refusal = Refusal::new(
+        S::FORBIDDEN,
+        "ip",
+        "blocked",
+        "This client is blocked for a while after repeated authentication failures.",
+    );
     pub const IP_NOT_ALLOWED: Refusal = Refusal::new(
         S::FORBIDDEN,
         "ip",

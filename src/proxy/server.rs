@@ -237,18 +237,19 @@ async fn admit(
     tcp_peer: SocketAddr,
 ) -> Result<SocketAddr, (&'static str, SocketAddr)> {
     let mut client = tcp_peer;
-    if let Some(pp) = &l.proxy_protocol {
-        if pp.trusted.contains(tcp_peer.ip()) {
-            match proxy_protocol::read_header(tcp, pp.optional, pp.timeout).await {
-                Ok(Some(a)) => client = a,
-                Ok(None) => {}
-                Err(e) => return Err((e.reason(), client)),
-            }
-        } else if let Err(e) = proxy_protocol::refuse_untrusted_header(tcp, pp.timeout).await {
-            return Err((e.reason(), client));
+    let trusted_lb = l
+        .proxy_protocol
+        .as_ref()
+        .is_some_and(|pp| pp.trusted.contains(tcp_peer.ip()));
+    if let (true, Some(pp)) = (trusted_lb, &l.proxy_protocol) {
+        match proxy_protocol::read_header(tcp, pp.optional, pp.timeout).await {
+            Ok(Some(a)) => client = a,
+            Ok(None) => {}
+            Err(e) => return Err((e.reason(), client)),
         }
     }
     client.set_ip(crate::admission::ip::canonical(client.ip()));
+    // Cheap checks first: a peer refused here costs no waiting and no TLS.
     if rt
         .blocker
         .as_ref()
@@ -262,6 +263,12 @@ async fn admit(
     if let Some(h) = &l.handshake_rate {
         if h.check(&Key::ip(client.ip())).is_err() {
             return Err(("handshake_rate", client));
+        }
+    }
+    if let (false, Some(pp)) = (trusted_lb, &l.proxy_protocol) {
+        // Only an admitted peer gets this far; it may not pose as a load balancer.
+        if let Err(e) = proxy_protocol::refuse_untrusted_header(tcp, pp.timeout).await {
+            return Err((e.reason(), client));
         }
     }
     Ok(client)
@@ -404,6 +411,28 @@ async fn connection(
             }
         },
     };
+    // A resumed TLS session skips certificate verification: judge validity again.
+    if let Some(id) = &identity {
+        let now = crate::tls::certs::now_unix();
+        let reason = if now > id.not_after {
+            Some("expired")
+        } else if now < id.not_before {
+            Some("not_yet_valid")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            refuse_handshake(
+                &rt,
+                &l,
+                peer,
+                reason,
+                "certificate outside its validity (resumed session)",
+                presented,
+            );
+            return;
+        }
+    }
     if let (Some(b), Some(id)) = (&rt.blocker, &identity) {
         if b.is_blocked(&Who::Identity(id.fingerprint_sha256.clone())) {
             refuse_connection(&rt, &l, tcp_peer, peer, "blocked");

@@ -178,29 +178,35 @@ impl Runtime {
         }
         let blocker = match &config.server.blocking {
             None => None,
-            Some(b) => match ip::parse_list(&b.never_block, "server.blocking.never_block") {
-                Ok(nets)
-                    if b.max_failures > 0 && !b.window.0.is_zero() && !b.duration.0.is_zero() =>
-                {
-                    Some(Blocker::new(
+            Some(b) => {
+                let mut ok = true;
+                for (key, zero) in [
+                    ("max_failures", b.max_failures == 0),
+                    ("window", b.window.0.is_zero()),
+                    ("duration", b.duration.0.is_zero()),
+                ] {
+                    if zero {
+                        ok = false;
+                        problems.push(Problem::new(
+                            format!("server.blocking.{key}"),
+                            "must be above zero; remove [server.blocking] to turn blocking off",
+                        ));
+                    }
+                }
+                match ip::parse_list(&b.never_block, "server.blocking.never_block") {
+                    Ok(nets) if ok => Some(Blocker::new(
                         b.max_failures,
                         b.window.0,
                         b.duration.0,
                         IpSet::from_nets(&nets),
-                    ))
+                    )),
+                    Ok(_) => None,
+                    Err(p) => {
+                        problems.push(p);
+                        None
+                    }
                 }
-                Ok(_) => {
-                    problems.push(Problem::new(
-                        "server.blocking",
-                        "max_failures, window and duration must all be above zero",
-                    ));
-                    None
-                }
-                Err(p) => {
-                    problems.push(p);
-                    None
-                }
-            },
+            }
         };
         if !problems.is_empty() {
             problems.dedup();

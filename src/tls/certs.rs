@@ -160,10 +160,18 @@ pub fn load_identity(
     key_path: &Path,
 ) -> Result<(rustls::sign::CertifiedKey, Vec<CertSummary>), CertError> {
     let chain = load_certs(cert_path)?;
+    // Every certificate of the chain, intermediates too, must be in its validity period.
     let summaries = chain
         .iter()
-        .take(1)
-        .map(|c| check_validity(role, cert_path, c))
+        .enumerate()
+        .map(|(i, c)| {
+            let role = if i == 0 {
+                role.to_string()
+            } else {
+                format!("{role} (chain #{})", i + 1)
+            };
+            check_validity(&role, cert_path, c)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let key = load_key(key_path)?;
     let provider = rustls::crypto::aws_lc_rs::default_provider();

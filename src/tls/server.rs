@@ -224,6 +224,12 @@ pub fn tls_reason(e: &rustls::Error) -> &'static str {
             }
             CertificateError::BadEncoding => "bad_certificate",
             CertificateError::UnknownRevocationStatus => "revocation_unknown",
+            CertificateError::Other(o) => match o.0.downcast_ref::<webpki::Error>() {
+                // A CA certificate presented as a client's own.
+                Some(webpki::Error::CaUsedAsEndEntity) => "bad_certificate",
+                Some(webpki::Error::RequiredEkuNotFoundContext(_)) => "bad_eku",
+                _ => "other",
+            },
             _ => "other",
         },
         E::PeerIncompatible(p) => match p {

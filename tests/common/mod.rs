@@ -122,7 +122,13 @@ impl TestGateway {
 
     /// Waits until a metric line with `needle` and value `value` shows up.
     pub async fn wait_metric(&self, needle: &str, value: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        self.wait_metric_within(needle, value, Duration::from_secs(5))
+            .await
+    }
+
+    /// As `wait_metric`, failing unless the value shows up within `limit`.
+    pub async fn wait_metric_within(&self, needle: &str, value: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
         loop {
             let m = self.metrics().await;
             if m.lines()

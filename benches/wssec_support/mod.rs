@@ -1,0 +1,154 @@
+//! Benchmark messages, shared by benches/wssec_verify.rs and
+//! examples/write_bench_messages.rs: a throwaway CA and RSA-2048 signer made
+//! with rcgen, and SOAP 1.1 messages of a chosen size signed by the crate's
+//! signer (RSA-SHA256, SHA-256 digests, exclusive c14n, BinarySecurityToken,
+//! Body and Timestamp signed).
+#![allow(dead_code)]
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use sealgate::wssec::sign::{sign, SignOptions, SigningKey};
+use sealgate::wssec::tokens::TrustStore;
+use sealgate::wssec::verify::Policy;
+
+/// (file name, approximate size in bytes) of each benchmark message.
+pub const SIZES: [(&str, usize); 2] = [("msg-5KB.xml", 5 << 10), ("msg-1MB.xml", 1 << 20)];
+
+pub struct BenchSet {
+    pub ca_der: Vec<u8>,
+    pub leaf_pem: String,
+    pub signed_at: SystemTime,
+    /// (file name, signed message), in `SIZES` order.
+    pub messages: Vec<(String, Vec<u8>)>,
+}
+
+fn dn(cn: &str) -> DistinguishedName {
+    let mut d = DistinguishedName::new();
+    d.push(DnType::OrganizationName, "Sealgate Bench");
+    d.push(DnType::CommonName, cn);
+    d
+}
+
+fn ymd(t: SystemTime) -> (i32, u8, u8) {
+    let s = sealgate::wssec::tokens::format_datetime(t);
+    let n = |r: std::ops::Range<usize>| s[r].parse::<i32>().unwrap();
+    (n(0..4), n(5..7) as u8, n(8..10) as u8)
+}
+
+/// A SOAP 1.1 order with enough line items to make the envelope about `size` bytes.
+pub fn envelope(size: usize) -> String {
+    let head = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:urn=\"urn:example:orders\">\n  <soapenv:Header/>\n  <soapenv:Body>\n    <urn:createOrder>\n      <urn:account>ACME-42</urn:account>";
+    let tail = "\n    </urn:createOrder>\n  </soapenv:Body>\n</soapenv:Envelope>\n";
+    // The Security header adds about 2.6 KB (certificate, signature, timestamp).
+    let budget = size.saturating_sub(head.len() + tail.len() + 2600);
+    let mut body = String::with_capacity(size);
+    let mut i = 0;
+    while body.len() < budget {
+        write!(
+            body,
+            "\n      <urn:line n=\"{i}\"><urn:sku>SKU-{i:06}</urn:sku><urn:text>Zürich &amp; Co &lt;{i}&gt; — qty {}</urn:text></urn:line>",
+            i % 17
+        )
+        .unwrap();
+        i += 1;
+    }
+    format!("{head}{body}{tail}")
+}
+
+/// Makes the PKI and signs every message at `signed_at`.
+pub fn make(signed_at: SystemTime) -> BenchSet {
+    let day = Duration::from_secs(86_400);
+    let date = |t: SystemTime| {
+        let (y, m, d) = ymd(t);
+        rcgen::date_time_ymd(y, m, d)
+    };
+    let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name = dn("Bench CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca.not_before = date(signed_at - 2 * day);
+    ca.not_after = date(signed_at + 365 * day);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+
+    let key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+    leaf.distinguished_name = dn("bench-client");
+    leaf.not_before = date(signed_at - day);
+    leaf.not_after = date(signed_at + 30 * day);
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    leaf.use_authority_key_identifier_extension = true;
+    let leaf_cert = leaf.signed_by(&key, &issuer).unwrap();
+    let signing_key = SigningKey::from_pkcs8_der(&key.serialize_der()).unwrap();
+
+    let opts = SignOptions::new(signed_at);
+    let messages = SIZES
+        .iter()
+        .map(|&(name, size)| {
+            let msg = sign(
+                envelope(size).as_bytes(),
+                &signing_key,
+                leaf_cert.der(),
+                &opts,
+            )
+            .unwrap();
+            (name.to_owned(), msg)
+        })
+        .collect();
+    BenchSet {
+        ca_der: ca_cert.der().to_vec(),
+        leaf_pem: leaf_cert.pem(),
+        signed_at,
+        messages,
+    }
+}
+
+/// `now` for verification: one second after signing, inside the Timestamp window.
+pub fn verify_time(set: &BenchSet) -> SystemTime {
+    set.signed_at + Duration::from_secs(1)
+}
+
+/// The default route policy (Body and Timestamp signed) trusting the bench CA.
+pub fn policy(set: &BenchSet) -> Policy {
+    let mut t = TrustStore::new();
+    t.add_anchor_der(&set.ca_der).unwrap();
+    Policy::new(t)
+}
+
+/// Writes ca.der, signer.pem (the leaf certificate, for xmlsec), signed_at
+/// (Unix seconds) and the messages into `dir`.
+pub fn write(set: &BenchSet, dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("ca.der"), &set.ca_der).unwrap();
+    std::fs::write(dir.join("signer.pem"), &set.leaf_pem).unwrap();
+    let secs = set.signed_at.duration_since(UNIX_EPOCH).unwrap().as_secs();
+    std::fs::write(dir.join("signed_at"), secs.to_string()).unwrap();
+    for (name, msg) in &set.messages {
+        std::fs::write(dir.join(name), msg).unwrap();
+    }
+}
+
+/// Reads what `write` wrote (the leaf PEM is not needed to verify).
+pub fn read(dir: &Path) -> BenchSet {
+    let secs: u64 = std::fs::read_to_string(dir.join("signed_at"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    BenchSet {
+        ca_der: std::fs::read(dir.join("ca.der")).unwrap(),
+        leaf_pem: std::fs::read_to_string(dir.join("signer.pem")).unwrap(),
+        signed_at: UNIX_EPOCH + Duration::from_secs(secs),
+        messages: SIZES
+            .iter()
+            .map(|&(name, _)| (name.to_owned(), std::fs::read(dir.join(name)).unwrap()))
+            .collect(),
+    }
+}

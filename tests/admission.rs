@@ -606,12 +606,17 @@ async fn a_block_applies_to_connections_already_open() {
         .await
         .unwrap();
     tokio::spawn(conn);
-    assert_eq!(s.send_request(get("/open")).await.unwrap().status(), 200);
-    for _ in 0..2 {
-        assert_eq!(s.send_request(get("/finance")).await.unwrap().status(), 403);
+    let mut statuses = Vec::new();
+    for path in ["/open", "/finance", "/finance", "/open"] {
+        s.ready().await.unwrap();
+        let r = s.send_request(get(path)).await.unwrap();
+        statuses.push(r.status().as_u16());
+        // Read the whole response so the connection can carry the next request.
+        http_body_util::BodyExt::collect(r.into_body())
+            .await
+            .unwrap();
     }
-    let r = s.send_request(get("/open")).await.unwrap();
-    assert_eq!(r.status(), 403);
+    assert_eq!(statuses, [200, 403, 403, 403]);
     gw.wait_metric(
         "sealgate_rejections_total{reason=\"blocked\",route=\"open\",stage=\"ip\"}",
         "1",

@@ -156,8 +156,8 @@ fn check_names_the_toml_path_and_the_fix_for_each_broken_config() {
             "route[0].wssec.request.trust: mode = \"verify\" needs trust",
         ),
         (
-            format!("{good}\n[route.wssec.request]\nmode = \"verify\"\ntrust = \"ca.crt\"\nrequire_signed = [\"Body\", \"wsa:To\"]\n"),
-            "route[0].wssec.request.require_signed[1]: \"wsa:To\" is not Body, Timestamp or a header block",
+            format!("{good}\n[route.wssec.request]\nmode = \"verify\"\ntrust = \"ca.crt\"\nrequire_signed = [\"Body\", \"Timestamp\", \"wsa:To\"]\n"),
+            "route[0].wssec.request.require_signed[2]: \"wsa:To\" is not Body, Timestamp or a header block",
         ),
         (
             format!("{good}\n[route.wssec.request]\nmode = \"verify\"\ntrust = \"ca.crt\"\nusernames = [{{ user = \"etl\", password_env = \"SEALGATE_TEST_UNSET_VAR\" }}]\n"),

@@ -163,7 +163,7 @@ fn zeep_sha1_defaults_need_policy() {
     let msg = read(f, "soap11-sha1.xml");
     let now = SystemTime::now();
     let e = refused(&msg, &pol(f), now, "wssec_sha1_not_allowed");
-    assert_eq!(e.fault_code(), "wsse:InvalidSecurity");
+    assert_eq!(e.fault_code(), "wsse:UnsupportedAlgorithm");
     let mut p = pol(f);
     p.allow_sha1 = true;
     verify_now(&msg, &p, now).unwrap();

@@ -499,8 +499,17 @@ pub struct WssecVerifyConfig {
     /// The body is buffered up to this size to be verified; above it: 413.
     #[serde(default = "default_wssec_max_body")]
     pub max_body: Size,
+    /// Size of the gateway's replay cache (one cache, shared by every verifying
+    /// route, so a message cannot be replayed through another route).
     #[serde(default = "default_replay_entries")]
     pub replay_cache_entries: usize,
+    /// Messages being buffered and verified at once on this route; more wait
+    /// up to the route's queue_timeout, then 503.
+    #[serde(default = "default_verify_concurrency")]
+    pub max_concurrent: usize,
+    /// The whole body must arrive within this; a client trickling it gets 408.
+    #[serde(default = "default_body_read_timeout")]
+    pub read_timeout: Dur,
     #[serde(default)]
     pub bind_identity: BindIdentity,
     /// Client subject DN -> signer subject DN, for `bind_identity = "map"`.
@@ -555,6 +564,12 @@ fn default_wssec_max_body() -> Size {
 }
 fn default_replay_entries() -> usize {
     100_000
+}
+fn default_verify_concurrency() -> usize {
+    16
+}
+fn default_body_read_timeout() -> Dur {
+    Dur(Duration::from_secs(30))
 }
 
 #[derive(Debug, Deserialize, Default)]

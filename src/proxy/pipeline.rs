@@ -13,6 +13,7 @@ use crate::runtime::upstream::ProxyBody;
 use crate::runtime::wssec_stage::VerifyStage;
 use crate::runtime::{Listener, Runtime};
 use crate::tls::identity::PeerIdentity;
+use crate::wssec::replay::ReplayCache;
 use crate::wssec::verify::{self, Verified};
 use http::{header, HeaderValue, Request, Response, Version};
 use http_body_util::BodyExt;
@@ -90,6 +91,10 @@ pub async fn handle(
             super::body::linger(req.into_body());
             Err(refusals::BAD_PATH)
         }
+        (_, Ok(_)) if crate::runtime::route::ambiguous_soap_action(req.headers()) => {
+            super::body::linger(req.into_body());
+            Err(refusals::AMBIGUOUS_SOAP_ACTION)
+        }
         (None, Ok(_)) => {
             super::body::linger(req.into_body());
             Err(refusals::NO_ROUTE)
@@ -123,6 +128,7 @@ pub async fn handle(
                 .with_label_values(&[route_name, refusal.stage, refusal.reason])
                 .inc();
             rec.reason = Some(refusal.reason);
+            rec.stage = Some(refusal.stage);
             reply::render(&refusal, flavor, &rec.request_id)
         }
     };
@@ -153,6 +159,7 @@ struct Record {
     status: u16,
     /// Set when the gateway itself answered.
     reason: Option<&'static str>,
+    stage: Option<&'static str>,
     upstream_time: Option<Duration>,
     signer: Option<String>,
     stats: Arc<BodyStats>,
@@ -177,6 +184,7 @@ impl Record {
             route: None,
             status: CLIENT_CLOSED,
             reason: Some("client_cancelled"),
+            stage: None,
             upstream_time: None,
             signer: None,
             stats: Arc::new(BodyStats::default()),
@@ -189,6 +197,14 @@ impl Record {
     fn outcome(&self) -> Outcome {
         match (self.reason, self.status) {
             (Some("client_cancelled"), CLIENT_CLOSED) => Outcome::Cancelled,
+            // A WS-Security fault is a refusal, though SOAP 1.1 sends it as a 500.
+            (Some(r), _)
+                if self.stage == Some("wssec")
+                    && r.starts_with("wssec_")
+                    && r != "wssec_unavailable" =>
+            {
+                Outcome::Refused
+            }
             (Some(_), s) if s >= 500 => Outcome::Failed,
             (Some(_), _) => Outcome::Refused,
             (None, s) if s >= 500 => Outcome::UpstreamError,
@@ -331,13 +347,15 @@ async fn forward(
         }
     }
     let mut signer = None;
+    let mut replay_keys = Vec::new();
     let body = match &route.wssec {
         None => Limited::new(body, route.max_body, stats.clone())
             .stripping(&ctx.rt.identity_header)
             .boxed_unsync(),
         Some(stage) => {
-            let verified = verify_request(ctx, route, stage, body, &stats).await?;
+            let verified = verify_request(ctx, route, stage, &parts.headers, body, &stats).await?;
             signer = verified.signer.as_ref().map(|s| s.subject.clone());
+            replay_keys = verified.replay_keys.clone();
             // The body may have lost its Security header: the length is the new one's.
             parts.headers.remove(header::CONTENT_LENGTH);
             super::body::full(verified.output)
@@ -345,9 +363,19 @@ async fn forward(
     };
     let upstream_req = Request::from_parts(parts, body);
 
+    // A verified message that never reaches the upstream was not delivered:
+    // its sender's retry must not be refused as a replay.
+    let undelivered = || {
+        if let Some(stage) = &route.wssec {
+            for k in &replay_keys {
+                stage.replay.forget(k);
+            }
+        }
+    };
     let slot = match up.gate.acquire().await {
         Ok(s) => s,
         Err(_) => {
+            undelivered();
             super::body::linger(upstream_req.into_body());
             return Err(Refusal {
                 retry_after_secs: Some(up.gate.retry_after_secs()),
@@ -364,7 +392,13 @@ async fn forward(
         Err(_) if too_large() => return Err(refusals::BODY_TOO_LARGE),
         Err(_) => return Err(refusals::UPSTREAM_TIMEOUT),
         Ok(Err(_)) if too_large() => return Err(refusals::BODY_TOO_LARGE),
-        Ok(Err(e)) => return Err(classify(&e)),
+        Ok(Err(e)) => {
+            let refusal = classify(&e);
+            if e.is_connect() {
+                undelivered();
+            }
+            return Err(refusal);
+        }
         Ok(Ok(r)) => r,
     };
     let (mut parts, body) = resp.into_parts();
@@ -378,49 +412,122 @@ async fn forward(
     })
 }
 
-/// Buffers the body (up to the route's ceiling), verifies its WS-Security
-/// header off the async threads, and checks the signer against the client.
+/// Buffers the body (up to the route's ceiling and within its read timeout),
+/// verifies its WS-Security header off the async threads, and checks the signer
+/// against the client before the message counts as seen.
 async fn verify_request(
     ctx: &ConnCtx,
     route: &Route,
     stage: &Arc<VerifyStage>,
+    headers: &http::HeaderMap,
     body: Incoming,
     stats: &Arc<BodyStats>,
 ) -> Result<Verified, Refusal> {
-    let bytes = match Limited::new(body, route.max_body, stats.clone())
-        .collect()
-        .await
-    {
-        Ok(c) => c.to_bytes(),
-        Err(_) if stats.too_large.load(Ordering::Relaxed) => return Err(refusals::BODY_TOO_LARGE),
-        Err(_) => return Err(refusals::CLIENT_BODY_ERROR),
+    // The verifier reads identity-encoded UTF-8; anything else could be read
+    // one way here and another way upstream.
+    let encoded = headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    let charset = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| {
+            ct.split(';')
+                .skip(1)
+                .find_map(|p| p.trim().strip_prefix("charset="))
+                .map(|c| c.trim_matches('"').to_ascii_lowercase())
+        });
+    if encoded || charset.is_some_and(|c| c != "utf-8" && c != "utf8") {
+        super::body::linger(body);
+        return Err(refusals::UNSUPPORTED_ENCODING);
+    }
+    let Ok(Ok(_permit)) = tokio::time::timeout(
+        route.gate.queue_timeout,
+        stage.slots.clone().acquire_owned(),
+    )
+    .await
+    else {
+        super::body::linger(body);
+        return Err(Refusal {
+            retry_after_secs: Some(route.gate.retry_after_secs()),
+            ..refusals::ROUTE_BUSY
+        });
+    };
+    let collected = tokio::time::timeout(
+        stage.read_timeout,
+        Limited::new(body, route.max_body, stats.clone()).collect(),
+    )
+    .await;
+    let bytes = match collected {
+        Ok(Ok(c)) => c.to_bytes(),
+        Ok(Err(_)) if stats.too_large.load(Ordering::Relaxed) => {
+            return Err(refusals::BODY_TOO_LARGE)
+        }
+        Ok(Err(_)) => return Err(refusals::CLIENT_BODY_ERROR),
+        Err(_) => return Err(refusals::BODY_READ_TIMEOUT),
     };
     let job = stage.clone();
     let client = ctx.identity.clone();
     let outcome = tokio::task::spawn_blocking(move || {
-        let v = verify::verify(&bytes, &job.policy, SystemTime::now(), &job.replay)
-            .map_err(|e| (e.reason(), e.fault_code()))?;
-        job.check_binding(client.as_deref(), v.signer.as_ref())
-            .map_err(|reason| (reason, "wsse:FailedAuthentication"))?;
-        Ok::<_, (&'static str, &'static str)>(v)
+        let accept = |signer: Option<&crate::wssec::verify::SignerInfo>| {
+            job.check_binding(client.as_deref(), signer)
+        };
+        verify::verify_accepting(
+            &bytes,
+            &job.policy,
+            SystemTime::now(),
+            &*job.replay,
+            &accept,
+        )
     })
     .await;
     let metrics = &ctx.rt.metrics;
+    let failed = |reason: &str| {
+        metrics
+            .wssec_verifications
+            .with_label_values(&[route.name.as_str(), "failed", reason])
+            .inc();
+    };
     match outcome {
         Ok(Ok(v)) => {
             route.wssec_ok.inc();
             Ok(v)
         }
-        Ok(Err((reason, fault))) => {
-            metrics
-                .wssec_verifications
-                .with_label_values(&[route.name.as_str(), "failed", reason])
-                .inc();
+        Ok(Err(e)) => {
+            let reason = e.reason();
+            failed(reason);
+            if ctx.rt.logs.requests.admit().is_some() {
+                // The detail (which Reference, which certificate) is for the operator only.
+                tracing::warn!(
+                    target: "sealgate::wssec",
+                    route = %route.name,
+                    peer = %ctx.peer,
+                    client = ctx.identity.as_deref().map(PeerIdentity::display_name).unwrap_or("-"),
+                    reason,
+                    detail = %e,
+                    "WS-Security verification refused"
+                );
+            }
+            if gateway_side(reason) {
+                // Our own limits, not the caller's fault: no block, and a server fault.
+                return Err(refusals::WSSEC_UNAVAILABLE);
+            }
             super::server::auth_failure(&ctx.rt, ctx.peer.ip(), ctx.identity.as_deref(), reason);
-            Err(Refusal::wssec(reason, fault))
+            Err(Refusal::wssec(reason, e.fault_code()))
         }
-        Err(_) => Err(refusals::INTERNAL),
+        Err(_) => {
+            failed("wssec_internal");
+            Err(refusals::INTERNAL)
+        }
     }
+}
+
+/// Verification refusals caused by the gateway's own state, not the message.
+fn gateway_side(reason: &str) -> bool {
+    matches!(
+        reason,
+        "wssec_replay_cache_full" | "wssec_internal" | "wssec_config"
+    )
 }
 
 /// The checks made on request headers alone, before any body byte is read:

@@ -216,6 +216,12 @@ pub mod refusals {
         "bad_path",
         "The path has dot segments, encoded slashes, backslashes or empty segments; send it normalised.",
     );
+    pub const AMBIGUOUS_SOAP_ACTION: Refusal = Refusal::new(
+        S::BAD_REQUEST,
+        "route",
+        "ambiguous_soap_action",
+        "Send one SOAPAction, and for SOAP 1.2 let it agree with the Content-Type's action.",
+    );
     pub const NO_ROUTE: Refusal = Refusal::new(
         S::NOT_FOUND,
         "route",
@@ -311,6 +317,24 @@ pub mod refusals {
         "upstream",
         "upstream_timeout",
         "The upstream did not answer in time.",
+    );
+    pub const UNSUPPORTED_ENCODING: Refusal = Refusal::new(
+        S::UNSUPPORTED_MEDIA_TYPE,
+        "wssec",
+        "unsupported_encoding",
+        "Signed messages must be sent unencoded (no Content-Encoding) in UTF-8.",
+    );
+    pub const BODY_READ_TIMEOUT: Refusal = Refusal::new(
+        S::REQUEST_TIMEOUT,
+        "size",
+        "body_read_timeout",
+        "The request body did not arrive in time.",
+    );
+    pub const WSSEC_UNAVAILABLE: Refusal = Refusal::new(
+        S::SERVICE_UNAVAILABLE,
+        "wssec",
+        "wssec_unavailable",
+        "The gateway cannot verify messages right now; retry later.",
     );
     pub const INTERNAL: Refusal = Refusal::new(
         S::INTERNAL_SERVER_ERROR,

@@ -37,6 +37,47 @@ pub struct Listener {
     pub handshake_rate: Option<RateLimit>,
 }
 
+/// A route without WS-Security that can receive requests for the path of a
+/// verifying route to the same upstream — because it sorts first, or because
+/// the verifying route also matches on host, method or SOAP action, which the
+/// client chooses — would let unverified messages through. `routes` is sorted.
+fn unverified_shadows(routes: &[Arc<Route>], config: &Config) -> Vec<Problem> {
+    let index = |name: &str| {
+        config
+            .routes
+            .iter()
+            .position(|r| r.name == name)
+            .unwrap_or(0)
+    };
+    let mut out = Vec::new();
+    for (i, verifying) in routes.iter().enumerate() {
+        if verifying.wssec.is_none() {
+            continue;
+        }
+        for (j, other) in routes.iter().enumerate() {
+            let same_upstream = Arc::ptr_eq(&other.upstream, &verifying.upstream);
+            if other.wssec.is_some() || !same_upstream {
+                continue;
+            }
+            let covers = verifying.path_prefix().starts_with(other.path_prefix());
+            let other_first = j < i;
+            if covers && (other_first || verifying.constrained()) {
+                out.push(Problem::new(
+                    format!("route[{}]", index(&other.name)),
+                    format!(
+                        "route {:?} does not verify WS-Security but can receive requests for {:?}, which route {:?} verifies (same upstream); give it a path prefix that does not cover {:?}, verify on it too, or send it to another upstream",
+                        other.name,
+                        verifying.path_prefix(),
+                        verifying.name,
+                        verifying.path_prefix()
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
 pub struct LogGates {
     pub connections: LogGate,
     pub handshakes: LogGate,
@@ -85,6 +126,16 @@ impl Runtime {
         }
         let mut listeners = Vec::new();
         let mut globals = Vec::new();
+        // One replay cache for the gateway: a message seen on one route is a replay on any.
+        let replay_entries = config
+            .routes
+            .iter()
+            .filter_map(|r| r.wssec.as_ref()?.request.as_ref())
+            .map(|v| v.replay_cache_entries)
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let replay = Arc::new(crate::wssec::replay::MemoryReplayCache::new(replay_entries));
         for (i, l) in config.listeners.iter().enumerate() {
             let lp = format!("listener[{i}]");
             let admission = (|| -> Result<_, Problem> {
@@ -147,6 +198,7 @@ impl Runtime {
                     up.clone(),
                     &mut globals,
                     &mut certs,
+                    &replay,
                     &metrics,
                 ) {
                     Ok(route) => routes.push(Arc::new(route)),
@@ -155,6 +207,7 @@ impl Runtime {
             }
             // Stable sort keeps config order among equally specific routes.
             routes.sort_by_key(|r| std::cmp::Reverse(r.specificity()));
+            problems.extend(unverified_shadows(&routes, config));
             listeners.push(Arc::new(Listener {
                 name: l.name.clone(),
                 addr: l.listen,

@@ -56,6 +56,8 @@ impl Denied {
 }
 
 impl Route {
+    // Each argument is a piece of the snapshot being built; bundling them would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub fn compile(
         config: &Config,
         c: &RouteConfig,
@@ -63,13 +65,18 @@ impl Route {
         upstream: Arc<Upstream>,
         globals: &mut Vec<(String, Arc<RateLimit>)>,
         summaries: &mut Vec<crate::tls::certs::CertSummary>,
+        replay: &Arc<crate::wssec::replay::MemoryReplayCache>,
         metrics: &crate::telemetry::metrics::Metrics,
     ) -> Result<Route, Problem> {
         let wssec = match c.wssec.as_ref().and_then(|w| w.request.as_ref()) {
-            Some(v) => {
-                VerifyStage::compile(config, v, &format!("{path}.wssec.request"), summaries)?
-                    .map(Arc::new)
-            }
+            Some(v) => VerifyStage::compile(
+                config,
+                v,
+                &format!("{path}.wssec.request"),
+                summaries,
+                replay,
+            )?
+            .map(Arc::new),
             None => None,
         };
         let default_max_body = config.server.limits.max_body.0;
@@ -161,6 +168,16 @@ impl Route {
         })
     }
 
+    pub fn path_prefix(&self) -> &str {
+        &self.path_prefix
+    }
+
+    /// Whether the route also matches on host, method or SOAP action — things
+    /// the client chooses, so a request for its path can miss it.
+    pub fn constrained(&self) -> bool {
+        self.host.is_some() || !self.methods.is_empty() || self.soap_action.is_some()
+    }
+
     /// More specific routes sort first: a host, a longer prefix, methods, an action.
     pub fn specificity(&self) -> (bool, usize, bool, bool) {
         (
@@ -250,17 +267,42 @@ impl Outcome {
     }
 }
 
-/// The SOAP action of a request: the SOAP 1.1 `SOAPAction` header, or the
-/// `action` parameter of a SOAP 1.2 Content-Type; quotes removed.
+/// The SOAP action of a request, quotes removed: for SOAP 1.2
+/// (`application/soap+xml`) the Content-Type's `action` parameter, which is
+/// what SOAP 1.2 services dispatch on; otherwise the SOAP 1.1 `SOAPAction` header.
 pub fn soap_action(headers: &HeaderMap) -> Option<String> {
-    if let Some(v) = headers.get("soapaction").and_then(|v| v.to_str().ok()) {
-        return Some(v.trim().trim_matches('"').to_string());
+    let ct = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ct
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("application/soap+xml")
+    {
+        return ct.split(';').skip(1).find_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            k.trim()
+                .eq_ignore_ascii_case("action")
+                .then(|| v.trim().trim_matches('"').to_string())
+        });
     }
-    let ct = headers.get(http::header::CONTENT_TYPE)?.to_str().ok()?;
-    ct.split(';').skip(1).find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        k.trim()
-            .eq_ignore_ascii_case("action")
-            .then(|| v.trim().trim_matches('"').to_string())
-    })
+    headers
+        .get("soapaction")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().trim_matches('"').to_string())
+}
+
+/// Two `SOAPAction` headers, or a SOAP 1.2 action that disagrees with one:
+/// the gateway and the service could pick different operations.
+pub fn ambiguous_soap_action(headers: &HeaderMap) -> bool {
+    let mut all = headers.get_all("soapaction").iter();
+    let first = all.next();
+    if all.next().is_some() {
+        return true;
+    }
+    match (first.and_then(|v| v.to_str().ok()), soap_action(headers)) {
+        (Some(h), Some(a)) => h.trim().trim_matches('"') != a,
+        _ => false,
+    }
 }

@@ -7,21 +7,22 @@ use crate::tls::identity::PeerIdentity;
 use crate::wssec::envelope::QName;
 use crate::wssec::replay::MemoryReplayCache;
 use crate::wssec::tokens::{MapPasswordStore, Secret, TrustStore};
-use crate::wssec::verify::{Part, Policy, SignerInfo};
+use crate::wssec::verify::{Part, Policy, SignerInfo, WssecError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub struct VerifyStage {
     pub policy: Policy,
-    pub replay: MemoryReplayCache,
+    /// The gateway's one replay cache, shared by every verifying route.
+    pub replay: Arc<MemoryReplayCache>,
     pub max_body: u64,
+    /// Bounds the memory and CPU that buffering and verifying can take.
+    pub slots: Arc<tokio::sync::Semaphore>,
+    pub read_timeout: std::time::Duration,
     bind: BindIdentity,
     /// Normalised client subject -> normalised signer subject.
     identity_map: BTreeMap<String, String>,
 }
-
-/// The signer does not match the mutual-TLS client as the route requires.
-pub const IDENTITY_MISMATCH: &str = "wssec_identity_mismatch";
 
 impl VerifyStage {
     pub fn compile(
@@ -29,11 +30,13 @@ impl VerifyStage {
         c: &WssecVerifyConfig,
         path: &str,
         summaries: &mut Vec<CertSummary>,
+        replay: &Arc<MemoryReplayCache>,
     ) -> Result<Option<VerifyStage>, Problem> {
         if c.mode == WssecMode::None {
             return Ok(None);
         }
         let at = |k: &str, m: String| Problem::new(format!("{path}.{k}"), m);
+        check_settings(c, &at)?;
         let Some(trust_path) = &c.trust else {
             return Err(at(
                 "trust",
@@ -135,16 +138,12 @@ impl VerifyStage {
                 "bind_identity = \"map\" needs identity_map = { \"CN=client,O=Acme\" = \"CN=signer,O=Acme\" }".into(),
             ));
         }
-        if c.replay_cache_entries == 0 {
-            return Err(at(
-                "replay_cache_entries",
-                "0 would refuse every message as a possible replay; use e.g. 100000".into(),
-            ));
-        }
         Ok(Some(VerifyStage {
             policy,
-            replay: MemoryReplayCache::new(c.replay_cache_entries),
+            replay: replay.clone(),
             max_body,
+            slots: Arc::new(tokio::sync::Semaphore::new(c.max_concurrent)),
+            read_timeout: c.read_timeout.0,
             bind: c.bind_identity,
             identity_map: c
                 .identity_map
@@ -159,12 +158,12 @@ impl VerifyStage {
         &self,
         client: Option<&PeerIdentity>,
         signer: Option<&SignerInfo>,
-    ) -> Result<(), &'static str> {
+    ) -> Result<(), WssecError> {
         if self.bind == BindIdentity::Off {
             return Ok(());
         }
         let (Some(client), Some(signer)) = (client, signer) else {
-            return Err(IDENTITY_MISMATCH);
+            return Err(WssecError::IdentityMismatch);
         };
         let ok = match self.bind {
             BindIdentity::Off => true,
@@ -180,9 +179,67 @@ impl VerifyStage {
         if ok {
             Ok(())
         } else {
-            Err(IDENTITY_MISMATCH)
+            Err(WssecError::IdentityMismatch)
         }
     }
+}
+
+/// Settings that would leave a verifying route verifying nothing, or accept
+/// replays for ever, are errors rather than surprises.
+fn check_settings(
+    c: &WssecVerifyConfig,
+    at: &dyn Fn(&str, String) -> Problem,
+) -> Result<(), Problem> {
+    let has = |p: &str| c.require_signed.iter().any(|s| s == p);
+    if !has("Body") {
+        return Err(at(
+            "require_signed",
+            "a verifying route must require the Body to be signed; add \"Body\"".into(),
+        ));
+    }
+    if c.require_timestamp && !has("Timestamp") {
+        return Err(at(
+            "require_signed",
+            "an unsigned Timestamp can be rewritten to replay a message; add \"Timestamp\" (or set require_timestamp = false and accept replays after max_ttl)".into(),
+        ));
+    }
+    if !c.require_timestamp && has("Timestamp") {
+        return Err(at(
+            "require_timestamp",
+            "\"Timestamp\" is in require_signed, so a Timestamp is required anyway; remove one of the two".into(),
+        ));
+    }
+    if !c.identity_map.is_empty() && c.bind_identity != BindIdentity::Map {
+        return Err(at(
+            "identity_map",
+            "identity_map is only used with bind_identity = \"map\"; set it or remove the map"
+                .into(),
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for k in c.identity_map.keys() {
+        if !seen.insert(normalize_dn(k)) {
+            return Err(at(
+                "identity_map",
+                format!("{k:?} appears twice (spacing aside)"),
+            ));
+        }
+    }
+    for (key, zero) in [
+        ("max_body", c.max_body.0 == 0),
+        ("max_ttl", c.max_ttl.0.is_zero()),
+        ("replay_cache_entries", c.replay_cache_entries == 0),
+        ("max_concurrent", c.max_concurrent == 0),
+        ("read_timeout", c.read_timeout.0.is_zero()),
+    ] {
+        if zero {
+            return Err(at(
+                key,
+                "0 would refuse every message; use a value above zero".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn load(
@@ -235,6 +292,9 @@ fn secret(config: &Config, u: &crate::config::UsernameConfig) -> Result<Secret, 
                 .map_err(|e| format!("cannot read password file {}: {e}", p.display()))?;
             while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
                 bytes.pop();
+            }
+            if bytes.is_empty() {
+                return Err(format!("password file {} is empty", p.display()));
             }
             Ok(Secret::new(bytes))
         }

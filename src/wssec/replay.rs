@@ -41,6 +41,10 @@ pub trait ReplayCache: Send + Sync {
         keep_until: SystemTime,
         now: SystemTime,
     ) -> Result<(), ReplayError>;
+
+    /// Forgets a key recorded by a message that was then never delivered (its
+    /// upstream was busy or down), so the sender's retry is not a "replay".
+    fn forget(&self, _key: &ReplayKey) {}
 }
 
 const SHARDS: usize = 16;
@@ -125,6 +129,14 @@ impl ReplayCache for MemoryReplayCache {
         s.until.insert(key, keep_until);
         s.by_expiry.insert((keep_until, key));
         Ok(())
+    }
+
+    fn forget(&self, key: &ReplayKey) {
+        let shard = &self.shards[usize::from(key[0]) % SHARDS];
+        let mut s = shard.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(until) = s.until.remove(key) {
+            s.by_expiry.remove(&(until, *key));
+        }
     }
 }
 

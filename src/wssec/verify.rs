@@ -9,7 +9,7 @@ use base64::Engine as _;
 use super::c14n::C14nError;
 use super::dsig::{self, DigestTarget, ParsedSignature, Reference};
 use super::envelope::{self, QName, Scanned, Security, SoapVersion};
-use super::replay::{replay_key, NoReplayCache, ReplayCache, ReplayError};
+use super::replay::{replay_key, NoReplayCache, ReplayCache, ReplayError, ReplayKey};
 use super::tokens::{self, KeySource, PasswordStore, Timestamp, TrustStore};
 use super::xml::{Limits, Span, XmlError};
 
@@ -109,6 +109,9 @@ pub enum WssecError {
     Replay,
     #[error("replay cache is full")]
     ReplayCacheFull,
+    /// The signer is not the one the caller's binding requires.
+    #[error("the signer does not match the client identity the route requires")]
+    IdentityMismatch,
     #[error("no UsernameToken")]
     NoUsernameToken,
     #[error("bad UsernameToken: {0}")]
@@ -124,6 +127,7 @@ pub enum WssecError {
 /// WS-Security 1.0 fault codes (section 12), as WSS4J uses them.
 pub const INVALID_SECURITY: &str = "wsse:InvalidSecurity";
 pub const FAILED_CHECK: &str = "wsse:FailedCheck";
+pub const UNSUPPORTED_ALGORITHM: &str = "wsse:UnsupportedAlgorithm";
 pub const TOKEN_UNAVAILABLE: &str = "wsse:SecurityTokenUnavailable";
 pub const INVALID_TOKEN: &str = "wsse:InvalidSecurityToken";
 pub const MESSAGE_EXPIRED: &str = "wsu:MessageExpired";
@@ -180,6 +184,7 @@ impl WssecError {
             E::HeaderNotSigned(_) => "wssec_header_not_signed",
             E::Replay => "wssec_replay",
             E::ReplayCacheFull => "wssec_replay_cache_full",
+            E::IdentityMismatch => "wssec_identity_mismatch",
             E::NoUsernameToken => "wssec_no_username_token",
             E::BadUsernameToken(_) => "wssec_bad_username_token",
             E::AuthenticationFailed => "wssec_authentication_failed",
@@ -208,7 +213,11 @@ impl WssecError {
             | E::SignerExpired
             | E::SignerNotYetValid
             | E::SignerRevoked
-            | E::AuthenticationFailed => FAILED_AUTHENTICATION,
+            | E::AuthenticationFailed
+            | E::IdentityMismatch => FAILED_AUTHENTICATION,
+            E::AlgorithmNotAllowed(_) | E::Sha1NotAllowed | E::TransformNotAllowed(_) => {
+                UNSUPPORTED_ALGORITHM
+            }
             E::MessageExpired | E::CreatedInFuture | E::TtlTooLong => MESSAGE_EXPIRED,
             _ => INVALID_SECURITY,
         }
@@ -340,6 +349,8 @@ pub struct Verified {
     pub signed_parts: Vec<SignedPart>,
     pub timestamp: Option<Timestamp>,
     pub username: Option<String>,
+    /// What this message recorded in the replay cache (to forget if it is never delivered).
+    pub replay_keys: Vec<ReplayKey>,
     /// The bytes to forward: the input, minus the Security header unless
     /// the policy forwards it.
     pub output: Vec<u8>,
@@ -376,7 +387,20 @@ pub fn verify(
     now: SystemTime,
     replay: &dyn ReplayCache,
 ) -> Result<Verified, WssecError> {
-    run(msg, policy, now, replay, None)
+    run(msg, policy, now, replay, &|_| Ok(()), None)
+}
+
+/// Like `verify`, with `accept` judging the verified signer (for instance
+/// against the TLS client) before the message is recorded as seen: a message
+/// refused by `accept` leaves nothing in the replay cache.
+pub fn verify_accepting(
+    msg: &[u8],
+    policy: &Policy,
+    now: SystemTime,
+    replay: &dyn ReplayCache,
+    accept: &dyn Fn(Option<&SignerInfo>) -> Result<(), WssecError>,
+) -> Result<Verified, WssecError> {
+    run(msg, policy, now, replay, accept, None)
 }
 
 /// Like `verify`, without touching any replay cache, and reporting each
@@ -387,7 +411,7 @@ pub fn explain(msg: &[u8], policy: &Policy, now: SystemTime) -> Explanation {
         references: Vec::new(),
         outcome: Err(WssecError::Internal("not run")),
     };
-    let outcome = run(msg, policy, now, &NoReplayCache, Some(&mut ex));
+    let outcome = run(msg, policy, now, &NoReplayCache, &|_| Ok(()), Some(&mut ex));
     ex.outcome = outcome;
     ex
 }
@@ -397,6 +421,7 @@ fn run(
     policy: &Policy,
     now: SystemTime,
     replay: &dyn ReplayCache,
+    accept: &dyn Fn(Option<&SignerInfo>) -> Result<(), WssecError>,
     explain: Option<&mut Explanation>,
 ) -> Result<Verified, WssecError> {
     let scan = envelope::scan(msg, &policy.limits)?;
@@ -433,7 +458,9 @@ fn run(
     let parts: Vec<SignedPart> = signed.as_ref().map(|s| s.parts.clone()).unwrap_or_default();
     check_required(policy, &parts, timestamp.is_some())?;
     let username = check_username(sec, policy, now)?;
-    remember(
+    // The caller's own judgement of the signer comes before anything is remembered.
+    accept(signed.as_ref().map(|s| &s.signer))?;
+    let replay_keys = remember(
         replay,
         policy,
         now,
@@ -442,6 +469,7 @@ fn run(
         &username,
     )?;
     Ok(Verified {
+        replay_keys,
         soap: scan.soap,
         signer: signed.map(|s| s.signer),
         signed_parts: parts,
@@ -453,6 +481,7 @@ fn run(
 
 fn verified_without_header(scan: &Scanned, msg: &[u8]) -> Verified {
     Verified {
+        replay_keys: Vec::new(),
         soap: scan.soap,
         signer: None,
         signed_parts: Vec::new(),
@@ -488,7 +517,10 @@ fn output(msg: &[u8], security: Span, forward: bool) -> Vec<u8> {
 struct SignatureOutcome {
     signer: SignerInfo,
     parts: Vec<SignedPart>,
-    signature_value: Vec<u8>,
+    /// SHA-256 of the canonical SignedInfo. Replays are recognised by it, not
+    /// by SignatureValue: an ECDSA signature has other valid encodings (and can
+    /// be made afresh), but the signed content cannot change.
+    signed_info_digest: Vec<u8>,
 }
 
 /// Where a referenced element sits, if it sits at an allowed place.
@@ -608,7 +640,9 @@ fn check_signature(
             key_source: source,
         },
         parts: parts.into_iter().flatten().collect(),
-        signature_value: parsed.signature_value.clone(),
+        signed_info_digest: aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &si_bytes)
+            .as_ref()
+            .to_vec(),
     })
 }
 
@@ -690,8 +724,9 @@ fn remember(
     signed: Option<&SignatureOutcome>,
     ts: Option<&Timestamp>,
     username: &Option<tokens::UsernameOutcome>,
-) -> Result<(), WssecError> {
+) -> Result<Vec<ReplayKey>, WssecError> {
     let skew = policy.max_clock_skew;
+    let mut keys = Vec::new();
     let map = |e: ReplayError| match e {
         ReplayError::Replay => WssecError::Replay,
         ReplayError::Full => WssecError::ReplayCacheFull,
@@ -704,14 +739,15 @@ fn remember(
             skew,
         );
         let key = replay_key(
-            "signature",
+            "signed-info",
             &[
                 &s.signer.fingerprint_sha256,
                 created.as_bytes(),
-                &s.signature_value,
+                &s.signed_info_digest,
             ],
         );
         replay.check_and_insert(key, until, now).map_err(map)?;
+        keys.push(key);
     }
     if let Some(u) = username {
         if let Some((nonce, created, until)) = &u.replay {
@@ -719,8 +755,15 @@ fn remember(
                 "username-token",
                 &[u.username.as_bytes(), nonce, created.as_bytes()],
             );
-            replay.check_and_insert(key, *until, now).map_err(map)?;
+            if let Err(e) = replay.check_and_insert(key, *until, now) {
+                // All or nothing: a refused message leaves no record behind.
+                for k in &keys {
+                    replay.forget(k);
+                }
+                return Err(map(e));
+            }
+            keys.push(key);
         }
     }
-    Ok(())
+    Ok(keys)
 }

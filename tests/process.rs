@@ -163,6 +163,22 @@ fn check_names_the_toml_path_and_the_fix_for_each_broken_config() {
             format!("{good}\n[route.wssec.request]\nmode = \"verify\"\ntrust = \"ca.crt\"\nusernames = [{{ user = \"etl\", password_env = \"SEALGATE_TEST_UNSET_VAR\" }}]\n"),
             "route[0].wssec.request.usernames[0]: environment variable SEALGATE_TEST_UNSET_VAR",
         ),
+        (
+            format!("{good}\n[route.wssec.request]\nmode = \"verify\"\ntrust = \"ca.crt\"\nrequire_signed = [\"Timestamp\"]\n"),
+            "route[0].wssec.request.require_signed: a verifying route must require the Body to be signed",
+        ),
+        (
+            format!("{good}\n[route.wssec.request]\nmode = \"verify\"\ntrust = \"ca.crt\"\nidentity_map = {{ \"CN=a\" = \"CN=b\" }}\n"),
+            "route[0].wssec.request.identity_map: identity_map is only used with bind_identity = \"map\"",
+        ),
+        (
+            format!("{good}\n[route.wssec.request]\nmode = \"verify\"\ntrust = \"ca.crt\"\nmatch = 1\n"),
+            "route[0].wssec.request.match: unknown field",
+        ),
+        (
+            good.replace("name = \"apex\"\nlistener = \"edge\"\nupstream = \"salesforce\"\n", "name = \"apex\"\nlistener = \"edge\"\nupstream = \"salesforce\"\nmatch = { path_prefix = \"/services/\", soap_action = \"urn:post\" }\n[route.wssec.request]\nmode = \"verify\"\ntrust = \"ca.crt\"\n\n[[route]]\nname = \"rest\"\nlistener = \"edge\"\nupstream = \"salesforce\"\n"),
+            "route[1]: route \"rest\" does not verify WS-Security but can receive requests for \"/services/\"",
+        ),
     ];
     pki.write("ranges.txt", "# office\n10.0.0.0/8\n192.168.1.1/33\n");
     for (toml, expect) in cases {

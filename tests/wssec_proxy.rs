@@ -277,3 +277,206 @@ async fn signer_bound_to_the_tls_client_by_subject_or_map() {
         r.body
     );
 }
+
+/// A gateway with several verifying routes on one listener, each to its own upstream.
+async fn multi(
+    pki: &Pki,
+    routes: &[(&str, &str, &str, &str)],
+) -> (TestGateway, std::net::SocketAddr) {
+    let mut toml = String::new();
+    for (name, prefix, upstream_url, extra) in routes {
+        toml.push_str(&format!(
+            "[[route]]\nname = \"{name}\"\nlistener = \"edge\"\nupstream = \"{name}\"\nmatch = {{ path_prefix = \"{prefix}\" }}\n[route.wssec.request]\nmode = \"verify\"\ntrust = {:?}\n{extra}\n\n[upstream.{name}]\nurl = \"{upstream_url}\"\nconnect_timeout = \"1s\"\n\n",
+            pki.path("ca.crt")
+        ));
+    }
+    let gw = TestGateway::start(pki.dir.path(), &config(pki, "required", &toml)).await;
+    let addr = gw.addr("edge");
+    (gw, addr)
+}
+
+fn post_to(path: &str, body: Vec<u8>) -> Request<Full<Bytes>> {
+    Request::post(path)
+        .header("host", "localhost")
+        .header("content-type", "text/xml; charset=utf-8")
+        .header("soapaction", "\"\"")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_is_seen_once_across_routes_unless_it_was_never_delivered() {
+    let pki = Pki::new();
+    let up = format!("http://{}", body_echo().await);
+    let down = {
+        let s = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", s.local_addr().unwrap())
+    };
+    let (_gw, addr) = multi(
+        &pki,
+        &[
+            ("a", "/a/", &up, ""),
+            ("b", "/b/", &up, ""),
+            ("down", "/down/", &down, ""),
+        ],
+    )
+    .await;
+    let c = pki.etl_client(&[]);
+    let msg = signed(SOAP11, &signer(&pki, "accounting-signer"));
+    // Not delivered (upstream down): the sender may retry elsewhere.
+    assert_eq!(
+        send(addr, c.clone(), post_to("/down/x", msg.clone()))
+            .await
+            .unwrap()
+            .status,
+        502
+    );
+    assert_eq!(
+        send(addr, c.clone(), post_to("/a/x", msg.clone()))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    // Delivered once: a replay through another route is still a replay.
+    let r = send(addr, c, post_to("/b/x", msg)).await.unwrap();
+    assert_eq!(r.status, 500, "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_ecdsa_signature_over_the_same_signed_info_is_a_replay() {
+    use base64::Engine;
+    use sealgate::wssec::c14n::{canonicalize_element, Method};
+    let pki = Pki::new();
+    let (_gw, addr) = gateway(&pki, "").await;
+    let who = signer(&pki, "accounting-signer"); // ECDSA P-256 (the pki default)
+    let msg = String::from_utf8(signed(SOAP11, &who)).unwrap();
+    assert_eq!(
+        send(
+            addr,
+            pki.etl_client(&[]),
+            soap_post(msg.clone().into_bytes(), false)
+        )
+        .await
+        .unwrap()
+        .status,
+        200
+    );
+    // Sign the very same canonical SignedInfo again: ECDSA gives a new, valid value.
+    let mut si = Vec::new();
+    canonicalize_element(
+        msg.as_bytes(),
+        &Default::default(),
+        &Method::exclusive(),
+        |e| e.local_name() == "SignedInfo",
+        &mut si,
+    )
+    .unwrap();
+    use rustls::pki_types::pem::PemObject;
+    let pk = rustls::pki_types::PrivatePkcs8KeyDer::from_pem_slice(who.key_pem.as_bytes()).unwrap();
+    let key = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        pk.secret_pkcs8_der(),
+    )
+    .unwrap();
+    let sig = key
+        .sign(&aws_lc_rs::rand::SystemRandom::new(), &si)
+        .unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (start, end) = (
+        msg.find("<ds:SignatureValue>").unwrap() + "<ds:SignatureValue>".len(),
+        msg.find("</ds:SignatureValue>").unwrap(),
+    );
+    assert_ne!(&msg[start..end], b64.encode(sig.as_ref()));
+    let again = format!(
+        "{}{}{}",
+        &msg[..start],
+        b64.encode(sig.as_ref()),
+        &msg[end..]
+    );
+    let r = send(
+        addr,
+        pki.etl_client(&[]),
+        soap_post(again.into_bytes(), false),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 500, "{}", r.body);
+    _gw.wait_metric(
+        "sealgate_wssec_verifications_total{reason=\"wssec_replay\",result=\"failed\",route=\"ledger\"}",
+        "1",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encoded_bodies_ambiguous_actions_and_slow_bodies_are_refused() {
+    let pki = Pki::new();
+    let (_gw, addr) = gateway(&pki, "read_timeout = \"500ms\"").await;
+    let c = pki.etl_client(&[]);
+    let msg = signed(SOAP11, &signer(&pki, "accounting-signer"));
+    let mut gz = soap_post(msg.clone(), false);
+    gz.headers_mut()
+        .insert("content-encoding", "gzip".parse().unwrap());
+    assert_eq!(send(addr, c.clone(), gz).await.unwrap().status, 415);
+    let mut latin = soap_post(msg.clone(), false);
+    latin.headers_mut().insert(
+        "content-type",
+        "text/xml; charset=iso-8859-1".parse().unwrap(),
+    );
+    assert_eq!(send(addr, c.clone(), latin).await.unwrap().status, 415);
+    let mut two = soap_post(msg.clone(), false);
+    two.headers_mut()
+        .append("soapaction", "\"urn:other\"".parse().unwrap());
+    let r = send(addr, c.clone(), two).await.unwrap();
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("ambiguous_soap_action"), "{}", r.body);
+
+    // A body that never finishes arriving.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tls_connect(addr, c).await.unwrap();
+    s.write_all(b"POST /services/Soap/x HTTP/1.1\r\nhost: localhost\r\ncontent-type: text/xml\r\ncontent-length: 5000\r\n\r\n<soap:Envelope")
+        .await
+        .unwrap();
+    let t = std::time::Instant::now();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    assert!(t.elapsed() < std::time::Duration::from_secs(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_the_header_and_binding_by_subject() {
+    let pki = Pki::new();
+    let (_gw, addr) = gateway(
+        &pki,
+        "forward_security_header = true\nbind_identity = \"subject\"",
+    )
+    .await;
+    // The signer shares the ETL client's subject (O=Acme,OU=ETL,CN=etl-prod).
+    let mut same = Leaf::new("etl-prod", Usage::Signer);
+    same.ou = Some("ETL".into());
+    same.o = Some("Acme".into());
+    let msg = signed(SOAP11, &pki.issue(&same));
+    let r = send(addr, pki.etl_client(&[]), soap_post(msg.clone(), false))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.body.as_bytes(),
+        &msg[..],
+        "forwarded byte for byte, header included"
+    );
+    let other = signed(SOAP11, &signer(&pki, "someone-else"));
+    let r = send(addr, pki.etl_client(&[]), soap_post(other, false))
+        .await
+        .unwrap();
+    assert!(r.body.contains("wsse:FailedAuthentication"), "{}", r.body);
+}

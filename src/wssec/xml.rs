@@ -295,29 +295,36 @@ pub struct StartElement<'r> {
     empty: bool,
 }
 
+/// Name, namespace, depth and span: the same accessors on start and end tags.
+macro_rules! element_accessors {
+    () => {
+        /// Qualified name as written.
+        pub fn name(&self) -> &'r str {
+            self.frame.name.of(&self.st.names)
+        }
+        pub fn prefix(&self) -> &'r str {
+            self.name().get(..self.frame.prefix_len).unwrap_or("")
+        }
+        pub fn local_name(&self) -> &'r str {
+            local_part(self.name(), self.frame.prefix_len)
+        }
+        /// Namespace URI, `None` when the element is in no namespace.
+        pub fn namespace(&self) -> Option<&'r str> {
+            self.st.ns_uri(self.frame.ns)
+        }
+        /// 1 for the root element; an end tag has its start's depth.
+        pub fn depth(&self) -> usize {
+            self.depth
+        }
+        /// Bytes of the tag (`<a ...>`, `<a .../>` or `</a>`).
+        pub fn span(&self) -> Span {
+            self.span
+        }
+    };
+}
+
 impl<'r> StartElement<'r> {
-    /// Qualified name as written.
-    pub fn name(&self) -> &'r str {
-        self.frame.name.of(&self.st.names)
-    }
-    pub fn prefix(&self) -> &'r str {
-        self.name().get(..self.frame.prefix_len).unwrap_or("")
-    }
-    pub fn local_name(&self) -> &'r str {
-        local_part(self.name(), self.frame.prefix_len)
-    }
-    /// Namespace URI, `None` when the element is in no namespace.
-    pub fn namespace(&self) -> Option<&'r str> {
-        self.st.ns_uri(self.frame.ns)
-    }
-    /// 1 for the root element.
-    pub fn depth(&self) -> usize {
-        self.depth
-    }
-    /// Bytes of the start tag (`<a ...>` or `<a .../>`).
-    pub fn span(&self) -> Span {
-        self.span
-    }
+    element_accessors!();
     /// True for `<a/>`; its `End` event has an empty span.
     pub fn is_empty_tag(&self) -> bool {
         self.empty
@@ -423,25 +430,7 @@ pub struct EndElement<'r> {
 }
 
 impl<'r> EndElement<'r> {
-    pub fn name(&self) -> &'r str {
-        self.frame.name.of(&self.st.names)
-    }
-    pub fn prefix(&self) -> &'r str {
-        self.name().get(..self.frame.prefix_len).unwrap_or("")
-    }
-    pub fn local_name(&self) -> &'r str {
-        local_part(self.name(), self.frame.prefix_len)
-    }
-    pub fn namespace(&self) -> Option<&'r str> {
-        self.st.ns_uri(self.frame.ns)
-    }
-    /// Same depth as the matching start.
-    pub fn depth(&self) -> usize {
-        self.depth
-    }
-    pub fn span(&self) -> Span {
-        self.span
-    }
+    element_accessors!();
 }
 
 // Debug output names elements and sizes only: content may carry secrets

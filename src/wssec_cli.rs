@@ -25,6 +25,9 @@ pub enum WssecCmd {
         /// PEM signer certificates, for KeyIdentifier / X509IssuerSerial references.
         #[arg(long)]
         signers: Option<PathBuf>,
+        /// PEM intermediate CAs between signers and the trust anchors (repeatable).
+        #[arg(long)]
+        intermediates: Vec<PathBuf>,
         /// PEM CRLs (repeatable).
         #[arg(long)]
         crl: Vec<PathBuf>,
@@ -125,6 +128,7 @@ pub fn run(cmd: WssecCmd) -> ExitCode {
         WssecCmd::Verify {
             trust,
             signers,
+            intermediates,
             crl,
             require,
             allow_sha1,
@@ -144,6 +148,12 @@ pub fn run(cmd: WssecCmd) -> ExitCode {
                     if let Err(e) = store.add_anchor_der(&d) {
                         return fail(format!("{}: not a usable trust anchor: {e}", t.display()));
                     }
+                }
+            }
+            for p in &intermediates {
+                match pem_ders(p) {
+                    Ok(ders) => ders.iter().for_each(|d| store.add_intermediate_der(d)),
+                    Err(e) => return fail(e),
                 }
             }
             if let Some(s) = &signers {

@@ -168,3 +168,24 @@ fn replay_cache_is_safe_across_threads_and_forgets_after_deadline() {
     assert_ne!(replay_key("a", &[b"bc"]), replay_key("ab", &[b"c"]));
     assert_ne!(replay_key("a", &[b"b", b"c"]), replay_key("a", &[b"bc"]));
 }
+
+#[test]
+fn the_scan_keeps_a_bounded_number_of_header_blocks_and_ids() {
+    use sealgate::wssec::envelope::scan;
+    use sealgate::wssec::xml::Limits;
+    let env = |header: &str, body: &str| {
+        format!(
+            r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Header>{header}</s:Header><s:Body>{body}</s:Body></s:Envelope>"#
+        )
+    };
+    let many_blocks = env(&"<a/>".repeat(300), "");
+    let e = scan(many_blocks.as_bytes(), &Limits::default()).unwrap_err();
+    assert_eq!(e.reason(), "wssec_too_many_parts");
+    let ids: String = (0..10_001).map(|i| format!("<x Id=\"i{i}\"/>")).collect();
+    let e = scan(env("", &ids).as_bytes(), &Limits::default()).unwrap_err();
+    assert_eq!(e.reason(), "wssec_too_many_parts");
+    // Ordinary numbers are fine.
+    let few: String = (0..100).map(|i| format!("<x Id=\"i{i}\"/>")).collect();
+    let ok = scan(env(&"<a/>".repeat(20), &few).as_bytes(), &Limits::default());
+    assert!(ok.is_ok(), "{:?}", ok.err().map(|e| e.reason()));
+}

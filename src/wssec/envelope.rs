@@ -27,6 +27,12 @@ pub enum SoapVersion {
     Soap12,
 }
 
+/// Bounds on what the scan keeps per message, so hostile input within the
+/// size limit cannot make it hold many times its own size. Real messages carry
+/// a handful of header blocks and Ids.
+const MAX_HEADER_CHILDREN: usize = 256;
+const MAX_IDS: usize = 10_000;
+
 /// A namespace-qualified name; `namespace` is `""` for no namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct QName {
@@ -369,6 +375,9 @@ impl Scanner {
     fn collect_ids(&mut self, e: &StartElement<'_>) -> Result<(), WssecError> {
         for a in e.attributes() {
             if is_id_attribute(a.local_name) {
+                if self.ids.len() >= MAX_IDS {
+                    return Err(WssecError::TooManyParts("Id attributes"));
+                }
                 // Two attributes with one value on one element count as a duplicate too.
                 if self
                     .ids
@@ -432,6 +441,9 @@ impl Scanner {
                 signature: None,
                 username_token: None,
             });
+        }
+        if self.header_children.len() >= MAX_HEADER_CHILDREN {
+            return Err(WssecError::TooManyParts("SOAP header blocks"));
         }
         self.header_children.push(HeaderChild {
             name,

@@ -35,6 +35,8 @@ pub enum WssecError {
     TwoUsernameTokens,
     #[error("Security header too large to hold")]
     SecurityHeaderTooLarge,
+    #[error("too many {0} in the message")]
+    TooManyParts(&'static str),
     #[error("unsupported token or feature: {0}")]
     UnsupportedToken(&'static str),
     #[error("duplicate Id {0:?}")]
@@ -147,6 +149,7 @@ impl WssecError {
             E::TwoTimestamps => "wssec_two_timestamps",
             E::TwoUsernameTokens => "wssec_two_username_tokens",
             E::SecurityHeaderTooLarge => "wssec_security_header_too_large",
+            E::TooManyParts(_) => "wssec_too_many_parts",
             E::UnsupportedToken(_) => "wssec_unsupported_token",
             E::DuplicateId(_) => "wssec_duplicate_id",
             E::Unsigned => "wssec_unsigned",

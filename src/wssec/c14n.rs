@@ -107,17 +107,7 @@ impl C14nError {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Sub {
-    start: usize,
-    end: usize,
-}
-
-impl Sub {
-    fn of(self, buf: &str) -> &str {
-        buf.get(self.start..self.end).unwrap_or("")
-    }
-}
+use super::xml::Sub;
 
 fn push(buf: &mut String, s: &str) -> Sub {
     let start = buf.len();

@@ -184,15 +184,15 @@ pub struct Attribute<'r> {
     pub value: &'r str,
 }
 
-/// Range into one of the reader's string arenas.
+/// Range into one of the reader's (or the canonicalizer's) string arenas.
 #[derive(Debug, Clone, Copy, Default)]
-struct Sub {
-    start: usize,
-    end: usize,
+pub(super) struct Sub {
+    pub(super) start: usize,
+    pub(super) end: usize,
 }
 
 impl Sub {
-    fn of(self, buf: &str) -> &str {
+    pub(super) fn of(self, buf: &str) -> &str {
         buf.get(self.start..self.end).unwrap_or("")
     }
 }

@@ -11,7 +11,6 @@ use governor::{Quota, RateLimiter};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -48,7 +47,6 @@ pub struct BoundedStore {
     /// Same origin as the limiter's clock (created just before it), so a stored
     /// TAT can be compared with "now" to tell a stale (full) bucket.
     start: Instant,
-    pub evicted_live: AtomicU64,
 }
 
 impl BoundedStore {
@@ -60,7 +58,6 @@ impl BoundedStore {
                 .collect(),
             per_shard,
             start: Instant::now(),
-            evicted_live: AtomicU64::new(0),
         }
     }
 
@@ -150,15 +147,10 @@ impl BoundedStore {
                 tats.select_nth_unstable(cut);
                 keep_above = tats[cut];
             }
-            let before = map.len();
             // Rebuilt rather than pruned in place, so deleted slots never make the table grow.
             let mut fresh = HashMap::with_capacity(self.per_shard);
             fresh.extend(map.drain().filter(|(_, tat)| *tat > keep_above));
             *map = fresh;
-            if keep_above > now {
-                self.evicted_live
-                    .fetch_add((before - map.len()) as u64, Ordering::Relaxed);
-            }
         }
         map.insert(*key, new.as_u64());
         Ok(t)

@@ -649,7 +649,8 @@ pub struct EchoConfig {
 }
 
 impl Config {
-    /// Reads and parses a config file; relative paths in it resolve against its directory.
+    /// Reads and parses a config file; relative paths in it resolve against its
+    /// directory. `Runtime::compile` validates it.
     pub fn load(file: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
             file: file.to_path_buf(),
@@ -668,15 +669,9 @@ impl Config {
         } else {
             base
         };
-        let problems = config.validate();
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigError::Invalid {
-                file: file.to_path_buf(),
-                problems,
-            })
-        }
+        // Semantic checks run with everything else in `Runtime::compile`, so
+        // `check` reports every problem of a file at once.
+        Ok(config)
     }
 
     /// Parses TOML text; the error names the TOML path and line.

@@ -35,6 +35,8 @@ pub struct ConnCtx {
     pub identity_value: Option<HeaderValue>,
     /// The identity as a rate-limit key, computed once.
     pub client_key: Key,
+    /// The identity as a block key, computed once (blocks are checked per request).
+    pub block_identity: Option<crate::admission::block::Who>,
     pub activity: Arc<Activity>,
 }
 
@@ -536,11 +538,7 @@ fn admit<B>(ctx: &ConnCtx, route: &Route, req: &Request<B>) -> Result<(), Refusa
     let ip = ctx.peer.ip();
     // A block imposed while this connection was already open applies to it too.
     if let Some(b) = &ctx.rt.blocker {
-        let id_blocked = ctx.identity.as_deref().is_some_and(|id| {
-            b.is_blocked(&crate::admission::block::Who::Identity(
-                id.fingerprint_sha256.clone(),
-            ))
-        });
+        let id_blocked = ctx.block_identity.as_ref().is_some_and(|w| b.is_blocked(w));
         if id_blocked || b.ip_blocked(ip) {
             return Err(refusals::BLOCKED);
         }

@@ -433,8 +433,11 @@ async fn connection(
             return;
         }
     }
-    if let (Some(b), Some(id)) = (&rt.blocker, &identity) {
-        if b.is_blocked(&Who::Identity(id.fingerprint_sha256.clone())) {
+    let block_identity = identity
+        .as_deref()
+        .map(|id| Who::Identity(id.fingerprint_sha256.clone()));
+    if let (Some(b), Some(who)) = (&rt.blocker, &block_identity) {
+        if b.is_blocked(who) {
             refuse_connection(&rt, &l, tcp_peer, peer, "blocked");
             return;
         }
@@ -455,6 +458,7 @@ async fn connection(
         identity,
         identity_value,
         client_key,
+        block_identity,
         activity: activity.clone(),
     });
     let io = TokioIo::new(tls);

@@ -16,7 +16,10 @@ pub use rcgen::Error;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyAlg {
     EcdsaP256,
+    EcdsaP384,
     Rsa2048,
+    Rsa3072,
+    Rsa4096,
 }
 
 /// What a certificate is for; sets key usage and extended key usage.
@@ -74,12 +77,20 @@ fn next_serial() -> u64 {
     (u64::from_be_bytes(b) >> 2) | 1
 }
 
-/// A PEM certificate with its PEM private key.
+/// A certificate with its private key, in PEM and DER.
 pub struct Issued {
     pub cert_pem: String,
     pub key_pem: String,
     pub der: Vec<u8>,
+    /// The private key as PKCS#8 DER.
+    pub key_der: Vec<u8>,
     pub serial: u64,
+}
+
+/// A CRL, in PEM and DER.
+pub struct Crl {
+    pub pem: String,
+    pub der: Vec<u8>,
 }
 
 impl std::fmt::Debug for Issued {
@@ -91,19 +102,41 @@ impl std::fmt::Debug for Issued {
     }
 }
 
+/// A certificate authority: a self-signed root, or an intermediate issued by another.
 pub struct Ca {
     issuer: Issuer<'static, KeyPair>,
     pub cert_pem: String,
     pub key_pem: String,
+    pub der: Vec<u8>,
+    pub serial: u64,
 }
 
 fn keypair(alg: KeyAlg) -> Result<KeyPair, Error> {
+    use rcgen::RsaKeySize as R;
+    let rsa = |size| KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, size);
     match alg {
         KeyAlg::EcdsaP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
-        KeyAlg::Rsa2048 => {
-            KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
-        }
+        KeyAlg::EcdsaP384 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384),
+        KeyAlg::Rsa2048 => rsa(R::_2048),
+        KeyAlg::Rsa3072 => rsa(R::_3072),
+        KeyAlg::Rsa4096 => rsa(R::_4096),
     }
+}
+
+fn ca_params(cn: &str, org: &str, from_days: i64, to_days: i64) -> CertificateParams {
+    let mut p = CertificateParams::default();
+    p.distinguished_name = DistinguishedName::new();
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p.distinguished_name.push(DnType::OrganizationName, org);
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    p.not_before = days(from_days);
+    p.not_after = days(to_days);
+    p
 }
 
 fn days(n: i64) -> OffsetDateTime {
@@ -114,24 +147,32 @@ impl Ca {
     /// A new self-signed CA valid for `valid_days` from yesterday.
     pub fn new(cn: &str, org: &str, valid_days: i64) -> Result<Ca, Error> {
         let key = keypair(KeyAlg::EcdsaP256)?;
-        let mut p = CertificateParams::default();
-        p.distinguished_name = DistinguishedName::new();
-        p.distinguished_name.push(DnType::CommonName, cn);
-        p.distinguished_name.push(DnType::OrganizationName, org);
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        p.not_before = days(-1);
-        p.not_after = days(valid_days);
-        p.serial_number = Some(SerialNumber::from(next_serial()));
+        let mut p = ca_params(cn, org, -1, valid_days);
+        let serial = next_serial();
+        p.serial_number = Some(SerialNumber::from(serial));
         let cert = p.self_signed(&key)?;
-        let key_pem = key.serialize_pem();
         Ok(Ca {
             cert_pem: cert.pem(),
-            key_pem,
+            key_pem: key.serialize_pem(),
+            der: cert.der().to_vec(),
+            serial,
+            issuer: Issuer::new(p, key),
+        })
+    }
+
+    /// An intermediate CA issued by this one, valid for `valid_days` from yesterday.
+    pub fn intermediate(&self, cn: &str, org: &str, valid_days: i64) -> Result<Ca, Error> {
+        let key = keypair(KeyAlg::EcdsaP256)?;
+        let mut p = ca_params(cn, org, -1, valid_days);
+        let serial = next_serial();
+        p.serial_number = Some(SerialNumber::from(serial));
+        p.use_authority_key_identifier_extension = true;
+        let cert = p.signed_by(&key, &self.issuer)?;
+        Ok(Ca {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            der: cert.der().to_vec(),
+            serial,
             issuer: Issuer::new(p, key),
         })
     }
@@ -188,29 +229,45 @@ impl Ca {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
             der: cert.der().to_vec(),
+            key_der: key.serialize_der(),
             serial: leaf.serial,
         })
     }
 
     /// A CRL from this CA revoking the given serials, valid for a week.
-    pub fn crl(&self, revoked: &[u64]) -> Result<String, Error> {
+    pub fn crl(&self, revoked: &[u64]) -> Result<Crl, Error> {
+        self.crl_between(revoked, -1, 7)
+    }
+
+    /// A CRL issued `this_update` days from now (negative: in the past) whose
+    /// next update is due `next_update` days from now.
+    pub fn crl_between(
+        &self,
+        revoked: &[u64],
+        this_update: i64,
+        next_update: i64,
+    ) -> Result<Crl, Error> {
         let p = CertificateRevocationListParams {
-            this_update: days(-1),
-            next_update: days(7),
+            this_update: days(this_update),
+            next_update: days(next_update),
             crl_number: SerialNumber::from(next_serial()),
             issuing_distribution_point: None,
             revoked_certs: revoked
                 .iter()
                 .map(|s| RevokedCertParams {
                     serial_number: SerialNumber::from(*s),
-                    revocation_time: days(-1),
+                    revocation_time: days(this_update),
                     reason_code: Some(rcgen::RevocationReason::KeyCompromise),
                     invalidity_date: None,
                 })
                 .collect(),
             key_identifier_method: KeyIdMethod::Sha256,
         };
-        p.signed_by(&self.issuer)?.pem()
+        let crl = p.signed_by(&self.issuer)?;
+        Ok(Crl {
+            pem: crl.pem()?,
+            der: crl.der().to_vec(),
+        })
     }
 }
 
@@ -290,7 +347,7 @@ pub fn init(dir: &Path, force: bool, valid_days: i64) -> Result<Vec<String>, Ini
     let files: Vec<(&str, &str)> = vec![
         ("ca.crt", &ca.cert_pem),
         ("ca.key", &ca.key_pem),
-        ("ca.crl", &crl),
+        ("ca.crl", &crl.pem),
         ("gateway.crt", &gateway.cert_pem),
         ("gateway.key", &gateway.key_pem),
         ("client.crt", &client.cert_pem),

@@ -1,6 +1,6 @@
 //! Benchmark messages, shared by benches/wssec_verify.rs and
-//! examples/write_bench_messages.rs: a throwaway CA and RSA-2048 signer made
-//! with rcgen, and SOAP 1.1 messages of a chosen size signed by the crate's
+//! examples/write_bench_messages.rs: a throwaway CA and RSA-2048 signer from
+//! the project's PKI factory (`sealgate::pki`), and SOAP 1.1 messages of a chosen size signed by the crate's
 //! signer (RSA-SHA256, SHA-256 digests, exclusive c14n, BinarySecurityToken,
 //! Body and Timestamp signed).
 #![allow(dead_code)]
@@ -9,10 +9,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
+use sealgate::pki::{Ca, KeyAlg, Leaf, Usage};
 use sealgate::wssec::sign::{sign, SignOptions, SigningKey};
 use sealgate::wssec::tokens::TrustStore;
 use sealgate::wssec::verify::Policy;
@@ -26,19 +23,6 @@ pub struct BenchSet {
     pub signed_at: SystemTime,
     /// (file name, signed message), in `SIZES` order.
     pub messages: Vec<(String, Vec<u8>)>,
-}
-
-fn dn(cn: &str) -> DistinguishedName {
-    let mut d = DistinguishedName::new();
-    d.push(DnType::OrganizationName, "Sealgate Bench");
-    d.push(DnType::CommonName, cn);
-    d
-}
-
-fn ymd(t: SystemTime) -> (i32, u8, u8) {
-    let s = sealgate::wssec::tokens::format_datetime(t);
-    let n = |r: std::ops::Range<usize>| s[r].parse::<i32>().unwrap();
-    (n(0..4), n(5..7) as u8, n(8..10) as u8)
 }
 
 /// A SOAP 1.1 order with enough line items to make the envelope about `size` bytes.
@@ -63,48 +47,24 @@ pub fn envelope(size: usize) -> String {
 
 /// Makes the PKI and signs every message at `signed_at`.
 pub fn make(signed_at: SystemTime) -> BenchSet {
-    let day = Duration::from_secs(86_400);
-    let date = |t: SystemTime| {
-        let (y, m, d) = ymd(t);
-        rcgen::date_time_ymd(y, m, d)
-    };
-    let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.distinguished_name = dn("Bench CA");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    ca.not_before = date(signed_at - 2 * day);
-    ca.not_after = date(signed_at + 365 * day);
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-
-    let key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
-    let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
-    leaf.distinguished_name = dn("bench-client");
-    leaf.not_before = date(signed_at - day);
-    leaf.not_after = date(signed_at + 30 * day);
-    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    leaf.use_authority_key_identifier_extension = true;
-    let leaf_cert = leaf.signed_by(&key, &issuer).unwrap();
-    let signing_key = SigningKey::from_pkcs8_der(&key.serialize_der()).unwrap();
+    let ca = Ca::new("Bench CA", "Sealgate Bench", 365).unwrap();
+    let mut leaf = Leaf::new("bench-client", Usage::Signer);
+    leaf.alg = KeyAlg::Rsa2048;
+    leaf.to_days = 30;
+    let leaf = ca.issue(&leaf).unwrap();
+    let signing_key = SigningKey::from_pkcs8_der(&leaf.key_der).unwrap();
 
     let opts = SignOptions::new(signed_at);
     let messages = SIZES
         .iter()
         .map(|&(name, size)| {
-            let msg = sign(
-                envelope(size).as_bytes(),
-                &signing_key,
-                leaf_cert.der(),
-                &opts,
-            )
-            .unwrap();
+            let msg = sign(envelope(size).as_bytes(), &signing_key, &leaf.der, &opts).unwrap();
             (name.to_owned(), msg)
         })
         .collect();
     BenchSet {
-        ca_der: ca_cert.der().to_vec(),
-        leaf_pem: leaf_cert.pem(),
+        ca_der: ca.der,
+        leaf_pem: leaf.cert_pem,
         signed_at,
         messages,
     }

@@ -2,7 +2,7 @@
 //! examples/write_bench_messages.rs) are the sizes the benchmark names and
 //! verify under the policy the benchmark uses, also after a write/read round trip.
 
-#[path = "../benches/wssec_support/mod.rs"]
+#[path = "../../benches/wssec_support/mod.rs"]
 mod support;
 
 use std::time::SystemTime;

@@ -3,15 +3,12 @@
 //! Needs the Debian packages python3-zeep and python3-xmlsec (see
 //! tests/interop/README.md); skipped with a printed reason without them.
 
-#[path = "wssec_common/mod.rs"]
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
-use common::*;
+use crate::support::wssec::*;
 use sealgate::wssec::envelope::QName;
 use sealgate::wssec::tokens::{KeySource, MapPasswordStore, Secret};
 use sealgate::wssec::verify::{Policy, SignedPart};
@@ -62,7 +59,7 @@ fn fixture() -> Option<&'static Fixture> {
         let ca = make_ca("Interop Signer CA");
         let leaf = current(&ca, "zeep-client", Alg::Rsa);
         std::fs::write(dir.join("key.pem"), &leaf.key_pem).unwrap();
-        std::fs::write(dir.join("cert.pem"), &leaf.pem).unwrap();
+        std::fs::write(dir.join("cert.pem"), &leaf.cert_pem).unwrap();
         let out = Command::new(PYTHON)
             .arg(script("zeep_sign.py"))
             .arg(dir.join("key.pem"))

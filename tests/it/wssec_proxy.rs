@@ -2,10 +2,8 @@
 //! gets the verified message without its Security header; forged, replayed
 //! and mismatched messages get SOAP faults with WS-Security fault codes.
 
-mod common;
-
+use crate::support::*;
 use bytes::Bytes;
-use common::*;
 use http::Request;
 use http_body_util::Full;
 use hyper::body::Incoming;

@@ -1,9 +1,7 @@
 //! The TLS front door: who gets through, and that every refusal has its own
 //! reason in /metrics.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use sealgate::pki::{Ca, KeyAlg, Leaf, Usage};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -94,7 +92,7 @@ async fn each_bad_client_certificate_has_its_own_reason() {
     let mut revoked = Leaf::new("revoked-client", Usage::Client);
     revoked.serial = 4242;
     let revoked = pki.issue(&revoked);
-    let crl = pki.write("ca.crl", &pki.ca.crl(&[4242]).unwrap());
+    let crl = pki.write("ca.crl", &pki.ca.crl(&[4242]).unwrap().pem);
     let (gw, addr) = gateway(&pki, &format!("crls = [{crl:?}]")).await;
     let ca = pki.ca.cert_pem.clone();
 
@@ -138,6 +136,7 @@ async fn each_bad_client_certificate_has_its_own_reason() {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
             der: cert.der().to_vec(),
+            key_der: key.serialize_der(),
             serial: 0,
         }
     };
@@ -154,6 +153,7 @@ async fn each_bad_client_certificate_has_its_own_reason() {
         cert_pem: other_ca.cert_pem.clone(),
         key_pem: other_ca.key_pem.clone(),
         der: Vec::new(),
+        key_der: Vec::new(),
         serial: 0,
     };
     assert_refused(

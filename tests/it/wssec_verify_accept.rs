@@ -1,13 +1,10 @@
 //! Messages that must verify: every key type and key reference the crate's
 //! signer produces, the stripped output, explain mode and UsernameToken.
 
-#[path = "wssec_common/mod.rs"]
-mod common;
-
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use common::*;
+use crate::support::wssec::*;
 use sealgate::wssec::replay::MemoryReplayCache;
 use sealgate::wssec::sign::KeyReference;
 use sealgate::wssec::tokens::{KeySource, MapPasswordStore, Secret};

@@ -2,10 +2,8 @@
 //! (IPv4, IPv6, files), PROXY protocol v1/v2, rate limits with Retry-After,
 //! handshake rate, route concurrency with cancellation, automatic blocking.
 
-mod common;
-
+use crate::support::*;
 use bytes::Bytes;
-use common::*;
 use http::Request;
 use http_body_util::Full;
 use hyper::body::Incoming;

@@ -1,10 +1,8 @@
 //! The request path through real sockets: identity rules, header hygiene,
 //! streaming, limits, timeouts, faults, HTTP/2 and the graceful drain.
 
-mod common;
-
+use crate::support::*;
 use bytes::Bytes;
-use common::*;
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;

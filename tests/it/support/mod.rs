@@ -1,6 +1,8 @@
-//! Shared test fixtures: a fresh PKI per run (rcgen), an in-process gateway on
-//! loopback ports, real upstream servers, and TLS clients.
+//! Shared test fixtures: a fresh PKI per run (`sealgate::pki`), an in-process
+//! gateway on loopback ports, real upstream servers, and TLS clients.
 #![allow(dead_code)]
+
+pub mod wssec;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
@@ -142,6 +144,41 @@ impl TestGateway {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// Runs one `#[ignore]`d test of this binary alone in a child process, so
+/// what it measures about its own process (resident memory) is not shared
+/// with tests running beside it. Returns the child's output.
+pub fn isolated(test: &str) -> String {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            test,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ISOLATED, "1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{test} failed in its own process:\n{text}"
+    );
+    assert!(text.contains("1 passed"), "{test} did not run:\n{text}");
+    text
+}
+
+const ISOLATED: &str = "SEALGATE_TEST_ISOLATED";
+
+/// True inside the child process `isolated` starts; such tests do nothing elsewhere.
+pub fn is_isolated() -> bool {
+    std::env::var_os(ISOLATED).is_some()
 }
 
 pub fn rand_suffix() -> u64 {

@@ -1,9 +1,7 @@
 //! The `sealgate` binary as an operator runs it: `check` on good and broken
 //! configs, `pki init`, memory while streaming a gigabyte, and SIGTERM drain.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use http::Request;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;

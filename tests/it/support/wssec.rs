@@ -1,0 +1,127 @@
+//! WS-Security fixtures: signer certificates from the one test PKI
+//! (`sealgate::pki`, made fresh per run), policies, signed messages and edits.
+#![allow(dead_code)]
+
+use std::time::{Duration, SystemTime};
+
+pub use sealgate::pki::{Ca, Issued as Leaf, KeyAlg};
+use sealgate::pki::{Leaf as LeafSpec, Usage};
+use sealgate::wssec::replay::MemoryReplayCache;
+use sealgate::wssec::sign::{sign, KeyReference, SignOptions, SigningKey};
+use sealgate::wssec::tokens::TrustStore;
+use sealgate::wssec::verify::{verify, Policy, Verified, WssecError};
+
+pub const DAY: Duration = Duration::from_secs(86_400);
+
+/// The key algorithms signer tests use.
+pub enum Alg {
+    Rsa,
+    P256,
+    P384,
+}
+
+pub fn signing_key(leaf: &Leaf) -> SigningKey {
+    SigningKey::from_pkcs8_der(&leaf.key_der).unwrap()
+}
+
+pub fn make_ca(cn: &str) -> Ca {
+    Ca::new(cn, "Sealgate Test", 365).unwrap()
+}
+
+/// A signer certificate valid from `from_days` to `to_days` (relative to now).
+pub fn make_leaf(ca: &Ca, cn: &str, alg: Alg, days: (i64, i64), serial: u64) -> Leaf {
+    let mut l = LeafSpec::new(cn, Usage::Signer);
+    l.o = Some("Sealgate Test".into());
+    l.alg = match alg {
+        Alg::Rsa => KeyAlg::Rsa2048,
+        Alg::P256 => KeyAlg::EcdsaP256,
+        Alg::P384 => KeyAlg::EcdsaP384,
+    };
+    (l.from_days, l.to_days) = days;
+    l.serial = 0x1000 + serial;
+    ca.issue(&l).unwrap()
+}
+
+pub fn current(ca: &Ca, cn: &str, alg: Alg) -> Leaf {
+    make_leaf(ca, cn, alg, (-1, 30), 1)
+}
+
+/// A CRL from `ca` revoking one serial, in DER.
+pub fn crl_revoking(ca: &Ca, serial: u64) -> Vec<u8> {
+    ca.crl(&[serial]).unwrap().der
+}
+
+/// Policy trusting `ca`, with `signers` configured for key-identifier references.
+pub fn policy(ca: &Ca, signers: &[&Leaf]) -> Policy {
+    let mut t = TrustStore::new();
+    t.add_anchor_der(&ca.der).unwrap();
+    for s in signers {
+        t.add_signer_der(&s.der).unwrap();
+    }
+    Policy::new(t)
+}
+
+pub const SOAP11: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:urn="urn:example:orders">
+  <soapenv:Header/>
+  <soapenv:Body>
+    <urn:createOrder>
+      <urn:account>ACME-42</urn:account>
+      <urn:amount currency="EUR">100.00</urn:amount>
+    </urn:createOrder>
+  </soapenv:Body>
+</soapenv:Envelope>
+"#;
+
+/// Signs SOAP11 with the crate's own signer at `now`.
+pub fn signed(leaf: &Leaf, now: SystemTime, kr: KeyReference) -> Vec<u8> {
+    let mut o = SignOptions::new(now);
+    o.key_reference = kr;
+    sign(SOAP11.as_bytes(), &signing_key(leaf), &leaf.der, &o).unwrap()
+}
+
+pub fn verify_now(msg: &[u8], p: &Policy, now: SystemTime) -> Result<Verified, WssecError> {
+    verify(msg, p, now, &MemoryReplayCache::new(1000))
+}
+
+#[track_caller]
+pub fn refused(msg: &[u8], p: &Policy, now: SystemTime, reason: &str) -> WssecError {
+    match verify_now(msg, p, now) {
+        Ok(_) => panic!(
+            "accepted, expected {reason}:\n{}",
+            String::from_utf8_lossy(msg)
+        ),
+        Err(e) => {
+            assert_eq!(e.reason(), reason, "{e}");
+            e
+        }
+    }
+}
+
+/// Replaces exactly one occurrence of `from`.
+#[track_caller]
+pub fn edit(msg: &[u8], from: &str, to: &str) -> Vec<u8> {
+    let s = std::str::from_utf8(msg).unwrap();
+    assert_eq!(
+        s.matches(from).count(),
+        1,
+        "{from:?} must occur once in:\n{s}"
+    );
+    s.replacen(from, to, 1).into_bytes()
+}
+
+pub fn text(msg: &[u8]) -> &str {
+    std::str::from_utf8(msg).unwrap()
+}
+
+/// The element `<prefix:local ...>...</prefix:local>` (first occurrence) as a string.
+#[track_caller]
+pub fn element<'a>(msg: &'a str, qname: &str) -> &'a str {
+    let start = msg
+        .find(&format!("<{qname} "))
+        .or_else(|| msg.find(&format!("<{qname}>")))
+        .unwrap_or_else(|| panic!("no <{qname}> in\n{msg}"));
+    let close = format!("</{qname}>");
+    let end = msg[start..].find(&close).unwrap() + start + close.len();
+    &msg[start..end]
+}

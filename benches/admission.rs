@@ -9,8 +9,7 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use ipnet::IpNet;
 use sealgate::admission::ip::IpSet;
-use sealgate::admission::rate::{Key, RateLimit};
-use sealgate::config::RateConfig;
+use sealgate::admission::rate::{Key, Rate, RateLimit};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -63,13 +62,12 @@ fn allowlist(c: &mut Criterion) {
 fn rate(c: &mut Criterion) {
     const CLIENTS: u32 = 10_000;
     let ours = RateLimit::new(
-        &RateConfig {
+        &Rate {
             per_second: Some(1_000_000.0),
             per_minute: None,
             burst: Some(1_000_000),
-            max_keys: 100_000,
         },
-        "bench",
+        100_000,
     )
     .expect("limit");
     let quota = governor::Quota::per_second(std::num::NonZeroU32::new(1_000_000).expect("n"))

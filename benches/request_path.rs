@@ -8,8 +8,9 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use sealgate::config::AllowRuleConfig;
 use sealgate::pki::{Ca, Leaf, Usage};
-use sealgate::proxy::headers::{prepare_upstream, Forwarded};
-use sealgate::tls::identity::{forwarded_client_cert, AllowRule, PeerIdentity};
+use sealgate::proxy::headers::{identity_value, prepare_upstream, ForwardContext};
+use sealgate::runtime::authz::AllowRule;
+use sealgate::tls::identity::PeerIdentity;
 use std::hint::black_box;
 
 fn bench(c: &mut Criterion) {
@@ -45,7 +46,9 @@ fn bench(c: &mut Criterion) {
         b.iter(|| rules.iter().any(|r| r.matches(black_box(&id))))
     });
 
-    let xfcc = HeaderValue::from_str(&forwarded_client_cert(&id)).expect("header");
+    let xfcc = HeaderValue::from_str(&identity_value(&id)).expect("header");
+    let peer = HeaderValue::from_static("10.0.0.1");
+    let rid = HeaderValue::from_static("0123456789abcdef0123456789abcdef");
     let rid_name = HeaderName::from_static("x-request-id");
     let id_name = HeaderName::from_static("x-forwarded-client-cert");
     let mut base = HeaderMap::new();
@@ -65,10 +68,10 @@ fn bench(c: &mut Criterion) {
             let mut h = base.clone();
             prepare_upstream(
                 &mut h,
-                &Forwarded {
-                    peer_ip: [10, 0, 0, 1].into(),
+                &ForwardContext {
+                    peer_ip: &peer,
                     original_host: Some("gw.example"),
-                    request_id: "0123456789abcdef0123456789abcdef",
+                    request_id: &rid,
                     request_id_header: &rid_name,
                     identity_header: &id_name,
                     identity: Some(&xfcc),

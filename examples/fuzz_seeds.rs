@@ -44,7 +44,7 @@ fn check(dir: &Path) {
         let cache = MemoryReplayCache::new(16);
         let outcome = match verify(&msg, &policy, fuzz_pki::now(), &cache) {
             Ok(_) => "accepted",
-            Err(e) => e.reason(),
+            Err(e) => e.reason().as_str(),
         };
         println!("{outcome}\t{}", f.display());
     }

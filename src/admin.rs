@@ -25,8 +25,9 @@ impl AdminState {
             rt,
         }
     }
-    /// Ready while serving; not ready before start and during the drain, so a
-    /// load balancer stops sending new connections first.
+    /// Ready while serving; not ready before start and from the moment a drain
+    /// begins — `drain_delay` before the listeners close — so a load balancer
+    /// stops sending new connections first.
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::SeqCst);
     }
@@ -71,14 +72,6 @@ async fn answer(
     }
     Ok(match req.uri().path() {
         "/metrics" => {
-            if let Some(b) = &state.rt.blocker {
-                // Blocks lift by time alone; count the live ones when scraped.
-                state
-                    .rt
-                    .metrics
-                    .blocked_clients
-                    .set(b.active().len() as i64);
-            }
             let mut r = Response::new(Full::new(Bytes::from(state.rt.metrics.render())));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -107,13 +100,9 @@ fn blocked(state: &AdminState) -> Response<Full<Bytes>> {
         .unwrap_or_default()
         .into_iter()
         .map(|(who, b)| {
-            let (kind, value) = match who {
-                crate::admission::block::Who::Ip(ip) => ("ip", ip.to_string()),
-                crate::admission::block::Who::Identity(fp) => ("identity", fp),
-            };
             serde_json::json!({
-                "kind": kind,
-                "client": value,
+                "kind": who.kind(),
+                "client": who.to_string(),
                 "failures": b.failures,
                 "reasons": b.reasons,
                 "blocked_until_unix": b.until_unix,
@@ -121,7 +110,6 @@ fn blocked(state: &AdminState) -> Response<Full<Bytes>> {
             })
         })
         .collect();
-    state.rt.metrics.blocked_clients.set(list.len() as i64);
     let body = serde_json::json!({
         "enabled": state.rt.blocker.is_some(),
         "blocked": list,

@@ -1,25 +1,247 @@
-//! Distinguished names as RFC 4514 strings (most significant RDN last, special
-//! characters escaped), the form `openssl x509 -nameopt RFC2253` prints. Used
-//! for client identities, allow rules, the identity header and WS-Security
-//! signers, so a CN cannot smuggle in what looks like further attributes.
+//! Distinguished names, parsed once into [`Name`] and compared by value:
+//! attribute types by OID (so `cn=`, `CN=` and `2.5.4.3=` are one type),
+//! values after unescaping (so `CN=a\, b` is one attribute, never two), RDNs in
+//! RFC 4514 order (most significant last), multi-valued RDNs in any order.
+//! Client identities, allow rules, WS-Security signers and identity maps all
+//! use this one type; text appears only at the edges, rendered as RFC 4514
+//! (`openssl x509 -nameopt RFC2253` prints the same), so a CN cannot smuggle
+//! in what looks like further attributes.
 
+use std::fmt;
 use x509_parser::x509::X509Name;
 
-fn short_name(oid: &str) -> Option<&'static str> {
-    Some(match oid {
-        "2.5.4.3" => "CN",
-        "2.5.4.6" => "C",
-        "2.5.4.7" => "L",
-        "2.5.4.8" => "ST",
-        "2.5.4.9" => "STREET",
-        "2.5.4.10" => "O",
-        "2.5.4.11" => "OU",
-        "0.9.2342.19200300.100.1.25" => "DC",
-        "0.9.2342.19200300.100.1.1" => "UID",
-        "1.2.840.113549.1.9.1" => "emailAddress",
-        "2.5.4.5" => "serialNumber",
-        _ => return None,
-    })
+/// Attribute types with a short name: (OID, name as rendered, other spellings).
+const TYPES: &[(&str, &str, &[&str])] = &[
+    ("2.5.4.3", "CN", &["COMMONNAME"]),
+    ("2.5.4.6", "C", &["COUNTRYNAME"]),
+    ("2.5.4.7", "L", &["LOCALITYNAME"]),
+    ("2.5.4.8", "ST", &["S", "STATEORPROVINCENAME"]),
+    ("2.5.4.9", "STREET", &["STREETADDRESS"]),
+    ("2.5.4.10", "O", &["ORGANIZATIONNAME"]),
+    ("2.5.4.11", "OU", &["ORGANIZATIONALUNITNAME"]),
+    ("2.5.4.4", "SN", &["SURNAME"]),
+    ("2.5.4.42", "GN", &["GIVENNAME"]),
+    ("2.5.4.12", "title", &[]),
+    ("2.5.4.5", "serialNumber", &[]),
+    ("0.9.2342.19200300.100.1.25", "DC", &["DOMAINCOMPONENT"]),
+    ("0.9.2342.19200300.100.1.1", "UID", &["USERID"]),
+    ("1.2.840.113549.1.9.1", "emailAddress", &["E", "EMAIL"]),
+];
+
+/// One attribute value: text, or (for non-string types) its encoding as `#hex`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Value {
+    Text(String),
+    Der(Vec<u8>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct Ava {
+    /// Dotted OID.
+    oid: String,
+    value: Value,
+}
+
+/// A distinguished name. `Eq`, `Ord` and `Hash` compare by value.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Name {
+    /// RDNs in RFC 4514 order; each RDN's attributes sorted.
+    rdns: Vec<Vec<Ava>>,
+}
+
+/// A DN written in a config or a message could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{text:?} is not a distinguished name: {detail} (write it like \"CN=etl-prod,OU=ETL,O=Acme\")"
+)]
+pub struct DnError {
+    pub text: String,
+    pub detail: String,
+}
+
+impl Name {
+    /// The name of a certificate's subject or issuer.
+    pub fn from_x509(name: &X509Name<'_>) -> Name {
+        let mut rdns: Vec<Vec<Ava>> = name
+            .iter_rdn()
+            .map(|rdn| {
+                let mut avas: Vec<Ava> = rdn
+                    .iter()
+                    .map(|atv| Ava {
+                        oid: atv.attr_type().to_id_string(),
+                        value: match atv.as_str() {
+                            Ok(s) => Value::Text(s.to_owned()),
+                            Err(_) => Value::Der(atv.attr_value().data.to_vec()),
+                        },
+                    })
+                    .collect();
+                avas.sort();
+                avas
+            })
+            .collect();
+        // Certificates list the most significant RDN first; RFC 4514 last.
+        rdns.reverse();
+        Name { rdns }
+    }
+
+    /// Parses an RFC 4514 (or RFC 2253) string. Spaces around separators do
+    /// not matter; attribute types are case-insensitive and may be OIDs.
+    pub fn parse(text: &str) -> Result<Name, DnError> {
+        let err = |detail: &str| DnError {
+            text: text.to_owned(),
+            detail: detail.to_owned(),
+        };
+        let mut rdns = Vec::new();
+        if text.trim().is_empty() {
+            return Ok(Name { rdns });
+        }
+        for rdn in split_unescaped(text, &[',', ';']) {
+            let mut avas = Vec::new();
+            for ava in split_unescaped(rdn, &['+']) {
+                let (ty, value) = split_once_unescaped(ava, '=')
+                    .ok_or_else(|| err(&format!("{:?} has no \"=\"", ava.trim())))?;
+                let oid = oid_of(ty.trim())
+                    .ok_or_else(|| err(&format!("unknown attribute type {:?}", ty.trim())))?;
+                let value = parse_value(value).map_err(|d| err(&d))?;
+                avas.push(Ava { oid, value });
+            }
+            avas.sort();
+            rdns.push(avas);
+        }
+        Ok(Name { rdns })
+    }
+
+    /// The same attributes in the opposite order (some stacks write
+    /// X509IssuerName most significant first).
+    pub fn reversed(&self) -> Name {
+        let mut rdns = self.rdns.clone();
+        rdns.reverse();
+        Name { rdns }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rdns.is_empty()
+    }
+}
+
+impl std::str::FromStr for Name {
+    type Err = DnError;
+    fn from_str(s: &str) -> Result<Name, DnError> {
+        Name::parse(s)
+    }
+}
+
+/// The RFC 4514 string.
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, rdn) in self.rdns.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            for (j, ava) in rdn.iter().enumerate() {
+                if j > 0 {
+                    f.write_str("+")?;
+                }
+                let ty = TYPES
+                    .iter()
+                    .find(|(oid, _, _)| *oid == ava.oid)
+                    .map_or(ava.oid.as_str(), |(_, name, _)| name);
+                match &ava.value {
+                    Value::Text(s) => write!(f, "{ty}={}", escape_value(s))?,
+                    Value::Der(d) => write!(f, "{ty}=#{}", crate::hex::upper(d, ""))?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn oid_of(ty: &str) -> Option<String> {
+    let up = ty.to_ascii_uppercase();
+    if let Some((oid, _, _)) = TYPES
+        .iter()
+        .find(|(_, name, other)| name.eq_ignore_ascii_case(&up) || other.iter().any(|o| *o == up))
+    {
+        return Some((*oid).to_owned());
+    }
+    let dotted = up.strip_prefix("OID.").unwrap_or(&up);
+    let ok = !dotted.is_empty()
+        && dotted.split('.').count() >= 2
+        && dotted
+            .split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    ok.then(|| dotted.to_owned())
+}
+
+/// Splits on separators that are not escaped with `\`.
+fn split_unescaped<'a>(s: &'a str, seps: &[char]) -> Vec<&'a str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if seps.contains(&c) {
+            out.push(&s[start..i]);
+            start = i + c.len_utf8();
+        }
+    }
+    out.push(&s[start..]);
+    out
+}
+
+fn split_once_unescaped(s: &str, sep: char) -> Option<(&str, &str)> {
+    let mut parts = split_unescaped(s, &[sep]).into_iter();
+    let first = parts.next()?;
+    parts.next()?;
+    Some((first, &s[first.len() + sep.len_utf8()..]))
+}
+
+/// Unescapes a value: `\,`-style and `\2C`-style escapes; unescaped spaces at
+/// either end are dropped; `#hex` is a value's encoding.
+fn parse_value(raw: &str) -> Result<Value, String> {
+    let start = raw.trim_start();
+    if let Some(hex) = start.strip_prefix('#') {
+        return crate::hex::decode(hex.trim_end())
+            .map(Value::Der)
+            .ok_or_else(|| format!("{raw:?} is not a #hex value"));
+    }
+    let b = start.as_bytes();
+    let mut out: Vec<u8> = Vec::with_capacity(b.len());
+    // Length of `out` up to the last byte that must be kept (escaped or not a space).
+    let mut keep = 0;
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' {
+            let hex = |c: Option<&u8>| c.and_then(|&c| char::from(c).to_digit(16));
+            match (hex(b.get(i + 1)), hex(b.get(i + 2))) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                }
+                _ => match b.get(i + 1) {
+                    Some(&c) => {
+                        out.push(c);
+                        i += 2;
+                    }
+                    None => return Err("a value ends with a lone \"\\\"".into()),
+                },
+            }
+            keep = out.len();
+            continue;
+        }
+        out.push(b[i]);
+        if b[i] != b' ' {
+            keep = out.len();
+        }
+        i += 1;
+    }
+    out.truncate(keep);
+    String::from_utf8(out)
+        .map(Value::Text)
+        .map_err(|_| "an escape makes the value invalid UTF-8".to_owned())
 }
 
 /// Escapes one attribute value per RFC 4514 section 2.4.
@@ -43,89 +265,46 @@ pub fn escape_value(v: &str) -> String {
     o
 }
 
-/// The RFC 4514 string of a name.
-pub fn rfc4514(name: &X509Name<'_>) -> String {
-    let rdns: Vec<String> = name
-        .iter_rdn()
-        .map(|rdn| {
-            rdn.iter()
-                .map(|atv| {
-                    let oid = atv.attr_type().to_id_string();
-                    let value = match atv.as_str() {
-                        Ok(s) => escape_value(s),
-                        // Not a string type: the hex of its encoding, as RFC 4514 allows.
-                        Err(_) => format!(
-                            "#{}",
-                            crate::tls::identity::hex_upper(atv.attr_value().data, "")
-                        ),
-                    };
-                    format!("{}={value}", short_name(&oid).unwrap_or(&oid))
-                })
-                .collect::<Vec<_>>()
-                .join("+")
-        })
-        .collect();
-    rdns.into_iter().rev().collect::<Vec<_>>().join(",")
-}
-
-/// Canonical form for comparing a DN someone wrote with one rendered here:
-/// whitespace around unescaped `,` and `+` removed, attribute types upper-cased.
-pub fn normalize(dn: &str) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut cur = String::new();
-    let mut chars = dn.chars().peekable();
-    let mut seps: Vec<char> = Vec::new();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => {
-                cur.push(c);
-                if let Some(n) = chars.next() {
-                    cur.push(n);
-                }
-            }
-            ',' | '+' => {
-                parts.push(std::mem::take(&mut cur));
-                seps.push(c);
-            }
-            c => cur.push(c),
-        }
-    }
-    parts.push(cur);
-    let mut out = String::with_capacity(dn.len());
-    for (i, p) in parts.iter().enumerate() {
-        let p = p.trim();
-        let p = match p.split_once('=') {
-            Some((t, v)) => format!("{}={}", t.trim().to_ascii_uppercase(), v.trim_start()),
-            None => p.to_owned(),
-        };
-        out.push_str(&p);
-        if let Some(s) = seps.get(i) {
-            out.push(*s);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn n(s: &str) -> Name {
+        Name::parse(s).unwrap()
+    }
 
     #[test]
     fn escaping_keeps_a_cn_from_posing_as_more_attributes() {
         assert_eq!(escape_value("etl-prod, OU=ETL"), "etl-prod\\, OU=ETL");
         assert_eq!(escape_value("#x "), "\\#x\\ ");
         assert_ne!(
-            normalize(&format!("CN={}", escape_value("etl-prod, OU=ETL, O=Acme"))),
-            normalize("CN=etl-prod, OU=ETL, O=Acme")
+            n(&format!("CN={}", escape_value("etl-prod, OU=ETL, O=Acme"))),
+            n("CN=etl-prod, OU=ETL, O=Acme")
         );
+        let one = n("CN=a\\, b,O=x");
+        assert_eq!(one.rdns.len(), 2);
+        assert_eq!(one.to_string(), "CN=a\\, b,O=x");
     }
 
     #[test]
-    fn normalize_ignores_spacing_and_type_case() {
-        assert_eq!(
-            normalize("cn=etl-prod,  OU=ETL , O=Acme"),
-            normalize("CN=etl-prod,OU=ETL,O=Acme")
-        );
-        assert_eq!(normalize("CN=a\\, b,O=x"), "CN=a\\, b,O=x");
+    fn spacing_type_case_oids_and_hex_escapes_do_not_matter() {
+        let want = n("CN=etl-prod,OU=ETL,O=Acme");
+        assert_eq!(n("cn=etl-prod,  ou=ETL , o=Acme"), want);
+        assert_eq!(n("2.5.4.3=etl-prod,OID.2.5.4.11=ETL,O=Acme"), want);
+        assert_eq!(n("CN=etl\\2Dprod,OU=ETL,O=Acme"), want);
+        assert_eq!(n("CN=etl-prod;OU=ETL;O=Acme"), want);
+        assert_ne!(n("CN=ETL-PROD,OU=ETL,O=Acme"), want);
+        assert_eq!(n("CN=a+UID=b"), n("UID=b+CN=a"));
+        assert_eq!(n("E=x@y"), n("emailAddress=x@y"));
+        assert_eq!(n("CN=\\ a\\ ").to_string(), "CN=\\ a\\ ");
+    }
+
+    #[test]
+    fn mistakes_are_errors() {
+        assert!(Name::parse("CM=x").is_err());
+        assert!(Name::parse("CN").is_err());
+        assert!(Name::parse("CN=x\\").is_err());
+        assert!(Name::parse("CN=#zz").is_err());
+        assert!(Name::parse("").unwrap().is_empty());
     }
 }

@@ -5,7 +5,7 @@ mod wssec_cli;
 
 use clap::{Parser, Subcommand};
 use sealgate::config::{Config, ConfigError};
-use sealgate::proxy::server::Gateway;
+use sealgate::proxy::server::{Drained, Gateway};
 use sealgate::runtime::Runtime;
 use sealgate::telemetry::metrics::Metrics;
 use std::path::PathBuf;
@@ -63,6 +63,8 @@ enum PkiCmd {
 
 const EXIT_INVALID: u8 = 1;
 const EXIT_USAGE_OR_IO: u8 = 2;
+/// `run` ended with requests still in flight when the grace period ran out.
+const EXIT_GRACE_EXPIRED: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -132,7 +134,7 @@ fn check(path: PathBuf) -> ExitCode {
             "  {} on {} (client certificates: {}, {} route(s))",
             l.name,
             l.addr,
-            format!("{:?}", l.client_auth).to_lowercase(),
+            format!("{:?}", l.client_certs).to_lowercase(),
             l.routes.len()
         );
     }
@@ -225,23 +227,32 @@ fn run(path: PathBuf) -> ExitCode {
             }
         };
         let signal = wait_for_signal().await;
-        tracing::info!(target: "sealgate", signal, "shutting down: no new connections, draining in-flight requests");
-        gw.shutdown().await;
-        ExitCode::SUCCESS
+        tracing::info!(target: "sealgate", signal, "shutting down: not ready, then no new connections, then draining in-flight requests");
+        match gw.shutdown().await {
+            Drained::Clean => ExitCode::SUCCESS,
+            Drained::GraceExpired => ExitCode::from(EXIT_GRACE_EXPIRED),
+        }
     })
 }
 
+/// Waits for SIGTERM or SIGINT. SIGHUP, which would otherwise end the
+/// process, is ignored with a log line until configuration reload exists.
 async fn wait_for_signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return "SIGINT";
-        }
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return "SIGINT";
     };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = tokio::signal::ctrl_c() => "SIGINT",
+    loop {
+        tokio::select! {
+            _ = term.recv() => return "SIGTERM",
+            _ = tokio::signal::ctrl_c() => return "SIGINT",
+            _ = hup.recv() => {
+                tracing::warn!(target: "sealgate", "SIGHUP ignored: this version does not reload its configuration; restart to apply changes");
+            }
+        }
     }
 }

@@ -215,8 +215,14 @@ pub fn run(cmd: WssecCmd) -> ExitCode {
                         v.signed_parts.iter().map(|p| format!("{p:?}")).collect();
                     eprintln!(
                         "verified: signer {} (issuer {}), signed {}",
-                        v.signer.as_ref().map(|s| s.subject.as_str()).unwrap_or("-"),
-                        v.signer.as_ref().map(|s| s.issuer.as_str()).unwrap_or("-"),
+                        v.signer
+                            .as_ref()
+                            .map(|s| s.subject.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        v.signer
+                            .as_ref()
+                            .map(|s| s.issuer.to_string())
+                            .unwrap_or_else(|| "-".into()),
                         signed.join(", ")
                     );
                     if output.is_some() {

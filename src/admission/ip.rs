@@ -1,9 +1,9 @@
 //! IP allowlists compiled into sorted, merged ranges: a lookup is one binary
 //! search, whatever the number of CIDRs.
 
-use crate::config::{Config, IpFileConfig, Problem};
 use ipnet::IpNet;
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 
 /// A set of addresses built from CIDRs. IPv4 addresses are stored as
 /// IPv4-mapped IPv6, so `::ffff:10.0.0.1` and `10.0.0.1` are the same client.
@@ -70,6 +70,14 @@ impl IpSet {
 pub struct Allowlist(Option<IpSet>);
 
 impl Allowlist {
+    /// Everyone.
+    pub fn open() -> Allowlist {
+        Allowlist(None)
+    }
+    /// Only these addresses.
+    pub fn only(set: IpSet) -> Allowlist {
+        Allowlist(Some(set))
+    }
     pub fn admits(&self, ip: IpAddr) -> bool {
         self.0.as_ref().is_none_or(|s| s.contains(ip))
     }
@@ -78,71 +86,88 @@ impl Allowlist {
     }
 }
 
+/// A CIDR that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetError {
+    #[error("{text:?} has host bits set; did you mean {network}?")]
+    HostBits { text: String, network: IpNet },
+    #[error("{0:?} is not a CIDR (write e.g. \"10.20.0.0/16\" or \"2001:db8::/32\")")]
+    NotACidr(String),
+}
+
 /// Parses one CIDR or bare address (a bare address is a /32 or /128).
-pub fn parse_net(s: &str) -> Result<IpNet, String> {
+pub fn parse_net(s: &str) -> Result<IpNet, NetError> {
     let t = s.trim();
     if let Ok(n) = t.parse::<IpNet>() {
         if n.trunc() != n {
-            return Err(format!(
-                "{t:?} has host bits set; did you mean {}?",
-                n.trunc()
-            ));
+            return Err(NetError::HostBits {
+                text: t.to_owned(),
+                network: n.trunc(),
+            });
         }
         return Ok(n);
     }
-    t.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
-        format!("{t:?} is not a CIDR (write e.g. \"10.20.0.0/16\" or \"2001:db8::/32\")")
-    })
+    t.parse::<IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| NetError::NotACidr(t.to_owned()))
 }
 
-/// Parses a list of CIDRs from the config; `path` names the TOML key.
-pub fn parse_list(list: &[String], path: &str) -> Result<Vec<IpNet>, Problem> {
-    list.iter()
-        .enumerate()
-        .map(|(i, s)| parse_net(s).map_err(|m| Problem::new(format!("{path}[{i}]"), m)))
-        .collect()
+/// Which prefixes of Salesforce's `ip-ranges.json` to keep.
+#[derive(Debug, Clone, Default)]
+pub struct JsonFilter {
+    /// Keep only prefixes with this `direction` (e.g. "outbound").
+    pub direction: Option<String>,
+    /// Keep only prefixes in these regions; empty: all.
+    pub regions: Vec<String>,
 }
 
-/// Builds an allowlist from inline CIDRs and CIDR files.
-pub fn allowlist(
-    config: &Config,
-    inline: &[String],
-    files: &[IpFileConfig],
-    path: &str,
-) -> Result<Allowlist, Problem> {
-    if inline.is_empty() && files.is_empty() {
-        return Ok(Allowlist(None));
+impl JsonFilter {
+    fn is_empty(&self) -> bool {
+        self.direction.is_none() && self.regions.is_empty()
     }
-    let mut nets = parse_list(inline, &format!("{path}.allow_ips"))?;
-    for (i, f) in files.iter().enumerate() {
-        let p = config.resolve(f.path());
-        nets.extend(
-            load_file(&p, f)
-                .map_err(|m| Problem::new(format!("{path}.allow_ips_files[{i}]"), m))?,
-        );
-    }
-    if nets.is_empty() {
-        return Err(Problem::new(
-            format!("{path}.allow_ips"),
-            "the allowlist is configured but holds no address, so it would refuse everyone; add CIDRs or remove the keys",
-        ));
-    }
-    Ok(Allowlist(Some(IpSet::from_nets(&nets))))
+}
+
+/// A CIDR file could not be used; names the file and, where it can, the line.
+#[derive(Debug, thiserror::Error)]
+pub enum IpFileError {
+    #[error("cannot read {}: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}: {error}", .path.display())]
+    Entry {
+        path: PathBuf,
+        line: usize,
+        error: NetError,
+    },
+    #[error("{}:{line}: not valid JSON: {detail}", .path.display())]
+    Json {
+        path: PathBuf,
+        line: usize,
+        detail: String,
+    },
+    #[error("{}: JSON without a \"prefixes\" list; expected Salesforce's ip-ranges.json format", .path.display())]
+    NotIpRanges { path: PathBuf },
+    #[error("{}: direction/regions filters apply to ip-ranges.json files only", .path.display())]
+    FilterOnText { path: PathBuf },
 }
 
 /// Reads a CIDR file: Salesforce's `ip-ranges.json` when it parses as JSON,
 /// otherwise one CIDR per line with `#` comments. Errors name file and line.
-pub fn load_file(path: &std::path::Path, f: &IpFileConfig) -> Result<Vec<IpNet>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+pub fn load_file(path: &Path, filter: &JsonFilter) -> Result<Vec<IpNet>, IpFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| IpFileError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     if text.trim_start().starts_with('{') {
-        return load_json(&text, path, f);
+        return load_json(&text, path, filter);
     }
-    if matches!(f, IpFileConfig::Filtered(x) if x.direction.is_some() || !x.regions.is_empty()) {
-        return Err(format!(
-            "{}: direction/regions filters apply to ip-ranges.json files only",
-            path.display()
-        ));
+    if !filter.is_empty() {
+        return Err(IpFileError::FilterOnText {
+            path: path.to_path_buf(),
+        });
     }
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
@@ -150,18 +175,21 @@ pub fn load_file(path: &std::path::Path, f: &IpFileConfig) -> Result<Vec<IpNet>,
         if entry.is_empty() {
             continue;
         }
-        out.push(parse_net(entry).map_err(|m| format!("{}:{}: {m}", path.display(), n + 1))?);
+        out.push(parse_net(entry).map_err(|error| IpFileError::Entry {
+            path: path.to_path_buf(),
+            line: n + 1,
+            error,
+        })?);
     }
     Ok(out)
 }
 
-fn load_json(text: &str, path: &std::path::Path, f: &IpFileConfig) -> Result<Vec<IpNet>, String> {
-    let doc: serde_json::Value = serde_json::from_str(text)
-        .map_err(|e| format!("{}:{}: not valid JSON: {e}", path.display(), e.line()))?;
-    let (direction, regions) = match f {
-        IpFileConfig::Filtered(x) => (x.direction.as_deref(), x.regions.as_slice()),
-        IpFileConfig::Path(_) => (None, &[][..]),
-    };
+fn load_json(text: &str, path: &Path, f: &JsonFilter) -> Result<Vec<IpNet>, IpFileError> {
+    let doc: serde_json::Value = serde_json::from_str(text).map_err(|e| IpFileError::Json {
+        path: path.to_path_buf(),
+        line: e.line(),
+        detail: e.to_string(),
+    })?;
     let mut out = Vec::new();
     let mut found_list = false;
     for (list, field) in [("prefixes", "ip_prefix"), ("ipv6_prefixes", "ipv6_prefix")] {
@@ -170,16 +198,16 @@ fn load_json(text: &str, path: &std::path::Path, f: &IpFileConfig) -> Result<Vec
         };
         found_list = true;
         for e in entries {
-            if let Some(d) = direction {
-                if e.get("direction").and_then(|v| v.as_str()) != Some(d) {
+            if let Some(d) = &f.direction {
+                if e.get("direction").and_then(|v| v.as_str()) != Some(d.as_str()) {
                     continue;
                 }
             }
-            if !regions.is_empty()
+            if !f.regions.is_empty()
                 && !e
                     .get("region")
                     .and_then(|v| v.as_str())
-                    .is_some_and(|r| regions.iter().any(|x| x == r))
+                    .is_some_and(|r| f.regions.iter().any(|x| x == r))
             {
                 continue;
             }
@@ -190,18 +218,18 @@ fn load_json(text: &str, path: &std::path::Path, f: &IpFileConfig) -> Result<Vec
                 _ => Vec::new(),
             };
             for v in values {
-                out.push(
-                    parse_net(v)
-                        .map_err(|m| format!("{}:{}: {m}", path.display(), line_of(text, v)))?,
-                );
+                out.push(parse_net(v).map_err(|error| IpFileError::Entry {
+                    path: path.to_path_buf(),
+                    line: line_of(text, v),
+                    error,
+                })?);
             }
         }
     }
     if !found_list {
-        return Err(format!(
-            "{}: JSON without a \"prefixes\" list; expected Salesforce's ip-ranges.json format",
-            path.display()
-        ));
+        return Err(IpFileError::NotIpRanges {
+            path: path.to_path_buf(),
+        });
     }
     Ok(out)
 }
@@ -244,7 +272,10 @@ mod tests {
 
     #[test]
     fn host_bits_and_garbage_are_refused() {
-        assert!(parse_net("10.0.0.1/8").unwrap_err().contains("10.0.0.0/8"));
+        assert!(parse_net("10.0.0.1/8")
+            .unwrap_err()
+            .to_string()
+            .contains("10.0.0.0/8"));
         assert!(parse_net("10.0.0/8").is_err());
     }
 
@@ -254,7 +285,9 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let txt = dir.join("r.txt");
         std::fs::write(&txt, "# ranges\n10.0.0.0/8  # office\n\n300.1.1.1/32\n").unwrap();
-        let e = load_file(&txt, &IpFileConfig::Path(txt.clone())).unwrap_err();
+        let e = load_file(&txt, &JsonFilter::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.ends_with(":4: \"300.1.1.1/32\" is not a CIDR (write e.g. \"10.20.0.0/16\" or \"2001:db8::/32\")"), "{e}");
         let json = dir.join("ip-ranges.json");
         std::fs::write(
@@ -262,15 +295,14 @@ mod tests {
             "{\n \"prefixes\": [\n  {\"ip_prefix\": [\"13.108.0.0/14\"], \"region\": \"us-east-1\", \"direction\": \"outbound\"},\n  {\"ip_prefix\": \"96.43.144.0/20\", \"region\": \"eu-west-1\", \"direction\": \"inbound\"}\n ]\n}\n",
         )
         .unwrap();
-        let all = load_file(&json, &IpFileConfig::Path(json.clone())).unwrap();
+        let all = load_file(&json, &JsonFilter::default()).unwrap();
         assert_eq!(all.len(), 2);
         let out = load_file(
             &json,
-            &IpFileConfig::Filtered(crate::config::IpFileFiltered {
-                path: json.clone(),
+            &JsonFilter {
                 direction: Some("outbound".into()),
                 regions: vec![],
-            }),
+            },
         )
         .unwrap();
         assert_eq!(out, vec!["13.108.0.0/14".parse::<IpNet>().unwrap()]);
@@ -279,7 +311,9 @@ mod tests {
             "{\n \"prefixes\": [\n  {\"ip_prefix\": \"13.108.0.0/33\"}\n ]\n}\n",
         )
         .unwrap();
-        let e = load_file(&json, &IpFileConfig::Path(json.clone())).unwrap_err();
+        let e = load_file(&json, &JsonFilter::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("ip-ranges.json:3:"), "{e}");
     }
 }

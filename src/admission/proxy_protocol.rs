@@ -25,12 +25,13 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> super::Refused {
+        use super::Refused;
         match self {
-            ProxyError::Untrusted => "proxy_untrusted",
-            ProxyError::Missing => "proxy_missing",
-            ProxyError::Invalid(_) => "proxy_invalid",
-            ProxyError::Timeout => "proxy_timeout",
+            ProxyError::Untrusted => Refused::ProxyUntrusted,
+            ProxyError::Missing => Refused::ProxyMissing,
+            ProxyError::Invalid(_) => Refused::ProxyInvalid,
+            ProxyError::Timeout => Refused::ProxyTimeout,
         }
     }
 }

@@ -2,7 +2,6 @@
 //! of distinct keys evicts stale buckets (and, when every bucket is live, the
 //! oldest ones) instead of growing without end.
 
-use crate::config::{Problem, RateConfig, RateKey};
 use governor::clock::{Clock, MonotonicClock};
 use governor::middleware::NoOpMiddleware;
 use governor::nanos::Nanos;
@@ -22,8 +21,6 @@ pub enum Key {
     Ip(u64, u64),
     /// The first 8 bytes of the client certificate's SHA-256 fingerprint.
     Client(u64),
-    /// The single bucket of a route or global limit.
-    One,
 }
 
 impl Key {
@@ -105,7 +102,6 @@ fn shard_index(k: &Key) -> usize {
     let (a, b) = match *k {
         Key::Ip(hi, lo) => (hi, lo),
         Key::Client(c) => (c, 0x9e37_79b9_7f4a_7c15),
-        Key::One => (0, 0),
     };
     let x = (a ^ seed).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b.wrapping_mul(seed);
     (x.wrapping_mul(0xff51_afd7_ed55_8ccd) >> 59) as usize
@@ -157,16 +153,67 @@ impl BoundedStore {
     }
 }
 
-/// One rate limit: governor's GCRA over a bounded store.
+/// A rate as a config writes it: one of `per_second` or `per_minute`
+/// sustained, `burst` at once (default: one second's worth).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    pub per_second: Option<f64>,
+    pub per_minute: Option<f64>,
+    pub burst: Option<u32>,
+}
+
+/// A rate that cannot be enforced.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RateError {
+    #[error("set exactly one of per_second or per_minute")]
+    OneOf,
+    #[error("the rate must be a positive number")]
+    NotPositive,
+    #[error("the rate is too low to represent; use per_minute with a larger number")]
+    TooLow,
+    #[error("the rate is too high (more than 10^9 per second)")]
+    TooHigh,
+    #[error("burst 0 would refuse everything; use 1 or more")]
+    ZeroBurst,
+    #[error("max_keys must be at least 1")]
+    ZeroKeys,
+}
+
+/// Builds governor's quota for a rate.
+pub fn quota(r: &Rate) -> Result<Quota, RateError> {
+    let per = match (r.per_second, r.per_minute) {
+        (Some(r), None) => r,
+        (None, Some(m)) => m / 60.0,
+        _ => return Err(RateError::OneOf),
+    };
+    if !(per.is_finite() && per > 0.0) {
+        return Err(RateError::NotPositive);
+    }
+    let period = Duration::try_from_secs_f64(1.0 / per).map_err(|_| RateError::TooLow)?;
+    if period.is_zero() {
+        return Err(RateError::TooHigh);
+    }
+    let burst = r
+        .burst
+        .unwrap_or_else(|| per.ceil().clamp(1.0, u32::MAX as f64) as u32);
+    let burst = NonZeroU32::new(burst).ok_or(RateError::ZeroBurst)?;
+    let q = Quota::with_period(period).ok_or(RateError::TooHigh)?;
+    Ok(q.allow_burst(burst))
+}
+
+/// A rate limit per key (client or address): governor's GCRA over a bounded store.
 pub struct RateLimit {
     limiter: RateLimiter<Key, SharedStore, MonotonicClock, NoOpMiddleware<Instant>>,
     store: Arc<BoundedStore>,
 }
 
 impl RateLimit {
-    pub fn new(c: &RateConfig, path: &str) -> Result<RateLimit, Problem> {
-        let q = quota(c, path)?;
-        let store = Arc::new(BoundedStore::new(c.max_keys));
+    pub fn new(rate: &Rate, max_keys: usize) -> Result<RateLimit, RateError> {
+        let q = quota(rate)?;
+        if max_keys == 0 {
+            return Err(RateError::ZeroKeys);
+        }
+        let store = Arc::new(BoundedStore::new(max_keys));
         Ok(RateLimit {
             limiter: RateLimiter::new(q, SharedStore(store.clone()), MonotonicClock),
             store,
@@ -185,55 +232,30 @@ impl RateLimit {
     }
 }
 
-/// Builds the quota for a rate config; `path` names the TOML key for errors.
-pub fn quota(c: &RateConfig, path: &str) -> Result<Quota, Problem> {
-    let per = match (c.per_second, c.per_minute) {
-        (Some(r), None) => r,
-        (None, Some(m)) => m / 60.0,
-        _ => {
-            return Err(Problem::new(
-                path,
-                "set exactly one of per_second or per_minute",
-            ))
-        }
-    };
-    if !(per.is_finite() && per > 0.0) {
-        return Err(Problem::new(path, "the rate must be a positive number"));
-    }
-    let Ok(period) = Duration::try_from_secs_f64(1.0 / per) else {
-        return Err(Problem::new(
-            path,
-            "the rate is too low to represent; use per_minute with a larger number",
-        ));
-    };
-    if period.is_zero() {
-        return Err(Problem::new(
-            path,
-            "the rate is too high (more than 10^9 per second)",
-        ));
-    }
-    let burst = c
-        .burst
-        .unwrap_or_else(|| per.ceil().clamp(1.0, u32::MAX as f64) as u32);
-    let Some(burst) = NonZeroU32::new(burst) else {
-        return Err(Problem::new(
-            path,
-            "burst 0 would refuse everything; use 1 or more",
-        ));
-    };
-    let Some(q) = Quota::with_period(period) else {
-        return Err(Problem::new(path, "invalid rate"));
-    };
-    if c.max_keys == 0 {
-        return Err(Problem::new(path, "max_keys must be at least 1"));
-    }
-    Ok(q.allow_burst(burst))
+/// One bucket (a route's, or one shared by routes): governor's direct limiter,
+/// a single atomic, no store and no lock.
+pub struct SingleLimit {
+    limiter: RateLimiter<
+        governor::state::NotKeyed,
+        governor::state::InMemoryState,
+        MonotonicClock,
+        NoOpMiddleware<Instant>,
+    >,
 }
 
-/// One limit of a route and what it is keyed by.
-pub struct RouteLimit {
-    pub key: RateKey,
-    pub limit: Arc<RateLimit>,
+impl SingleLimit {
+    pub fn new(rate: &Rate) -> Result<SingleLimit, RateError> {
+        Ok(SingleLimit {
+            limiter: RateLimiter::direct_with_clock(quota(rate)?, MonotonicClock),
+        })
+    }
+
+    /// Admits or says how long until the next request may pass.
+    pub fn check(&self) -> Result<(), Duration> {
+        self.limiter
+            .check()
+            .map_err(|not_until| not_until.wait_time_from(MonotonicClock.now()))
+    }
 }
 
 /// Seconds for `Retry-After`: the wait, rounded up, at least 1.
@@ -246,18 +268,17 @@ pub fn retry_after_secs(wait: Duration) -> u64 {
 mod tests {
     use super::*;
 
-    fn cfg(per_second: f64, burst: u32, max_keys: usize) -> RateConfig {
-        RateConfig {
+    fn cfg(per_second: f64, burst: u32) -> Rate {
+        Rate {
             per_second: Some(per_second),
             per_minute: None,
             burst: Some(burst),
-            max_keys,
         }
     }
 
     #[test]
     fn burst_then_refusal_with_wait() {
-        let l = RateLimit::new(&cfg(1.0, 2, 100), "t").unwrap();
+        let l = RateLimit::new(&cfg(1.0, 2), 100).unwrap();
         let k = Key::ip("10.0.0.1".parse().unwrap());
         assert!(l.check(&k).is_ok());
         assert!(l.check(&k).is_ok());
@@ -285,7 +306,7 @@ mod tests {
 
     #[test]
     fn store_never_exceeds_its_bound_and_evicts_stale_first() {
-        let l = RateLimit::new(&cfg(1.0, 5, 1000), "t").unwrap();
+        let l = RateLimit::new(&cfg(1.0, 5), 1000).unwrap();
         for i in 0..50_000u64 {
             let _ = l.check(&Key::Ip(i, 0));
         }
@@ -301,17 +322,25 @@ mod tests {
 
     #[test]
     fn config_errors() {
-        let bad = RateConfig {
+        let bad = Rate {
             per_second: Some(1.0),
             per_minute: Some(60.0),
             burst: None,
-            max_keys: 10,
         };
-        assert!(quota(&bad, "r")
-            .unwrap_err()
-            .message
-            .contains("exactly one"));
-        assert!(quota(&cfg(0.0, 1, 10), "r").is_err());
-        assert!(quota(&cfg(1.0, 0, 10), "r").is_err());
+        assert_eq!(quota(&bad).unwrap_err(), RateError::OneOf);
+        assert_eq!(quota(&cfg(0.0, 1)).unwrap_err(), RateError::NotPositive);
+        assert_eq!(quota(&cfg(1.0, 0)).unwrap_err(), RateError::ZeroBurst);
+        assert_eq!(
+            RateLimit::new(&cfg(1.0, 1), 0).err(),
+            Some(RateError::ZeroKeys)
+        );
+    }
+
+    #[test]
+    fn a_single_bucket_is_shared_by_every_caller() {
+        let l = SingleLimit::new(&cfg(1.0, 2)).unwrap();
+        assert!(l.check().is_ok());
+        assert!(l.check().is_ok());
+        assert!(l.check().unwrap_err() > Duration::from_millis(900));
     }
 }

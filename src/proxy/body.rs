@@ -1,49 +1,158 @@
-//! Body wrappers that keep streaming: a byte ceiling for requests, and a
-//! response body that finishes the request's bookkeeping exactly once.
+//! Bodies that keep streaming, with the bounds an exchange needs: a byte
+//! ceiling and an idle timeout on request bodies, an idle timeout and a
+//! deadline on response bodies, and bookkeeping that ends exactly once.
+//!
+//! A peer that stops *reading* cannot be seen from inside a body (nobody
+//! polls it), so each response body also carries a [`StreamClock`] that the
+//! connection's watchdog checks (see `conn`).
 
+use super::headers;
+use crate::refusal::Reason;
 use crate::runtime::upstream::{BoxError, ProxyBody};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::time::Sleep;
 
-/// Shared between a request body and the pipeline: bytes seen, and whether the
-/// ceiling was crossed (so an upstream failure can be reported as 413).
-#[derive(Default, Debug)]
-pub struct BodyStats {
-    pub bytes: AtomicU64,
-    pub too_large: AtomicBool,
+/// Why the gateway ended a body mid-stream; found again in error chains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Cut {
+    #[error("request body exceeds the route's limit")]
+    TooLarge,
+    #[error("no body bytes for the idle timeout")]
+    Stalled(Reason),
+    #[error("the exchange ran past the route's max_duration")]
+    MaxDuration,
 }
 
-/// The request body grew past the route's ceiling.
-#[derive(Debug, thiserror::Error)]
-#[error("request body exceeds the route's limit of {0} bytes")]
-pub struct TooLarge(pub u64);
+impl Cut {
+    pub fn reason(self) -> Reason {
+        match self {
+            Cut::TooLarge => Reason::BodyTooLarge,
+            Cut::Stalled(r) => r,
+            Cut::MaxDuration => Reason::MaxDuration,
+        }
+    }
 
-/// Passes frames through, counting bytes and failing once `limit` is passed.
-/// What is left of the body is then drained (see [`linger`]) so the client can
-/// read the 413 instead of a reset.
+    /// The `Cut` somewhere in an error's source chain.
+    pub fn find(e: &(dyn std::error::Error + 'static)) -> Option<Cut> {
+        let mut cur = Some(e);
+        while let Some(err) = cur {
+            if let Some(c) = err.downcast_ref::<Cut>() {
+                return Some(*c);
+            }
+            cur = err.source();
+        }
+        None
+    }
+}
+
+/// Milliseconds since `epoch`, for atomics.
+fn ms_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// What the pipeline learns from a request body as it streams.
+#[derive(Debug)]
+pub struct BodyStats {
+    epoch: Instant,
+    pub bytes: AtomicU64,
+    /// The ceiling was crossed (an upstream failure is then reported as 413).
+    pub too_large: AtomicBool,
+    /// The body reached its end (the request is then fully sent).
+    done: AtomicBool,
+    /// When the upstream side last asked for more (ms since `epoch`;
+    /// `u64::MAX` until it first asks).
+    last_asked_ms: AtomicU64,
+    /// The last ask found no data: the client, not the upstream, is slow.
+    waiting_on_client: AtomicBool,
+    /// Wakes the forward phase when the body has been sent.
+    pub finished: tokio::sync::Notify,
+}
+
+impl BodyStats {
+    pub fn new() -> BodyStats {
+        BodyStats {
+            epoch: Instant::now(),
+            bytes: AtomicU64::new(0),
+            too_large: AtomicBool::new(false),
+            done: AtomicBool::new(false),
+            last_asked_ms: AtomicU64::new(u64::MAX),
+            waiting_on_client: AtomicBool::new(false),
+            finished: tokio::sync::Notify::new(),
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.done.load(Ordering::Relaxed)
+    }
+
+    pub fn mark_done(&self) {
+        if !self.done.swap(true, Ordering::Relaxed) {
+            self.finished.notify_one();
+        }
+    }
+
+    /// How long since the upstream side last polled the body for data (zero
+    /// before it first does: until then the connect timeout applies).
+    pub fn since_asked(&self) -> Duration {
+        let last = self.last_asked_ms.load(Ordering::Relaxed);
+        if last == u64::MAX {
+            return Duration::ZERO;
+        }
+        Duration::from_millis(ms_since(self.epoch).saturating_sub(last))
+    }
+
+    /// The upstream has stopped taking the request body: it asked before,
+    /// had what it asked for, and has not asked again for `idle`.
+    pub fn upstream_stalled(&self, idle: Duration) -> bool {
+        !self.is_done()
+            && !self.waiting_on_client.load(Ordering::Relaxed)
+            && self.last_asked_ms.load(Ordering::Relaxed) != u64::MAX
+            && self.since_asked() >= idle
+    }
+}
+
+impl Default for BodyStats {
+    fn default() -> Self {
+        BodyStats::new()
+    }
+}
+
+/// A request body on its way upstream: counted, capped at `limit`, failed
+/// with `client_stalled` when the client sends nothing for `idle`, and with
+/// its trailers scrubbed of anything a client may not forge.
 pub struct Limited<B> {
     inner: Option<B>,
     limit: u64,
     stats: Arc<BodyStats>,
-    /// Removed from trailers too: a client must not pass it on at the end of a body.
+    idle: Duration,
+    timer: Option<Pin<Box<Sleep>>>,
     identity_header: Option<http::HeaderName>,
 }
 
-impl<B> Limited<B> {
-    pub fn new(inner: B, limit: u64, stats: Arc<BodyStats>) -> Self {
+impl<B: Body> Limited<B> {
+    pub fn new(inner: B, limit: u64, idle: Duration, stats: Arc<BodyStats>) -> Self {
+        if inner.is_end_stream() {
+            stats.mark_done();
+        }
         Limited {
             inner: Some(inner),
             limit,
             stats,
+            idle,
+            timer: None,
             identity_header: None,
         }
     }
 
-    pub fn stripping(mut self, identity_header: &http::HeaderName) -> Self {
+    /// Trailers lose the identity header (and hop-by-hop and origin claims) too.
+    pub fn scrubbing(mut self, identity_header: &http::HeaderName) -> Self {
         self.identity_header = Some(identity_header.clone());
         self
     }
@@ -62,11 +171,19 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        this.stats
+            .last_asked_ms
+            .store(ms_since(this.stats.epoch), Ordering::Relaxed);
         let Some(inner) = this.inner.as_mut() else {
-            return Poll::Ready(Some(Err(Box::new(TooLarge(this.limit)))));
+            return Poll::Ready(Some(Err(Box::new(Cut::TooLarge))));
         };
-        match Pin::new(inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
+        let polled = Pin::new(inner).poll_frame(cx);
+        this.stats
+            .waiting_on_client
+            .store(polled.is_pending(), Ordering::Relaxed);
+        match polled {
+            Poll::Ready(Some(Ok(mut frame))) => {
+                this.timer = None;
                 if let Some(data) = frame.data_ref() {
                     let n = this
                         .stats
@@ -78,14 +195,33 @@ where
                         if let Some(rest) = this.inner.take() {
                             linger(rest);
                         }
-                        return Poll::Ready(Some(Err(Box::new(TooLarge(this.limit)))));
+                        return Poll::Ready(Some(Err(Box::new(Cut::TooLarge))));
                     }
+                }
+                if let (Some(t), Some(id)) = (frame.trailers_mut(), &this.identity_header) {
+                    headers::scrub_trailers(t, id);
+                }
+                if this.inner.as_ref().is_some_and(|b| b.is_end_stream()) {
+                    this.stats.mark_done();
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => {
+                this.stats.mark_done();
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                let idle = this.idle;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    this.inner = None;
+                    return Poll::Ready(Some(Err(Box::new(Cut::Stalled(Reason::ClientStalled)))));
+                }
+                Poll::Pending
+            }
         }
     }
 
@@ -103,7 +239,7 @@ where
 
 /// How much of an unwanted request body is read and thrown away, at most.
 const LINGER_BYTES: u64 = 8 << 20;
-const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(3);
+const LINGER_TIME: Duration = Duration::from_secs(3);
 
 /// Reads and discards the rest of a request body the gateway has refused, for
 /// a bounded time and size, as nginx's lingering close does: an HTTP/1.1 client
@@ -131,17 +267,73 @@ where
     });
 }
 
-/// Called once when a response body ends or is dropped: bytes sent, and whether
-/// the body reached its end (false when the client went away or it failed).
-pub type Finish = Box<dyn FnOnce(u64, bool) + Send>;
+/// How a response body ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// Delivered whole.
+    Complete,
+    /// The client went away first.
+    ClientGone,
+    /// The gateway cut it.
+    Cut(Reason),
+}
+
+/// Called once when a response body ends or is dropped: bytes sent, and how.
+pub type Finish = Box<dyn FnOnce(u64, End) + Send>;
+
+/// When a response's client last asked for data; the connection's watchdog
+/// ends the exchange when that was longer ago than `idle`.
+#[derive(Debug)]
+pub struct StreamClock {
+    epoch: Instant,
+    last_asked_ms: AtomicU64,
+    pub idle: Duration,
+    stalled: AtomicBool,
+}
+
+impl StreamClock {
+    pub fn new(epoch: Instant, idle: Duration) -> StreamClock {
+        StreamClock {
+            epoch,
+            last_asked_ms: AtomicU64::new(ms_since(epoch)),
+            idle,
+            stalled: AtomicBool::new(false),
+        }
+    }
+
+    fn asked(&self) {
+        self.last_asked_ms
+            .store(ms_since(self.epoch), Ordering::Relaxed);
+    }
+
+    /// Time left before this stream counts as stalled (zero: it is).
+    pub fn left(&self) -> Duration {
+        let since = ms_since(self.epoch).saturating_sub(self.last_asked_ms.load(Ordering::Relaxed));
+        self.idle.saturating_sub(Duration::from_millis(since))
+    }
+
+    pub fn mark_stalled(&self) {
+        self.stalled.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_stalled(&self) -> bool {
+        self.stalled.load(Ordering::Relaxed)
+    }
+}
 
 pin_project_lite::pin_project! {
-    /// The response body handed to hyper; runs `finish` exactly once.
+    /// The response body handed to hyper: ended with `upstream_stalled` when
+    /// the upstream sends nothing for the idle timeout, with `max_duration`
+    /// past the route's deadline; runs `finish` exactly once.
     pub struct Tracked {
         #[pin]
         inner: ProxyBody,
         sent: u64,
         finish: Option<Finish>,
+        idle: Duration,
+        timer: Option<Pin<Box<Sleep>>>,
+        deadline: Option<Pin<Box<Sleep>>>,
+        clock: Option<Arc<StreamClock>>,
     }
 
     impl PinnedDrop for Tracked {
@@ -149,18 +341,49 @@ pin_project_lite::pin_project! {
             let this = this.project();
             if let Some(f) = this.finish.take() {
                 // An empty body is never polled, yet it was delivered whole.
-                f(*this.sent, this.inner.is_end_stream());
+                let end = if this.inner.is_end_stream() {
+                    End::Complete
+                } else if this.clock.as_ref().is_some_and(|c| c.is_stalled()) {
+                    End::Cut(Reason::ClientStalled)
+                } else {
+                    End::ClientGone
+                };
+                f(*this.sent, end);
             }
         }
     }
 }
 
 impl Tracked {
+    /// A body the gateway wrote itself: no timers.
     pub fn new(inner: ProxyBody, finish: Finish) -> Self {
         Tracked {
             inner,
             sent: 0,
             finish: Some(finish),
+            idle: Duration::MAX,
+            timer: None,
+            deadline: None,
+            clock: None,
+        }
+    }
+
+    /// An upstream's body: idle timeout, deadline, and a clock for the watchdog.
+    pub fn streamed(
+        inner: ProxyBody,
+        finish: Finish,
+        idle: Duration,
+        deadline: Option<tokio::time::Instant>,
+        clock: Arc<StreamClock>,
+    ) -> Self {
+        Tracked {
+            inner,
+            sent: 0,
+            finish: Some(finish),
+            idle,
+            timer: None,
+            deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
+            clock: Some(clock),
         }
     }
 }
@@ -174,27 +397,55 @@ impl Body for Tracked {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
+        if let Some(c) = this.clock.as_ref() {
+            c.asked();
+        }
+        if this
+            .deadline
+            .as_mut()
+            .is_some_and(|d| d.as_mut().poll(cx).is_ready())
+        {
+            return cut(this.finish, *this.sent, Cut::MaxDuration);
+        }
         let out = this.inner.as_mut().poll_frame(cx);
         match &out {
             Poll::Ready(Some(Ok(frame))) => {
+                *this.timer = None;
                 if let Some(d) = frame.data_ref() {
                     *this.sent += d.len() as u64;
                 }
                 // hyper stops polling once the body says it has ended.
                 if this.inner.is_end_stream() {
                     if let Some(f) = this.finish.take() {
-                        f(*this.sent, true);
+                        f(*this.sent, End::Complete);
                     }
                 }
             }
             Poll::Ready(None) => {
                 if let Some(f) = this.finish.take() {
-                    f(*this.sent, true);
+                    f(*this.sent, End::Complete);
                 }
             }
-            Poll::Ready(Some(Err(_))) => {
+            Poll::Ready(Some(Err(e))) => {
+                let end = match Cut::find(e.as_ref()) {
+                    Some(c) => End::Cut(c.reason()),
+                    None => End::Cut(Reason::UpstreamError),
+                };
                 if let Some(f) = this.finish.take() {
-                    f(*this.sent, false);
+                    f(*this.sent, end);
+                }
+            }
+            Poll::Pending if *this.idle != Duration::MAX => {
+                let idle = *this.idle;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    return cut(
+                        this.finish,
+                        *this.sent,
+                        Cut::Stalled(Reason::UpstreamStalled),
+                    );
                 }
             }
             Poll::Pending => {}
@@ -209,6 +460,19 @@ impl Body for Tracked {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// Ends a response body the gateway cuts: bookkeeping first, then the error
+/// that makes hyper reset the stream (or close the HTTP/1.1 connection).
+fn cut(
+    finish: &mut Option<Finish>,
+    sent: u64,
+    why: Cut,
+) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    if let Some(f) = finish.take() {
+        f(sent, End::Cut(why.reason()));
+    }
+    Poll::Ready(Some(Err(Box::new(why))))
 }
 
 /// A complete body from bytes the gateway wrote itself.

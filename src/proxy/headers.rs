@@ -1,37 +1,27 @@
-//! Header hygiene between client and upstream: hop-by-hop headers out, spoofed
-//! identity headers out, forwarding headers and the request id in.
+//! Header hygiene between client and upstream: hop-by-hop headers out (and
+//! every header `Connection` names), spoofed identity and origin headers out —
+//! under any spelling a CGI-style server would read as the same name, and in
+//! trailers too — and the gateway's own forwarding headers and request id in.
 
+use crate::tls::identity::PeerIdentity;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Connection-scoped headers (RFC 9110 §7.6.1) that never cross a proxy.
+/// `TE` is handled apart: `TE: trailers` is kept (gRPC needs it on HTTP/2).
 const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
-    header::TE,
     header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
 ];
 
-/// Removes hop-by-hop headers, including any the `Connection` header names.
-pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    let named: Vec<HeaderName> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named.iter().chain(HOP_BY_HOP.iter()) {
-        h.remove(n);
-    }
-    h.remove("proxy-connection");
-}
-
-/// Headers in which a client could claim an address, scheme or host of its own.
-const CLIENT_CLAIMS: [&str; 11] = [
+/// Headers in which a client could claim an address, scheme, host or
+/// certificate of its own; never passed on.
+const CLIENT_CLAIMS: [&str; 12] = [
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
@@ -43,19 +33,78 @@ const CLIENT_CLAIMS: [&str; 11] = [
     "x-real-ip",
     "true-client-ip",
     "x-client-ip",
+    // Envoy's client-certificate header: stripped even when the gateway's
+    // identity header has another name, so an upstream reading it is never fooled.
+    "x-forwarded-client-cert",
 ];
 
-/// Removes the identity header and any name that equals it once `_` reads as `-`.
-pub fn strip_identity(h: &mut HeaderMap, identity: &HeaderName) {
-    h.remove(identity);
-    let twins: Vec<HeaderName> = h
-        .keys()
-        .filter(|k| k.as_str().contains('_') && k.as_str().replace('_', "-") == identity.as_str())
-        .cloned()
-        .collect();
-    for k in twins {
+/// The names a `Connection` header lists (lower case, as header names are).
+pub fn connection_named(h: &HeaderMap) -> Vec<HeaderName> {
+    h.get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect()
+}
+
+/// Whether `TE` asks for nothing but trailers (the one value HTTP/2 allows).
+fn te_is_trailers(h: &HeaderMap) -> bool {
+    let mut values = h.get_all(header::TE).iter().peekable();
+    values.peek().is_some()
+        && values.all(|v| {
+            v.to_str().is_ok_and(|s| {
+                s.split(',')
+                    .all(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            })
+        })
+}
+
+/// Removes hop-by-hop headers, including any the `Connection` header names.
+/// `TE: trailers` survives when `keep_te_trailers`.
+pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_te_trailers: bool) {
+    let named = connection_named(h);
+    let keep_te = keep_te_trailers && te_is_trailers(h);
+    for n in named.iter().chain(HOP_BY_HOP.iter()) {
+        if *n == header::TE && keep_te {
+            continue;
+        }
+        h.remove(n);
+    }
+    if keep_te {
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+    } else {
+        h.remove(header::TE);
+    }
+}
+
+/// Removes every header a client may not send upstream: origin claims, the
+/// identity header, and each of them spelled with `_` for `-`.
+pub fn strip_client_claims(h: &mut HeaderMap, identity: &HeaderName) {
+    let forbidden = |name: &str| name == identity.as_str() || CLIENT_CLAIMS.contains(&name);
+    let mut gone: Vec<HeaderName> = Vec::new();
+    for k in h.keys() {
+        let name = k.as_str();
+        let hit = if name.contains('_') {
+            forbidden(&name.replace('_', "-"))
+        } else {
+            forbidden(name)
+        };
+        if hit {
+            gone.push(k.clone());
+        }
+    }
+    for k in gone {
         h.remove(k);
     }
+}
+
+/// Request trailers get the same treatment as request headers.
+pub fn scrub_trailers(t: &mut HeaderMap, identity: &HeaderName) {
+    strip_hop_by_hop(t, false);
+    strip_client_claims(t, identity);
+    t.remove(header::HOST);
+    t.remove(header::CONTENT_LENGTH);
 }
 
 /// A request id from the client is kept when it is short and plain; anything
@@ -84,43 +133,73 @@ pub fn new_request_id() -> String {
         b[..8].copy_from_slice(&t.to_be_bytes());
         b[8..].copy_from_slice(&N.fetch_add(1, Ordering::Relaxed).to_be_bytes());
     }
-    crate::tls::identity::hex_upper(&b, "").to_ascii_lowercase()
+    crate::hex::lower(&b)
 }
 
 /// What the pipeline knows about the client that the upstream should learn.
-pub struct Forwarded<'a> {
-    pub peer_ip: std::net::IpAddr,
+pub struct ForwardContext<'a> {
+    pub peer_ip: &'a HeaderValue,
     pub original_host: Option<&'a str>,
-    pub request_id: &'a str,
+    pub request_id: &'a HeaderValue,
     pub request_id_header: &'a HeaderName,
     pub identity_header: &'a HeaderName,
     pub identity: Option<&'a HeaderValue>,
 }
 
 /// Rewrites request headers for the upstream.
-pub fn prepare_upstream(h: &mut HeaderMap, f: &Forwarded<'_>) {
-    strip_hop_by_hop(h);
-    // Whatever the client sent under the identity header is never passed on,
-    // nor its underscore spelling, which CGI-style servers read as the same header.
-    strip_identity(h, f.identity_header);
+pub fn prepare_upstream(h: &mut HeaderMap, f: &ForwardContext<'_>) {
+    strip_hop_by_hop(h, true);
+    // The gateway is the trust boundary: the client's own claims about who
+    // and where it is are dropped, and the ones the gateway knows are set.
+    strip_client_claims(h, f.identity_header);
     if let Some(id) = f.identity {
         h.insert(f.identity_header.clone(), id.clone());
     }
-    // The gateway is the trust boundary: the client's own claims about where it
-    // came from are dropped, and the ones the gateway knows are set.
-    for name in CLIENT_CLAIMS {
-        h.remove(name);
-    }
-    if let Ok(v) = HeaderValue::from_str(&f.peer_ip.to_string()) {
-        h.insert("x-forwarded-for", v);
-    }
+    h.insert("x-forwarded-for", f.peer_ip.clone());
     h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
     if let Some(host) = f.original_host.and_then(|s| HeaderValue::from_str(s).ok()) {
         h.insert("x-forwarded-host", host);
     }
-    if let Ok(v) = HeaderValue::from_str(f.request_id) {
-        h.insert(f.request_id_header.clone(), v);
+    h.insert(f.request_id_header.clone(), f.request_id.clone());
+}
+
+/// Renders the identity for the upstream header, in the `x-forwarded-client-cert`
+/// style Envoy uses: `Hash=..;Subject="..";URI="..";DNS=".."`. Every value is
+/// quoted with `\` and `"` escaped and control bytes percent-encoded, so no
+/// certificate field can add fields or elements of its own.
+pub fn identity_value(id: &PeerIdentity) -> String {
+    fn quoted(v: &str) -> String {
+        let mut o = String::with_capacity(v.len() + 2);
+        o.push('"');
+        for c in v.chars() {
+            match c {
+                '"' | '\\' => {
+                    o.push('\\');
+                    o.push(c);
+                }
+                c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                    o.push_str(&format!("%{:02X}", c as u32))
+                }
+                c => o.push(c),
+            }
+        }
+        o.push('"');
+        o
     }
+    let mut s = format!(
+        "Hash={};Subject={}",
+        id.fingerprint.hex(),
+        quoted(&id.subject.to_string())
+    );
+    for u in &id.san_uri {
+        s.push_str(";URI=");
+        s.push_str(&quoted(u));
+    }
+    for d in &id.san_dns {
+        s.push_str(";DNS=");
+        s.push_str(&quoted(d));
+    }
+    s
 }
 
 #[cfg(test)]
@@ -128,43 +207,55 @@ mod tests {
     use super::*;
 
     #[test]
-    fn connection_named_headers_are_removed() {
+    fn connection_named_headers_are_removed_and_te_trailers_kept() {
         let mut h = HeaderMap::new();
         h.insert(
             header::CONNECTION,
-            HeaderValue::from_static("close, x-secret-hop"),
+            HeaderValue::from_static("close, X-Secret-Hop, te"),
         );
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert("x-keep", HeaderValue::from_static("1"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
         h.insert(
             header::TRANSFER_ENCODING,
             HeaderValue::from_static("chunked"),
         );
-        strip_hop_by_hop(&mut h);
+        let mut h1 = h.clone();
+        strip_hop_by_hop(&mut h, true);
         assert!(h.get("x-secret-hop").is_none());
         assert!(h.get(header::TRANSFER_ENCODING).is_none());
+        assert!(h.get(header::CONNECTION).is_none());
         assert!(h.get("x-keep").is_some());
+        assert_eq!(h.get(header::TE).unwrap(), "trailers");
+        strip_hop_by_hop(&mut h1, false);
+        assert!(h1.get(header::TE).is_none());
+        let mut gz = HeaderMap::new();
+        gz.insert(header::TE, HeaderValue::from_static("gzip, trailers"));
+        strip_hop_by_hop(&mut gz, true);
+        assert!(gz.get(header::TE).is_none());
     }
 
     #[test]
-    fn identity_header_twins_are_removed() {
-        let id = HeaderName::from_static("x-forwarded-client-cert");
+    fn claims_and_their_underscore_twins_are_removed() {
+        let id = HeaderName::from_static("x-client-identity");
         let mut h = HeaderMap::new();
-        h.insert(
-            "x_forwarded_client_cert",
-            HeaderValue::from_static("forged"),
-        );
-        h.insert(
-            "x-forwarded_client-cert",
-            HeaderValue::from_static("forged"),
-        );
-        h.insert(
-            "x-forwarded-client-cert",
-            HeaderValue::from_static("forged"),
-        );
-        h.insert("x_other", HeaderValue::from_static("kept"));
-        strip_identity(&mut h, &id);
-        assert_eq!(h.len(), 1);
+        for (k, v) in [
+            ("x_client_identity", "forged"),
+            ("x-client_identity", "forged"),
+            ("x-client-identity", "forged"),
+            ("x_forwarded_for", "10.0.0.1"),
+            ("x-forwarded-client-cert", "Hash=forged"),
+            ("x_forwarded_client_cert", "Hash=forged"),
+            ("true_client_ip", "1.2.3.4"),
+            ("x_other", "kept"),
+        ] {
+            h.insert(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_static(v),
+            );
+        }
+        strip_client_claims(&mut h, &id);
+        assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("x_other"));
     }
 

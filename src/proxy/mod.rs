@@ -1,9 +1,14 @@
-//! The proxy: accepting connections, the per-request pipeline, header hygiene,
-//! bodies that stream with limits, and the replies the gateway itself writes.
+//! The proxy: accepting connections (`server`), one connection's admission,
+//! TLS and HTTP (`conn`), one request's phases (`request`, with the
+//! WS-Security part in `verify` and the log line in `record`), header
+//! hygiene, bodies that stream within bounds, and the replies the gateway
+//! writes itself.
 
 pub mod body;
+pub mod conn;
 pub mod headers;
-pub mod path;
-pub mod pipeline;
+pub mod record;
 pub mod reply;
+pub mod request;
 pub mod server;
+pub mod verify;

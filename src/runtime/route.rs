@@ -1,173 +1,47 @@
-//! Compiled routes: matching a request to a route and deciding whether the
-//! caller's identity may use it.
+//! Compiled routes: what a request must look like to take a route, who may
+//! use it, its limits, and its metric handles.
 
+use super::authz::{AllowRule, Authz};
+use super::material::Loader;
 use super::upstream::Upstream;
 use super::wssec_stage::VerifyStage;
 use crate::admission::concurrency::Gate;
 use crate::admission::ip::Allowlist;
-use crate::admission::rate::{RateLimit, RouteLimit};
-use crate::config::{Config, Problem, RateKey, RouteConfig};
-use crate::tls::identity::{AllowRule, PeerIdentity};
+use crate::admission::rate::{Rate, RateLimit, SingleLimit};
+use crate::config::{RateKey, RouteConfig};
+use crate::telemetry::metrics::{Metrics, ReasonCounters};
 use http::{HeaderMap, Method};
 use prometheus::{Histogram, IntCounter};
 use std::sync::Arc;
+use std::time::Duration;
 
-pub struct Route {
-    pub name: String,
-    pub soap: bool,
+/// One rate limit of a route, by what it is keyed on.
+pub enum Limit {
+    /// Per client certificate (anonymous callers per address).
+    Client(Arc<RateLimit>),
+    /// Per client address (IPv6 per /64).
+    Ip(Arc<RateLimit>),
+    /// One bucket: the route's, or one shared by every route naming the same global rate.
+    One(Arc<SingleLimit>),
+}
+
+/// Global limits built so far in this snapshot, by rate, so routes naming
+/// the same global rate share one bucket.
+#[derive(Default)]
+pub struct Globals(Vec<(String, Arc<SingleLimit>)>);
+
+/// What a request must look like to take a route.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    /// Lower case, no port.
     host: Option<String>,
+    /// Normalised like request paths.
     path_prefix: String,
     methods: Vec<Method>,
     soap_action: Option<String>,
-    allow: Vec<AllowRule>,
-    allow_anonymous: bool,
-    pub upstream: Arc<Upstream>,
-    pub max_body: u64,
-    /// Client addresses admitted on this route.
-    pub allow_ips: Allowlist,
-    /// Every limit must admit the request.
-    pub limits: Vec<RouteLimit>,
-    /// Requests in flight on this route.
-    pub gate: Gate,
-    /// WS-Security verification of requests, when the route asks for it.
-    pub wssec: Option<Arc<VerifyStage>>,
-    pub wssec_ok: IntCounter,
-    pub duration: Histogram,
-    /// Pre-resolved `sealgate_requests_total` handles by status class (1xx..5xx) and outcome.
-    by_class: [[IntCounter; Outcome::ALL.len()]; 5],
 }
 
-/// Why a route refused a caller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Denied {
-    /// No certificate, and the route does not allow anonymous callers.
-    Anonymous,
-    /// A certificate, but no allow rule matched it.
-    NotAllowed,
-}
-
-impl Denied {
-    pub fn reason(self) -> &'static str {
-        match self {
-            Denied::Anonymous => "no_client_identity",
-            Denied::NotAllowed => "identity_not_allowed",
-        }
-    }
-}
-
-impl Route {
-    // Each argument is a piece of the snapshot being built; bundling them would only rename them.
-    #[allow(clippy::too_many_arguments)]
-    pub fn compile(
-        config: &Config,
-        c: &RouteConfig,
-        path: &str,
-        upstream: Arc<Upstream>,
-        globals: &mut Vec<(String, Arc<RateLimit>)>,
-        summaries: &mut Vec<crate::tls::certs::CertSummary>,
-        replay: &Arc<crate::wssec::replay::MemoryReplayCache>,
-        metrics: &crate::telemetry::metrics::Metrics,
-    ) -> Result<Route, Problem> {
-        let wssec = match c.wssec.as_ref().and_then(|w| w.request.as_ref()) {
-            Some(v) => VerifyStage::compile(
-                config,
-                v,
-                &format!("{path}.wssec.request"),
-                summaries,
-                replay,
-            )?
-            .map(Arc::new),
-            None => None,
-        };
-        let default_max_body = config.server.limits.max_body.0;
-        let allow_ips =
-            crate::admission::ip::allowlist(config, &c.allow_ips, &c.allow_ips_files, path)?;
-        let mut limits = Vec::new();
-        for (i, l) in c.rate_limit.as_slice().iter().enumerate() {
-            let at = if matches!(c.rate_limit, crate::config::OneOrMany::One(_)) {
-                format!("{path}.rate_limit")
-            } else {
-                format!("{path}.rate_limit[{i}]")
-            };
-            let limit = if l.key == RateKey::Global {
-                // Routes naming the same global rate share one bucket.
-                let id = format!("{:?}/{:?}/{:?}", l.per_second, l.per_minute, l.burst);
-                match globals.iter().find(|(k, _)| *k == id) {
-                    Some((_, g)) => g.clone(),
-                    None => {
-                        let g = Arc::new(RateLimit::new(&l.rate(), &at)?);
-                        globals.push((id, g.clone()));
-                        g
-                    }
-                }
-            } else {
-                Arc::new(RateLimit::new(&l.rate(), &at)?)
-            };
-            limits.push(RouteLimit { key: l.key, limit });
-        }
-        if c.max_concurrent == Some(0) {
-            return Err(Problem::new(
-                format!("{path}.max_concurrent"),
-                "0 would refuse every request; remove the key for no ceiling, or set 1 or more",
-            ));
-        }
-        let gate = Gate::new(
-            c.max_concurrent,
-            c.queue_timeout.0,
-            metrics
-                .route_in_flight
-                .with_label_values(&[c.name.as_str()]),
-        );
-        let mut allow = Vec::with_capacity(c.allow.len());
-        for (j, r) in c.allow.iter().enumerate() {
-            allow.push(
-                AllowRule::compile(r).map_err(|m| Problem::new(format!("{path}.allow[{j}]"), m))?,
-            );
-        }
-        let methods = c
-            .matcher
-            .methods
-            .iter()
-            .map(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| Problem::new(format!("{path}.match.methods"), e.to_string()))?;
-        let name = c.name.clone();
-        let by_class = ["1xx", "2xx", "3xx", "4xx", "5xx"].map(|cls| {
-            Outcome::ALL.map(|o| {
-                metrics
-                    .requests
-                    .with_label_values(&[name.as_str(), cls, o.label()])
-            })
-        });
-        Ok(Route {
-            duration: metrics.request_duration.with_label_values(&[name.as_str()]),
-            by_class,
-            name,
-            // A route that verifies WS-Security speaks SOAP, faults included.
-            soap: c.soap || wssec.is_some(),
-            host: c.matcher.host.as_ref().map(|h| h.to_ascii_lowercase()),
-            path_prefix: c.matcher.path_prefix.clone().unwrap_or_else(|| "/".into()),
-            methods,
-            soap_action: c.matcher.soap_action.clone(),
-            allow,
-            allow_anonymous: c.allow_anonymous,
-            upstream,
-            // Verification buffers the body, so its own, smaller ceiling applies.
-            max_body: match (&wssec, c.max_body) {
-                (Some(w), Some(m)) => w.max_body.min(m.0),
-                (Some(w), None) => w.max_body,
-                (None, m) => m.map(|s| s.0).unwrap_or(default_max_body),
-            },
-            wssec_ok: metrics
-                .wssec_verifications
-                .with_label_values(&[c.name.as_str(), "ok", "ok"]),
-            wssec,
-            allow_ips,
-            limits,
-            gate,
-        })
-    }
-
+impl Matcher {
     pub fn path_prefix(&self) -> &str {
         &self.path_prefix
     }
@@ -188,47 +62,243 @@ impl Route {
         )
     }
 
+    /// `host` is lower case without a port; `action` the request's SOAP action.
     pub fn matches(
         &self,
         host: Option<&str>,
         method: &Method,
         path: &str,
-        headers: &HeaderMap,
+        action: Option<&str>,
     ) -> bool {
-        if !path.starts_with(&self.path_prefix) {
-            return false;
-        }
-        if !self.methods.is_empty() && !self.methods.contains(method) {
-            return false;
-        }
-        if let Some(want) = &self.host {
-            match host {
-                Some(h) if h.eq_ignore_ascii_case(want) => {}
-                _ => return false,
-            }
-        }
-        if let Some(want) = &self.soap_action {
-            if soap_action(headers).as_deref() != Some(want.as_str()) {
-                return false;
-            }
-        }
-        true
+        path.starts_with(&self.path_prefix)
+            && (self.methods.is_empty() || self.methods.contains(method))
+            && self.host.as_deref().is_none_or(|want| host == Some(want))
+            && self
+                .soap_action
+                .as_deref()
+                .is_none_or(|want| action == Some(want))
     }
+}
 
-    /// Identity authorization: any rule admits; no rules admit any verified client.
-    pub fn authorize(&self, id: Option<&PeerIdentity>) -> Result<(), Denied> {
-        match id {
-            None if self.allow_anonymous => Ok(()),
-            None => Err(Denied::Anonymous),
-            Some(_) if self.allow.is_empty() => Ok(()),
-            Some(id) if self.allow.iter().any(|r| r.matches(id)) => Ok(()),
-            Some(_) => Err(Denied::NotAllowed),
+/// Pre-resolved metric handles of a route (or of requests that matched none).
+pub struct RouteCounters {
+    /// `sealgate_requests_total` by status class (1xx..5xx) and outcome.
+    by_class: [[IntCounter; Outcome::ALL.len()]; 5],
+    pub duration: Histogram,
+    /// `sealgate_rejections_total{route,stage,reason}` by refusal index.
+    pub rejections: ReasonCounters,
+    pub wssec_ok: IntCounter,
+    /// `sealgate_wssec_verifications_total{route,result="failed",reason}`.
+    pub wssec_failed: ReasonCounters,
+}
+
+impl RouteCounters {
+    pub fn new(metrics: &Metrics, route: &str, refusal_count: usize) -> RouteCounters {
+        RouteCounters {
+            by_class: ["1xx", "2xx", "3xx", "4xx", "5xx"].map(|cls| {
+                Outcome::ALL.map(|o| metrics.requests.with_label_values(&[route, cls, o.label()]))
+            }),
+            duration: metrics.request_duration.with_label_values(&[route]),
+            rejections: ReasonCounters::new(&metrics.rejections, &[route], refusal_count),
+            wssec_ok: metrics
+                .wssec_verifications
+                .with_label_values(&[route, "ok", "ok"]),
+            wssec_failed: ReasonCounters::new(
+                &metrics.wssec_verifications,
+                &[route, "failed"],
+                crate::wssec::reason::Reason::COUNT,
+            ),
         }
     }
 
     pub fn count(&self, status: u16, outcome: Outcome) {
-        let i = (status / 100).clamp(1, 5) as usize - 1;
+        let i = usize::from((status / 100).clamp(1, 5)) - 1;
         self.by_class[i][outcome as usize].inc();
+    }
+}
+
+pub struct Route {
+    pub name: String,
+    /// Errors are SOAP faults (1.1 or 1.2, following the request).
+    pub soap: bool,
+    pub matcher: Matcher,
+    pub authz: Authz,
+    pub upstream: Arc<Upstream>,
+    pub max_body: u64,
+    /// Client addresses admitted on this route.
+    pub allow_ips: Allowlist,
+    /// Every limit must admit the request.
+    pub limits: Vec<Limit>,
+    /// Requests in flight on this route.
+    pub gate: Gate,
+    /// WS-Security verification of requests, when the route asks for it.
+    pub wssec: Option<Arc<VerifyStage>>,
+    /// No progress in either direction for this long ends the exchange.
+    pub body_idle_timeout: Duration,
+    /// The whole exchange, request to the end of the response, within this.
+    pub max_duration: Option<Duration>,
+    pub counters: RouteCounters,
+}
+
+impl Route {
+    /// Compiles one route; problems go to the loader. `None` when any was found.
+    pub fn compile(
+        ld: &mut Loader<'_>,
+        c: &RouteConfig,
+        at: &str,
+        upstream: Arc<Upstream>,
+        globals: &mut Globals,
+        replay: &Arc<crate::wssec::replay::MemoryReplayCache>,
+        metrics: &Metrics,
+    ) -> Option<Route> {
+        let before = ld.problems.len();
+        let config = ld.config;
+        let wssec = match c.wssec.as_ref().and_then(|w| w.request.as_ref()) {
+            Some(v) => VerifyStage::compile(ld, v, &format!("{at}.wssec.request"), replay)
+                .map(|s| s.map(Arc::new)),
+            None => Some(None),
+        };
+        let allow_ips = ld.allowlist(at, &c.allow_ips, &c.allow_ips_files);
+        let mut limits = Vec::new();
+        for (i, l) in c.rate_limit.as_slice().iter().enumerate() {
+            let lp = if matches!(c.rate_limit, crate::config::OneOrMany::One(_)) {
+                format!("{at}.rate_limit")
+            } else {
+                format!("{at}.rate_limit[{i}]")
+            };
+            let rate = Rate {
+                per_second: l.per_second,
+                per_minute: l.per_minute,
+                burst: l.burst,
+            };
+            let limit = match l.key {
+                RateKey::Client | RateKey::Ip => RateLimit::new(&rate, l.max_keys).map(|r| {
+                    let r = Arc::new(r);
+                    if l.key == RateKey::Client {
+                        Limit::Client(r)
+                    } else {
+                        Limit::Ip(r)
+                    }
+                }),
+                RateKey::Route => SingleLimit::new(&rate).map(|r| Limit::One(Arc::new(r))),
+                RateKey::Global => {
+                    let id = format!("{:?}/{:?}/{:?}", l.per_second, l.per_minute, l.burst);
+                    match globals.0.iter().find(|(k, _)| *k == id) {
+                        Some((_, g)) => Ok(Limit::One(g.clone())),
+                        None => SingleLimit::new(&rate).map(|g| {
+                            let g = Arc::new(g);
+                            globals.0.push((id, g.clone()));
+                            Limit::One(g)
+                        }),
+                    }
+                }
+            };
+            match limit {
+                Ok(l) => limits.push(l),
+                Err(e) => ld.problem(lp, e.to_string()),
+            }
+        }
+        if c.max_concurrent == Some(0) {
+            ld.problem(
+                format!("{at}.max_concurrent"),
+                "0 would refuse every request; remove the key for no ceiling, or set 1 or more",
+            );
+        }
+        let mut rules = Vec::with_capacity(c.allow.len());
+        for (j, r) in c.allow.iter().enumerate() {
+            match AllowRule::compile(r) {
+                Ok(rule) => rules.push(rule),
+                Err(e) => ld.problem(format!("{at}.allow[{j}]"), e.to_string()),
+            }
+        }
+        let methods: Vec<Method> = c
+            .matcher
+            .methods
+            .iter()
+            .filter_map(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
+            .collect();
+        let path_prefix = match &c.matcher.path_prefix {
+            None => "/".to_owned(),
+            // `validate` reports a prefix without its leading slash.
+            Some(p) if !p.starts_with('/') => p.clone(),
+            Some(p) if p.contains(';') => {
+                ld.problem(
+                    format!("{at}.match.path_prefix"),
+                    format!("{p:?} has a \";\" parameter; routes match paths with parameters removed, so write the prefix without it"),
+                );
+                p.clone()
+            }
+            Some(p) => match crate::path::normalize(p) {
+                Ok(n) => n,
+                Err(e) => {
+                    ld.problem(
+                        format!("{at}.match.path_prefix"),
+                        format!("{p:?} is not a normalised path ({e}); requests are normalised before routing, so it could never match as written"),
+                    );
+                    p.clone()
+                }
+            },
+        };
+        let body_idle_timeout = c
+            .body_idle_timeout
+            .map(|d| d.0)
+            .unwrap_or(config.server.limits.body_idle_timeout.0);
+        for (key, zero) in [
+            ("body_idle_timeout", body_idle_timeout.is_zero()),
+            (
+                "max_duration",
+                c.max_duration.is_some_and(|d| d.0.is_zero()),
+            ),
+        ] {
+            if zero {
+                ld.problem(
+                    format!("{at}.{key}"),
+                    "must be longer than zero; remove the key for the default",
+                );
+            }
+        }
+        let (Some(wssec), Some(allow_ips)) = (wssec, allow_ips) else {
+            return None;
+        };
+        if ld.problems.len() > before {
+            return None;
+        }
+        let default_max_body = config.server.limits.max_body.0;
+        Some(Route {
+            counters: RouteCounters::new(metrics, &c.name, crate::refusal::Kind::COUNT),
+            name: c.name.clone(),
+            // A route that verifies WS-Security speaks SOAP, faults included.
+            soap: c.soap || wssec.is_some(),
+            matcher: Matcher {
+                host: c.matcher.host.as_ref().map(|h| h.to_ascii_lowercase()),
+                path_prefix,
+                methods,
+                soap_action: c.matcher.soap_action.clone(),
+            },
+            authz: Authz {
+                rules,
+                allow_anonymous: c.allow_anonymous,
+            },
+            upstream,
+            // Verification buffers the body, so its own, smaller ceiling applies.
+            max_body: match (&wssec, c.max_body) {
+                (Some(w), Some(m)) => w.max_body.min(m.0),
+                (Some(w), None) => w.max_body,
+                (None, m) => m.map(|s| s.0).unwrap_or(default_max_body),
+            },
+            gate: Gate::new(
+                c.max_concurrent,
+                c.queue_timeout.0,
+                metrics
+                    .route_in_flight
+                    .with_label_values(&[c.name.as_str()]),
+            ),
+            wssec,
+            allow_ips,
+            limits,
+            body_idle_timeout,
+            max_duration: c.max_duration.map(|d| d.0),
+        })
     }
 }
 
@@ -241,9 +311,10 @@ pub enum Outcome {
     UpstreamError = 1,
     /// The gateway refused the request (4xx it wrote itself).
     Refused = 2,
-    /// The gateway could not complete it (5xx it wrote itself: timeouts, 502s).
+    /// The gateway could not complete it (5xx it wrote itself: timeouts, 502s;
+    /// or an exchange it ended because the upstream stalled).
     Failed = 3,
-    /// The client went away before the response.
+    /// The client went away (or stopped reading) before the response ended.
     Cancelled = 4,
 }
 
@@ -270,27 +341,30 @@ impl Outcome {
 /// The SOAP action of a request, quotes removed: for SOAP 1.2
 /// (`application/soap+xml`) the Content-Type's `action` parameter, which is
 /// what SOAP 1.2 services dispatch on; otherwise the SOAP 1.1 `SOAPAction` header.
-pub fn soap_action(headers: &HeaderMap) -> Option<String> {
+pub fn soap_action(headers: &HeaderMap) -> Option<&str> {
     let ct = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if ct
-        .trim_start()
-        .to_ascii_lowercase()
-        .starts_with("application/soap+xml")
-    {
+    if is_soap12(ct) {
         return ct.split(';').skip(1).find_map(|p| {
             let (k, v) = p.split_once('=')?;
             k.trim()
                 .eq_ignore_ascii_case("action")
-                .then(|| v.trim().trim_matches('"').to_string())
+                .then(|| v.trim().trim_matches('"'))
         });
     }
     headers
         .get("soapaction")
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().trim_matches('"').to_string())
+        .map(|v| v.trim().trim_matches('"'))
+}
+
+/// `application/soap+xml`, whatever its case and parameters.
+pub fn is_soap12(content_type: &str) -> bool {
+    let t = content_type.trim_start().as_bytes();
+    let want = b"application/soap+xml";
+    t.len() >= want.len() && t[..want.len()].eq_ignore_ascii_case(want)
 }
 
 /// Two `SOAPAction` headers, or a SOAP 1.2 action that disagrees with one:

@@ -1,21 +1,28 @@
 //! An upstream: its pooled HTTP client (with its own TLS identity), its timeouts
 //! and its concurrency ceiling.
 
+use super::material::Loader;
 use crate::admission::concurrency::Gate;
-use crate::config::{Config, Problem, UpstreamConfig};
-use crate::tls::certs::CertSummary;
+use crate::config::UpstreamConfig;
 use bytes::Bytes;
+use http::{HeaderValue, Uri};
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus::Histogram;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type that flows through the gateway in both directions.
 pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// The connector of an upstream's pool: TCP, then TLS, within one deadline.
+pub type Connector = WithinDeadline<HttpsConnector<HttpConnector>>;
 
 /// One upstream. Every upstream owns its client and so its connection pool: a
 /// pooled connection carries the TLS identity it was opened with and is never
@@ -24,10 +31,14 @@ pub struct Upstream {
     pub name: String,
     pub scheme: http::uri::Scheme,
     pub authority: http::uri::Authority,
+    /// The `Host` sent upstream unless the client's is preserved.
+    pub host_value: Option<HeaderValue>,
     /// URL path without a trailing slash, prepended to every request path.
     pub base_path: String,
-    pub client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
+    pub client: Client<Connector, ProxyBody>,
+    /// TCP connect and TLS handshake together.
     pub connect_timeout: Duration,
+    /// From the end of the request body to the response headers.
     pub request_timeout: Duration,
     pub preserve_host: bool,
     /// The upstream's concurrency ceiling (Salesforce: 25 long-running calls per org).
@@ -36,32 +47,45 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// Builds one upstream; problems go to the loader.
     pub fn build(
-        config: &Config,
+        ld: &mut Loader<'_>,
         name: &str,
         u: &UpstreamConfig,
-        summaries: &mut Vec<CertSummary>,
         metrics: &crate::telemetry::metrics::Metrics,
-    ) -> Result<Upstream, Problem> {
-        let path = format!("upstream.{name}");
-        let uri: http::Uri = u
-            .url
-            .parse()
-            .map_err(|e| Problem::new(format!("{path}.url"), format!("{e}")))?;
+    ) -> Option<Upstream> {
+        let at = format!("upstream.{name}");
+        // `validate` reports a URL that does not parse.
+        let uri: Uri = u.url.parse().ok()?;
         let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned())
         else {
-            return Err(Problem::new(
-                format!("{path}.url"),
-                "needs a scheme and host, e.g. \"https://acme.my.salesforce.com\"",
-            ));
+            return None;
         };
-        let tls = super::super::tls::upstream::client_config(config, u, &path, summaries)?;
+        let roots = match u.ca.as_deref() {
+            // A plain-http upstream never uses the roots; don't demand system CAs for it.
+            None if scheme == http::uri::Scheme::HTTP => Some(rustls::RootCertStore::empty()),
+            None | Some("system") => ld.system_roots(&format!("{at}.ca")),
+            Some(file) => ld.roots(&format!("{at}.ca"), std::path::Path::new(file)),
+        };
+        let identity = match (&u.client_cert, &u.client_key) {
+            (Some(c), Some(k)) => ld
+                .identity(&at, ("client_cert", c), ("client_key", k))
+                .map(Some),
+            _ => Some(None),
+        };
+        let (roots, identity) = (roots?, identity?);
+        let tls = match crate::tls::upstream::client_config(roots, identity) {
+            Ok(t) => t,
+            Err(e) => {
+                ld.problem(at, e.to_string());
+                return None;
+            }
+        };
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
-        http.set_connect_timeout(Some(u.connect_timeout.0));
         http.set_keepalive(Some(Duration::from_secs(60)));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
@@ -72,9 +96,13 @@ impl Upstream {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(u.pool_idle_timeout.0)
             .pool_max_idle_per_host(u.pool_max_idle_per_host)
-            .build(connector);
-        Ok(Upstream {
+            .build(WithinDeadline {
+                inner: https,
+                deadline: u.connect_timeout.0,
+            });
+        Some(Upstream {
             name: name.to_string(),
+            host_value: HeaderValue::from_str(authority.as_str()).ok(),
             scheme,
             authority,
             base_path: uri.path().trim_end_matches('/').to_string(),
@@ -92,11 +120,57 @@ impl Upstream {
     }
 
     /// Builds the upstream URI for a client request's path and query.
-    pub fn uri_for(&self, path_and_query: &str) -> Result<http::Uri, http::Error> {
-        http::Uri::builder()
+    pub fn uri_for(&self, path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
+        let mut pq = String::with_capacity(self.base_path.len() + path.len() + 1);
+        pq.push_str(&self.base_path);
+        pq.push_str(path);
+        if let Some(q) = query {
+            pq.push('?');
+            pq.push_str(q);
+        }
+        Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
-            .path_and_query(format!("{}{}", self.base_path, path_and_query))
+            .path_and_query(pq)
             .build()
+    }
+}
+
+/// Wraps a connector so the whole connection — TCP connect and the TLS
+/// handshake — must be ready within one deadline (hyper's own connect timeout
+/// covers TCP only, so a server that accepts and then stalls the handshake
+/// would otherwise hold the request until the response timeout).
+#[derive(Clone)]
+pub struct WithinDeadline<C> {
+    inner: C,
+    deadline: Duration,
+}
+
+impl<C> tower_service::Service<Uri> for WithinDeadline<C>
+where
+    C: tower_service::Service<Uri>,
+    C::Error: Into<BoxError>,
+    C::Future: Send + 'static,
+{
+    type Response = C::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<C::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.inner.call(uri);
+        let deadline = self.deadline;
+        Box::pin(async move {
+            match tokio::time::timeout(deadline, connecting).await {
+                Ok(r) => r.map_err(Into::into),
+                Err(_) => Err(Box::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connecting to the upstream (TCP and TLS) timed out",
+                )) as BoxError),
+            }
+        })
     }
 }

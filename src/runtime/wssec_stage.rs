@@ -1,8 +1,9 @@
 //! A route's WS-Security verification stage, compiled from its config: the
 //! policy, the signer trust store, the replay cache, and the identity binding.
 
-use crate::config::{BindIdentity, Config, Problem, WssecMode, WssecVerifyConfig};
-use crate::tls::certs::{self, CertSummary};
+use super::material::Loader;
+use crate::config::{BindIdentity, WssecMode, WssecVerifyConfig};
+use crate::dn::Name;
 use crate::tls::identity::PeerIdentity;
 use crate::wssec::envelope::QName;
 use crate::wssec::replay::MemoryReplayCache;
@@ -16,78 +17,79 @@ pub struct VerifyStage {
     /// The gateway's one replay cache, shared by every verifying route.
     pub replay: Arc<MemoryReplayCache>,
     pub max_body: u64,
-    /// Bounds the memory and CPU that buffering and verifying can take.
+    /// Bounds the memory and CPU that buffering and verifying can take. A
+    /// permit is held until the verification work itself has ended.
     pub slots: Arc<tokio::sync::Semaphore>,
     pub read_timeout: std::time::Duration,
     bind: BindIdentity,
-    /// Normalised client subject -> normalised signer subject.
-    identity_map: BTreeMap<String, String>,
+    /// Client subject -> signer subject.
+    identity_map: BTreeMap<Name, Name>,
 }
 
 impl VerifyStage {
+    /// Compiles a route's verification stage; `Some(None)` for `mode = "none"`,
+    /// `None` when a problem was recorded.
     pub fn compile(
-        config: &Config,
+        ld: &mut Loader<'_>,
         c: &WssecVerifyConfig,
         path: &str,
-        summaries: &mut Vec<CertSummary>,
         replay: &Arc<MemoryReplayCache>,
-    ) -> Result<Option<VerifyStage>, Problem> {
+    ) -> Option<Option<VerifyStage>> {
         if c.mode == WssecMode::None {
-            return Ok(None);
+            return Some(None);
         }
-        let at = |k: &str, m: String| Problem::new(format!("{path}.{k}"), m);
-        check_settings(c, &at)?;
-        let Some(trust_path) = &c.trust else {
-            return Err(at(
-                "trust",
-                "mode = \"verify\" needs trust = \"path/to/signer-ca.crt\" (the CAs that issue signer certificates)".into(),
-            ));
-        };
+        let before = ld.problems.len();
+        let at = |k: &str| format!("{path}.{k}");
+        check_settings(ld, c, path);
         let mut trust = TrustStore::new();
-        let anchors = load(config, trust_path, &at, "trust")?;
-        for der in &anchors {
-            summaries.push(
-                certs::check_validity(&format!("{path}.trust"), &config.resolve(trust_path), der)
-                    .map_err(|e| at("trust", e.to_string()))?,
-            );
-            trust
-                .add_anchor_der(der)
-                .map_err(|e| at("trust", format!("not a usable trust anchor: {e}")))?;
+        match &c.trust {
+            None => ld.problem(
+                at("trust"),
+                "mode = \"verify\" needs trust = \"path/to/signer-ca.crt\" (the CAs that issue signer certificates)",
+            ),
+            Some(p) => {
+                for der in ld.anchors(&at("trust"), p).unwrap_or_default() {
+                    if let Err(e) = trust.add_anchor_der(&der) {
+                        ld.problem(at("trust"), format!("not a usable trust anchor: {e}"));
+                    }
+                }
+            }
         }
         for (i, p) in c.intermediates.iter().enumerate() {
-            for der in load(config, p, &at, &format!("intermediates[{i}]"))? {
+            let key = at(&format!("intermediates[{i}]"));
+            for der in ld.certificates(&key, p).unwrap_or_default() {
                 trust.add_intermediate_der(&der);
             }
         }
         if let Some(p) = &c.signers {
-            for der in load(config, p, &at, "signers")? {
-                trust
-                    .add_signer_der(&der)
-                    .map_err(|e| at("signers", format!("unusable signer certificate: {e}")))?;
+            for der in ld.certificates(&at("signers"), p).unwrap_or_default() {
+                if let Err(e) = trust.add_signer_der(&der) {
+                    ld.problem(at("signers"), format!("unusable signer certificate: {e}"));
+                }
             }
         }
-        for (i, p) in c.crls.iter().enumerate() {
-            let crls = certs::load_crls(&config.resolve(p))
-                .map_err(|e| at(&format!("crls[{i}]"), e.to_string()))?;
-            for crl in crls {
-                trust
-                    .add_crl_der(&crl)
-                    .map_err(|e| at(&format!("crls[{i}]"), format!("unusable CRL: {e}")))?;
+        for crl in ld.crls(&at("crls"), &c.crls).unwrap_or_default() {
+            if let Err(e) = trust.add_crl_der(&crl) {
+                ld.problem(at("crls"), format!("unusable CRL: {e}"));
             }
         }
         let mut policy = Policy::new(trust);
-        policy.require_signed = c
-            .require_signed
-            .iter()
-            .enumerate()
-            .map(|(i, s)| part(s).map_err(|m| at(&format!("require_signed[{i}]"), m)))
-            .collect::<Result<_, _>>()?;
-        policy.signable_headers = c
-            .signable_headers
-            .iter()
-            .enumerate()
-            .map(|(i, s)| qname(s).map_err(|m| at(&format!("signable_headers[{i}]"), m)))
-            .collect::<Result<_, _>>()?;
+        let mut parts = Vec::new();
+        for (i, s) in c.require_signed.iter().enumerate() {
+            match part(s) {
+                Ok(p) => parts.push(p),
+                Err(m) => ld.problem(at(&format!("require_signed[{i}]")), m),
+            }
+        }
+        policy.require_signed = parts;
+        let mut headers = Vec::new();
+        for (i, s) in c.signable_headers.iter().enumerate() {
+            match qname(s) {
+                Ok(q) => headers.push(q),
+                Err(m) => ld.problem(at(&format!("signable_headers[{i}]")), m),
+            }
+        }
+        policy.signable_headers = headers;
         policy.require_timestamp = c.require_timestamp;
         policy.max_clock_skew = c.max_clock_skew.0;
         policy.max_ttl = c.max_ttl.0;
@@ -122,34 +124,54 @@ impl VerifyStage {
         if !c.usernames.is_empty() {
             let mut store = MapPasswordStore::new();
             for (i, u) in c.usernames.iter().enumerate() {
-                let secret = secret(config, u).map_err(|m| at(&format!("usernames[{i}]"), m))?;
-                store.insert(&u.user, secret);
+                let what = format!("password of {:?}", u.user);
+                if let Some(secret) = ld.secret(
+                    &at(&format!("usernames[{i}]")),
+                    &what,
+                    u.password_env.as_deref(),
+                    u.password_file.as_deref(),
+                ) {
+                    store.insert(&u.user, Secret::new(secret));
+                }
             }
             policy.passwords = Some(Arc::new(store));
         } else if c.require_username_token {
-            return Err(at(
-                "usernames",
-                "require_username_token needs at least one user: usernames = [{ user = \"etl\", password_env = \"ETL_PASSWORD\" }]".into(),
-            ));
+            ld.problem(
+                at("usernames"),
+                "require_username_token needs at least one user: usernames = [{ user = \"etl\", password_env = \"ETL_PASSWORD\" }]",
+            );
         }
         if c.bind_identity == BindIdentity::Map && c.identity_map.is_empty() {
-            return Err(at(
-                "identity_map",
-                "bind_identity = \"map\" needs identity_map = { \"CN=client,O=Acme\" = \"CN=signer,O=Acme\" }".into(),
-            ));
+            ld.problem(
+                at("identity_map"),
+                "bind_identity = \"map\" needs identity_map = { \"CN=client,O=Acme\" = \"CN=signer,O=Acme\" }",
+            );
         }
-        Ok(Some(VerifyStage {
+        let mut identity_map = BTreeMap::new();
+        for (k, v) in &c.identity_map {
+            match (Name::parse(k), Name::parse(v)) {
+                (Ok(client), Ok(signer)) => {
+                    if identity_map.insert(client, signer).is_some() {
+                        ld.problem(
+                            at("identity_map"),
+                            format!("{k:?} appears twice (spelling aside)"),
+                        );
+                    }
+                }
+                (Err(e), _) | (_, Err(e)) => ld.problem(at("identity_map"), e.to_string()),
+            }
+        }
+        if ld.problems.len() > before {
+            return None;
+        }
+        Some(Some(VerifyStage {
             policy,
             replay: replay.clone(),
             max_body,
             slots: Arc::new(tokio::sync::Semaphore::new(c.max_concurrent)),
             read_timeout: c.read_timeout.0,
             bind: c.bind_identity,
-            identity_map: c
-                .identity_map
-                .iter()
-                .map(|(k, v)| (normalize_dn(k), normalize_dn(v)))
-                .collect(),
+            identity_map,
         }))
     }
 
@@ -167,14 +189,12 @@ impl VerifyStage {
         };
         let ok = match self.bind {
             BindIdentity::Off => true,
-            BindIdentity::Certificate => client
-                .fingerprint_sha256
-                .eq_ignore_ascii_case(&signer.fingerprint_hex()),
-            BindIdentity::Subject => normalize_dn(&client.subject) == normalize_dn(&signer.subject),
+            BindIdentity::Certificate => client.fingerprint == signer.fingerprint,
+            BindIdentity::Subject => client.subject == signer.subject,
             BindIdentity::Map => self
                 .identity_map
-                .get(&normalize_dn(&client.subject))
-                .is_some_and(|want| *want == normalize_dn(&signer.subject)),
+                .get(&client.subject)
+                .is_some_and(|want| *want == signer.subject),
         };
         if ok {
             Ok(())
@@ -186,44 +206,32 @@ impl VerifyStage {
 
 /// Settings that would leave a verifying route verifying nothing, or accept
 /// replays for ever, are errors rather than surprises.
-fn check_settings(
-    c: &WssecVerifyConfig,
-    at: &dyn Fn(&str, String) -> Problem,
-) -> Result<(), Problem> {
+fn check_settings(ld: &mut Loader<'_>, c: &WssecVerifyConfig, path: &str) {
+    let at = |k: &str| format!("{path}.{k}");
     let has = |p: &str| c.require_signed.iter().any(|s| s == p);
     if !has("Body") {
-        return Err(at(
-            "require_signed",
-            "a verifying route must require the Body to be signed; add \"Body\"".into(),
-        ));
+        ld.problem(
+            at("require_signed"),
+            "a verifying route must require the Body to be signed; add \"Body\"",
+        );
     }
     if c.require_timestamp && !has("Timestamp") {
-        return Err(at(
-            "require_signed",
-            "an unsigned Timestamp can be rewritten to replay a message; add \"Timestamp\" (or set require_timestamp = false and accept replays after max_ttl)".into(),
-        ));
+        ld.problem(
+            at("require_signed"),
+            "an unsigned Timestamp can be rewritten to replay a message; add \"Timestamp\" (or set require_timestamp = false and accept replays after max_ttl)",
+        );
     }
     if !c.require_timestamp && has("Timestamp") {
-        return Err(at(
-            "require_timestamp",
-            "\"Timestamp\" is in require_signed, so a Timestamp is required anyway; remove one of the two".into(),
-        ));
+        ld.problem(
+            at("require_timestamp"),
+            "\"Timestamp\" is in require_signed, so a Timestamp is required anyway; remove one of the two",
+        );
     }
     if !c.identity_map.is_empty() && c.bind_identity != BindIdentity::Map {
-        return Err(at(
-            "identity_map",
-            "identity_map is only used with bind_identity = \"map\"; set it or remove the map"
-                .into(),
-        ));
-    }
-    let mut seen = std::collections::BTreeSet::new();
-    for k in c.identity_map.keys() {
-        if !seen.insert(normalize_dn(k)) {
-            return Err(at(
-                "identity_map",
-                format!("{k:?} appears twice (spacing aside)"),
-            ));
-        }
+        ld.problem(
+            at("identity_map"),
+            "identity_map is only used with bind_identity = \"map\"; set it or remove the map",
+        );
     }
     for (key, zero) in [
         ("max_body", c.max_body.0 == 0),
@@ -233,25 +241,13 @@ fn check_settings(
         ("read_timeout", c.read_timeout.0.is_zero()),
     ] {
         if zero {
-            return Err(at(
-                key,
-                "0 would refuse every message; use a value above zero".into(),
-            ));
+            ld.problem(
+                at(key),
+                "0 would refuse every message; use a value above zero",
+            );
         }
     }
-    Ok(())
 }
-
-fn load(
-    config: &Config,
-    p: &std::path::Path,
-    at: &dyn Fn(&str, String) -> Problem,
-    key: &str,
-) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, Problem> {
-    certs::load_certs(&config.resolve(p)).map_err(|e| at(key, e.to_string()))
-}
-
-use crate::dn::normalize as normalize_dn;
 
 /// `Body`, `Timestamp`, or a header block as `{namespace}LocalName`.
 pub fn part(s: &str) -> Result<Part, String> {
@@ -271,36 +267,6 @@ fn qname(s: &str) -> Result<QName, String> {
         Some((ns, local)) => Ok(QName::new(ns, local)),
         None => Err(format!(
             "{s:?} is not Body, Timestamp or a header block written as \"{{namespace}}LocalName\", e.g. \"{{http://www.w3.org/2005/08/addressing}}To\""
-        )),
-    }
-}
-
-/// A UsernameToken secret from the environment or a file; never from the config itself.
-fn secret(config: &Config, u: &crate::config::UsernameConfig) -> Result<Secret, String> {
-    match (&u.password_env, &u.password_file) {
-        (Some(var), None) => std::env::var(var)
-            .map(|v| Secret::new(v.into_bytes()))
-            .map_err(|_| {
-                format!(
-                    "environment variable {var} (password of {:?}) is not set",
-                    u.user
-                )
-            }),
-        (None, Some(f)) => {
-            let p = config.resolve(f);
-            let mut bytes = std::fs::read(&p)
-                .map_err(|e| format!("cannot read password file {}: {e}", p.display()))?;
-            while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                bytes.pop();
-            }
-            if bytes.is_empty() {
-                return Err(format!("password file {} is empty", p.display()));
-            }
-            Ok(Secret::new(bytes))
-        }
-        _ => Err(format!(
-            "user {:?} needs exactly one of password_env or password_file",
-            u.user
         )),
     }
 }

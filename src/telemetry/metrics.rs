@@ -21,7 +21,7 @@ pub struct Metrics {
     pub blocks: IntCounterVec,
     pub wssec_verifications: IntCounterVec,
     pub cert_expiry: IntGaugeVec,
-    pub open_connections: IntGauge,
+    pub open_connections: IntGaugeVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -80,9 +80,12 @@ impl Metrics {
         )
         .unwrap_or_else(|e| panic!("metric: {e}")); // ok: constant names
         let _ = r.register(Box::new(blocked_clients.clone()));
-        let open_connections = IntGauge::new(
-            "sealgate_open_connections",
-            "Client connections currently open",
+        let open_connections = IntGaugeVec::new(
+            Opts::new(
+                "sealgate_open_connections",
+                "Client connections currently open, by listener",
+            ),
+            &["listener"],
         )
         .unwrap_or_else(|e| panic!("metric: {e}")); // ok: constant names
         let _ = r.register(Box::new(open_connections.clone()));
@@ -159,5 +162,44 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+/// One counter per reason of a family, under fixed leading labels (a route,
+/// a listener), each resolved on first use and then kept for the snapshot's
+/// life: the request path increments a handle, it never formats a label.
+pub struct ReasonCounters {
+    vec: IntCounterVec,
+    leading: Vec<String>,
+    slots: Box<[std::sync::OnceLock<prometheus::IntCounter>]>,
+}
+
+impl ReasonCounters {
+    pub fn new(vec: &IntCounterVec, leading: &[&str], count: usize) -> ReasonCounters {
+        ReasonCounters {
+            vec: vec.clone(),
+            leading: leading.iter().map(|s| (*s).to_owned()).collect(),
+            slots: (0..count).map(|_| std::sync::OnceLock::new()).collect(),
+        }
+    }
+
+    /// The counter for the reason at `index`, whose remaining label values are `tail`.
+    pub fn get(&self, index: usize, tail: &[&str]) -> prometheus::IntCounter {
+        let make = || {
+            let mut values: Vec<&str> = self.leading.iter().map(String::as_str).collect();
+            values.extend_from_slice(tail);
+            self.vec.with_label_values(&values)
+        };
+        match self.slots.get(index) {
+            Some(slot) => slot.get_or_init(make).clone(),
+            None => make(),
+        }
+    }
+
+    pub fn inc(&self, index: usize, tail: &[&str]) {
+        match self.slots.get(index).and_then(|s| s.get()) {
+            Some(c) => c.inc(),
+            None => self.get(index, tail).inc(),
+        }
     }
 }

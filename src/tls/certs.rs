@@ -1,5 +1,5 @@
 //! Reading certificates, keys and CRLs from PEM files, with errors that say
-//! which file and what to do.
+//! which file and what to do. `runtime::material` maps them to TOML paths.
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
@@ -36,6 +36,21 @@ pub enum CertError {
     KeyMismatch { path: PathBuf, subject: String },
     #[error("{}: {detail}", .path.display())]
     Unusable { path: PathBuf, detail: String },
+    #[error("{}: unsupported private key: {detail}", .path.display())]
+    BadKey { path: PathBuf, detail: String },
+}
+
+impl CertError {
+    /// Whether the problem is the private key's, so it is reported under the
+    /// key's TOML key rather than the certificate's.
+    pub fn concerns_key(&self, key_path: &Path) -> bool {
+        match self {
+            CertError::KeyMismatch { .. } | CertError::BadKey { .. } => true,
+            CertError::Empty { what, .. } => *what == "PRIVATE KEY",
+            CertError::Read { path, .. } | CertError::BadPem { path, .. } => path == key_path,
+            _ => false,
+        }
+    }
 }
 
 /// What `check` prints and metrics export about one certificate.
@@ -128,7 +143,7 @@ pub fn check_validity(
     })?;
     let v = cert.validity();
     let now = now_unix();
-    let subject = crate::dn::rfc4514(cert.subject());
+    let subject = crate::dn::Name::from_x509(cert.subject()).to_string();
     if v.not_after.timestamp() < now {
         return Err(CertError::Expired {
             path: path.to_path_buf(),
@@ -148,7 +163,7 @@ pub fn check_validity(
         role: role.to_string(),
         path: path.to_path_buf(),
         subject,
-        issuer: crate::dn::rfc4514(cert.issuer()),
+        issuer: crate::dn::Name::from_x509(cert.issuer()).to_string(),
         not_after_unix: v.not_after.timestamp(),
     })
 }
@@ -178,9 +193,9 @@ pub fn load_identity(
     let signing = provider
         .key_provider
         .load_private_key(key)
-        .map_err(|e| CertError::Unusable {
+        .map_err(|e| CertError::BadKey {
             path: key_path.to_path_buf(),
-            detail: format!("unsupported private key: {e}"),
+            detail: e.to_string(),
         })?;
     let certified = rustls::sign::CertifiedKey::new(chain, signing);
     if let Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) =

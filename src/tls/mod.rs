@@ -1,8 +1,11 @@
-//! TLS: the listener side (client-certificate checks and refusal reasons), the
-//! client identity parsed from a certificate, and the upstream client side.
+//! TLS: the listener side (client-certificate checks), why a handshake was
+//! refused, the client identity parsed from a certificate, PEM loading, and
+//! the upstream client side. Nothing here reads the config: the runtime hands
+//! it loaded material.
 
 pub mod certs;
 pub mod identity;
+pub mod reason;
 pub mod server;
 pub mod upstream;
 

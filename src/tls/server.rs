@@ -1,15 +1,14 @@
-//! The listener's TLS: rustls server config per listener, a client-certificate
-//! verifier that remembers what the peer presented, and a stable reason for
-//! every refused handshake.
+//! The listener's TLS: rustls server config per listener, built from material
+//! the runtime loaded, and a client-certificate verifier that remembers what
+//! the peer presented so a refusal can name it. Reasons live in `reason`.
 
-use super::certs::{self, CertError, CertSummary};
-use super::identity::{fingerprint, hex_upper};
-use crate::config::{ClientAuth, Config, ListenerTls, Problem, TlsVersion};
+use crate::dn::Name;
+use crate::fingerprint::Fingerprint;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use std::cell::RefCell;
 use std::sync::Arc;
 use x509_parser::prelude::*;
@@ -82,90 +81,70 @@ impl ClientCertVerifier for CapturingVerifier {
     }
 }
 
-/// Builds the rustls server config for one listener. `path` is the TOML path
-/// of the listener's `tls` table, for error messages.
-pub fn server_config(
-    config: &Config,
-    tls: &ListenerTls,
-    path: &str,
-    summaries: &mut Vec<CertSummary>,
-) -> Result<Arc<rustls::ServerConfig>, Problem> {
-    let at = |key: &str, e: CertError| Problem::new(format!("{path}.{key}"), e.to_string());
-    let (certified, mut s) = certs::load_identity(
-        &format!("{path}.cert"),
-        &config.resolve(&tls.cert),
-        &config.resolve(&tls.key),
-    )
-    .map_err(|e| match e {
-        CertError::KeyMismatch { .. } => at("key", e),
-        CertError::Read { ref path, .. } if *path == config.resolve(&tls.key) => at("key", e),
-        CertError::Empty {
-            what: "PRIVATE KEY",
-            ..
-        } => at("key", e),
-        CertError::Unusable { .. } => at("key", e),
-        e => at("cert", e),
-    })?;
-    summaries.append(&mut s);
+/// How a listener asks for client certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientCerts {
+    Required,
+    /// A client without one reaches only anonymous routes.
+    Optional,
+    Off,
+}
 
+/// Which certificates of a client's chain are checked against the CRLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrlCheck {
+    /// Every certificate below the trust anchor, as nginx's `ssl_crl` does.
+    Chain,
+    /// The client's own certificate only.
+    Leaf,
+}
+
+/// What one listener's TLS is made of, loaded and checked by the runtime.
+pub struct ServerSettings {
+    pub identity: Arc<rustls::sign::CertifiedKey>,
+    pub client_certs: ClientCerts,
+    /// Anchors that issue client certificates (empty when `client_certs` is off).
+    pub client_roots: rustls::RootCertStore,
+    pub crls: Vec<rustls::pki_types::CertificateRevocationListDer<'static>>,
+    pub crl_check: CrlCheck,
+    pub tls13_only: bool,
+}
+
+/// The client verifier could not be built from the CRLs given.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the client verifier: {0}; check that each CRL was issued by a client CA")]
+pub struct VerifierError(String);
+
+/// Builds the rustls server config for one listener.
+pub fn server_config(s: ServerSettings) -> Result<Arc<rustls::ServerConfig>, VerifierError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let versions: &[&rustls::SupportedProtocolVersion] = match tls.min_version {
-        TlsVersion::V1_2 => &[&rustls::version::TLS13, &rustls::version::TLS12],
-        TlsVersion::V1_3 => &[&rustls::version::TLS13],
+    let versions: &[&rustls::SupportedProtocolVersion] = if s.tls13_only {
+        &[&rustls::version::TLS13]
+    } else {
+        &[&rustls::version::TLS13, &rustls::version::TLS12]
     };
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)
-        .map_err(|e| Problem::new(format!("{path}.min_version"), e.to_string()))?;
-
-    let builder = match (tls.client_auth, &tls.client_ca) {
-        (ClientAuth::Off, _) | (_, None) => builder.with_no_client_auth(),
-        (mode, Some(ca)) => {
-            let ca_path = config.resolve(ca);
-            let mut roots = rustls::RootCertStore::empty();
-            for (i, der) in certs::load_certs(&ca_path)
-                .map_err(|e| at("client_ca", e))?
-                .into_iter()
-                .enumerate()
-            {
-                let summary = certs::check_validity(&format!("{path}.client_ca"), &ca_path, &der)
-                    .map_err(|e| at("client_ca", e))?;
-                summaries.push(summary);
-                roots.add(der).map_err(|e| {
-                    Problem::new(
-                        format!("{path}.client_ca"),
-                        format!(
-                            "certificate #{} in {} is not a usable trust anchor: {e}",
-                            i + 1,
-                            ca_path.display()
-                        ),
-                    )
-                })?;
+        .map_err(|e| VerifierError(e.to_string()))?;
+    let builder = match s.client_certs {
+        ClientCerts::Off => builder.with_no_client_auth(),
+        mode => {
+            let mut vb =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(s.client_roots), provider)
+                    .with_crls(s.crls);
+            // Either way a certificate whose issuer has no CRL loaded is refused
+            // (`revocation_unknown`), never waved through.
+            if s.crl_check == CrlCheck::Leaf {
+                vb = vb.only_check_end_entity_revocation();
             }
-            let mut crls = Vec::new();
-            for (i, crl) in tls.crls.iter().enumerate() {
-                crls.extend(
-                    certs::load_crls(&config.resolve(crl))
-                        .map_err(|e| Problem::new(format!("{path}.crls[{i}]"), e.to_string()))?,
-                );
-            }
-            let mut vb = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .with_crls(crls)
-                // As nginx's ssl_crl: the client's own certificate is checked; a chain
-                // whose issuer has no CRL configured is refused, not waved through.
-                .only_check_end_entity_revocation();
-            if mode == ClientAuth::Optional {
+            if mode == ClientCerts::Optional {
                 vb = vb.allow_unauthenticated();
             }
-            let inner = vb.build().map_err(|e| {
-                Problem::new(
-                    format!("{path}.crls"),
-                    format!("cannot build the client verifier: {e}; check that each CRL was issued by the client CA"),
-                )
-            })?;
+            let inner = vb.build().map_err(|e| VerifierError(e.to_string()))?;
             builder.with_client_cert_verifier(Arc::new(CapturingVerifier { inner }))
         }
     };
-    let mut sc = builder.with_cert_resolver(Arc::new(OneCert(Arc::new(certified))));
+    let mut sc = builder.with_cert_resolver(Arc::new(OneCert(s.identity)));
     sc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     sc.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
     if let Ok(ticketer) = rustls::crypto::aws_lc_rs::Ticketer::new() {
@@ -187,94 +166,6 @@ impl rustls::server::ResolvesServerCert for OneCert {
     }
 }
 
-/// Maps a failed handshake to a stable, operator-facing reason.
-pub fn handshake_reason(err: &std::io::Error) -> &'static str {
-    let Some(tls) = err
-        .get_ref()
-        .and_then(|e| e.downcast_ref::<rustls::Error>())
-    else {
-        return match err.kind() {
-            std::io::ErrorKind::TimedOut => "timeout",
-            std::io::ErrorKind::UnexpectedEof
-            | std::io::ErrorKind::ConnectionReset
-            | std::io::ErrorKind::BrokenPipe => "peer_closed",
-            _ => "other",
-        };
-    };
-    tls_reason(tls)
-}
-
-pub fn tls_reason(e: &rustls::Error) -> &'static str {
-    use rustls::{Error as E, PeerIncompatible as P};
-    match e {
-        E::NoCertificatesPresented => "no_client_cert",
-        E::InvalidCertificate(c) => match c {
-            CertificateError::Expired | CertificateError::ExpiredContext { .. } => "expired",
-            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                "not_yet_valid"
-            }
-            CertificateError::Revoked => "revoked",
-            CertificateError::UnknownIssuer => "unknown_issuer",
-            CertificateError::BadSignature
-            | CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
-                "bad_signature"
-            }
-            CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
-                "bad_eku"
-            }
-            CertificateError::BadEncoding => "bad_certificate",
-            CertificateError::UnknownRevocationStatus => "revocation_unknown",
-            CertificateError::Other(o) => match o.0.downcast_ref::<webpki::Error>() {
-                // A CA certificate presented as a client's own.
-                Some(webpki::Error::CaUsedAsEndEntity) => "bad_certificate",
-                Some(webpki::Error::RequiredEkuNotFoundContext(_)) => "bad_eku",
-                _ => "other",
-            },
-            _ => "other",
-        },
-        E::PeerIncompatible(p) => match p {
-            P::NoCipherSuitesInCommon => "no_shared_cipher",
-            P::SupportedVersionsExtensionRequired
-            | P::ServerDoesNotSupportTls12Or13
-            | P::ServerTlsVersionIsDisabledByOurConfig
-            | P::Tls12NotOffered
-            | P::Tls12NotOfferedOrEnabled
-            // signature_algorithms arrived with TLS 1.2; only older clients omit it.
-            | P::SignatureAlgorithmsExtensionRequired => "protocol_version",
-            _ => "other",
-        },
-        E::InvalidMessage(rustls::InvalidMessage::UnknownProtocolVersion) => "protocol_version",
-        E::NoApplicationProtocol => "no_shared_alpn",
-        E::AlertReceived(a) => {
-            use rustls::AlertDescription as A;
-            match a {
-                A::UnknownCA
-                | A::BadCertificate
-                | A::CertificateUnknown
-                | A::CertificateExpired => "client_rejected_server_cert",
-                A::ProtocolVersion => "protocol_version",
-                A::HandshakeFailure | A::InsufficientSecurity => "no_shared_cipher",
-                _ => "other",
-            }
-        }
-        _ => "other",
-    }
-}
-
-/// Who a refusal is most likely the fault of, for the log line.
-pub fn fault_of(reason: &str) -> &'static str {
-    match reason {
-        "no_client_cert" | "expired" | "not_yet_valid" | "revoked" | "bad_eku"
-        | "bad_certificate" => "client_certificate",
-        "unknown_issuer" | "bad_signature" | "revocation_unknown" => "trust_chain",
-        "protocol_version" | "no_shared_cipher" | "no_shared_alpn" => "client_tls_settings",
-        "timeout" | "peer_closed" => "client_connection",
-        // The client did not trust the certificate the gateway presented.
-        "client_rejected_server_cert" => "gateway_certificate",
-        _ => "unknown",
-    }
-}
-
 /// Fields of a presented certificate for a refusal log line.
 #[derive(Debug, Default)]
 pub struct PresentedCert {
@@ -285,12 +176,12 @@ pub struct PresentedCert {
 }
 
 pub fn describe(der: &CertificateDer<'_>) -> PresentedCert {
-    let fp = fingerprint(der);
+    let fp = Fingerprint::of(der).to_string();
     match X509Certificate::from_der(der) {
         Ok((_, c)) => PresentedCert {
-            subject: crate::dn::rfc4514(c.subject()),
-            issuer: crate::dn::rfc4514(c.issuer()),
-            serial: hex_upper(c.raw_serial(), ":"),
+            subject: Name::from_x509(c.subject()).to_string(),
+            issuer: Name::from_x509(c.issuer()).to_string(),
+            serial: crate::hex::upper(&super::identity::trim_serial(c.raw_serial()), ":"),
             fingerprint_sha256: fp,
         },
         Err(_) => PresentedCert {

@@ -97,12 +97,13 @@ pub enum C14nError {
 
 impl C14nError {
     /// Stable machine reason, for metrics labels, logs and faults.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> super::reason::Reason {
+        use super::reason::Reason as R;
         match self {
             C14nError::Xml(e) => e.reason(),
-            C14nError::Io(_) => "c14n_io",
-            C14nError::NotFound => "c14n_not_found",
-            C14nError::OutsideSubtree => "c14n_outside_subtree",
+            C14nError::Io(_) => R::C14nOutput,
+            C14nError::NotFound => R::C14nNotFound,
+            C14nError::OutsideSubtree => R::C14nOutsideSubtree,
         }
     }
 }

@@ -254,7 +254,7 @@ fn key_reference(kind: KeyReference, cert: &CertInfo, bst_id: &str) -> String {
         KeyReference::IssuerSerial => format!(
             "<ds:X509Data><ds:X509IssuerSerial><ds:X509IssuerName>{}</ds:X509IssuerName>\
              <ds:X509SerialNumber>{}</ds:X509SerialNumber></ds:X509IssuerSerial></ds:X509Data>",
-            escape(&cert.issuer),
+            escape(&cert.issuer.to_string()),
             cert.serial_decimal
         ),
         KeyReference::SubjectKeyIdentifier => format!(

@@ -9,9 +9,12 @@ use base64::Engine as _;
 use super::c14n::C14nError;
 use super::dsig::{self, DigestTarget, ParsedSignature, Reference};
 use super::envelope::{self, QName, Scanned, Security, SoapVersion};
+use super::reason::Reason;
 use super::replay::{replay_key, NoReplayCache, ReplayCache, ReplayError, ReplayKey};
 use super::tokens::{self, KeySource, PasswordStore, Timestamp, TrustStore};
 use super::xml::{Limits, Span, XmlError};
+use crate::dn::Name;
+use crate::fingerprint::Fingerprint;
 
 /// Why a message was refused. `reason()` is stable (metrics, logs);
 /// `fault_code()` is what the caller is told.
@@ -126,104 +129,76 @@ pub enum WssecError {
     Internal(&'static str),
 }
 
-/// WS-Security 1.0 fault codes (section 12), as WSS4J uses them.
-pub const INVALID_SECURITY: &str = "wsse:InvalidSecurity";
-pub const FAILED_CHECK: &str = "wsse:FailedCheck";
-pub const UNSUPPORTED_ALGORITHM: &str = "wsse:UnsupportedAlgorithm";
-pub const TOKEN_UNAVAILABLE: &str = "wsse:SecurityTokenUnavailable";
-pub const INVALID_TOKEN: &str = "wsse:InvalidSecurityToken";
-pub const MESSAGE_EXPIRED: &str = "wsu:MessageExpired";
-pub const FAILED_AUTHENTICATION: &str = "wsse:FailedAuthentication";
+pub use super::reason::{
+    FAILED_AUTHENTICATION, FAILED_CHECK, INVALID_SECURITY, INVALID_TOKEN, MESSAGE_EXPIRED,
+    TOKEN_UNAVAILABLE, UNSUPPORTED_ALGORITHM,
+};
 
 impl WssecError {
     /// Stable machine reason, for metrics labels, logs and faults.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
+        use Reason as R;
         use WssecError as E;
         match self {
             E::Xml(e) => e.reason(),
-            E::BadEnvelope(_) => "wssec_bad_envelope",
-            E::DuplicateHeaderBlock(_) => "wssec_duplicate_header_block",
-            E::NoSecurityHeader => "wssec_no_security_header",
-            E::TwoSecurityHeaders => "wssec_two_security_headers",
-            E::TwoSignatures => "wssec_two_signatures",
-            E::TwoTimestamps => "wssec_two_timestamps",
-            E::TwoUsernameTokens => "wssec_two_username_tokens",
-            E::SecurityHeaderTooLarge => "wssec_security_header_too_large",
-            E::TooManyParts(_) => "wssec_too_many_parts",
-            E::UnsupportedToken(_) => "wssec_unsupported_token",
-            E::DuplicateId(_) => "wssec_duplicate_id",
-            E::Unsigned => "wssec_unsigned",
-            E::MalformedSignature(_) => "wssec_malformed_signature",
-            E::AlgorithmNotAllowed(_) => "wssec_algorithm_not_allowed",
-            E::Sha1NotAllowed => "wssec_sha1_not_allowed",
-            E::HmacOutputLength => "wssec_hmac_output_length",
-            E::TransformNotAllowed(_) => "wssec_transform_not_allowed",
-            E::TooManyReferences => "wssec_too_many_references",
-            E::BadReferenceUri(_) => "wssec_bad_reference_uri",
-            E::ManifestNotAllowed => "wssec_manifest_not_allowed",
-            E::DuplicateReference => "wssec_duplicate_reference",
-            E::ReferenceNotFound(_) => "wssec_reference_not_found",
-            E::ReferenceNotAllowed { .. } => "wssec_reference_not_allowed",
-            E::BadBase64(_) => "wssec_bad_base64",
-            E::DigestMismatch(_) => "wssec_digest_mismatch",
-            E::BadSignature => "wssec_bad_signature",
-            E::AlgorithmKeyMismatch => "wssec_algorithm_key_mismatch",
-            E::BadKeyInfo(_) => "wssec_bad_key_info",
-            E::KeyValueNotAllowed => "wssec_keyvalue_not_allowed",
-            E::RetrievalMethodNotAllowed => "wssec_retrieval_method_not_allowed",
-            E::TokenUnavailable(_) => "wssec_token_unavailable",
-            E::BadToken(_) => "wssec_bad_token",
-            E::UntrustedSigner(_) => "wssec_untrusted_signer",
-            E::SignerExpired => "wssec_signer_expired",
-            E::SignerNotYetValid => "wssec_signer_not_yet_valid",
-            E::SignerRevoked => "wssec_signer_revoked",
-            E::NoTimestamp => "wssec_no_timestamp",
-            E::BadTimestamp(_) => "wssec_bad_timestamp",
-            E::MessageExpired => "wssec_message_expired",
-            E::CreatedInFuture => "wssec_created_in_future",
-            E::TtlTooLong => "wssec_ttl_too_long",
-            E::BodyNotSigned => "wssec_body_not_signed",
-            E::TimestampNotSigned => "wssec_timestamp_not_signed",
-            E::HeaderNotSigned(_) => "wssec_header_not_signed",
-            E::Replay => "wssec_replay",
-            E::ReplayCacheFull => "wssec_replay_cache_full",
-            E::IdentityMismatch => "wssec_identity_mismatch",
-            E::NoUsernameToken => "wssec_no_username_token",
-            E::BadUsernameToken(_) => "wssec_bad_username_token",
-            E::AuthenticationFailed => "wssec_authentication_failed",
-            E::Config(_) => "wssec_config",
-            E::Internal(_) => "wssec_internal",
+            E::BadEnvelope(_) => R::BadEnvelope,
+            E::DuplicateHeaderBlock(_) => R::DuplicateHeaderBlock,
+            E::NoSecurityHeader => R::NoSecurityHeader,
+            E::TwoSecurityHeaders => R::TwoSecurityHeaders,
+            E::TwoSignatures => R::TwoSignatures,
+            E::TwoTimestamps => R::TwoTimestamps,
+            E::TwoUsernameTokens => R::TwoUsernameTokens,
+            E::SecurityHeaderTooLarge => R::SecurityHeaderTooLarge,
+            E::TooManyParts(_) => R::TooManyParts,
+            E::UnsupportedToken(_) => R::UnsupportedToken,
+            E::DuplicateId(_) => R::DuplicateId,
+            E::Unsigned => R::Unsigned,
+            E::MalformedSignature(_) => R::MalformedSignature,
+            E::AlgorithmNotAllowed(_) => R::AlgorithmNotAllowed,
+            E::Sha1NotAllowed => R::Sha1NotAllowed,
+            E::HmacOutputLength => R::HmacOutputLength,
+            E::TransformNotAllowed(_) => R::TransformNotAllowed,
+            E::TooManyReferences => R::TooManyReferences,
+            E::BadReferenceUri(_) => R::BadReferenceUri,
+            E::ManifestNotAllowed => R::ManifestNotAllowed,
+            E::DuplicateReference => R::DuplicateReference,
+            E::ReferenceNotFound(_) => R::ReferenceNotFound,
+            E::ReferenceNotAllowed { .. } => R::ReferenceNotAllowed,
+            E::BadBase64(_) => R::BadBase64,
+            E::DigestMismatch(_) => R::DigestMismatch,
+            E::BadSignature => R::BadSignature,
+            E::AlgorithmKeyMismatch => R::AlgorithmKeyMismatch,
+            E::BadKeyInfo(_) => R::BadKeyInfo,
+            E::KeyValueNotAllowed => R::KeyValueNotAllowed,
+            E::RetrievalMethodNotAllowed => R::RetrievalMethodNotAllowed,
+            E::TokenUnavailable(_) => R::TokenUnavailable,
+            E::BadToken(_) => R::BadToken,
+            E::UntrustedSigner(_) => R::UntrustedSigner,
+            E::SignerExpired => R::SignerExpired,
+            E::SignerNotYetValid => R::SignerNotYetValid,
+            E::SignerRevoked => R::SignerRevoked,
+            E::NoTimestamp => R::NoTimestamp,
+            E::BadTimestamp(_) => R::BadTimestamp,
+            E::MessageExpired => R::MessageExpired,
+            E::CreatedInFuture => R::CreatedInFuture,
+            E::TtlTooLong => R::TtlTooLong,
+            E::BodyNotSigned => R::BodyNotSigned,
+            E::TimestampNotSigned => R::TimestampNotSigned,
+            E::HeaderNotSigned(_) => R::HeaderNotSigned,
+            E::Replay => R::Replay,
+            E::ReplayCacheFull => R::ReplayCacheFull,
+            E::IdentityMismatch => R::IdentityMismatch,
+            E::NoUsernameToken => R::NoUsernameToken,
+            E::BadUsernameToken(_) => R::BadUsernameToken,
+            E::AuthenticationFailed => R::AuthenticationFailed,
+            E::Config(_) => R::Config,
+            E::Internal(_) => R::Internal,
         }
     }
 
     /// The WS-Security fault code for the caller (the reason stays in the log).
     pub fn fault_code(&self) -> &'static str {
-        use WssecError as E;
-        match self {
-            E::DigestMismatch(_)
-            | E::BadSignature
-            | E::AlgorithmKeyMismatch
-            | E::ReferenceNotFound(_)
-            | E::ReferenceNotAllowed { .. } => FAILED_CHECK,
-            E::TokenUnavailable(_) => TOKEN_UNAVAILABLE,
-            E::BadKeyInfo(_)
-            | E::KeyValueNotAllowed
-            | E::RetrievalMethodNotAllowed
-            | E::BadToken(_)
-            | E::UnsupportedToken(_)
-            | E::BadUsernameToken(_) => INVALID_TOKEN,
-            E::UntrustedSigner(_)
-            | E::SignerExpired
-            | E::SignerNotYetValid
-            | E::SignerRevoked
-            | E::AuthenticationFailed
-            | E::IdentityMismatch => FAILED_AUTHENTICATION,
-            E::AlgorithmNotAllowed(_) | E::Sha1NotAllowed | E::TransformNotAllowed(_) => {
-                UNSUPPORTED_ALGORITHM
-            }
-            E::MessageExpired | E::CreatedInFuture | E::TtlTooLong => MESSAGE_EXPIRED,
-            _ => INVALID_SECURITY,
-        }
+        self.reason().fault_code()
     }
 }
 
@@ -323,25 +298,15 @@ impl std::fmt::Debug for Policy {
 /// The signer's certificate, as logs and identity rules need it.
 #[derive(Debug, Clone)]
 pub struct SignerInfo {
-    pub subject: String,
-    pub issuer: String,
+    pub subject: Name,
+    pub issuer: Name,
     /// Upper-case hex.
     pub serial: String,
-    pub fingerprint_sha256: [u8; 32],
+    pub fingerprint: Fingerprint,
+    /// SHA-256 of the signer's SubjectPublicKeyInfo (see `CertInfo`).
+    pub spki_sha256: [u8; 32],
     pub der: Vec<u8>,
     pub key_source: KeySource,
-}
-
-impl SignerInfo {
-    /// `AB:CD:...`, as configs write fingerprints.
-    pub fn fingerprint_hex(&self) -> String {
-        let hex: Vec<String> = self
-            .fingerprint_sha256
-            .iter()
-            .map(|b| format!("{b:02X}"))
-            .collect();
-        hex.join(":")
-    }
 }
 
 /// A message that passed.
@@ -638,7 +603,8 @@ fn check_signature(
             subject: cert.subject,
             issuer: cert.issuer,
             serial: cert.serial_hex,
-            fingerprint_sha256: cert.sha256,
+            fingerprint: cert.fingerprint,
+            spki_sha256: cert.spki_sha256,
             der: cert.der,
             key_source: source,
         },
@@ -741,10 +707,12 @@ fn remember(
             ts.map_or(tokens::later(now, policy.max_ttl), |t| t.expires),
             skew,
         );
+        // Keyed on the signer's public key, not its certificate: a certificate
+        // renewed for the same key must not buy one more replay.
         let key = replay_key(
             "signed-info",
             &[
-                &s.signer.fingerprint_sha256,
+                &s.signer.spki_sha256,
                 created.as_bytes(),
                 &s.signed_info_digest,
             ],

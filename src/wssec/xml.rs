@@ -95,26 +95,27 @@ pub enum XmlError {
 
 impl XmlError {
     /// Stable machine reason, for metrics labels, logs and faults.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> super::reason::Reason {
+        use super::reason::Reason as R;
         match self {
-            XmlError::TooLarge { .. } => "xml_too_large",
-            XmlError::NotUtf8 { .. } => "xml_not_utf8",
-            XmlError::Encoding { .. } => "xml_encoding",
-            XmlError::Version { .. } => "xml_version",
-            XmlError::Doctype { .. } => "xml_doctype",
-            XmlError::Entity { .. } => "xml_entity",
-            XmlError::ProcessingInstruction { .. } => "xml_processing_instruction",
-            XmlError::InvalidChar { .. } => "xml_invalid_char",
-            XmlError::DuplicateAttribute { .. } => "xml_duplicate_attribute",
-            XmlError::TooDeep { .. } => "xml_too_deep",
-            XmlError::TooManyAttributes { .. } => "xml_too_many_attributes",
-            XmlError::TooManyNamespaces { .. } => "xml_too_many_namespaces",
-            XmlError::NameTooLong { .. } => "xml_name_too_long",
-            XmlError::TextTooLong { .. } => "xml_text_too_long",
-            XmlError::AttributeTooLong { .. } => "xml_attribute_too_long",
-            XmlError::UndeclaredPrefix { .. } => "xml_undeclared_prefix",
-            XmlError::InvalidNamespace { .. } => "xml_invalid_namespace",
-            XmlError::Malformed { .. } => "xml_malformed",
+            XmlError::TooLarge { .. } => R::XmlTooLarge,
+            XmlError::NotUtf8 { .. } => R::XmlNotUtf8,
+            XmlError::Encoding { .. } => R::XmlEncoding,
+            XmlError::Version { .. } => R::XmlVersion,
+            XmlError::Doctype { .. } => R::XmlDoctype,
+            XmlError::Entity { .. } => R::XmlEntity,
+            XmlError::ProcessingInstruction { .. } => R::XmlProcessingInstruction,
+            XmlError::InvalidChar { .. } => R::XmlInvalidChar,
+            XmlError::DuplicateAttribute { .. } => R::XmlDuplicateAttribute,
+            XmlError::TooDeep { .. } => R::XmlTooDeep,
+            XmlError::TooManyAttributes { .. } => R::XmlTooManyAttributes,
+            XmlError::TooManyNamespaces { .. } => R::XmlTooManyNamespaces,
+            XmlError::NameTooLong { .. } => R::XmlNameTooLong,
+            XmlError::TextTooLong { .. } => R::XmlTextTooLong,
+            XmlError::AttributeTooLong { .. } => R::XmlAttributeTooLong,
+            XmlError::UndeclaredPrefix { .. } => R::XmlUndeclaredPrefix,
+            XmlError::InvalidNamespace { .. } => R::XmlInvalidNamespace,
+            XmlError::Malformed { .. } => R::XmlMalformed,
         }
     }
 }

@@ -170,9 +170,7 @@ async fn header_hygiene_spoofed_identity_hop_by_hop_and_request_id() {
         !xfcc.contains("admin") && !xfcc.contains("second copy"),
         "{xfcc}"
     );
-    let expected_hash = sealgate::tls::identity::fingerprint(&client.der)
-        .replace(':', "")
-        .to_ascii_lowercase();
+    let expected_hash = sealgate::fingerprint::Fingerprint::of(&client.der).hex();
     assert!(xfcc.starts_with(&format!("Hash={expected_hash}")), "{xfcc}");
     assert_eq!(j["x-forwarded-for"], "127.0.0.1");
     assert_eq!(j["x-forwarded-proto"], "https");
@@ -620,8 +618,9 @@ async fn graceful_drain_lets_in_flight_request_finish() {
     let r = in_flight.await.unwrap().unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.body, "finished");
-    assert!(
+    assert_eq!(
         drained.await.unwrap(),
+        sealgate::proxy::server::Drained::Clean,
         "drain did not complete within the grace period"
     );
 }

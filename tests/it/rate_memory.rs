@@ -2,8 +2,7 @@
 //! The flood runs in a child process of its own, so the resident memory it
 //! measures is its own.
 
-use sealgate::admission::rate::{Key, RateLimit};
-use sealgate::config::RateConfig;
+use sealgate::admission::rate::{Key, Rate, RateLimit};
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -37,13 +36,12 @@ fn flood_in_own_process() {
     // The stated bound: 100,000 buckets of 32-byte slots, with table slack.
     const BOUND_BYTES: usize = 8 << 20;
     let limit = RateLimit::new(
-        &RateConfig {
+        &Rate {
             per_second: Some(10.0),
             per_minute: None,
             burst: Some(20),
-            max_keys: MAX_KEYS,
         },
-        "route[0].rate_limit",
+        MAX_KEYS,
     )
     .unwrap();
     let before = rss_kib();

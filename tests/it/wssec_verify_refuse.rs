@@ -285,7 +285,7 @@ fn replay_cache_refuses_when_full() {
             KeyReference::BinarySecurityToken,
         );
         if let Err(e) = verify(&m, &t.policy, t.now + Duration::from_secs(i), &cache) {
-            reasons.push(e.reason());
+            reasons.push(e.reason().as_str());
         }
     }
     assert!(reasons.contains(&"wssec_replay_cache_full"), "{reasons:?}");

@@ -1,6 +1,7 @@
 //! Request paths are normalised once, before routing, and the normalised form
 //! is what the upstream receives: the route that matched is the resource
-//! served, however the client spelled it.
+//! served, however the client spelled it. Configured path prefixes go through
+//! the same function, so a prefix and a request are compared in one form.
 
 /// Why a path was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,8 +14,24 @@ pub enum BadPath {
     Backslash,
     /// `//`: an empty segment that upstreams disagree about.
     EmptySegment,
+    /// `%25` escaping `.`, `/`, `\\` or `%`: a second decoding (which some
+    /// upstreams and frameworks apply) would reveal a dot segment or a slash.
+    DoubleEncoded,
     /// `%` not followed by two hex digits, or a control character.
     Malformed,
+}
+
+impl std::fmt::Display for BadPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BadPath::DotSegment => "a \".\" or \"..\" segment",
+            BadPath::EncodedSlash => "an escaped slash or backslash",
+            BadPath::Backslash => "a backslash",
+            BadPath::EmptySegment => "an empty segment",
+            BadPath::DoubleEncoded => "a double-encoded escape",
+            BadPath::Malformed => "a malformed escape or a control character",
+        })
+    }
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -43,6 +60,17 @@ pub fn normalize(path: &str) -> Result<String, BadPath> {
                 return Err(BadPath::Malformed);
             };
             let v = h * 16 + l;
+            if v == b'%' {
+                let next = (
+                    b.get(i + 3).copied().and_then(hex),
+                    b.get(i + 4).copied().and_then(hex),
+                );
+                if let (Some(h2), Some(l2)) = next {
+                    if matches!(h2 * 16 + l2, b'.' | b'/' | b'\\' | b'%') {
+                        return Err(BadPath::DoubleEncoded);
+                    }
+                }
+            }
             match v {
                 b'/' | b'\\' => return Err(BadPath::EncodedSlash),
                 b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
@@ -72,15 +100,37 @@ pub fn normalize(path: &str) -> Result<String, BadPath> {
     let segments: Vec<&str> = out[1..].split('/').collect();
     let last = segments.len().saturating_sub(1);
     for (n, s) in segments.iter().enumerate() {
-        if *s == "." || *s == ".." {
+        // Tomcat, Jetty and Spring drop `;parameters` before resolving dot
+        // segments, so `..;x` climbs like `..` does there.
+        let (name, params) = match s.split_once(';') {
+            Some((name, _)) => (name, true),
+            None => (*s, false),
+        };
+        if name == "." || name == ".." {
             return Err(BadPath::DotSegment);
         }
         // A trailing slash is an empty last segment, and fine.
-        if s.is_empty() && n != last {
+        if name.is_empty() && (n != last || params) {
             return Err(BadPath::EmptySegment);
         }
     }
     Ok(out)
+}
+
+/// A normalised path without its `;parameters` (`/a;x/b` is `/a/b`): routes
+/// match on it, as servers that strip parameters would resolve the path.
+pub fn without_params(normalized: &str) -> std::borrow::Cow<'_, str> {
+    if !normalized.contains(';') {
+        return std::borrow::Cow::Borrowed(normalized);
+    }
+    let mut out = String::with_capacity(normalized.len());
+    for (i, seg) in normalized.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(seg.split(';').next().unwrap_or(""));
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -112,5 +162,28 @@ mod tests {
         assert_eq!(normalize("/a//b"), Err(BadPath::EmptySegment));
         assert_eq!(normalize("/a%zz"), Err(BadPath::Malformed));
         assert_eq!(normalize("/a%2"), Err(BadPath::Malformed));
+    }
+
+    #[test]
+    fn parameters_and_double_encoding_cannot_hide_a_climb() {
+        assert_eq!(normalize("/public/..;/admin/x"), Err(BadPath::DotSegment));
+        assert_eq!(normalize("/public/.;x/admin"), Err(BadPath::DotSegment));
+        assert_eq!(
+            normalize("/public/%2e%2e;jsessionid=1/a"),
+            Err(BadPath::DotSegment)
+        );
+        assert_eq!(normalize("/public/;x/admin"), Err(BadPath::EmptySegment));
+        assert_eq!(
+            normalize("/public/%252e%252e/admin"),
+            Err(BadPath::DoubleEncoded)
+        );
+        assert_eq!(normalize("/a%252Fb"), Err(BadPath::DoubleEncoded));
+        assert_eq!(normalize("/a%255cb"), Err(BadPath::DoubleEncoded));
+        assert_eq!(normalize("/a%25252e"), Err(BadPath::DoubleEncoded));
+        // A literal percent sign before other text is fine.
+        assert_eq!(normalize("/a%2541").unwrap(), "/a%2541");
+        assert_eq!(normalize("/a;v=1/b").unwrap(), "/a;v=1/b");
+        assert_eq!(without_params("/a;v=1/b;x"), "/a/b");
+        assert_eq!(without_params("/a/b"), "/a/b");
     }
 }

@@ -1,0 +1,630 @@
+//! The configuration's shape, as serde reads it; defaults live beside the keys.
+
+use super::units::{Dur, Size};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default, rename = "listener")]
+    pub listeners: Vec<ListenerConfig>,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteConfig>,
+    #[serde(default, rename = "upstream")]
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// A built-in echo server for trying sealgate out (quickstart, demos).
+    pub echo: Option<EchoConfig>,
+    /// Directory the config file sits in; relative paths resolve against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: default_admin_listen(),
+        }
+    }
+}
+
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9901))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// How long in-flight requests may run after SIGTERM/SIGINT.
+    #[serde(default = "default_grace")]
+    pub grace_period: Dur,
+    /// After SIGTERM/SIGINT, `/readyz` answers 503 for this long before the
+    /// listeners close, so a load balancer stops sending first.
+    #[serde(default = "default_drain_delay")]
+    pub drain_delay: Dur,
+    /// Header carrying the verified client identity upstream; any copy from the client is removed.
+    #[serde(default = "default_identity_header")]
+    pub identity_header: String,
+    #[serde(default = "default_request_id_header")]
+    pub request_id_header: String,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    pub blocking: Option<BlockingConfig>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            grace_period: default_grace(),
+            drain_delay: default_drain_delay(),
+            identity_header: default_identity_header(),
+            request_id_header: default_request_id_header(),
+            limits: LimitsConfig::default(),
+            blocking: None,
+        }
+    }
+}
+
+fn default_grace() -> Dur {
+    Dur(Duration::from_secs(30))
+}
+fn default_drain_delay() -> Dur {
+    Dur(Duration::ZERO)
+}
+fn default_identity_header() -> String {
+    "x-forwarded-client-cert".into()
+}
+fn default_request_id_header() -> String {
+    "x-request-id".into()
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Request line plus headers, in bytes (HTTP/1.1), or the header list size (HTTP/2).
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: Size,
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
+    /// Default request body ceiling; a route may set its own.
+    #[serde(default = "default_max_body")]
+    pub max_body: Size,
+    /// A client must finish sending request headers within this time (slowloris guard).
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout: Dur,
+    /// A connection with no request in flight and no traffic is closed after this long.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: Dur,
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake_timeout: Dur,
+    /// A request or response body that makes no progress for this long (in
+    /// either direction: a peer not sending, or not reading) ends the exchange.
+    #[serde(default = "default_body_idle_timeout")]
+    pub body_idle_timeout: Dur,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_header_bytes: default_max_header_bytes(),
+            max_headers: default_max_headers(),
+            max_body: default_max_body(),
+            header_read_timeout: default_header_read_timeout(),
+            idle_timeout: default_idle_timeout(),
+            handshake_timeout: default_handshake_timeout(),
+            body_idle_timeout: default_body_idle_timeout(),
+        }
+    }
+}
+
+fn default_max_header_bytes() -> Size {
+    Size(32 << 10)
+}
+fn default_max_headers() -> usize {
+    100
+}
+fn default_max_body() -> Size {
+    Size(64 << 20)
+}
+fn default_header_read_timeout() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+fn default_idle_timeout() -> Dur {
+    Dur(Duration::from_secs(60))
+}
+fn default_handshake_timeout() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+fn default_body_idle_timeout() -> Dur {
+    Dur(Duration::from_secs(30))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    pub name: String,
+    pub listen: SocketAddr,
+    pub tls: ListenerTls,
+    /// Checked at TCP accept, before any TLS work. Empty: every address.
+    #[serde(default)]
+    pub allow_ips: Vec<String>,
+    #[serde(default)]
+    pub allow_ips_files: Vec<IpFileConfig>,
+    pub proxy_protocol: Option<ProxyProtocolConfig>,
+    /// New TLS handshakes per client IP, checked before the handshake.
+    pub handshake_rate: Option<RateConfig>,
+    /// Connections open at once on this listener; more are refused at accept.
+    pub max_connections: Option<usize>,
+}
+
+/// A file of CIDRs: one per line (`#` comments), or Salesforce's `ip-ranges.json`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum IpFileConfig {
+    Path(PathBuf),
+    Filtered(IpFileFiltered),
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct IpFileFiltered {
+    pub path: PathBuf,
+    /// For `ip-ranges.json`: keep only prefixes with this `direction` (e.g. "outbound").
+    pub direction: Option<String>,
+    /// For `ip-ranges.json`: keep only prefixes in these regions.
+    #[serde(default)]
+    pub regions: Vec<String>,
+}
+
+impl IpFileConfig {
+    pub fn path(&self) -> &Path {
+        match self {
+            IpFileConfig::Path(p) => p,
+            IpFileConfig::Filtered(f) => &f.path,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyProtocolConfig {
+    /// Load balancers allowed to send a PROXY header (v1 or v2).
+    pub trusted: Vec<String>,
+    /// A trusted peer may also connect without a PROXY header.
+    #[serde(default)]
+    pub optional: bool,
+    #[serde(default = "default_proxy_timeout")]
+    pub timeout: Dur,
+}
+
+fn default_proxy_timeout() -> Dur {
+    Dur(Duration::from_secs(5))
+}
+
+/// A token bucket: `per_second` (or `per_minute`) sustained, `burst` at once.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RateConfig {
+    pub per_second: Option<f64>,
+    pub per_minute: Option<f64>,
+    pub burst: Option<u32>,
+    /// Most keys remembered at once; stale keys go first.
+    #[serde(default = "default_max_keys")]
+    pub max_keys: usize,
+}
+
+fn default_max_keys() -> usize {
+    100_000
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum RateKey {
+    /// The verified client certificate (anonymous callers share one bucket per IP).
+    Client,
+    /// The client IP (IPv6 by /64).
+    Ip,
+    /// One bucket for the route.
+    Route,
+    /// One bucket shared by every route that names a global limit with the same rate.
+    Global,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub key: RateKey,
+    pub per_second: Option<f64>,
+    pub per_minute: Option<f64>,
+    pub burst: Option<u32>,
+    #[serde(default = "default_max_keys")]
+    pub max_keys: usize,
+}
+
+impl RateLimitConfig {
+    pub fn rate(&self) -> RateConfig {
+        RateConfig {
+            per_second: self.per_second,
+            per_minute: self.per_minute,
+            burst: self.burst,
+            max_keys: self.max_keys,
+        }
+    }
+}
+
+/// One table or a list of tables.
+#[derive(Debug, Clone)]
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+// By hand rather than `untagged`, so an error inside the table keeps its own
+// message and path instead of "did not match any variant".
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+            type Value = OneOrMany<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a table or a list of tables")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                m: A,
+            ) -> Result<Self::Value, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(m)).map(OneOrMany::One)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                s: A,
+            ) -> Result<Self::Value, A::Error> {
+                Vec::<T>::deserialize(serde::de::value::SeqAccessDeserializer::new(s))
+                    .map(OneOrMany::Many)
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+impl<T> Default for OneOrMany<T> {
+    fn default() -> Self {
+        OneOrMany::Many(Vec::new())
+    }
+}
+
+impl<T> OneOrMany<T> {
+    pub fn as_slice(&self) -> &[T] {
+        match self {
+            OneOrMany::One(t) => std::slice::from_ref(t),
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// Automatic blocking of clients that keep failing authentication.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct BlockingConfig {
+    /// Failures (refused handshakes, identity denials, WS-Security failures) that trigger a block.
+    pub max_failures: u32,
+    /// Counted within this window.
+    pub window: Dur,
+    /// How long a block lasts.
+    pub duration: Dur,
+    /// Addresses never blocked (health checkers, the load balancer).
+    #[serde(default)]
+    pub never_block: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    Required,
+    Optional,
+    Off,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    #[serde(rename = "1.2")]
+    V1_2,
+    #[serde(rename = "1.3")]
+    V1_3,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    #[serde(default = "default_client_auth")]
+    pub client_auth: ClientAuth,
+    pub client_ca: Option<PathBuf>,
+    #[serde(default)]
+    pub crls: Vec<PathBuf>,
+    #[serde(default = "default_min_version")]
+    pub min_version: TlsVersion,
+    /// Which certificates of a client's chain are checked against `crls`.
+    #[serde(default)]
+    pub crl_check: CrlCheck,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CrlCheck {
+    /// Every certificate below the trust anchor, as nginx's `ssl_crl`.
+    #[default]
+    Chain,
+    /// The client's own certificate only.
+    Leaf,
+}
+
+fn default_client_auth() -> ClientAuth {
+    ClientAuth::Required
+}
+fn default_min_version() -> TlsVersion {
+    TlsVersion::V1_2
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub name: String,
+    pub listener: String,
+    #[serde(default, rename = "match")]
+    pub matcher: MatchConfig,
+    /// Any rule admits; all fields inside one rule must match.
+    #[serde(default)]
+    pub allow: Vec<AllowRuleConfig>,
+    /// Callers without a client certificate (optional/off listeners) may use this route.
+    #[serde(default)]
+    pub allow_anonymous: bool,
+    pub upstream: String,
+    /// Errors on this route are SOAP faults (1.1 or 1.2, following the request).
+    #[serde(default)]
+    pub soap: bool,
+    pub max_body: Option<Size>,
+    /// Checked per request; empty: every address.
+    #[serde(default)]
+    pub allow_ips: Vec<String>,
+    #[serde(default)]
+    pub allow_ips_files: Vec<IpFileConfig>,
+    #[serde(default)]
+    pub rate_limit: OneOrMany<RateLimitConfig>,
+    /// Requests in flight on this route.
+    pub max_concurrent: Option<usize>,
+    #[serde(default = "default_queue_timeout")]
+    pub queue_timeout: Dur,
+    /// Overrides `server.limits.body_idle_timeout` (a long-lived stream that
+    /// may sit idle, such as a Pub/Sub API subscription).
+    pub body_idle_timeout: Option<Dur>,
+    /// The whole exchange, from request headers to the end of the response.
+    pub max_duration: Option<Dur>,
+    pub wssec: Option<RouteWssec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteWssec {
+    pub request: Option<WssecVerifyConfig>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WssecMode {
+    Verify,
+    None,
+}
+
+/// How the signer's identity must relate to the mutual-TLS client identity.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BindIdentity {
+    /// No relation required.
+    #[default]
+    Off,
+    /// The message is signed with the very certificate the client presented.
+    Certificate,
+    /// The signer's subject DN equals the client's.
+    Subject,
+    /// The client's subject maps to the signer's subject in `identity_map`.
+    Map,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WssecVerifyConfig {
+    pub mode: WssecMode,
+    /// PEM trust anchors for signer certificates.
+    pub trust: Option<PathBuf>,
+    /// PEM intermediates between signers and the anchors.
+    #[serde(default)]
+    pub intermediates: Vec<PathBuf>,
+    /// PEM signer certificates, for KeyIdentifier / X509IssuerSerial references.
+    pub signers: Option<PathBuf>,
+    #[serde(default)]
+    pub crls: Vec<PathBuf>,
+    /// `Body`, `Timestamp` and header blocks as `{namespace}LocalName`.
+    #[serde(default = "default_require_signed")]
+    pub require_signed: Vec<String>,
+    /// Header blocks that may be signed without being required.
+    #[serde(default)]
+    pub signable_headers: Vec<String>,
+    #[serde(default = "default_true")]
+    pub require_timestamp: bool,
+    #[serde(default = "default_skew")]
+    pub max_clock_skew: Dur,
+    #[serde(default = "default_ttl")]
+    pub max_ttl: Dur,
+    #[serde(default)]
+    pub allow_sha1: bool,
+    /// False (default): the Security header is removed before forwarding.
+    #[serde(default)]
+    pub forward_security_header: bool,
+    /// The body is buffered up to this size to be verified; above it: 413.
+    #[serde(default = "default_wssec_max_body")]
+    pub max_body: Size,
+    /// Size of the gateway's replay cache (one cache, shared by every verifying
+    /// route, so a message cannot be replayed through another route).
+    #[serde(default = "default_replay_entries")]
+    pub replay_cache_entries: usize,
+    /// Messages being buffered and verified at once on this route; more wait
+    /// up to the route's queue_timeout, then 503.
+    #[serde(default = "default_verify_concurrency")]
+    pub max_concurrent: usize,
+    /// The whole body must arrive within this; a client trickling it gets 408.
+    #[serde(default = "default_body_read_timeout")]
+    pub read_timeout: Dur,
+    #[serde(default)]
+    pub bind_identity: BindIdentity,
+    /// Client subject DN -> signer subject DN, for `bind_identity = "map"`.
+    #[serde(default)]
+    pub identity_map: BTreeMap<String, String>,
+    /// UsernameToken users and where their secrets come from.
+    #[serde(default)]
+    pub usernames: Vec<UsernameConfig>,
+    #[serde(default)]
+    pub require_username_token: bool,
+    #[serde(default)]
+    pub xml: XmlLimitsConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsernameConfig {
+    pub user: String,
+    /// Name of an environment variable holding the password.
+    pub password_env: Option<String>,
+    /// A file holding the password (trailing newline ignored).
+    pub password_file: Option<PathBuf>,
+}
+
+/// Overrides of the hardened XML reader's limits; unset keys keep the defaults.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct XmlLimitsConfig {
+    pub max_depth: Option<usize>,
+    pub max_attributes: Option<usize>,
+    pub max_namespaces_per_element: Option<usize>,
+    pub max_namespaces_in_scope: Option<usize>,
+    pub max_name_length: Option<usize>,
+    pub max_text_length: Option<Size>,
+    pub max_attribute_length: Option<Size>,
+}
+
+fn default_require_signed() -> Vec<String> {
+    vec!["Body".into(), "Timestamp".into()]
+}
+fn default_true() -> bool {
+    true
+}
+fn default_skew() -> Dur {
+    Dur(Duration::from_secs(60))
+}
+fn default_ttl() -> Dur {
+    Dur(Duration::from_secs(300))
+}
+fn default_wssec_max_body() -> Size {
+    Size(16 << 20)
+}
+fn default_replay_entries() -> usize {
+    100_000
+}
+fn default_verify_concurrency() -> usize {
+    16
+}
+fn default_body_read_timeout() -> Dur {
+    Dur(Duration::from_secs(30))
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MatchConfig {
+    pub host: Option<String>,
+    pub path_prefix: Option<String>,
+    #[serde(default)]
+    pub methods: Vec<String>,
+    pub soap_action: Option<String>,
+}
+
+/// Fields of a client certificate that a route may require.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct AllowRuleConfig {
+    pub subject: Option<String>,
+    pub cn: Option<String>,
+    pub o: Option<String>,
+    pub ou: Option<String>,
+    pub issuer: Option<String>,
+    pub serial: Option<String>,
+    pub san_dns: Option<String>,
+    pub san_uri: Option<String>,
+    pub san_email: Option<String>,
+    pub spiffe_id: Option<String>,
+    pub fingerprint_sha256: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    pub url: String,
+    /// `"system"` for the operating system's roots, or a PEM bundle path.
+    pub ca: Option<String>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Dur,
+    /// Time allowed for the upstream to answer with response headers.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: Dur,
+    /// Ceiling on requests in flight to this upstream.
+    pub max_concurrent: Option<usize>,
+    /// How long a request may wait for a free slot before a 503.
+    #[serde(default = "default_queue_timeout")]
+    pub queue_timeout: Dur,
+    /// Send the client's Host header upstream instead of the upstream's own authority.
+    #[serde(default)]
+    pub preserve_host: bool,
+    #[serde(default = "default_pool_idle_timeout")]
+    pub pool_idle_timeout: Dur,
+    #[serde(default = "default_pool_max_idle")]
+    pub pool_max_idle_per_host: usize,
+}
+
+fn default_connect_timeout() -> Dur {
+    Dur(Duration::from_secs(5))
+}
+fn default_request_timeout() -> Dur {
+    Dur(Duration::from_secs(60))
+}
+fn default_queue_timeout() -> Dur {
+    Dur(Duration::from_secs(5))
+}
+fn default_pool_idle_timeout() -> Dur {
+    Dur(Duration::from_secs(90))
+}
+fn default_pool_max_idle() -> usize {
+    32
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EchoConfig {
+    pub listen: SocketAddr,
+}

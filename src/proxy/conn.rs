@@ -1,0 +1,423 @@
+//! One client connection: the checks at accept (before any TLS work), the TLS
+//! handshake and its refusal reasons, the identity parsed once, then HTTP —
+//! watched for idleness, and for responses whose client stopped reading.
+
+use super::body::StreamClock;
+use crate::admission::block::Who;
+use crate::admission::proxy_protocol;
+use crate::admission::rate::Key;
+use crate::admission::Refused;
+use crate::runtime::listener::Listener;
+use crate::runtime::Runtime;
+use crate::tls::identity::PeerIdentity;
+use crate::tls::reason::Handshake;
+use http::HeaderValue;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+
+/// What every request on one connection shares.
+pub struct ConnCtx {
+    pub rt: Arc<Runtime>,
+    pub listener: Arc<Listener>,
+    pub peer: SocketAddr,
+    /// The peer address as the `X-Forwarded-For` value, rendered once.
+    pub peer_value: HeaderValue,
+    pub identity: Option<Arc<PeerIdentity>>,
+    /// The identity header value, rendered once per connection.
+    pub identity_value: Option<HeaderValue>,
+    /// The identity as a rate-limit key (anonymous callers: their address).
+    pub client_key: Key,
+    /// The identity as a block key (blocks are checked per request).
+    pub block_identity: Option<Who>,
+    pub activity: Arc<Activity>,
+}
+
+/// Per-connection activity: requests in flight and when the last one began
+/// or ended (for the idle timeout; bytes on the wire do not count, so HTTP/2
+/// pings cannot keep an unused connection open), and the clocks of responses
+/// in flight (for the stall watchdog).
+pub struct Activity {
+    epoch: Instant,
+    last_ms: AtomicU64,
+    in_flight: AtomicUsize,
+    streams: Mutex<Vec<Weak<StreamClock>>>,
+    /// Wakes the watchdog when a response starts.
+    watched: tokio::sync::Notify,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            epoch: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            streams: Mutex::new(Vec::new()),
+            watched: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    pub fn begin(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.touch();
+    }
+
+    pub fn end(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.touch();
+    }
+
+    /// How long the connection has been idle, or `None` while a request is in flight.
+    fn idle_for(&self) -> Option<Duration> {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Some(Duration::from_millis(
+            now.saturating_sub(self.last_ms.load(Ordering::Relaxed)),
+        ))
+    }
+
+    /// A clock for a new response, watched until the response is dropped.
+    pub fn watch(&self, idle: Duration) -> Arc<StreamClock> {
+        let clock = Arc::new(StreamClock::new(self.epoch, idle));
+        let mut s = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        s.retain(|w| w.strong_count() > 0);
+        s.push(Arc::downgrade(&clock));
+        drop(s);
+        self.watched.notify_one();
+        clock
+    }
+
+    /// Marks the responses whose client has not asked for data within their
+    /// idle timeout; returns whether there was one, and when to look again.
+    fn check_stalls(&self) -> (bool, Option<Duration>) {
+        let mut s = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        s.retain(|w| w.strong_count() > 0);
+        let mut stalled = false;
+        let mut next: Option<Duration> = None;
+        for clock in s.iter().filter_map(Weak::upgrade) {
+            let left = clock.left();
+            if left.is_zero() {
+                clock.mark_stalled();
+                stalled = true;
+            } else {
+                next = Some(next.map_or(left, |n| n.min(left)));
+            }
+        }
+        (stalled, next)
+    }
+}
+
+/// The checks made at accept, before any TLS work: the PROXY header from a
+/// trusted load balancer, blocks, the listener's allowlist and the handshake
+/// rate. Returns the client's address (from the PROXY header when there is one).
+async fn admit(
+    rt: &Runtime,
+    l: &Listener,
+    tcp: &mut TcpStream,
+    tcp_peer: SocketAddr,
+) -> Result<SocketAddr, (Refused, SocketAddr)> {
+    let mut client = tcp_peer;
+    let trusted_lb = l
+        .proxy_protocol
+        .as_ref()
+        .is_some_and(|pp| pp.trusted.contains(tcp_peer.ip()));
+    if let (true, Some(pp)) = (trusted_lb, &l.proxy_protocol) {
+        match proxy_protocol::read_header(tcp, pp.optional, pp.timeout).await {
+            Ok(Some(a)) => client = a,
+            Ok(None) => {}
+            Err(e) => return Err((e.reason(), client)),
+        }
+    }
+    client.set_ip(crate::admission::ip::canonical(client.ip()));
+    // Cheap checks first: a peer refused here costs no waiting and no TLS.
+    if rt
+        .blocker
+        .as_ref()
+        .is_some_and(|b| b.ip_blocked(client.ip()))
+    {
+        return Err((Refused::Blocked, client));
+    }
+    if !l.allow_ips.admits(client.ip()) {
+        return Err((Refused::IpNotAllowed, client));
+    }
+    if let Some(h) = &l.handshake_rate {
+        if h.check(&Key::ip(client.ip())).is_err() {
+            return Err((Refused::HandshakeRate, client));
+        }
+    }
+    if let (false, Some(pp)) = (trusted_lb, &l.proxy_protocol) {
+        // Only an admitted peer gets this far; it may not pose as a load balancer.
+        if let Err(e) = proxy_protocol::refuse_untrusted_header(tcp, pp.timeout).await {
+            return Err((e.reason(), client));
+        }
+    }
+    Ok(client)
+}
+
+/// Counts and (within the log cap) logs a connection refused at accept.
+pub fn refuse_connection(
+    rt: &Runtime,
+    l: &Listener,
+    tcp_peer: SocketAddr,
+    client: SocketAddr,
+    reason: Refused,
+) {
+    l.counters.refused(reason);
+    if let Some(suppressed) = rt.logs.connections.admit() {
+        tracing::warn!(
+            target: "sealgate::admission",
+            listener = %l.name,
+            peer = %client,
+            via = %tcp_peer,
+            reason = reason.as_str(),
+            suppressed,
+            "connection refused"
+        );
+    }
+}
+
+/// Serves one accepted connection to its end.
+pub async fn serve(
+    rt: Arc<Runtime>,
+    l: Arc<Listener>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    mut tcp: TcpStream,
+    tcp_peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+    _drain: mpsc::Sender<()>,
+) {
+    let open = l.counters.open.clone();
+    open.inc();
+    let _open = scopeguard(move || open.dec());
+    let peer = match admit(&rt, &l, &mut tcp, tcp_peer).await {
+        Ok(client) => client,
+        Err((reason, client)) => {
+            refuse_connection(&rt, &l, tcp_peer, client, reason);
+            return;
+        }
+    };
+    let Some(ctx) = handshake(&rt, &l, tcp, tcp_peer, peer).await else {
+        return;
+    };
+    let (ctx, tls) = ctx;
+    let activity = ctx.activity.clone();
+    let ctx = Arc::new(ctx);
+    let svc = service_fn(move |req| super::request::handle(ctx.clone(), req));
+    let conn = builder.serve_connection(TokioIo::new(tls), svc);
+    tokio::pin!(conn);
+    let idle_timeout = rt.limits.idle_timeout.0;
+    let mut closing = *shutdown.borrow();
+    if closing {
+        conn.as_mut().graceful_shutdown();
+    }
+    loop {
+        let next_idle_check = match activity.idle_for() {
+            Some(idle) => idle_timeout.saturating_sub(idle),
+            None => idle_timeout,
+        };
+        let (stalled, next_stall_check) = activity.check_stalls();
+        if stalled {
+            // The client stopped reading a response: writes to it would
+            // block for ever, so the connection is closed, which ends the
+            // exchange and gives its concurrency slots back.
+            tracing::debug!(target: "sealgate", peer = %peer, "closing a connection whose client stopped reading");
+            break;
+        }
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(target: "sealgate", peer = %peer, error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            _ = shutdown.changed(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = tokio::time::sleep(next_idle_check.max(Duration::from_millis(10))), if !closing => {
+                if activity.idle_for().is_some_and(|d| d >= idle_timeout) {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+            _ = tokio::time::sleep(next_stall_check.unwrap_or_default().max(Duration::from_millis(10))),
+                if next_stall_check.is_some() => {}
+            _ = activity.watched.notified() => {}
+        }
+    }
+}
+
+/// The TLS handshake and the identity check that follows it; `None` when the
+/// connection was refused (counted and logged here).
+async fn handshake(
+    rt: &Arc<Runtime>,
+    l: &Arc<Listener>,
+    tcp: TcpStream,
+    tcp_peer: SocketAddr,
+    peer: SocketAddr,
+) -> Option<(ConnCtx, tokio_rustls::server::TlsStream<TcpStream>)> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(l.tls.clone());
+    let (result, presented) = crate::tls::server::capture_presented(tokio::time::timeout(
+        rt.limits.handshake_timeout.0,
+        acceptor.accept(tcp),
+    ))
+    .await;
+    let refused = |reason: Handshake, detail: &str, presented| {
+        refuse_handshake(rt, l, peer, reason, detail, presented);
+    };
+    let tls = match result {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            refused(Handshake::of_io(&e), &e.to_string(), presented);
+            return None;
+        }
+        Err(_) => {
+            refused(
+                Handshake::Timeout,
+                "handshake not finished in time",
+                presented,
+            );
+            return None;
+        }
+    };
+    let identity = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+        None => None,
+        Some(der) => match PeerIdentity::from_der(der) {
+            Ok(id) => Some(Arc::new(id)),
+            Err(e) => {
+                refused(Handshake::BadCertificate, &e.to_string(), presented);
+                return None;
+            }
+        },
+    };
+    // A resumed TLS session skips certificate verification: judge validity again.
+    if let Some(id) = &identity {
+        let now = crate::tls::certs::now_unix();
+        let reason = if now > id.not_after {
+            Some(Handshake::Expired)
+        } else if now < id.not_before {
+            Some(Handshake::NotYetValid)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            refused(
+                reason,
+                "certificate outside its validity (resumed session)",
+                presented,
+            );
+            return None;
+        }
+    }
+    let block_identity = identity.as_deref().map(|id| Who::Identity(id.fingerprint));
+    if let (Some(b), Some(who)) = (&rt.blocker, &block_identity) {
+        if b.is_blocked(who) {
+            refuse_connection(rt, l, tcp_peer, peer, Refused::Blocked);
+            return None;
+        }
+    }
+    l.counters.handshake_ok.inc();
+    let identity_value = identity
+        .as_deref()
+        .and_then(|id| HeaderValue::from_str(&super::headers::identity_value(id)).ok());
+    let client_key = identity
+        .as_deref()
+        .map(|id| Key::Client(id.fingerprint.prefix_u64()))
+        .unwrap_or_else(|| Key::ip(peer.ip()));
+    let peer_value = HeaderValue::from_str(&peer.ip().to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+    Some((
+        ConnCtx {
+            rt: rt.clone(),
+            listener: l.clone(),
+            peer,
+            peer_value,
+            identity,
+            identity_value,
+            client_key,
+            block_identity,
+            activity: Arc::new(Activity::new()),
+        },
+        tls,
+    ))
+}
+
+fn refuse_handshake(
+    rt: &Runtime,
+    l: &Listener,
+    peer: SocketAddr,
+    reason: Handshake,
+    detail: &str,
+    presented: Option<rustls::pki_types::CertificateDer<'static>>,
+) {
+    l.counters.handshake_refused(reason);
+    if reason.is_auth_failure() {
+        if let Some(b) = &rt.blocker {
+            b.failed(peer.ip(), None, reason.as_str());
+        }
+    }
+    // Peers that connect and leave (port scans, health checks) are only debug noise.
+    let quiet = reason.is_quiet();
+    let suppressed = if quiet {
+        0
+    } else {
+        match rt.logs.handshakes.admit() {
+            Some(n) => n,
+            None => return,
+        }
+    };
+    let cert = presented
+        .as_ref()
+        .map(crate::tls::server::describe)
+        .unwrap_or_default();
+    macro_rules! line {
+        ($lvl:ident) => {
+            tracing::$lvl!(
+                target: "sealgate::tls",
+                listener = %l.name,
+                peer = %peer,
+                reason = reason.as_str(),
+                fault = reason.fault().as_str(),
+                detail,
+                client_cert_presented = presented.is_some(),
+                subject = %cert.subject,
+                issuer = %cert.issuer,
+                serial = %cert.serial,
+                fingerprint_sha256 = %cert.fingerprint_sha256,
+                suppressed,
+                "TLS handshake refused"
+            )
+        };
+    }
+    if quiet {
+        line!(debug);
+    } else {
+        line!(warn);
+    }
+}
+
+/// Runs a closure on drop.
+fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct G<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for G<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    G(Some(f))
+}

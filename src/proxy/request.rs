@@ -1,0 +1,512 @@
+//! One request through named phases, each a small function that lets the
+//! request go on or refuses it: route → admit (blocks, addresses) → authorize
+//! (identity) → limit (rate, headers, size, concurrency) → transform (headers,
+//! WS-Security) → forward → respond → log (`record`). Nothing else decides an
+//! outcome.
+//!
+//! A phase decided from headers alone never reads the body: a client that
+//! sent `Expect: 100-continue` is refused without a `100 Continue`, and any
+//! other HTTP/1.1 body is drained for a bounded time so the client can read
+//! the reply (nginx's lingering close).
+
+use super::body::{self, BodyStats, End, Finish, Limited, Tracked};
+use super::conn::ConnCtx;
+use super::headers::{self, ForwardContext};
+use super::record::Record;
+use super::reply;
+use super::verify;
+use crate::admission::concurrency::Slot;
+use crate::admission::rate::Key;
+use crate::refusal::{Reason, Refusal};
+use crate::runtime::authz::Denied;
+use crate::runtime::route::{self, Limit, Route};
+use crate::runtime::upstream::ProxyBody;
+use crate::wssec::replay::ReplayCache;
+use http::{header, HeaderMap, HeaderValue, Request, Response, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Where the route phase sent a request.
+struct Routed {
+    route: Arc<Route>,
+    /// Normalised: what matched, and what the upstream receives.
+    path: String,
+    /// The host the client addressed, as sent (for `X-Forwarded-Host`).
+    host: Option<String>,
+}
+
+/// The upstream's answer and what the exchange still holds.
+struct Upstreamed {
+    resp: Response<Incoming>,
+    route: Arc<Route>,
+}
+
+pub async fn handle(
+    ctx: Arc<ConnCtx>,
+    req: Request<Incoming>,
+) -> Result<Response<Tracked>, Infallible> {
+    let request_id = req
+        .headers()
+        .get(&ctx.rt.headers.request_id)
+        .and_then(headers::well_formed_request_id)
+        .map(str::to_owned)
+        .unwrap_or_else(headers::new_request_id);
+    let mut rec = Record::new(
+        ctx.clone(),
+        request_id,
+        req.method().clone(),
+        req.uri().path(),
+    );
+    let soap_request = reply::flavor(false, req.headers());
+    let outcome = run(&ctx, &mut rec, req).await;
+    Ok(respond(&ctx, rec, outcome, soap_request))
+}
+
+/// The phases in order.
+async fn run(
+    ctx: &ConnCtx,
+    rec: &mut Record,
+    req: Request<Incoming>,
+) -> Result<Upstreamed, Refusal> {
+    let routed = match route_phase(ctx, &req) {
+        Ok(r) => r,
+        Err(refusal) => return Err(dispose(req, refusal)),
+    };
+    rec.route = Some(routed.route.clone());
+    let route = routed.route.clone();
+    let early = admit(ctx, &route)
+        .and_then(|()| authorize(ctx, &route))
+        .and_then(|()| limit(ctx, &route, &req));
+    if let Err(refusal) = early {
+        return Err(dispose(req, refusal));
+    }
+    match route.gate.acquire().await {
+        Ok(slot) => rec.slots.push(slot),
+        Err(_) => {
+            let busy = Refusal::new(Reason::RouteBusy).retry_after(route.gate.retry_after_secs());
+            return Err(dispose(req, busy));
+        }
+    }
+    let deadline = route
+        .max_duration
+        .map(|d| tokio::time::Instant::from_std(rec.start + d));
+    let (upstream_req, replay_keys) = transform(ctx, rec, &routed, req).await?;
+    let resp = forward(rec, &route, upstream_req, &replay_keys, deadline).await?;
+    Ok(Upstreamed { resp, route })
+}
+
+/// Disposes of the body of a request refused before it was read: a client
+/// waiting for `100 Continue` gets none (the body is never asked for), an
+/// HTTP/1.1 upload in progress is drained for a bounded time.
+fn dispose(req: Request<Incoming>, refusal: Refusal) -> Refusal {
+    let expects_continue = req
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if req.version() == Version::HTTP_11 && !expects_continue {
+        body::linger(req.into_body());
+    }
+    refusal
+}
+
+// ---------- route ----------
+
+fn route_phase(ctx: &ConnCtx, req: &Request<Incoming>) -> Result<Routed, Refusal> {
+    let path = crate::path::normalize(req.uri().path()).map_err(|_| Reason::BadPath)?;
+    let host = request_host(req)?;
+    let h = req.headers();
+    if route::ambiguous_soap_action(h) {
+        return Err(Reason::AmbiguousSoapAction.into());
+    }
+    if h.contains_key(header::CONNECTION) && connection_names_routing_header(ctx, h) {
+        return Err(Reason::ConnectionNamesRoutingHeader.into());
+    }
+    let bare = host
+        .as_deref()
+        .map(host_without_port)
+        .map(str::to_ascii_lowercase);
+    let route_path = crate::path::without_params(&path);
+    let action = route::soap_action(h);
+    let route = ctx
+        .listener
+        .routes
+        .iter()
+        .find(|r| {
+            r.matcher
+                .matches(bare.as_deref(), req.method(), &route_path, action)
+        })
+        .cloned()
+        .ok_or(Reason::NoRoute)?;
+    Ok(Routed { route, path, host })
+}
+
+/// The host the client addressed: the request target's authority (absolute
+/// form in HTTP/1.1, `:authority` in HTTP/2) takes precedence over `Host`
+/// (RFC 9112 §3.2.2); two hosts that disagree, or two `Host` headers, are refused.
+fn request_host<B>(req: &Request<B>) -> Result<Option<String>, Refusal> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let header = hosts.next();
+    if hosts.next().is_some() {
+        return Err(Reason::HostMismatch.into());
+    }
+    let header = header
+        .map(|v| v.to_str().map_err(|_| Refusal::new(Reason::BadRequest)))
+        .transpose()?;
+    match (req.uri().authority().map(|a| a.as_str()), header) {
+        (Some(a), _) if a.contains('@') => Err(Reason::HostMismatch.into()),
+        (Some(a), Some(h)) if !a.eq_ignore_ascii_case(h.trim()) => Err(Reason::HostMismatch.into()),
+        (Some(a), _) => Ok(Some(a.to_owned())),
+        (None, h) => Ok(h.map(|h| h.trim().to_owned())),
+    }
+}
+
+fn host_without_port(h: &str) -> &str {
+    if h.starts_with('[') {
+        return h.split_inclusive(']').next().unwrap_or(h);
+    }
+    h.rsplit_once(':').map(|(a, _)| a).unwrap_or(h)
+}
+
+/// `Connection` may name headers to drop before forwarding, but not one that
+/// routing, framing or identity was decided on: stripping it would forward a
+/// request other than the one the gateway judged.
+fn connection_names_routing_header(ctx: &ConnCtx, h: &HeaderMap) -> bool {
+    let hdrs = &ctx.rt.headers;
+    headers::connection_named(h).iter().any(|n| {
+        matches!(
+            n.as_str(),
+            "host" | "content-type" | "content-length" | "transfer-encoding" | "soapaction"
+        ) || *n == hdrs.identity
+            || *n == hdrs.request_id
+    })
+}
+
+// ---------- admit, authorize, limit ----------
+
+/// Blocks (imposed while this connection was already open apply to it too)
+/// and the route's address allowlist.
+fn admit(ctx: &ConnCtx, route: &Route) -> Result<(), Refusal> {
+    let ip = ctx.peer.ip();
+    if let Some(b) = &ctx.rt.blocker {
+        let id_blocked = ctx.block_identity.as_ref().is_some_and(|w| b.is_blocked(w));
+        if id_blocked || b.ip_blocked(ip) {
+            return Err(Reason::Blocked.into());
+        }
+    }
+    if !route.allow_ips.admits(ip) {
+        return Err(Reason::IpNotAllowed.into());
+    }
+    Ok(())
+}
+
+/// The route's identity rules; a denial counts towards blocking.
+fn authorize(ctx: &ConnCtx, route: &Route) -> Result<(), Refusal> {
+    let Err(d) = route.authz.authorize(ctx.identity.as_deref()) else {
+        return Ok(());
+    };
+    let reason = match d {
+        Denied::Anonymous => Reason::NoClientIdentity,
+        Denied::NotAllowed => Reason::IdentityNotAllowed,
+    };
+    if let Some(b) = &ctx.rt.blocker {
+        b.failed(
+            ctx.peer.ip(),
+            ctx.identity.as_deref().map(|i| i.fingerprint),
+            reason.as_str(),
+        );
+    }
+    Err(reason.into())
+}
+
+/// Rate limits, header count and the declared body size.
+fn limit<B>(ctx: &ConnCtx, route: &Route, req: &Request<B>) -> Result<(), Refusal> {
+    for l in &route.limits {
+        let verdict = match l {
+            // Anonymous callers are keyed by address (see ConnCtx::client_key).
+            Limit::Client(r) => r.check(&ctx.client_key),
+            Limit::Ip(r) => r.check(&Key::ip(ctx.peer.ip())),
+            Limit::One(r) => r.check(),
+        };
+        if let Err(wait) = verdict {
+            let secs = crate::admission::rate::retry_after_secs(wait);
+            return Err(Refusal::new(Reason::RateLimited).retry_after(secs));
+        }
+    }
+    if req.headers().len() > ctx.rt.limits.max_headers {
+        return Err(Reason::TooManyHeaders.into());
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > route.max_body) {
+        return Err(Reason::BodyTooLarge.into());
+    }
+    Ok(())
+}
+
+// ---------- transform ----------
+
+/// The request as the upstream receives it: its URI and headers rewritten,
+/// its body streamed under the route's bounds — or buffered and verified on a
+/// WS-Security route. Returns the replay keys a verified message recorded.
+async fn transform(
+    ctx: &ConnCtx,
+    rec: &mut Record,
+    routed: &Routed,
+    req: Request<Incoming>,
+) -> Result<(Request<ProxyBody>, Vec<crate::wssec::replay::ReplayKey>), Refusal> {
+    let route = &routed.route;
+    let up = &route.upstream;
+    let (mut parts, body) = req.into_parts();
+    parts.uri = up
+        .uri_for(&routed.path, parts.uri.query())
+        .map_err(|_| Reason::BadRequest)?;
+    parts.version = Version::HTTP_11;
+    let hdrs = &ctx.rt.headers;
+    let request_id =
+        HeaderValue::from_str(&rec.request_id).unwrap_or_else(|_| HeaderValue::from_static("-"));
+    headers::prepare_upstream(
+        &mut parts.headers,
+        &ForwardContext {
+            peer_ip: &ctx.peer_value,
+            original_host: routed.host.as_deref(),
+            request_id: &request_id,
+            request_id_header: &hdrs.request_id,
+            identity_header: &hdrs.identity,
+            identity: ctx.identity_value.as_ref(),
+        },
+    );
+    let upstream_host = if up.preserve_host {
+        routed
+            .host
+            .as_deref()
+            .and_then(|h| HeaderValue::from_str(h).ok())
+    } else {
+        up.host_value.clone()
+    };
+    match upstream_host {
+        Some(h) => {
+            parts.headers.insert(header::HOST, h);
+        }
+        None => {
+            parts.headers.remove(header::HOST);
+        }
+    }
+    let stats = rec.stats.clone();
+    match &route.wssec {
+        None => {
+            let limited = Limited::new(body, route.max_body, route.body_idle_timeout, stats)
+                .scrubbing(&hdrs.identity);
+            Ok((
+                Request::from_parts(parts, limited.boxed_unsync()),
+                Vec::new(),
+            ))
+        }
+        Some(stage) => {
+            let verified = verify::request(ctx, route, stage, &parts.headers, body, &stats).await?;
+            rec.signer = verified.signer.as_ref().map(|s| s.subject.to_string());
+            // The body may have lost its Security header: the length is the new one's.
+            parts.headers.remove(header::CONTENT_LENGTH);
+            stats.mark_done();
+            let body = body::full(verified.output);
+            Ok((Request::from_parts(parts, body), verified.replay_keys))
+        }
+    }
+}
+
+// ---------- forward ----------
+
+/// Sends the request upstream within its bounds: the upstream's concurrency
+/// ceiling, connect (TCP and TLS) within `connect_timeout`, an upload that
+/// keeps moving (the body idle timeout, both ways), response headers within
+/// `request_timeout` of the end of the body, all within the route's deadline.
+async fn forward(
+    rec: &mut Record,
+    route: &Route,
+    req: Request<ProxyBody>,
+    replay_keys: &[crate::wssec::replay::ReplayKey],
+    deadline: Option<tokio::time::Instant>,
+) -> Result<Response<Incoming>, Refusal> {
+    let up = &route.upstream;
+    // A verified message that never reaches the upstream was not delivered:
+    // its sender's retry must not be refused as a replay.
+    let undelivered = || {
+        if let Some(stage) = &route.wssec {
+            for k in replay_keys {
+                stage.replay.forget(k);
+            }
+        }
+    };
+    let slot: Slot = match up.gate.acquire().await {
+        Ok(s) => s,
+        Err(_) => {
+            undelivered();
+            return Err(Refusal::new(Reason::UpstreamBusy).retry_after(up.gate.retry_after_secs()));
+        }
+    };
+    rec.slots.push(slot);
+    let stats = rec.stats.clone();
+    let t0 = Instant::now();
+    let sending = up.client.request(req);
+    tokio::pin!(sending);
+    let idle = route.body_idle_timeout;
+    let mut body_done_at: Option<Instant> = stats.is_done().then_some(t0);
+    let result = loop {
+        let now = Instant::now();
+        if body_done_at.is_none() && stats.is_done() {
+            body_done_at = Some(now);
+        }
+        // The next moment something could be late.
+        let wait = match body_done_at {
+            Some(done) => (done + up.request_timeout).saturating_duration_since(now),
+            None => idle
+                .saturating_sub(stats.since_asked())
+                .max(Duration::from_millis(50)),
+        };
+        let wake = tokio::time::Instant::now() + wait;
+        let wake = deadline.map_or(wake, |d| d.min(wake));
+        tokio::select! {
+            r = &mut sending => break r,
+            _ = stats.finished.notified(), if body_done_at.is_none() => {}
+            _ = tokio::time::sleep_until(wake) => {
+                if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                    up.duration.observe(t0.elapsed().as_secs_f64());
+                    return Err(Reason::MaxDuration.into());
+                }
+                match body_done_at {
+                    Some(done) if done.elapsed() >= up.request_timeout => {
+                        up.duration.observe(t0.elapsed().as_secs_f64());
+                        return Err(Reason::UpstreamTimeout.into());
+                    }
+                    None if stats.upstream_stalled(idle) => {
+                        up.duration.observe(t0.elapsed().as_secs_f64());
+                        return Err(Reason::UpstreamStalled.into());
+                    }
+                    _ => {}
+                }
+            }
+        }
+    };
+    let upstream_time = t0.elapsed();
+    up.duration.observe(upstream_time.as_secs_f64());
+    rec.upstream_time = Some(upstream_time);
+    match result {
+        Ok(resp) => Ok(resp),
+        Err(e) => {
+            let refusal = classify(&e, &stats);
+            if e.is_connect() {
+                undelivered();
+            }
+            Err(refusal)
+        }
+    }
+}
+
+/// Names what went wrong talking to the upstream.
+fn classify(e: &hyper_util::client::legacy::Error, stats: &BodyStats) -> Refusal {
+    if let Some(cut) = body::Cut::find(e) {
+        return cut.reason().into();
+    }
+    if stats.too_large.load(Ordering::Relaxed) {
+        return Reason::BodyTooLarge.into();
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    let mut timed_out = false;
+    let mut tls = false;
+    let mut client_body = false;
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            timed_out |= io.kind() == std::io::ErrorKind::TimedOut;
+            tls |= io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>());
+        }
+        tls |= s.is::<rustls::Error>();
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            client_body |= h.is_body_write_aborted() || h.is_user();
+        }
+        source = s.source();
+    }
+    let reason = if e.is_connect() {
+        if timed_out {
+            Reason::UpstreamConnectTimeout
+        } else if tls {
+            Reason::UpstreamTls
+        } else {
+            Reason::UpstreamUnreachable
+        }
+    } else if client_body {
+        Reason::ClientBodyError
+    } else {
+        Reason::UpstreamError
+    };
+    reason.into()
+}
+
+// ---------- respond ----------
+
+/// The response the client receives: the upstream's (its body bounded by the
+/// route's idle timeout and deadline, and watched for a client that stops
+/// reading), or the gateway's own reply.
+fn respond(
+    ctx: &Arc<ConnCtx>,
+    mut rec: Record,
+    outcome: Result<Upstreamed, Refusal>,
+    flavor_hint: reply::Flavor,
+) -> Response<Tracked> {
+    let request_id = HeaderValue::from_str(&rec.request_id).ok();
+    let (mut resp, timers) = match outcome {
+        Ok(u) => {
+            rec.reason = None;
+            let (mut parts, body) = u.resp.into_parts();
+            headers::strip_hop_by_hop(&mut parts.headers, false);
+            let body = body.map_err(Into::into).boxed_unsync();
+            let deadline = u
+                .route
+                .max_duration
+                .map(|d| tokio::time::Instant::from_std(rec.start + d));
+            (
+                Response::from_parts(parts, body),
+                Some((u.route.body_idle_timeout, deadline)),
+            )
+        }
+        Err(refusal) => {
+            let counters = match &rec.route {
+                Some(r) => &r.counters,
+                None => &ctx.rt.unrouted,
+            };
+            counters.rejections.inc(
+                refusal.kind.index(),
+                &[refusal.kind.stage().as_str(), refusal.kind.as_str()],
+            );
+            rec.reason = Some(refusal.kind);
+            let flavor = match (&rec.route, flavor_hint) {
+                (Some(r), reply::Flavor::Problem) if r.soap => reply::Flavor::Soap11,
+                (_, f) => f,
+            };
+            (reply::render(&refusal, flavor, &rec.request_id), None)
+        }
+    };
+    if let Some(v) = request_id {
+        resp.headers_mut()
+            .insert(ctx.rt.headers.request_id.clone(), v);
+    }
+    rec.status = resp.status().as_u16();
+    let finish: Finish = Box::new(move |bytes_out, end: End| {
+        rec.ended(bytes_out, end);
+        drop(rec);
+    });
+    match timers {
+        Some((idle, deadline)) => {
+            let clock = ctx.activity.watch(idle);
+            resp.map(|b| Tracked::streamed(b, finish, idle, deadline, clock))
+        }
+        None => resp.map(|b| Tracked::new(b, finish)),
+    }
+}

@@ -1,0 +1,108 @@
+//! A signer certificate, parsed once: the fields key references match on, its
+//! public key in the form aws-lc-rs verifies with, and its names.
+
+use aws_lc_rs::digest;
+use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate};
+
+use crate::dn::Name;
+use crate::fingerprint::Fingerprint;
+use crate::wssec::verify::WssecError;
+
+const OID_RSA: &str = "1.2.840.113549.1.1.1";
+const OID_EC: &str = "1.2.840.10045.2.1";
+const OID_P256: &str = "1.2.840.10045.3.1.7";
+const OID_P384: &str = "1.3.132.0.34";
+
+/// A signer's public key in the form aws-lc-rs verifies with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublicKey {
+    /// PKCS#1 RSAPublicKey DER.
+    Rsa(Vec<u8>),
+    /// Uncompressed P-256 point.
+    EcP256(Vec<u8>),
+    /// Uncompressed P-384 point.
+    EcP384(Vec<u8>),
+}
+
+/// A parsed certificate with the fields key references and logs need.
+#[derive(Debug, Clone)]
+pub struct CertInfo {
+    pub der: Vec<u8>,
+    pub subject: Name,
+    pub issuer: Name,
+    /// Serial number, upper-case hex.
+    pub serial_hex: String,
+    pub serial_decimal: String,
+    pub fingerprint: Fingerprint,
+    /// SHA-256 of the SubjectPublicKeyInfo: the same for every certificate
+    /// issued for one key (a renewal with the same key keeps it).
+    pub spki_sha256: [u8; 32],
+    pub sha1: [u8; 20],
+    pub ski: Option<Vec<u8>>,
+    pub key: PublicKey,
+}
+
+impl CertInfo {
+    pub fn from_der(der: &[u8]) -> Result<CertInfo, WssecError> {
+        let (rest, cert) =
+            X509Certificate::from_der(der).map_err(|_| WssecError::BadToken("certificate DER"))?;
+        if !rest.is_empty() {
+            return Err(WssecError::BadToken("bytes after certificate"));
+        }
+        let ski = cert
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+                _ => None,
+            });
+        // Without the extension, the RFC 5280 method 1 value (SHA-1 of the
+        // subjectPublicKey), as WSS4J computes it.
+        let ski = ski.or_else(|| {
+            let spk = &cert.public_key().subject_public_key.data;
+            Some(
+                digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, spk)
+                    .as_ref()
+                    .to_vec(),
+            )
+        });
+        let serial = &cert.tbs_certificate.serial;
+        Ok(CertInfo {
+            der: der.to_vec(),
+            subject: Name::from_x509(cert.subject()),
+            issuer: Name::from_x509(cert.issuer()),
+            serial_hex: format!("{serial:X}"),
+            serial_decimal: serial.to_string(),
+            fingerprint: Fingerprint::of(der),
+            spki_sha256: fixed(digest::digest(&digest::SHA256, cert.public_key().raw).as_ref()),
+            sha1: fixed(digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, der).as_ref()),
+            ski,
+            key: public_key(&cert)?,
+        })
+    }
+}
+
+fn fixed<const N: usize>(b: &[u8]) -> [u8; N] {
+    let mut out = [0u8; N];
+    let n = b.len().min(N);
+    out[..n].copy_from_slice(&b[..n]);
+    out
+}
+
+fn public_key(cert: &X509Certificate<'_>) -> Result<PublicKey, WssecError> {
+    let spki = cert.public_key();
+    let raw = spki.subject_public_key.data.to_vec();
+    let alg = spki.algorithm.algorithm.to_id_string();
+    let curve = spki
+        .algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.as_oid().ok())
+        .map(|o| o.to_id_string());
+    match (alg.as_str(), curve.as_deref()) {
+        (OID_RSA, _) => Ok(PublicKey::Rsa(raw)),
+        (OID_EC, Some(OID_P256)) => Ok(PublicKey::EcP256(raw)),
+        (OID_EC, Some(OID_P384)) => Ok(PublicKey::EcP384(raw)),
+        _ => Err(WssecError::BadToken("unsupported public key type")),
+    }
+}

@@ -1,0 +1,159 @@
+//! Trust for signer certificates: anchors, intermediates, CRLs and the
+//! configured signer set, checked through webpki.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, TrustAnchor, UnixTime};
+use webpki::{
+    CertRevocationList, EndEntityCert, ExpirationPolicy, KeyPurposeIdIter, OwnedCertRevocationList,
+    RevocationCheckDepth, RevocationOptionsBuilder, UnknownStatusPolicy,
+};
+
+use super::CertInfo;
+use crate::wssec::verify::WssecError;
+
+/// Trust anchors, intermediates, CRLs and the configured signer set.
+#[derive(Debug, Clone, Default)]
+pub struct TrustStore {
+    anchors: Vec<TrustAnchor<'static>>,
+    intermediates: Vec<CertificateDer<'static>>,
+    // Arc: webpki's CRL type is not Clone, and a policy is cloned per snapshot.
+    crls: Vec<std::sync::Arc<CertRevocationList<'static>>>,
+    pub(super) signers: Vec<CertInfo>,
+}
+
+fn config(what: &str) -> WssecError {
+    WssecError::Config(what.to_owned())
+}
+
+impl TrustStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add_anchor_der(&mut self, der: &[u8]) -> Result<(), WssecError> {
+        let der = CertificateDer::from(der.to_vec());
+        let ta = webpki::anchor_from_trusted_cert(&der)
+            .map_err(|e| config(&format!("trust anchor: {e}")))?;
+        self.anchors.push(ta.to_owned());
+        Ok(())
+    }
+
+    /// Adds every certificate of a PEM bundle as a trust anchor; returns the count.
+    pub fn add_anchors_pem(&mut self, pem: &[u8]) -> Result<usize, WssecError> {
+        let certs = pem_certs(pem)?;
+        for c in &certs {
+            self.add_anchor_der(c)?;
+        }
+        Ok(certs.len())
+    }
+
+    pub fn add_intermediate_der(&mut self, der: &[u8]) {
+        self.intermediates.push(CertificateDer::from(der.to_vec()));
+    }
+
+    pub fn add_crl_der(&mut self, der: &[u8]) -> Result<(), WssecError> {
+        let crl =
+            OwnedCertRevocationList::from_der(der).map_err(|e| config(&format!("CRL: {e}")))?;
+        self.crls
+            .push(std::sync::Arc::new(CertRevocationList::from(crl)));
+        Ok(())
+    }
+
+    pub fn add_crls_pem(&mut self, pem: &[u8]) -> Result<usize, WssecError> {
+        let mut n = 0;
+        for crl in CertificateRevocationListDer::pem_slice_iter(pem) {
+            let crl = crl.map_err(|e| config(&format!("CRL PEM: {e}")))?;
+            self.add_crl_der(crl.as_ref())?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// A certificate that X509IssuerSerial, SubjectKeyIdentifier or thumbprint
+    /// references may name. It must still chain to an anchor.
+    pub fn add_signer_der(&mut self, der: &[u8]) -> Result<(), WssecError> {
+        self.signers
+            .push(CertInfo::from_der(der).map_err(|e| config(&e.to_string()))?);
+        Ok(())
+    }
+
+    pub fn add_signers_pem(&mut self, pem: &[u8]) -> Result<usize, WssecError> {
+        let certs = pem_certs(pem)?;
+        for c in &certs {
+            self.add_signer_der(c)?;
+        }
+        Ok(certs.len())
+    }
+
+    /// Chain to an anchor, validity at `now`, and revocation by the CRLs.
+    pub fn check(&self, cert: &CertInfo, now: SystemTime) -> Result<(), WssecError> {
+        let der = CertificateDer::from(cert.der.as_slice());
+        let ee = EndEntityCert::try_from(&der).map_err(|_| WssecError::BadToken("certificate"))?;
+        let crls: Vec<&CertRevocationList<'_>> = self.crls.iter().map(|c| c.as_ref()).collect();
+        // Unknown status is allowed so a CRL list need not cover every issuer;
+        // CRL nextUpdate is not enforced (as rustls' default client verifier).
+        let revocation = RevocationOptionsBuilder::new(&crls).ok().map(|b| {
+            b.with_depth(RevocationCheckDepth::Chain)
+                .with_status_policy(UnknownStatusPolicy::Allow)
+                .with_expiration_policy(ExpirationPolicy::Ignore)
+                .build()
+        });
+        let since = now
+            .duration_since(UNIX_EPOCH)
+            .map_err(|_| WssecError::Internal("clock before 1970"))?;
+        ee.verify_for_usage(
+            CHAIN_ALGS,
+            &self.anchors,
+            &self.intermediates,
+            UnixTime::since_unix_epoch(since),
+            AnyEku,
+            revocation,
+            None,
+        )
+        .map(|_| ())
+        .map_err(|e| match e {
+            webpki::Error::CertExpired { .. } => WssecError::SignerExpired,
+            webpki::Error::CertNotValidYet { .. } => WssecError::SignerNotYetValid,
+            webpki::Error::CertRevoked => WssecError::SignerRevoked,
+            other => WssecError::UntrustedSigner(format!("{other:?}")),
+        })
+    }
+}
+
+fn pem_certs(pem: &[u8]) -> Result<Vec<Vec<u8>>, WssecError> {
+    CertificateDer::pem_slice_iter(pem)
+        .map(|c| {
+            c.map(|c| c.as_ref().to_vec())
+                .map_err(|e| config(&format!("certificate PEM: {e}")))
+        })
+        .collect()
+}
+
+static CHAIN_ALGS: &[&dyn rustls_pki_types::SignatureVerificationAlgorithm] = &[
+    webpki::aws_lc_rs::ECDSA_P256_SHA256,
+    webpki::aws_lc_rs::ECDSA_P256_SHA384,
+    webpki::aws_lc_rs::ECDSA_P384_SHA256,
+    webpki::aws_lc_rs::ECDSA_P384_SHA384,
+    webpki::aws_lc_rs::ED25519,
+    webpki::aws_lc_rs::RSA_PKCS1_2048_8192_SHA256,
+    webpki::aws_lc_rs::RSA_PKCS1_2048_8192_SHA384,
+    webpki::aws_lc_rs::RSA_PKCS1_2048_8192_SHA512,
+    webpki::aws_lc_rs::RSA_PSS_2048_8192_SHA256_LEGACY_KEY,
+    webpki::aws_lc_rs::RSA_PSS_2048_8192_SHA384_LEGACY_KEY,
+    webpki::aws_lc_rs::RSA_PSS_2048_8192_SHA512_LEGACY_KEY,
+];
+
+/// Signer certificates may carry no EKU or any EKU: there is no standard
+/// "XML signing" purpose, so only a malformed extension is refused.
+struct AnyEku;
+
+impl webpki::ExtendedKeyUsageValidator for AnyEku {
+    fn validate(&self, iter: KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
+        for k in iter {
+            k?;
+        }
+        Ok(())
+    }
+}

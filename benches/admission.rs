@@ -6,6 +6,9 @@
 //!
 //!   cargo bench --bench admission
 
+// Benchmarks and their fixtures may panic on setup failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use ipnet::IpNet;
 use sealgate::admission::ip::IpSet;

@@ -4,6 +4,9 @@
 //!
 //!   cargo bench --bench request_path
 
+// Benchmarks and their fixtures may panic on setup failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use sealgate::config::AllowRuleConfig;

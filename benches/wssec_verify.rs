@@ -7,6 +7,9 @@
 //! examples/write_bench_messages.rs writes them, so that benches/xmlsec_peer.py
 //! times the same bytes); otherwise they are made at bench start.
 
+// Benchmarks and their fixtures may panic on setup failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "wssec_support/mod.rs"]
 mod support;
 

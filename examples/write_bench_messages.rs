@@ -3,6 +3,9 @@
 //!
 //! Usage: cargo run --release --example write_bench_messages -- DIR
 
+// Benchmarks and their fixtures may panic on setup failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "../benches/wssec_support/mod.rs"]
 mod support;
 

@@ -3,6 +3,7 @@
 //! the project's PKI factory (`sealgate::pki`), and SOAP 1.1 messages of a chosen size signed by the crate's
 //! signer (RSA-SHA256, SHA-256 digests, exclusive c14n, BinarySecurityToken,
 //! Body and Timestamp signed).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
 use std::fmt::Write as _;

@@ -173,6 +173,34 @@ fn structure() {
 }
 
 #[test]
+fn attributes_need_whitespace_and_names_need_name_characters() {
+    // What a conforming parser refuses, the verifier refuses too: a lenient
+    // reading here and a strict one upstream would see different documents.
+    refused("<r a=\"1\"b=\"2\"/>", "xml_malformed");
+    refused("<r a='1'b='2'></r>", "xml_malformed");
+    accepted("<r a=\"1\" b='2'\n\tc=\"3\"/>");
+    accepted("<r a=\"x'y\" b='x\"y'/>");
+    for bad in [
+        "<\u{B7}a/>",
+        "<-a/>",
+        "<.a/>",
+        "<a\u{2028}b/>",
+        "<r \u{300}x=\"1\"/>",
+        "<a\u{FFFE}/>",
+    ] {
+        refused(bad, "xml_malformed");
+    }
+    for good in [
+        "<\u{E9}t\u{E9}/>",
+        "<a\u{B7}b/>",
+        "<\u{4E2D}\u{6587}/>",
+        "<a-b.c_d/>",
+    ] {
+        accepted(good);
+    }
+}
+
+#[test]
 fn namespaces() {
     refused("<x:a/>", "xml_undeclared_prefix");
     refused("<a x:b=\"1\"/>", "xml_undeclared_prefix");

@@ -1,0 +1,561 @@
+//! Start and end tags: qualified names, namespace declarations and their
+//! scope, attributes (normalized, duplicates refused), all held in reused
+//! arenas so reading allocates nothing per node.
+
+use quick_xml::events::BytesStart;
+
+use super::text::{check_chars, push_attr_value};
+use super::{
+    malformed, Attribute, Limits, NsDecl, Phase, Reader, Ready, Span, XmlError, XMLNS_NS, XML_NS,
+};
+
+/// Range into one of the reader's (or the canonicalizer's) string arenas.
+#[derive(Debug, Clone, Copy, Default)]
+pub(in crate::wssec) struct Sub {
+    pub(in crate::wssec) start: usize,
+    pub(in crate::wssec) end: usize,
+}
+
+impl Sub {
+    pub(in crate::wssec) fn of(self, buf: &str) -> &str {
+        buf.get(self.start..self.end).unwrap_or("")
+    }
+}
+
+/// Resolved namespace of a name.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum NsRef {
+    None,
+    Xml,
+    Decl(usize),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Binding {
+    pub(super) prefix: Sub,
+    pub(super) uri: Sub,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Frame {
+    pub(super) name: Sub,
+    pub(super) prefix_len: usize,
+    pub(super) ns: NsRef,
+    pub(super) ns_mark: usize,
+    pub(super) ns_text_mark: usize,
+    pub(super) xml_mark: usize,
+    pub(super) xml_text_mark: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct AttrRec {
+    pub(super) name: Sub,
+    pub(super) prefix_len: usize,
+    pub(super) ns: NsRef,
+    pub(super) value: Sub,
+}
+
+/// Everything events borrow: kept apart from the quick-xml reader so an event can
+/// borrow it while the reader advances only on the next call. All buffers are
+/// reused, so steady-state reading allocates nothing per node.
+#[derive(Default)]
+pub(super) struct State {
+    pub(super) frames: Vec<Frame>,
+    pub(super) names: String,
+    pub(super) ns: Vec<Binding>,
+    pub(super) ns_text: String,
+    // xml:* attributes of open elements (C14N 1.0 inherits them into subsets).
+    pub(super) xml_attrs: Vec<(Sub, Sub)>,
+    pub(super) xml_text: String,
+    pub(super) attrs: Vec<AttrRec>,
+    pub(super) attr_text: String,
+    pub(super) text: String,
+}
+
+impl State {
+    /// Heap capacity of the arenas, in bytes.
+    pub(super) fn capacity(&self) -> usize {
+        use std::mem::size_of;
+        self.frames.capacity() * size_of::<Frame>()
+            + self.names.capacity()
+            + self.ns.capacity() * size_of::<Binding>()
+            + self.ns_text.capacity()
+            + self.xml_attrs.capacity() * size_of::<(Sub, Sub)>()
+            + self.xml_text.capacity()
+            + self.attrs.capacity() * size_of::<AttrRec>()
+            + self.attr_text.capacity()
+            + self.text.capacity()
+    }
+
+    pub(super) fn ns_uri(&self, r: NsRef) -> Option<&str> {
+        match r {
+            NsRef::None => None,
+            NsRef::Xml => Some(XML_NS),
+            NsRef::Decl(i) => self.ns.get(i).map(|b| b.uri.of(&self.ns_text)),
+        }
+    }
+
+    /// Innermost binding of `prefix`, whether or not it is an undeclaration.
+    pub(super) fn find(&self, prefix: &str) -> Option<usize> {
+        self.ns
+            .iter()
+            .rposition(|b| b.prefix.of(&self.ns_text) == prefix)
+    }
+
+    pub(super) fn resolve(&self, prefix: &str, at: usize) -> Result<NsRef, XmlError> {
+        if prefix == "xml" {
+            return Ok(NsRef::Xml);
+        }
+        match self.find(prefix) {
+            Some(i) if !self.ns[i].uri.of(&self.ns_text).is_empty() => Ok(NsRef::Decl(i)),
+            _ if prefix.is_empty() => Ok(NsRef::None),
+            _ => Err(XmlError::UndeclaredPrefix { at }),
+        }
+    }
+
+    pub(super) fn pop(&mut self) {
+        if let Some(f) = self.frames.pop() {
+            self.names.truncate(f.name.start);
+            self.ns.truncate(f.ns_mark);
+            self.ns_text.truncate(f.ns_text_mark);
+            self.xml_attrs.truncate(f.xml_mark);
+            self.xml_text.truncate(f.xml_text_mark);
+        }
+    }
+}
+
+/// A start tag with its resolved names, attributes and namespace context.
+#[derive(Clone, Copy)]
+pub struct StartElement<'r> {
+    pub(super) st: &'r State,
+    pub(super) frame: Frame,
+    pub(super) depth: usize,
+    pub(super) span: Span,
+    pub(super) empty: bool,
+}
+
+/// Name, namespace, depth and span: the same accessors on start and end tags.
+macro_rules! element_accessors {
+    () => {
+        /// Qualified name as written.
+        pub fn name(&self) -> &'r str {
+            self.frame.name.of(&self.st.names)
+        }
+        pub fn prefix(&self) -> &'r str {
+            self.name().get(..self.frame.prefix_len).unwrap_or("")
+        }
+        pub fn local_name(&self) -> &'r str {
+            local_part(self.name(), self.frame.prefix_len)
+        }
+        /// Namespace URI, `None` when the element is in no namespace.
+        pub fn namespace(&self) -> Option<&'r str> {
+            self.st.ns_uri(self.frame.ns)
+        }
+        /// 1 for the root element; an end tag has its start's depth.
+        pub fn depth(&self) -> usize {
+            self.depth
+        }
+        /// Bytes of the tag (`<a ...>`, `<a .../>` or `</a>`).
+        pub fn span(&self) -> Span {
+            self.span
+        }
+    };
+}
+
+impl<'r> StartElement<'r> {
+    element_accessors!();
+    /// True for `<a/>`; its `End` event has an empty span.
+    pub fn is_empty_tag(&self) -> bool {
+        self.empty
+    }
+    pub fn attribute_count(&self) -> usize {
+        self.st.attrs.len()
+    }
+    pub fn attribute(&self, i: usize) -> Option<Attribute<'r>> {
+        let st = self.st;
+        st.attrs.get(i).map(|a| {
+            let name = a.name.of(&st.attr_text);
+            Attribute {
+                name,
+                prefix: name.get(..a.prefix_len).unwrap_or(""),
+                local_name: local_part(name, a.prefix_len),
+                namespace: st.ns_uri(a.ns),
+                value: a.value.of(&st.attr_text),
+            }
+        })
+    }
+    pub fn attributes(&self) -> impl Iterator<Item = Attribute<'r>> + 'r {
+        let e = *self;
+        (0..e.attribute_count()).filter_map(move |i| e.attribute(i))
+    }
+    /// Value of the attribute with this namespace (`None`: unprefixed) and local name.
+    pub fn attribute_value(&self, namespace: Option<&str>, local_name: &str) -> Option<&'r str> {
+        self.attributes()
+            .find(|a| a.namespace == namespace && a.local_name == local_name)
+            .map(|a| a.value)
+    }
+    /// Namespace declarations written on this element, in document order.
+    pub fn namespace_decls(&self) -> impl Iterator<Item = NsDecl<'r>> + 'r {
+        let st = self.st;
+        st.ns
+            .get(self.frame.ns_mark..)
+            .unwrap_or_default()
+            .iter()
+            .map(move |b| decl(st, b))
+    }
+    /// Every binding in scope here (ancestors' and this element's), innermost
+    /// first, each prefix once. Includes a default of `""` if one was undeclared.
+    pub fn in_scope_namespaces(&self) -> impl Iterator<Item = NsDecl<'r>> + 'r {
+        let st = self.st;
+        st.ns
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(move |(i, b)| {
+                let p = b.prefix.of(&st.ns_text);
+                !st.ns[i + 1..].iter().any(|o| o.prefix.of(&st.ns_text) == p)
+            })
+            .map(move |(_, b)| decl(st, b))
+    }
+    /// URI bound to `prefix` here (`""` asks for the default namespace).
+    pub fn lookup_namespace(&self, prefix: &str) -> Option<&'r str> {
+        if prefix == "xml" {
+            return Some(XML_NS);
+        }
+        let st = self.st;
+        st.find(prefix)
+            .map(|i| st.ns[i].uri.of(&st.ns_text))
+            .filter(|u| !u.is_empty())
+    }
+    /// `xml:*` attributes in scope from ancestors (not this element's own), as
+    /// (local name, value), nearest first, each name once.
+    pub fn inherited_xml_attributes(&self) -> impl Iterator<Item = (&'r str, &'r str)> + 'r {
+        let st = self.st;
+        let upto = self.frame.xml_mark.min(st.xml_attrs.len());
+        let list = &st.xml_attrs[..upto];
+        list.iter()
+            .enumerate()
+            .rev()
+            .filter(move |(i, (l, _))| {
+                let l = l.of(&st.xml_text);
+                !list[i + 1..].iter().any(|(o, _)| o.of(&st.xml_text) == l)
+            })
+            .map(move |(_, (l, v))| (l.of(&st.xml_text), v.of(&st.xml_text)))
+    }
+}
+
+pub(super) fn decl<'r>(st: &'r State, b: &Binding) -> NsDecl<'r> {
+    NsDecl {
+        prefix: b.prefix.of(&st.ns_text),
+        uri: b.uri.of(&st.ns_text),
+    }
+}
+
+pub(super) fn local_part(name: &str, prefix_len: usize) -> &str {
+    if prefix_len == 0 {
+        name
+    } else {
+        name.get(prefix_len + 1..).unwrap_or("")
+    }
+}
+
+/// An end tag (or the implied end of an empty-element tag).
+#[derive(Clone, Copy)]
+pub struct EndElement<'r> {
+    pub(super) st: &'r State,
+    pub(super) frame: Frame,
+    pub(super) depth: usize,
+    pub(super) span: Span,
+}
+
+impl<'r> EndElement<'r> {
+    element_accessors!();
+}
+
+// Debug output names elements and sizes only: content may carry secrets
+// (a UsernameToken password, say) and must never reach a log line.
+impl std::fmt::Debug for Attribute<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attribute")
+            .field("name", &self.name)
+            .field("namespace", &self.namespace)
+            .field("value_len", &self.value.len())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for StartElement<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StartElement")
+            .field("name", &self.name())
+            .field("namespace", &self.namespace())
+            .field("depth", &self.depth)
+            .field("span", &self.span)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for EndElement<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndElement")
+            .field("name", &self.name())
+            .field("depth", &self.depth)
+            .field("span", &self.span)
+            .finish()
+    }
+}
+
+impl<'a> Reader<'a> {
+    pub(super) fn start(
+        &mut self,
+        s: BytesStart<'a>,
+        span: Span,
+        empty: bool,
+    ) -> Result<Ready<'a>, XmlError> {
+        let at = span.start;
+        let l = &self.limits;
+        match self.phase {
+            Phase::Epilog => return Err(malformed(at, "second root element")),
+            Phase::Prolog => self.phase = Phase::Root,
+            Phase::Root => {}
+        }
+        if self.st.frames.len() >= l.max_depth {
+            return Err(XmlError::TooDeep {
+                at,
+                limit: l.max_depth,
+            });
+        }
+        let qname = s.name();
+        let qname: &str = qname.as_ref();
+        let prefix_len = check_qname(qname, l, at)?;
+        if qname.get(..prefix_len) == Some("xmlns") {
+            return Err(XmlError::InvalidNamespace { at });
+        }
+        check_chars(qname, at)?;
+
+        let st = &mut self.st;
+        let name_start = st.names.len();
+        st.names.push_str(qname);
+        let mut frame = Frame {
+            name: Sub {
+                start: name_start,
+                end: st.names.len(),
+            },
+            prefix_len,
+            ns: NsRef::None,
+            ns_mark: st.ns.len(),
+            ns_text_mark: st.ns_text.len(),
+            xml_mark: st.xml_attrs.len(),
+            xml_text_mark: st.xml_text.len(),
+        };
+        // Pushed now, completed once this element's declarations are known.
+        st.frames.push(frame);
+        st.attrs.clear();
+        st.attr_text.clear();
+
+        check_attribute_spacing(s.as_bytes(), at)?;
+        let mut count = 0usize;
+        for a in s.attributes().with_checks(false) {
+            let a = a.map_err(|e| malformed(at, e.to_string()))?;
+            count += 1;
+            if count > l.max_attributes {
+                return Err(XmlError::TooManyAttributes {
+                    at,
+                    limit: l.max_attributes,
+                });
+            }
+            let key: &str = a.key.as_ref();
+            let plen = check_qname(key, l, at)?;
+            check_chars(key, at)?;
+            if a.value.len() > l.max_attr_value_len {
+                return Err(XmlError::AttributeTooLong {
+                    at,
+                    limit: l.max_attr_value_len,
+                });
+            }
+            check_chars(&a.value, at)?;
+            let ns_prefix = if key == "xmlns" {
+                Some("")
+            } else if plen > 0 && key.get(..plen) == Some("xmlns") {
+                Some(local_part(key, plen))
+            } else {
+                None
+            };
+            if let Some(p) = ns_prefix {
+                if st.ns.len() - frame.ns_mark >= l.max_ns_per_element {
+                    return Err(XmlError::TooManyNamespaces {
+                        at,
+                        limit: l.max_ns_per_element,
+                    });
+                }
+                if st.ns.len() >= l.max_ns_in_scope {
+                    return Err(XmlError::TooManyNamespaces {
+                        at,
+                        limit: l.max_ns_in_scope,
+                    });
+                }
+                if st.ns[frame.ns_mark..]
+                    .iter()
+                    .any(|b| b.prefix.of(&st.ns_text) == p)
+                {
+                    return Err(XmlError::DuplicateAttribute { at });
+                }
+                let p0 = st.ns_text.len();
+                st.ns_text.push_str(p);
+                let u0 = st.ns_text.len();
+                push_attr_value(&mut st.ns_text, &a.value, at)?;
+                let b = Binding {
+                    prefix: Sub { start: p0, end: u0 },
+                    uri: Sub {
+                        start: u0,
+                        end: st.ns_text.len(),
+                    },
+                };
+                check_binding(p, b.uri.of(&st.ns_text), at)?;
+                st.ns.push(b);
+            } else {
+                let n0 = st.attr_text.len();
+                st.attr_text.push_str(key);
+                let v0 = st.attr_text.len();
+                push_attr_value(&mut st.attr_text, &a.value, at)?;
+                st.attrs.push(AttrRec {
+                    name: Sub { start: n0, end: v0 },
+                    prefix_len: plen,
+                    ns: NsRef::None,
+                    value: Sub {
+                        start: v0,
+                        end: st.attr_text.len(),
+                    },
+                });
+            }
+        }
+
+        // Resolve names now that this element's declarations are in scope.
+        frame.ns = st.resolve(qname.get(..prefix_len).unwrap_or(""), at)?;
+        for i in 0..st.attrs.len() {
+            let a = st.attrs[i];
+            if a.prefix_len > 0 {
+                let name = a.name.of(&st.attr_text);
+                let ns = st.resolve(name.get(..a.prefix_len).unwrap_or(""), at)?;
+                st.attrs[i].ns = ns;
+            }
+        }
+        // Duplicates by qualified name and by expanded name; n <= max_attributes.
+        for (i, a) in st.attrs.iter().enumerate() {
+            let an = a.name.of(&st.attr_text);
+            for b in &st.attrs[..i] {
+                let bn = b.name.of(&st.attr_text);
+                let same_expanded = a.prefix_len > 0
+                    && b.prefix_len > 0
+                    && local_part(an, a.prefix_len) == local_part(bn, b.prefix_len)
+                    && st.ns_uri(a.ns) == st.ns_uri(b.ns);
+                if an == bn || same_expanded {
+                    return Err(XmlError::DuplicateAttribute { at });
+                }
+            }
+        }
+        for a in &st.attrs {
+            if let NsRef::Xml = a.ns {
+                let name = a.name.of(&st.attr_text);
+                let l0 = st.xml_text.len();
+                st.xml_text.push_str(local_part(name, a.prefix_len));
+                let v0 = st.xml_text.len();
+                st.xml_text.push_str(a.value.of(&st.attr_text));
+                st.xml_attrs.push((
+                    Sub { start: l0, end: v0 },
+                    Sub {
+                        start: v0,
+                        end: st.xml_text.len(),
+                    },
+                ));
+            }
+        }
+        if let Some(top) = st.frames.last_mut() {
+            *top = frame;
+        }
+        Ok(Ready::Start(span, empty))
+    }
+}
+
+/// Checks a QName (`prefix:local` or `local`) and returns the prefix length.
+pub(super) fn check_qname(name: &str, l: &Limits, at: usize) -> Result<usize, XmlError> {
+    if name.len() > l.max_name_len {
+        return Err(XmlError::NameTooLong {
+            at,
+            limit: l.max_name_len,
+        });
+    }
+    let (prefix, local) = match name.split_once(':') {
+        Some((p, rest)) => (p, rest),
+        None => ("", name),
+    };
+    let ok = is_ncname(local) && (prefix.is_empty() && !name.contains(':') || is_ncname(prefix));
+    if !ok {
+        return Err(malformed(at, "invalid name"));
+    }
+    Ok(if name.contains(':') { prefix.len() } else { 0 })
+}
+
+/// XML 1.0 (fifth edition) `NameStartChar`, without `:` (an NCName's).
+fn is_name_start(c: char) -> bool {
+    matches!(c,
+        'A'..='Z' | '_' | 'a'..='z'
+        | '\u{C0}'..='\u{D6}' | '\u{D8}'..='\u{F6}' | '\u{F8}'..='\u{2FF}'
+        | '\u{370}'..='\u{37D}' | '\u{37F}'..='\u{1FFF}' | '\u{200C}'..='\u{200D}'
+        | '\u{2070}'..='\u{218F}' | '\u{2C00}'..='\u{2FEF}' | '\u{3001}'..='\u{D7FF}'
+        | '\u{F900}'..='\u{FDCF}' | '\u{FDF0}'..='\u{FFFD}' | '\u{10000}'..='\u{EFFFF}')
+}
+
+/// XML 1.0 `NameChar`, without `:`.
+fn is_name_char(c: char) -> bool {
+    is_name_start(c)
+        || matches!(c, '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
+}
+
+/// An NCName (Namespaces in XML 1.0), checked as a conforming parser does.
+pub(super) fn is_ncname(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(is_name_start) && chars.all(is_name_char)
+}
+
+/// XML 1.0 §3.1: attributes are separated by whitespace; `<r a="1"b="2"/>`
+/// is not XML, and a parser that reads it differently must not be fed it.
+pub(super) fn check_attribute_spacing(tag: &[u8], at: usize) -> Result<(), XmlError> {
+    let mut quote: Option<u8> = None;
+    let mut after_value = false;
+    for &b in tag {
+        match quote {
+            Some(q) => {
+                if b == q {
+                    quote = None;
+                    after_value = true;
+                }
+            }
+            None => {
+                if after_value && !matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'/') {
+                    return Err(malformed(at, "attributes not separated by whitespace"));
+                }
+                after_value = false;
+                if b == b'"' || b == b'\'' {
+                    quote = Some(b);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Namespaces in XML 1.0 constraints on a declaration of `prefix` to `uri`.
+pub(super) fn check_binding(prefix: &str, uri: &str, at: usize) -> Result<(), XmlError> {
+    let bad = match prefix {
+        "xml" => uri != XML_NS,
+        "xmlns" => true,
+        "" => uri == XML_NS || uri == XMLNS_NS,
+        _ => uri.is_empty() || uri == XML_NS || uri == XMLNS_NS,
+    };
+    if bad {
+        Err(XmlError::InvalidNamespace { at })
+    } else {
+        Ok(())
+    }
+}

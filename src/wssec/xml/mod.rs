@@ -1,0 +1,497 @@
+//! Hardened pull reader for untrusted XML (SOAP messages), built on quick-xml.
+//!
+//! It refuses anything a signature verifier must not interpret (DTDs, entities,
+//! processing instructions, non-UTF-8 input), enforces size limits while it reads,
+//! resolves namespaces itself, and gives every event its byte span in the input so
+//! callers can splice the original bytes instead of re-serialising.
+//!
+//! `element` holds names, namespaces and attributes (start tags); `text`
+//! character data, references and line ends; this module the event loop.
+
+mod element;
+mod text;
+
+use element::State;
+pub(super) use element::Sub;
+pub use element::{EndElement, StartElement};
+use text::{check_chars, push_eol_normalized};
+
+use std::borrow::Cow;
+
+use quick_xml::events::Event as QEvent;
+use quick_xml::reader::Reader as QReader;
+
+/// Namespace bound to the `xml` prefix by definition.
+pub const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
+/// Namespace of `xmlns` attributes; no prefix may be bound to it.
+pub const XMLNS_NS: &str = "http://www.w3.org/2000/xmlns/";
+
+/// Limits enforced while reading. The defaults suit SOAP messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Size of the whole input, in bytes.
+    pub max_bytes: usize,
+    /// Element nesting depth (the root element is depth 1).
+    pub max_depth: usize,
+    /// Attributes on one element, namespace declarations included.
+    pub max_attributes: usize,
+    /// Namespace declarations on one element.
+    pub max_ns_per_element: usize,
+    /// Namespace declarations in scope at once (shadowed ones included).
+    pub max_ns_in_scope: usize,
+    /// Length of an element or attribute name, prefix included, in bytes.
+    pub max_name_len: usize,
+    /// Length of one text node (adjacent text, references and CDATA together)
+    /// or comment, in bytes of input.
+    pub max_text_len: usize,
+    /// Length of one attribute value, in bytes of input.
+    pub max_attr_value_len: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bytes: 16 << 20,
+            max_depth: 100,
+            max_attributes: 64,
+            max_ns_per_element: 32,
+            max_ns_in_scope: 128,
+            max_name_len: 256,
+            max_text_len: 8 << 20,
+            max_attr_value_len: 64 << 10,
+        }
+    }
+}
+
+/// Why the input was refused. `at` is a byte offset in the input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum XmlError {
+    #[error("document is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("input is not UTF-8 at byte {at}")]
+    NotUtf8 { at: usize },
+    #[error("declared encoding is not UTF-8 (at byte {at})")]
+    Encoding { at: usize },
+    #[error("XML version other than 1.0 (at byte {at})")]
+    Version { at: usize },
+    #[error("DOCTYPE is not allowed (at byte {at})")]
+    Doctype { at: usize },
+    #[error("entity reference other than the predefined ones (at byte {at})")]
+    Entity { at: usize },
+    #[error("processing instruction is not allowed (at byte {at})")]
+    ProcessingInstruction { at: usize },
+    #[error("character not allowed in XML (at byte {at})")]
+    InvalidChar { at: usize },
+    #[error("duplicate attribute (at byte {at})")]
+    DuplicateAttribute { at: usize },
+    #[error("nesting deeper than {limit} (at byte {at})")]
+    TooDeep { at: usize, limit: usize },
+    #[error("more than {limit} attributes on one element (at byte {at})")]
+    TooManyAttributes { at: usize, limit: usize },
+    #[error("more than {limit} namespace declarations (at byte {at})")]
+    TooManyNamespaces { at: usize, limit: usize },
+    #[error("name longer than {limit} bytes (at byte {at})")]
+    NameTooLong { at: usize, limit: usize },
+    #[error("text or comment longer than {limit} bytes (at byte {at})")]
+    TextTooLong { at: usize, limit: usize },
+    #[error("attribute value longer than {limit} bytes (at byte {at})")]
+    AttributeTooLong { at: usize, limit: usize },
+    #[error("undeclared namespace prefix (at byte {at})")]
+    UndeclaredPrefix { at: usize },
+    #[error("invalid namespace declaration (at byte {at})")]
+    InvalidNamespace { at: usize },
+    #[error("malformed XML at byte {at}: {detail}")]
+    Malformed { at: usize, detail: String },
+}
+
+impl XmlError {
+    /// Stable machine reason, for metrics labels, logs and faults.
+    pub fn reason(&self) -> super::reason::Reason {
+        use super::reason::Reason as R;
+        match self {
+            XmlError::TooLarge { .. } => R::XmlTooLarge,
+            XmlError::NotUtf8 { .. } => R::XmlNotUtf8,
+            XmlError::Encoding { .. } => R::XmlEncoding,
+            XmlError::Version { .. } => R::XmlVersion,
+            XmlError::Doctype { .. } => R::XmlDoctype,
+            XmlError::Entity { .. } => R::XmlEntity,
+            XmlError::ProcessingInstruction { .. } => R::XmlProcessingInstruction,
+            XmlError::InvalidChar { .. } => R::XmlInvalidChar,
+            XmlError::DuplicateAttribute { .. } => R::XmlDuplicateAttribute,
+            XmlError::TooDeep { .. } => R::XmlTooDeep,
+            XmlError::TooManyAttributes { .. } => R::XmlTooManyAttributes,
+            XmlError::TooManyNamespaces { .. } => R::XmlTooManyNamespaces,
+            XmlError::NameTooLong { .. } => R::XmlNameTooLong,
+            XmlError::TextTooLong { .. } => R::XmlTextTooLong,
+            XmlError::AttributeTooLong { .. } => R::XmlAttributeTooLong,
+            XmlError::UndeclaredPrefix { .. } => R::XmlUndeclaredPrefix,
+            XmlError::InvalidNamespace { .. } => R::XmlInvalidNamespace,
+            XmlError::Malformed { .. } => R::XmlMalformed,
+        }
+    }
+}
+
+pub(super) fn malformed(at: usize, detail: impl Into<String>) -> XmlError {
+    XmlError::Malformed {
+        at,
+        detail: detail.into(),
+    }
+}
+
+/// Byte range `start..end` of an event in the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
+/// One event of the document. Whitespace outside the root element is not reported.
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'r> {
+    /// A start tag, or an empty-element tag (then an `End` with an empty span follows).
+    Start(StartElement<'r>),
+    End(EndElement<'r>),
+    /// Character data inside the root: references resolved, CDATA included, line
+    /// endings normalized. One text node may arrive as several consecutive `Text`
+    /// events (long text is handed out in pieces); their spans are contiguous.
+    Text(Text<'r>),
+    /// A comment (line endings normalized), inside or outside the root.
+    Comment(Text<'r>),
+}
+
+/// Text or comment content.
+#[derive(Clone, Copy)]
+pub struct Text<'r> {
+    text: &'r str,
+    span: Span,
+}
+
+impl<'r> Text<'r> {
+    pub fn text(&self) -> &'r str {
+        self.text
+    }
+    pub fn span(&self) -> Span {
+        self.span
+    }
+}
+
+/// A namespace binding; `prefix` is `""` for the default namespace, and a `uri`
+/// of `""` there means "no default namespace" (`xmlns=""`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NsDecl<'r> {
+    pub prefix: &'r str,
+    pub uri: &'r str,
+}
+
+/// An attribute (namespace declarations are reported separately).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Attribute<'r> {
+    /// Qualified name as written.
+    pub name: &'r str,
+    pub prefix: &'r str,
+    pub local_name: &'r str,
+    /// `None` for unprefixed attributes: they are in no namespace.
+    pub namespace: Option<&'r str>,
+    /// Normalized value (XML 1.0 §3.3.3, every attribute taken as CDATA).
+    pub value: &'r str,
+}
+
+// Debug output names sizes only: content may carry secrets (a UsernameToken
+// password, say) and must never reach a log line.
+impl std::fmt::Debug for Text<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Text")
+            .field("len", &self.text.len())
+            .field("span", &self.span)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    Prolog,
+    Root,
+    Epilog,
+}
+
+/// What `next` will hand out, computed before borrowing the state for the event.
+pub(super) enum Ready<'a> {
+    Start(Span, bool),
+    End(Span),
+    Text(Span, Option<&'a str>),
+    Comment(Span, Option<&'a str>),
+}
+
+/// Pull reader over a complete message held in memory.
+pub struct Reader<'a> {
+    q: QReader<&'a [u8]>,
+    base: usize,
+    limits: Limits,
+    st: State,
+    phase: Phase,
+    pending: Option<(QEvent<'a>, Span)>,
+    pop_pending: bool,
+    synth_end: Option<usize>,
+    seen_any: bool,
+    failed: Option<XmlError>,
+    run: TextRun<'a>,
+}
+
+/// Progress through a run of adjacent text, CDATA and references.
+#[derive(Default)]
+pub(super) struct TextRun<'a> {
+    active: bool,
+    /// Input bytes of the run so far, checked against `max_text_len`.
+    len: usize,
+    /// Unconsumed content of the current text or CDATA piece.
+    rest: &'a str,
+    /// Input offset where the unconsumed raw part begins (span starts).
+    pos: usize,
+    /// Input offset of `rest` itself.
+    offset: usize,
+    /// Input offset where the current piece's markup ends.
+    end: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(input: &'a [u8], limits: &Limits) -> Result<Reader<'a>, XmlError> {
+        if input.len() > limits.max_bytes {
+            return Err(XmlError::TooLarge {
+                limit: limits.max_bytes,
+            });
+        }
+        // UTF-16/32 (with or without BOM) shows as a BOM or a NUL in the first bytes.
+        if input.starts_with(&[0xFE, 0xFF])
+            || input.starts_with(&[0xFF, 0xFE])
+            || input.iter().take(4).any(|&b| b == 0)
+        {
+            return Err(XmlError::NotUtf8 { at: 0 });
+        }
+        let base = if input.starts_with(&[0xEF, 0xBB, 0xBF]) {
+            3
+        } else {
+            0
+        };
+        let mut q = QReader::from_reader(input.get(base..).unwrap_or_default());
+        let cfg = q.config_mut();
+        cfg.check_comments = true;
+        // We keep our own element stack and compare end names against it.
+        cfg.check_end_names = false;
+        cfg.expand_empty_elements = false;
+        cfg.trim_text(false);
+        Ok(Reader {
+            q,
+            base,
+            limits: limits.clone(),
+            st: State::default(),
+            phase: Phase::Prolog,
+            pending: None,
+            pop_pending: false,
+            synth_end: None,
+            seen_any: false,
+            failed: None,
+            run: TextRun::default(),
+        })
+    }
+
+    /// Current element depth (0 outside the root).
+    pub fn depth(&self) -> usize {
+        self.st.frames.len()
+    }
+
+    /// Heap capacity of the reader's reusable buffers, in bytes. Diagnostic: it
+    /// stays bounded by the limits, whatever the document size.
+    pub fn buffered_capacity(&self) -> usize {
+        self.st.capacity()
+    }
+
+    /// Next event, or `None` at the end of a well-formed document.
+    #[allow(clippy::should_implement_trait)] // a lending iterator: events borrow the reader
+    pub fn next(&mut self) -> Result<Option<Event<'_>>, XmlError> {
+        // After a refusal the stacks may be half-updated: keep refusing.
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let ready = match self.advance() {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                self.failed = Some(e.clone());
+                return Err(e);
+            }
+        };
+        let st = &self.st;
+        let depth = st.frames.len();
+        let frame = st.frames.last().copied();
+        Ok(Some(match (ready, frame) {
+            (Ready::Start(span, empty), Some(frame)) => Event::Start(StartElement {
+                st,
+                frame,
+                depth,
+                span,
+                empty,
+            }),
+            (Ready::End(span), Some(frame)) => Event::End(EndElement {
+                st,
+                frame,
+                depth,
+                span,
+            }),
+            (Ready::Text(span, t), _) => Event::Text(Text {
+                text: t.unwrap_or(&st.text),
+                span,
+            }),
+            (Ready::Comment(span, t), _) => Event::Comment(Text {
+                text: t.unwrap_or(&st.text),
+                span,
+            }),
+            (_, None) => return Err(malformed(0, "internal: no open element")),
+        }))
+    }
+
+    fn advance(&mut self) -> Result<Option<Ready<'a>>, XmlError> {
+        if self.pop_pending {
+            self.pop_pending = false;
+            self.st.pop();
+        }
+        if let Some(at) = self.synth_end.take() {
+            return Ok(Some(self.end_ready(Span { start: at, end: at })));
+        }
+        if self.run.active {
+            if let Some(r) = self.text_step()? {
+                return Ok(Some(r));
+            }
+        }
+        loop {
+            let (ev, span) = match self.pending.take() {
+                Some(p) => p,
+                None => self.read_raw()?,
+            };
+            let first = !self.seen_any;
+            self.seen_any = true;
+            match ev {
+                QEvent::Decl(d) => {
+                    // Only as the very first thing; elsewhere `<?xml` is a reserved PI.
+                    if !first {
+                        return Err(XmlError::ProcessingInstruction { at: span.start });
+                    }
+                    check_decl(&d, span.start)?;
+                }
+                QEvent::PI(_) => return Err(XmlError::ProcessingInstruction { at: span.start }),
+                QEvent::DocType(_) => return Err(XmlError::Doctype { at: span.start }),
+                QEvent::Start(s) => return self.start(s, span, false).map(Some),
+                QEvent::Empty(s) => {
+                    let r = self.start(s, span, true)?;
+                    self.synth_end = Some(span.end);
+                    return Ok(Some(r));
+                }
+                QEvent::End(e) => {
+                    let name = e.name();
+                    let name: &str = name.as_ref();
+                    let open = self.st.frames.last().map(|f| f.name.of(&self.st.names));
+                    if open != Some(name) {
+                        return Err(malformed(span.start, "end tag does not match start tag"));
+                    }
+                    return Ok(Some(self.end_ready(span)));
+                }
+                QEvent::Comment(c) => {
+                    let t = c.into_inner();
+                    let l = &self.limits;
+                    if t.len() > l.max_text_len {
+                        return Err(XmlError::TextTooLong {
+                            at: span.start,
+                            limit: l.max_text_len,
+                        });
+                    }
+                    let has_cr = check_chars(&t, span.start)?;
+                    return Ok(Some(Ready::Comment(span, self.keep(t, has_cr))));
+                }
+                QEvent::Text(t) if self.phase != Phase::Root => {
+                    let t = t.into_inner();
+                    if !t.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
+                        return Err(malformed(span.start, "text outside the root element"));
+                    }
+                }
+                QEvent::Text(_) | QEvent::CData(_) | QEvent::GeneralRef(_) => {
+                    if self.phase != Phase::Root {
+                        return Err(malformed(span.start, "content outside the root element"));
+                    }
+                    self.run = TextRun {
+                        active: true,
+                        ..TextRun::default()
+                    };
+                    self.pending = Some((ev, span));
+                    if let Some(r) = self.text_step()? {
+                        return Ok(Some(r));
+                    }
+                }
+                QEvent::Eof => {
+                    return match self.phase {
+                        Phase::Epilog => Ok(None),
+                        Phase::Prolog => Err(malformed(span.start, "no root element")),
+                        Phase::Root => Err(malformed(span.start, "unclosed element")),
+                    };
+                }
+            }
+        }
+    }
+
+    fn read_raw(&mut self) -> Result<(QEvent<'a>, Span), XmlError> {
+        let start = self.offset(self.q.buffer_position());
+        let ev = self.q.read_event().map_err(|e| {
+            let at = self.offset(self.q.error_position());
+            match e {
+                quick_xml::Error::Encoding(_) => XmlError::NotUtf8 { at },
+                other => malformed(at, other.to_string()),
+            }
+        })?;
+        Ok((
+            ev,
+            Span {
+                start,
+                end: self.offset(self.q.buffer_position()),
+            },
+        ))
+    }
+
+    /// Input offset of a quick-xml position (which does not count the BOM).
+    fn offset(&self, qpos: u64) -> usize {
+        usize::try_from(qpos)
+            .unwrap_or(usize::MAX)
+            .saturating_add(self.base)
+    }
+
+    /// Keep a borrowed piece of input as is, or copy it normalized into `st.text`.
+    fn keep(&mut self, t: Cow<'a, str>, has_cr: bool) -> Option<&'a str> {
+        match t {
+            Cow::Borrowed(s) if !has_cr => Some(s),
+            t => {
+                self.st.text.clear();
+                push_eol_normalized(&mut self.st.text, &t);
+                None
+            }
+        }
+    }
+
+    fn end_ready(&mut self, span: Span) -> Ready<'a> {
+        self.pop_pending = true;
+        if self.st.frames.len() == 1 {
+            self.phase = Phase::Epilog;
+        }
+        Ready::End(span)
+    }
+}
+
+fn check_decl(d: &quick_xml::events::BytesDecl<'_>, at: usize) -> Result<(), XmlError> {
+    let version = d.version().map_err(|e| malformed(at, e.to_string()))?;
+    if version.as_ref() != "1.0" {
+        return Err(XmlError::Version { at });
+    }
+    if let Some(enc) = d.encoding() {
+        let enc = enc.map_err(|e| malformed(at, e.to_string()))?;
+        if !enc.eq_ignore_ascii_case("utf-8") {
+            return Err(XmlError::Encoding { at });
+        }
+    }
+    Ok(())
+}

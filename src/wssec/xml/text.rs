@@ -1,0 +1,226 @@
+//! Character data: text, CDATA and references gathered into runs handed out
+//! in bounded pieces, line ends normalized, characters checked.
+
+use std::borrow::Cow;
+
+use quick_xml::events::Event as QEvent;
+
+use super::{malformed, Reader, Ready, Span, XmlError};
+
+impl<'a> Reader<'a> {
+    /// Emits the next chunk of the current run of text, CDATA and references.
+    /// Long runs without CR are handed out borrowed from the input; short pieces,
+    /// resolved references and normalized line ends are gathered in `st.text`,
+    /// flushed every `CHUNK` bytes, so memory stays constant whatever the text size.
+    /// Returns `None` when the run ended with nothing left to emit.
+    pub(super) fn text_step(&mut self) -> Result<Option<Ready<'a>>, XmlError> {
+        const BORROW: usize = 512;
+        const CHUNK: usize = 8 << 10;
+        self.st.text.clear();
+        let mut start = None;
+        let mut end = 0;
+        loop {
+            if self.run.rest.is_empty() {
+                let (ev, span) = match self.pending.take() {
+                    Some(p) => p,
+                    None => self.read_raw()?,
+                };
+                let at = span.start;
+                let (content, offset) = match ev {
+                    QEvent::Text(t) => {
+                        let t = t.into_inner();
+                        if t.contains("]]>") {
+                            return Err(malformed(at, "']]>' in text"));
+                        }
+                        (t, 0)
+                    }
+                    QEvent::CData(c) => (c.into_inner(), "<![CDATA[".len()),
+                    QEvent::GeneralRef(r) => {
+                        // A resolved reference is never line-end normalized (`&#xD;` stays CR).
+                        let c = resolve_ref(&r, at)?;
+                        self.run_grow(c.len_utf8(), at)?;
+                        self.st.text.push(c);
+                        start.get_or_insert(at);
+                        end = span.end;
+                        if self.st.text.len() >= CHUNK {
+                            break;
+                        }
+                        continue;
+                    }
+                    other => {
+                        self.pending = Some((other, span));
+                        self.run.active = false;
+                        break;
+                    }
+                };
+                self.run_grow(content.len(), at)?;
+                check_chars(&content, at)?;
+                let content: &'a str = match content {
+                    Cow::Borrowed(s) => s,
+                    // Not produced by the slice reader; refuse rather than copy.
+                    Cow::Owned(_) => return Err(malformed(at, "unexpected owned text")),
+                };
+                self.run.rest = content;
+                self.run.pos = span.start;
+                self.run.offset = span.start + offset;
+                self.run.end = span.end;
+                if content.is_empty() {
+                    start.get_or_insert(span.start);
+                    end = span.end;
+                    continue;
+                }
+            }
+            let rest = self.run.rest;
+            let n = rest.find('\r').unwrap_or(rest.len());
+            if n >= BORROW {
+                if !self.st.text.is_empty() {
+                    break;
+                }
+                let from = self.run.pos;
+                let seg = rest.get(..n).unwrap_or_default();
+                self.consume(n);
+                return Ok(Some(Ready::Text(
+                    Span {
+                        start: from,
+                        end: self.run.pos,
+                    },
+                    Some(seg),
+                )));
+            }
+            start.get_or_insert(self.run.pos);
+            self.st.text.push_str(rest.get(..n).unwrap_or_default());
+            let mut used = n;
+            if rest.get(n..).is_some_and(|r| r.starts_with('\r')) {
+                self.st.text.push('\n');
+                used += if rest.get(n + 1..).is_some_and(|r| r.starts_with('\n')) {
+                    2
+                } else {
+                    1
+                };
+            }
+            self.consume(used);
+            end = self.run.pos;
+            if self.st.text.len() >= CHUNK {
+                break;
+            }
+        }
+        Ok(start.map(|start| Ready::Text(Span { start, end }, None)))
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.run.rest = self.run.rest.get(n..).unwrap_or_default();
+        self.run.offset += n;
+        self.run.pos = if self.run.rest.is_empty() {
+            self.run.end
+        } else {
+            self.run.offset
+        };
+    }
+
+    fn run_grow(&mut self, n: usize, at: usize) -> Result<(), XmlError> {
+        self.run.len += n;
+        if self.run.len > self.limits.max_text_len {
+            return Err(XmlError::TextTooLong {
+                at,
+                limit: self.limits.max_text_len,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Refuses characters outside XML 1.0's `Char`; returns whether a CR is present.
+pub(super) fn check_chars(s: &str, at: usize) -> Result<bool, XmlError> {
+    let b = s.as_bytes();
+    let mut cr = false;
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'\r' => cr = true,
+            b'\t' | b'\n' => {}
+            0..=0x1F => return Err(XmlError::InvalidChar { at }),
+            // U+FFFE and U+FFFF are EF BF BE / EF BF BF.
+            0xEF if b.get(i + 1) == Some(&0xBF) && matches!(b.get(i + 2), Some(0xBE | 0xBF)) => {
+                return Err(XmlError::InvalidChar { at });
+            }
+            _ => {}
+        }
+    }
+    Ok(cr)
+}
+
+pub(super) fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// Resolves the name inside `&...;`: the five predefined entities or a character reference.
+pub(super) fn resolve_ref(name: &str, at: usize) -> Result<char, XmlError> {
+    let c = match name {
+        "lt" => '<',
+        "gt" => '>',
+        "amp" => '&',
+        "apos" => '\'',
+        "quot" => '"',
+        _ => {
+            let Some(num) = name.strip_prefix('#') else {
+                return Err(XmlError::Entity { at });
+            };
+            let (digits, radix) = match num.strip_prefix('x') {
+                Some(h) => (h, 16),
+                None => (num, 10),
+            };
+            if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+                return Err(malformed(at, "bad character reference"));
+            }
+            u32::from_str_radix(digits, radix)
+                .ok()
+                .and_then(char::from_u32)
+                .filter(|&c| is_xml_char(c))
+                .ok_or(XmlError::InvalidChar { at })?
+        }
+    };
+    Ok(c)
+}
+
+/// Appends `s` with CR LF and lone CR turned into LF (XML 1.0 §2.11).
+pub(super) fn push_eol_normalized(out: &mut String, s: &str) {
+    let mut rest = s;
+    while let Some(i) = rest.find('\r') {
+        out.push_str(&rest[..i]);
+        out.push('\n');
+        rest = &rest[i + 1..];
+        if let Some(r) = rest.strip_prefix('\n') {
+            rest = r;
+        }
+    }
+    out.push_str(rest);
+}
+
+/// Appends the normalized value of a raw attribute value: references resolved,
+/// literal whitespace (after line-end normalization) turned into spaces.
+pub(super) fn push_attr_value(out: &mut String, raw: &str, at: usize) -> Result<(), XmlError> {
+    let mut rest = raw;
+    while let Some(i) = rest.find(['&', '<', '\t', '\n', '\r']) {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i + 1..];
+        rest = match rest.as_bytes()[i] {
+            b'<' => return Err(malformed(at, "'<' in attribute value")),
+            b'&' => {
+                let semi = tail
+                    .find(';')
+                    .ok_or_else(|| malformed(at, "unterminated reference"))?;
+                out.push(resolve_ref(&tail[..semi], at)?);
+                &tail[semi + 1..]
+            }
+            b'\r' => {
+                out.push(' ');
+                tail.strip_prefix('\n').unwrap_or(tail)
+            }
+            _ => {
+                out.push(' ');
+                tail
+            }
+        };
+    }
+    out.push_str(rest);
+    Ok(())
+}

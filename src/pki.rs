@@ -179,7 +179,16 @@ impl Ca {
 
     /// Issues a certificate signed by this CA.
     pub fn issue(&self, leaf: &Leaf) -> Result<Issued, Error> {
-        let key = keypair(leaf.alg)?;
+        self.issue_for(leaf, keypair(leaf.alg)?)
+    }
+
+    /// Issues a certificate for a key that already has one (a renewal that
+    /// keeps the key, as many operators do); `key_pem` is PKCS#8 PEM.
+    pub fn reissue(&self, leaf: &Leaf, key_pem: &str) -> Result<Issued, Error> {
+        self.issue_for(leaf, KeyPair::from_pem(key_pem)?)
+    }
+
+    fn issue_for(&self, leaf: &Leaf, key: KeyPair) -> Result<Issued, Error> {
         let mut p = CertificateParams::default();
         p.distinguished_name = DistinguishedName::new();
         p.distinguished_name

@@ -108,6 +108,11 @@ impl BodyStats {
         Duration::from_millis(ms_since(self.epoch).saturating_sub(last))
     }
 
+    /// The upstream side has asked for the body: the request headers are out.
+    pub fn asked(&self) -> bool {
+        self.last_asked_ms.load(Ordering::Relaxed) != u64::MAX
+    }
+
     /// The upstream has stopped taking the request body: it asked before,
     /// had what it asked for, and has not asked again for `idle`.
     pub fn upstream_stalled(&self, idle: Duration) -> bool {
@@ -287,6 +292,9 @@ pub type Finish = Box<dyn FnOnce(u64, End) + Send>;
 pub struct StreamClock {
     epoch: Instant,
     last_asked_ms: AtomicU64,
+    /// The last ask found the upstream with nothing to send: the upstream's
+    /// idle timer, not the client, is what counts then.
+    waiting_on_upstream: AtomicBool,
     pub idle: Duration,
     stalled: AtomicBool,
 }
@@ -296,6 +304,7 @@ impl StreamClock {
         StreamClock {
             epoch,
             last_asked_ms: AtomicU64::new(ms_since(epoch)),
+            waiting_on_upstream: AtomicBool::new(false),
             idle,
             stalled: AtomicBool::new(false),
         }
@@ -306,10 +315,14 @@ impl StreamClock {
             .store(ms_since(self.epoch), Ordering::Relaxed);
     }
 
-    /// Time left before this stream counts as stalled (zero: it is).
-    pub fn left(&self) -> Duration {
+    /// Time left before this stream counts as stalled (zero: it is; `None`:
+    /// it waits on the upstream, not on the client).
+    pub fn left(&self) -> Option<Duration> {
+        if self.waiting_on_upstream.load(Ordering::Relaxed) {
+            return None;
+        }
         let since = ms_since(self.epoch).saturating_sub(self.last_asked_ms.load(Ordering::Relaxed));
-        self.idle.saturating_sub(Duration::from_millis(since))
+        Some(self.idle.saturating_sub(Duration::from_millis(since)))
     }
 
     pub fn mark_stalled(&self) {
@@ -408,6 +421,10 @@ impl Body for Tracked {
             return cut(this.finish, *this.sent, Cut::MaxDuration);
         }
         let out = this.inner.as_mut().poll_frame(cx);
+        if let Some(c) = this.clock.as_ref() {
+            c.waiting_on_upstream
+                .store(out.is_pending(), Ordering::Relaxed);
+        }
         match &out {
             Poll::Ready(Some(Ok(frame))) => {
                 *this.timer = None;

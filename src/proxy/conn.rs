@@ -108,7 +108,9 @@ impl Activity {
         let mut stalled = false;
         let mut next: Option<Duration> = None;
         for clock in s.iter().filter_map(Weak::upgrade) {
-            let left = clock.left();
+            // Waiting on the upstream (its own timer covers that): look again
+            // within one idle period, in case data comes and the client stops.
+            let left = clock.left().unwrap_or(clock.idle);
             if left.is_zero() {
                 clock.mark_stalled();
                 stalled = true;

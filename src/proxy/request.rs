@@ -39,6 +39,38 @@ struct Routed {
     host: Option<String>,
 }
 
+/// Replay-cache entries of a verified message, forgotten again (on drop)
+/// unless the message was handed to the upstream: a sender's retry of a
+/// message that never arrived is not a replay.
+struct Undelivered {
+    stage: Option<Arc<crate::runtime::wssec_stage::VerifyStage>>,
+    keys: Vec<crate::wssec::replay::ReplayKey>,
+}
+
+impl Undelivered {
+    fn none() -> Undelivered {
+        Undelivered {
+            stage: None,
+            keys: Vec::new(),
+        }
+    }
+
+    /// The request is on its way upstream: keep the entries.
+    fn sent(&mut self) {
+        self.keys.clear();
+    }
+}
+
+impl Drop for Undelivered {
+    fn drop(&mut self) {
+        if let Some(stage) = &self.stage {
+            for k in &self.keys {
+                stage.replay.forget(k);
+            }
+        }
+    }
+}
+
 /// The upstream's answer and what the exchange still holds.
 struct Upstreamed {
     resp: Response<Incoming>,
@@ -94,8 +126,8 @@ async fn run(
     let deadline = route
         .max_duration
         .map(|d| tokio::time::Instant::from_std(rec.start + d));
-    let (upstream_req, replay_keys) = transform(ctx, rec, &routed, req).await?;
-    let resp = forward(rec, &route, upstream_req, &replay_keys, deadline).await?;
+    let (upstream_req, undelivered) = transform(ctx, rec, &routed, req).await?;
+    let resp = forward(rec, &route, upstream_req, undelivered, deadline).await?;
     Ok(Upstreamed { resp, route })
 }
 
@@ -260,7 +292,7 @@ async fn transform(
     rec: &mut Record,
     routed: &Routed,
     req: Request<Incoming>,
-) -> Result<(Request<ProxyBody>, Vec<crate::wssec::replay::ReplayKey>), Refusal> {
+) -> Result<(Request<ProxyBody>, Undelivered), Refusal> {
     let route = &routed.route;
     let up = &route.upstream;
     let (mut parts, body) = req.into_parts();
@@ -305,7 +337,7 @@ async fn transform(
                 .scrubbing(&hdrs.identity);
             Ok((
                 Request::from_parts(parts, limited.boxed_unsync()),
-                Vec::new(),
+                Undelivered::none(),
             ))
         }
         Some(stage) => {
@@ -315,7 +347,11 @@ async fn transform(
             parts.headers.remove(header::CONTENT_LENGTH);
             stats.mark_done();
             let body = body::full(verified.output);
-            Ok((Request::from_parts(parts, body), verified.replay_keys))
+            let undelivered = Undelivered {
+                stage: Some(stage.clone()),
+                keys: verified.replay_keys,
+            };
+            Ok((Request::from_parts(parts, body), undelivered))
         }
     }
 }
@@ -330,24 +366,15 @@ async fn forward(
     rec: &mut Record,
     route: &Route,
     req: Request<ProxyBody>,
-    replay_keys: &[crate::wssec::replay::ReplayKey],
+    mut undelivered: Undelivered,
     deadline: Option<tokio::time::Instant>,
 ) -> Result<Response<Incoming>, Refusal> {
     let up = &route.upstream;
-    // A verified message that never reaches the upstream was not delivered:
-    // its sender's retry must not be refused as a replay.
-    let undelivered = || {
-        if let Some(stage) = &route.wssec {
-            for k in replay_keys {
-                stage.replay.forget(k);
-            }
-        }
-    };
     let slot: Slot = match up.gate.acquire().await {
         Ok(s) => s,
+        // Dropping `undelivered` forgets the message: it never left.
         Err(_) => {
-            undelivered();
-            return Err(Refusal::new(Reason::UpstreamBusy).retry_after(up.gate.retry_after_secs()));
+            return Err(Refusal::new(Reason::UpstreamBusy).retry_after(up.gate.retry_after_secs()))
         }
     };
     rec.slots.push(slot);
@@ -375,6 +402,10 @@ async fn forward(
             r = &mut sending => break r,
             _ = stats.finished.notified(), if body_done_at.is_none() => {}
             _ = tokio::time::sleep_until(wake) => {
+                // Past these points the upstream may have the request.
+                if stats.asked() {
+                    undelivered.sent();
+                }
                 if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
                     up.duration.observe(t0.elapsed().as_secs_f64());
                     return Err(Reason::MaxDuration.into());
@@ -397,13 +428,17 @@ async fn forward(
     up.duration.observe(upstream_time.as_secs_f64());
     rec.upstream_time = Some(upstream_time);
     match result {
-        Ok(resp) => Ok(resp),
+        Ok(resp) => {
+            undelivered.sent();
+            Ok(resp)
+        }
         Err(e) => {
-            let refusal = classify(&e, &stats);
-            if e.is_connect() {
-                undelivered();
+            // A message that failed to connect never left; any other failure
+            // may have reached the upstream, so it stays remembered.
+            if !e.is_connect() {
+                undelivered.sent();
             }
-            Err(refusal)
+            Err(classify(&e, &stats))
         }
     }
 }

@@ -137,6 +137,7 @@ pub async fn request(
             }
             Err(Refusal::wssec(reason))
         }
+        // The work ended without an answer (it panicked).
         Err(_) => {
             let internal = crate::wssec::reason::Reason::Internal;
             counters

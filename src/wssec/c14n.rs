@@ -6,7 +6,7 @@
 
 use std::io::{self, Write};
 
-use super::xml::{Event, Limits, Reader, StartElement, XmlError, XML_NS};
+use super::xml::{Event, Limits, Reader, StartElement, XmlError, NO_NAMESPACE_ID, XML_NS};
 
 pub const C14N_URI: &str = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315";
 pub const C14N_WITH_COMMENTS_URI: &str =
@@ -53,12 +53,15 @@ impl Method {
     }
 
     /// Sets the PrefixList from its attribute value: whitespace-separated
-    /// prefixes, `#default` for the default namespace.
+    /// prefixes, `#default` for the default namespace; each prefix once.
     pub fn with_prefix_list(mut self, list: &str) -> Self {
-        self.inclusive_prefixes = list
-            .split_ascii_whitespace()
-            .map(|p| if p == "#default" { "" } else { p }.to_owned())
-            .collect();
+        self.inclusive_prefixes.clear();
+        for p in list.split_ascii_whitespace() {
+            let p = if p == "#default" { "" } else { p };
+            if !self.inclusive_prefixes.iter().any(|q| q == p) {
+                self.inclusive_prefixes.push(p.to_owned());
+            }
+        }
         self
     }
 
@@ -119,40 +122,46 @@ fn push(buf: &mut String, s: &str) -> Sub {
     }
 }
 
-/// Namespace declarations rendered by the open output elements, innermost last.
+/// Namespace declarations rendered by the open output elements, innermost last,
+/// each with the id of the reader's binding it came from.
 #[derive(Debug, Default)]
 struct Rendered {
-    decls: Vec<(Sub, Sub)>,
+    decls: Vec<(Sub, Sub, u64)>,
     text: String,
 }
 
 impl Rendered {
-    /// Value most recently rendered for `prefix` before `upto` (`""` if none).
-    fn lookup(&self, prefix: &str, upto: usize) -> &str {
+    /// Value and binding id most recently rendered for `prefix` before `upto`
+    /// (`""` and no id if none).
+    fn lookup(&self, prefix: &str, upto: usize) -> (&str, u64) {
         self.decls[..upto.min(self.decls.len())]
             .iter()
             .rev()
-            .find(|(p, _)| p.of(&self.text) == prefix)
-            .map_or("", |(_, u)| u.of(&self.text))
+            .find(|(p, _, _)| p.of(&self.text) == prefix)
+            .map_or(("", NO_NAMESPACE_ID), |(_, u, id)| (u.of(&self.text), *id))
     }
 
-    /// Renders `prefix` -> `uri` on the element whose declarations start at
-    /// `mark`, unless an output ancestor already rendered the same binding. An
-    /// empty default (`xmlns=""`) is thus output only when it undoes a rendered one.
-    fn consider(&mut self, prefix: &str, uri: &str, mark: usize) {
+    /// Renders `prefix` -> `uri` (reader binding `id`) on the element whose
+    /// declarations start at `mark`, unless an output ancestor already
+    /// rendered the same binding. An empty default (`xmlns=""`) is thus output
+    /// only when it undoes a rendered one. The same binding is recognised by
+    /// its id; URIs are compared only between different bindings, so a long
+    /// URI in scope costs its length once, not once per element.
+    fn consider(&mut self, prefix: &str, uri: &str, id: u64, mark: usize) {
         if prefix == "xml" {
             return;
         }
         let own = self.decls.get(mark..).unwrap_or_default();
-        if own.iter().any(|(p, _)| p.of(&self.text) == prefix) {
+        if own.iter().any(|(p, _, _)| p.of(&self.text) == prefix) {
             return;
         }
-        if self.lookup(prefix, mark) == uri {
+        let (rendered, rendered_id) = self.lookup(prefix, mark);
+        if (id != NO_NAMESPACE_ID && rendered_id == id) || rendered == uri {
             return;
         }
         let p = push(&mut self.text, prefix);
         let u = push(&mut self.text, uri);
-        self.decls.push((p, u));
+        self.decls.push((p, u, id));
     }
 }
 
@@ -228,7 +237,7 @@ impl Canonicalizer {
     /// the reader's limits on depth and namespaces, never by text size.
     pub fn buffered_capacity(&self) -> usize {
         use std::mem::size_of;
-        self.rendered.decls.capacity() * size_of::<(Sub, Sub)>()
+        self.rendered.decls.capacity() * size_of::<(Sub, Sub, u64)>()
             + self.rendered.text.capacity()
             + self.marks.capacity() * size_of::<(usize, usize)>()
             + self.order.capacity() * size_of::<Src>()
@@ -307,27 +316,33 @@ impl Canonicalizer {
             // from what the output parent rendered.
             Algorithm::Inclusive if apex => {
                 for d in e.in_scope_namespaces() {
-                    r.consider(d.prefix, d.uri, mark);
+                    r.consider(d.prefix, d.uri, d.id, mark);
                 }
             }
             Algorithm::Inclusive => {
                 for d in e.namespace_decls() {
-                    r.consider(d.prefix, d.uri, mark);
+                    r.consider(d.prefix, d.uri, d.id, mark);
                 }
             }
             // Visibly utilized prefixes, plus the PrefixList treated inclusively.
             Algorithm::Exclusive => {
-                r.consider(e.prefix(), e.namespace().unwrap_or(""), mark);
+                r.consider(
+                    e.prefix(),
+                    e.namespace().unwrap_or(""),
+                    e.namespace_id(),
+                    mark,
+                );
                 for a in e.attributes() {
                     if !a.prefix.is_empty() {
-                        r.consider(a.prefix, a.namespace.unwrap_or(""), mark);
+                        r.consider(a.prefix, a.namespace.unwrap_or(""), a.namespace_id, mark);
                     }
                 }
                 for p in &self.method.inclusive_prefixes {
-                    if p.is_empty() {
-                        r.consider("", e.lookup_namespace("").unwrap_or(""), mark);
-                    } else if let Some(uri) = e.lookup_namespace(p) {
-                        r.consider(p, uri, mark);
+                    match e.lookup_binding(p) {
+                        Some(d) => r.consider(p, d.uri, d.id, mark),
+                        // An undeclared default still undoes a rendered one.
+                        None if p.is_empty() => r.consider("", "", NO_NAMESPACE_ID, mark),
+                        None => {}
                     }
                 }
             }
@@ -338,7 +353,7 @@ impl Canonicalizer {
 
         out.write_all(b"<")?;
         out.write_all(e.name().as_bytes())?;
-        for (p, u) in own.iter() {
+        for (p, u, _) in own.iter() {
             let p = p.of(text);
             out.write_all(if p.is_empty() { b" xmlns" } else { b" xmlns:" })?;
             out.write_all(p.as_bytes())?;

@@ -124,10 +124,11 @@ pub struct SignedInfo {
 }
 
 #[derive(Debug, Clone)]
-pub struct ParsedSignature {
+pub struct ParsedSignature<'n> {
     pub signed_info: SignedInfo,
     pub signature_value: Vec<u8>,
-    pub key_info: Option<Node>,
+    /// Borrowed from the held Security header, never copied.
+    pub key_info: Option<&'n Node>,
     /// The Signature element.
     pub span: Span,
 }
@@ -146,7 +147,7 @@ pub fn parse_signature(
     sig: &Node,
     allow_sha1: bool,
     max_references: usize,
-) -> Result<ParsedSignature, WssecError> {
+) -> Result<ParsedSignature<'_>, WssecError> {
     let mut signed_info = None;
     let mut value = None;
     let mut key_info = None;
@@ -154,7 +155,7 @@ pub fn parse_signature(
         match (c.name.namespace.as_str(), c.name.local.as_str(), i) {
             (DS_NS, "SignedInfo", 0) => signed_info = Some(c),
             (DS_NS, "SignatureValue", 1) => value = Some(c),
-            (DS_NS, "KeyInfo", 2) => key_info = Some(c.clone()),
+            (DS_NS, "KeyInfo", 2) => key_info = Some(c),
             // Present but never read: nothing inside an Object is relied on.
             (DS_NS, "Object", _) if i >= 2 => {}
             _ => return Err(bad("unexpected element in Signature")),
@@ -231,16 +232,26 @@ fn c14n_method(n: &Node) -> Result<Method, WssecError> {
     with_prefix_list(method, n)
 }
 
+/// Prefixes an InclusiveNamespaces PrefixList may name. Real lists name a
+/// handful; each one costs a namespace lookup on every element digested.
+pub const MAX_PREFIXES: usize = 64;
+
 fn with_prefix_list(method: Method, n: &Node) -> Result<Method, WssecError> {
     let mut method = method;
+    let mut seen = false;
     for c in &n.children {
         let ok = method.algorithm == Algorithm::Exclusive
             && c.is(EXC_C14N_URI, "InclusiveNamespaces")
-            && method.inclusive_prefixes.is_empty();
+            && !seen;
         if !ok {
             return Err(bad("unexpected element in a canonicalization method"));
         }
+        seen = true;
         let list = c.attr(None, "PrefixList").unwrap_or("");
+        if list.split_ascii_whitespace().count() > MAX_PREFIXES {
+            return Err(WssecError::TooManyParts("InclusiveNamespaces prefixes"));
+        }
+        // Duplicates are dropped by `with_prefix_list`.
         method = method.with_prefix_list(list);
     }
     Ok(method)
@@ -374,6 +385,8 @@ impl Write for DigestWriter {
 /// What to digest: the element starting at `start` (its start tag's offset).
 #[derive(Debug, Clone)]
 pub struct DigestTarget {
+    /// The Id the Reference names (for error messages).
+    pub id: String,
     pub start: usize,
     pub method: Method,
     pub digest: DigestAlgorithm,
@@ -389,29 +402,11 @@ pub struct DigestOutput {
     pub canonical: Option<Vec<u8>>,
 }
 
-enum Sink {
-    Buffer(Vec<u8>),
-    Digest(Box<DigestWriter>),
-}
-
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Sink::Buffer(b) => b.write(buf),
-            Sink::Digest(d) => d.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 struct Active {
-    // None: SignedInfo; Some(i): targets[i].
-    target: Option<usize>,
+    /// Index into the targets.
+    target: usize,
     c: Canonicalizer,
-    sink: Sink,
+    sink: DigestWriter,
     skip: Option<Span>,
 }
 
@@ -427,33 +422,57 @@ fn inside(s: Span, outer: Span) -> bool {
     s.start >= outer.start && s.end <= outer.end
 }
 
-/// Second pass: canonicalizes SignedInfo (into memory, in its namespace context)
-/// and every target (straight into its digest), stopping after the last one.
-pub fn digest_pass(
+/// Second pass, cheap: the canonical SignedInfo, in its namespace context.
+/// SignedInfo sits in the Security header, so the pass stops long before the
+/// Body; its SignatureValue is verified before any Reference is digested.
+pub fn canonical_signed_info(
     msg: &[u8],
     limits: &Limits,
-    signed_info: (usize, &Method),
-    targets: &[DigestTarget],
-) -> Result<(Vec<u8>, Vec<DigestOutput>), WssecError> {
+    start: usize,
+    method: &Method,
+) -> Result<Vec<u8>, WssecError> {
     let mut reader = Reader::new(msg, limits)?;
-    let mut active: Vec<Active> = Vec::with_capacity(targets.len() + 1);
+    let mut c: Option<Canonicalizer> = None;
+    let mut out = Vec::new();
+    while let Some(ev) = reader.next()? {
+        if let Event::Start(e) = &ev {
+            if c.is_none() && e.span().start == start {
+                c = Some(Canonicalizer::subtree(method.clone()));
+            }
+        }
+        if let Some(c) = c.as_mut() {
+            if let Event::Comment(_) = ev {
+                return Err(WssecError::CommentInSignedPart("SignedInfo".into()));
+            }
+            c.feed(&ev, &mut out).map_err(WssecError::from)?;
+            if c.is_done() {
+                return Ok(out);
+            }
+        }
+    }
+    Err(WssecError::Internal("SignedInfo not found"))
+}
+
+/// Third pass, once the signature verified: canonicalizes every target
+/// straight into its digest, stopping after the last one. A comment inside
+/// a target is refused: canonicalization without comments drops it, so the
+/// upstream would receive bytes whose meaning differs from what was signed.
+pub fn digest_targets(
+    msg: &[u8],
+    limits: &Limits,
+    targets: &[DigestTarget],
+) -> Result<Vec<DigestOutput>, WssecError> {
+    let mut reader = Reader::new(msg, limits)?;
+    let mut active: Vec<Active> = Vec::with_capacity(targets.len());
     let mut finished = 0;
     while let Some(ev) = reader.next()? {
         if let Event::Start(e) = &ev {
             let at = e.span().start;
-            if at == signed_info.0 {
-                active.push(Active {
-                    target: None,
-                    c: Canonicalizer::subtree(signed_info.1.clone()),
-                    sink: Sink::Buffer(Vec::new()),
-                    skip: None,
-                });
-            }
             for (i, t) in targets.iter().enumerate().filter(|(_, t)| t.start == at) {
                 active.push(Active {
-                    target: Some(i),
+                    target: i,
                     c: Canonicalizer::subtree(t.method.clone()),
-                    sink: Sink::Digest(Box::new(DigestWriter::new(t.digest, t.keep_bytes))),
+                    sink: DigestWriter::new(t.digest, t.keep_bytes),
                     skip: t.skip,
                 });
             }
@@ -463,42 +482,35 @@ pub fn digest_pass(
             if a.skip.is_some_and(|s| inside(span, s)) {
                 continue;
             }
+            if let Event::Comment(_) = ev {
+                let id = targets
+                    .get(a.target)
+                    .map(|t| t.id.clone())
+                    .unwrap_or_default();
+                return Err(WssecError::CommentInSignedPart(id));
+            }
             a.c.feed(&ev, &mut a.sink).map_err(WssecError::from)?;
             if a.c.is_done() {
                 finished += 1;
             }
         }
-        if finished == targets.len() + 1 {
+        if finished == targets.len() {
             break;
         }
     }
-    collect(active, targets.len())
-}
-
-fn collect(active: Vec<Active>, n: usize) -> Result<(Vec<u8>, Vec<DigestOutput>), WssecError> {
-    let mut si = None;
-    let mut outs: Vec<Option<DigestOutput>> = vec![None; n];
+    let mut outs: Vec<Option<DigestOutput>> = vec![None; targets.len()];
     for a in active {
         if !a.c.is_done() {
             return Err(WssecError::Internal("referenced element not closed"));
         }
-        match (a.target, a.sink) {
-            (None, Sink::Buffer(b)) => si = Some(b),
-            (Some(i), Sink::Digest(d)) => {
-                let (value, canonical) = d.finish();
-                if let Some(o) = outs.get_mut(i) {
-                    *o = Some(DigestOutput { value, canonical });
-                }
-            }
-            _ => return Err(WssecError::Internal("digest sink mismatch")),
+        let (value, canonical) = a.sink.finish();
+        if let Some(o) = outs.get_mut(a.target) {
+            *o = Some(DigestOutput { value, canonical });
         }
     }
-    let si = si.ok_or(WssecError::Internal("SignedInfo not found"))?;
-    let outs = outs
-        .into_iter()
+    outs.into_iter()
         .collect::<Option<Vec<_>>>()
-        .ok_or(WssecError::Internal("referenced element not found"))?;
-    Ok((si, outs))
+        .ok_or(WssecError::Internal("referenced element not found"))
 }
 
 /// Constant-time digest comparison.

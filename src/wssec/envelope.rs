@@ -18,7 +18,9 @@ pub const XENC_NS: &str = "http://www.w3.org/2001/04/xmlenc#";
 
 /// Elements held from the Security header, all held subtrees together.
 const MAX_HELD_NODES: usize = 4096;
-/// Text held from the Security header (tokens, digests, signature values).
+/// Bytes held from the header: text (tokens, digests, signature values),
+/// attribute values, and every name and namespace URI copied — a URI
+/// declared once may be named by every attribute, so each copy counts.
 const MAX_HELD_TEXT: usize = 1 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,6 +235,14 @@ impl Holder {
             self.skip_depth += 1;
             return Ok(());
         }
+        // Counted before anything is copied.
+        let held: usize = e
+            .attributes()
+            .map(|a| a.namespace.map_or(0, str::len) + a.local_name.len() + a.value.len())
+            .sum::<usize>()
+            + e.namespace().map_or(0, str::len)
+            + e.local_name().len();
+        self.budget(1, held)?;
         let attrs: Vec<NodeAttr> = e
             .attributes()
             .map(|a| NodeAttr {
@@ -241,8 +251,6 @@ impl Holder {
                 value: a.value.to_owned(),
             })
             .collect();
-        let attr_len: usize = attrs.iter().map(|a| a.value.len()).sum();
-        self.budget(1, attr_len)?;
         let name = QName::new(e.namespace().unwrap_or(""), e.local_name());
         // Object content is never relied on, so it is never held.
         let skipped = name.is(DS_NS, "Object");
@@ -428,7 +436,13 @@ impl Scanner {
     }
 
     fn header_child(&mut self, e: &StartElement<'_>) -> Result<(), WssecError> {
-        let name = QName::new(e.namespace().unwrap_or(""), e.local_name());
+        if self.header_children.len() >= MAX_HEADER_CHILDREN {
+            return Err(WssecError::TooManyParts("SOAP header blocks"));
+        }
+        // Each block's name is a copy too, counted before it is made.
+        let ns = e.namespace().unwrap_or("");
+        self.holder.budget(0, ns.len() + e.local_name().len())?;
+        let name = QName::new(ns, e.local_name());
         if name.is(WSSE_NS, "Security") {
             if self.security.is_some() {
                 return Err(WssecError::TwoSecurityHeaders);
@@ -441,9 +455,6 @@ impl Scanner {
                 signature: None,
                 username_token: None,
             });
-        }
-        if self.header_children.len() >= MAX_HEADER_CHILDREN {
-            return Err(WssecError::TooManyParts("SOAP header blocks"));
         }
         self.header_children.push(HeaderChild {
             name,

@@ -5,11 +5,14 @@
 mod support;
 
 mod admission;
+mod grpc;
+mod hardening;
 mod process;
 mod proxy;
 mod rate_memory;
 mod tls_handshake;
 mod wssec_bench_messages;
+mod wssec_bounds;
 mod wssec_c14n_rules;
 mod wssec_c14n_vectors;
 mod wssec_interop;

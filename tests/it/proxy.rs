@@ -14,12 +14,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn route(name: &str, prefix: &str, extra: &str) -> String {
-    format!(
-        "[[route]]\nname = \"{name}\"\nlistener = \"edge\"\nupstream = \"up\"\nmatch = {{ path_prefix = \"{prefix}\" }}\n{extra}\n"
-    )
-}
-
 /// A gateway with one "edge" listener requiring client certificates.
 async fn start(pki: &Pki, rest: &str) -> (TestGateway, SocketAddr) {
     let gw = TestGateway::start(pki.dir.path(), &config(pki, "required", rest)).await;

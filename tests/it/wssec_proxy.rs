@@ -10,6 +10,7 @@ use hyper::body::Incoming;
 use sealgate::pki::{Issued, Leaf, Usage};
 use sealgate::wssec::sign::{sign, SignOptions, SigningKey};
 use std::time::SystemTime;
+use tokio::io::AsyncWriteExt;
 
 const SOAP11: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Header/><soap:Body><acct:Post xmlns:acct="urn:acct"><amount>100</amount></acct:Post></soap:Body></soap:Envelope>"#;
 const SOAP12: &str = r#"<env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope"><env:Header/><env:Body><acct:Post xmlns:acct="urn:acct"><amount>7</amount></acct:Post></env:Body></env:Envelope>"#;
@@ -477,4 +478,71 @@ async fn forwarding_the_header_and_binding_by_subject() {
         .await
         .unwrap();
     assert!(r.body.contains("wsse:FailedAuthentication"), "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verification_slot_stays_taken_until_the_work_ends_even_when_the_client_leaves() {
+    let pki = Pki::new();
+    let who = signer(&pki, "etl-signer");
+    let up = body_echo().await;
+    let toml = config(
+        &pki,
+        "required",
+        &format!(
+            "[[route]]\nname = \"ledger\"\nlistener = \"edge\"\nupstream = \"up\"\nqueue_timeout = \"200ms\"\nmatch = {{ path_prefix = \"/services/Soap/\" }}\n[route.wssec.request]\nmode = \"verify\"\ntrust = {:?}\nmax_concurrent = 1\n\n[upstream.up]\nurl = \"http://{up}\"\n",
+            pki.path("ca.crt")
+        ),
+    );
+    let gw = TestGateway::start(pki.dir.path(), &toml).await;
+    let addr = gw.addr("edge");
+    // A captured, validly signed message with a big, busy Body swapped in:
+    // the signature verifies, then the Body must be digested — seconds of work.
+    let small = String::from_utf8(signed(SOAP11, &who)).unwrap();
+    let busy: String = (0..150_000)
+        .map(|i| format!("<l a=\"{i}\" b=\"x\" c=\"y\" d=\"z\"><m>{i}</m></l>"))
+        .collect();
+    let heavy = small
+        .replacen("<amount>100</amount>", &busy, 1)
+        .into_bytes();
+    assert!(heavy.len() < 16 << 20);
+    let cfg = pki.etl_client(&[]);
+    // Client A sends it and leaves as soon as it is sent.
+    let mut a = tls_connect(addr, cfg.clone()).await.unwrap();
+    a.write_all(
+        format!(
+            "POST /services/Soap/class/Ledger HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml; charset=utf-8\r\nSOAPAction: \"\"\r\nContent-Length: {}\r\n\r\n",
+            heavy.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    a.write_all(&heavy).await.unwrap();
+    a.flush().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    drop(a);
+    // B arrives while A's verification still runs: with the slot taken by
+    // work nobody waits for, B is turned away rather than a second one started.
+    let r = send(addr, cfg.clone(), soap_post(signed(SOAP11, &who), false))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("route_busy"), "{}", r.body);
+    // Once A's work ends the slot is free again.
+    let t = std::time::Instant::now();
+    loop {
+        let r = send(addr, cfg.clone(), soap_post(signed(SOAP11, &who), false))
+            .await
+            .unwrap();
+        if r.status == 200 {
+            break;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(30),
+            "{}",
+            r.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    drop(gw);
 }

@@ -228,6 +228,7 @@ fn limits() {
         max_name_len: 8,
         max_text_len: 10,
         max_attr_value_len: 5,
+        deadline: None,
     };
     refused_with(
         format!("<a>{}</a>", "x".repeat(100)),

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::digest;
 use sealgate::wssec::c14n::Method;
-use sealgate::wssec::dsig::{digest_pass, DigestAlgorithm, DigestTarget};
+use sealgate::wssec::dsig::{canonical_signed_info, digest_targets, DigestAlgorithm, DigestTarget};
 use sealgate::wssec::replay::{replay_key, MemoryReplayCache, ReplayCache, ReplayError};
 use sealgate::wssec::tokens::{format_datetime, parse_datetime};
 use sealgate::wssec::verify::WssecError;
@@ -63,16 +63,23 @@ fn enveloped_signature_is_left_out_of_the_digest() {
         end: at(doc, "</a>"),
     };
     let target = |skip| DigestTarget {
+        id: "x".into(),
         start: at(doc, "<a "),
         method: Method::exclusive(),
         digest: DigestAlgorithm::Sha256,
         skip,
         keep_bytes: true,
     };
-    let (si, out) = digest_pass(
+    let si = canonical_signed_info(
         doc.as_bytes(),
         &Limits::default(),
-        (at(doc, "<ds:SignedInfo>"), &Method::exclusive()),
+        at(doc, "<ds:SignedInfo>"),
+        &Method::exclusive(),
+    )
+    .unwrap();
+    let out = digest_targets(
+        doc.as_bytes(),
+        &Limits::default(),
         &[target(Some(sig)), target(None)],
     )
     .unwrap();

@@ -627,3 +627,67 @@ fn not_utf8() {
     let m = edit(&t.msg, "encoding=\"UTF-8\"", "encoding=\"ISO-8859-1\"");
     t.refused(&m, "xml_encoding");
 }
+
+// --- Work bounds ----------------------------------------------------------------
+
+#[test]
+fn the_signature_is_checked_before_any_reference_is_digested() {
+    let t = setup();
+    // SignedInfo changed (so the signature no longer verifies) and the Body
+    // changed too: the refusal is the signature's, so the Body was never
+    // canonicalized. Digesting first would have reported the Body's digest.
+    let dv = element(t.s(), "ds:DigestValue").to_owned();
+    let m = edit(&t.msg, &dv, "<ds:DigestValue>AAAA</ds:DigestValue>");
+    let m = edit(&m, "ACME-42", "ACME-43");
+    let e = t.refused(&m, "wssec_bad_signature");
+    assert_eq!(e.fault_code(), "wsse:FailedCheck");
+}
+
+#[test]
+fn a_message_that_needs_more_work_than_allowed_is_refused() {
+    let t = setup();
+    let big = "<urn:line>x</urn:line>".repeat(200_000);
+    let m = edit(&t.msg, "ACME-42", &big);
+    let mut p = t.policy.clone();
+    p.max_work = Some(Duration::from_millis(1));
+    let started = std::time::Instant::now();
+    refused(&m, &p, t.now, "wssec_work_limit");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_comment_inside_a_signed_element_is_refused() {
+    let t = setup();
+    // Canonicalization without comments drops it, so the digest still
+    // matches — but the upstream would read `ACME-<!-- -->42`, not what was signed.
+    let m = edit(&t.msg, "ACME-42", "ACME-<!-- c -->42");
+    let e = t.refused(&m, "wssec_comment_in_signed_part");
+    assert_eq!(e.fault_code(), "wsse:FailedCheck");
+    // Outside the signed parts a comment is only a comment.
+    let m = edit(&t.msg, "<soapenv:Body", "<!-- c --><soapenv:Body");
+    verify_now(&m, &t.policy, t.now).unwrap();
+}
+
+#[test]
+fn a_certificate_renewed_for_the_same_key_buys_no_replay() {
+    let t = setup();
+    let cache = MemoryReplayCache::new(100);
+    verify(&t.msg, &t.policy, t.now, &cache).unwrap();
+    // The same key, a new certificate: swapped into the (unsigned) token,
+    // the signature still verifies, but the message is the same one.
+    let mut spec = sealgate::pki::Leaf::new("etl-prod", sealgate::pki::Usage::Signer);
+    spec.o = Some("Sealgate Test".into());
+    spec.alg = KeyAlg::Rsa2048;
+    let renewed = t.ca.reissue(&spec, &t.leaf.key_pem).unwrap();
+    let b64 = |der: &[u8]| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(der)
+    };
+    let m = edit(&t.msg, &b64(&t.leaf.der), &b64(&renewed.der));
+    let e = verify(&m, &t.policy, t.now + Duration::from_secs(1), &cache).unwrap_err();
+    assert_eq!(e.reason(), "wssec_replay");
+}

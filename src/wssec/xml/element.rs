@@ -34,7 +34,16 @@ pub(super) enum NsRef {
 pub(super) struct Binding {
     pub(super) prefix: Sub,
     pub(super) uri: Sub,
+    /// A keyed hash of the URI: expanded names compare by it (and by content
+    /// only when it matches), so a long URI is never compared over and over.
+    pub(super) key: u64,
+    /// Unique per declaration in the document (`NsDecl::id`).
+    pub(super) id: u64,
 }
+
+/// `NsDecl::id` of names in no namespace; `XML_ID` of the `xml` prefix.
+pub const NO_NAMESPACE_ID: u64 = 0;
+pub const XML_ID: u64 = u64::MAX;
 
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Frame {
@@ -70,6 +79,11 @@ pub(super) struct State {
     pub(super) attrs: Vec<AttrRec>,
     pub(super) attr_text: String,
     pub(super) text: String,
+    /// Keys the URI hashes (random per reader, so keys cannot be aimed).
+    pub(super) hasher: std::collections::hash_map::RandomState,
+    pub(super) next_id: u64,
+    /// Reused for the duplicate-attribute check.
+    pub(super) scratch: Vec<u32>,
 }
 
 impl State {
@@ -85,6 +99,87 @@ impl State {
             + self.attrs.capacity() * size_of::<AttrRec>()
             + self.attr_text.capacity()
             + self.text.capacity()
+            + self.scratch.capacity() * size_of::<u32>()
+    }
+
+    fn ns_key(&self, r: NsRef) -> u64 {
+        match r {
+            NsRef::None => 0,
+            NsRef::Xml => 1,
+            NsRef::Decl(i) => self.ns.get(i).map_or(0, |b| b.key),
+        }
+    }
+
+    pub(super) fn ns_id(&self, r: NsRef) -> u64 {
+        match r {
+            NsRef::None => NO_NAMESPACE_ID,
+            NsRef::Xml => XML_ID,
+            NsRef::Decl(i) => self.ns.get(i).map_or(NO_NAMESPACE_ID, |b| b.id),
+        }
+    }
+
+    /// The few-attribute case: every pair, URIs compared by key first.
+    fn check_duplicates_pairwise(&self, at: usize) -> Result<(), XmlError> {
+        for (i, a) in self.attrs.iter().enumerate() {
+            let an = a.name.of(&self.attr_text);
+            for b in &self.attrs[..i] {
+                let bn = b.name.of(&self.attr_text);
+                let same_expanded = a.prefix_len > 0
+                    && b.prefix_len > 0
+                    && self.ns_key(a.ns) == self.ns_key(b.ns)
+                    && local_part(an, a.prefix_len) == local_part(bn, b.prefix_len)
+                    && self.ns_uri(a.ns) == self.ns_uri(b.ns);
+                if an == bn || same_expanded {
+                    return Err(XmlError::DuplicateAttribute { at });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses two attributes with one qualified name, or one expanded name
+    /// (`a:x` and `b:x` with `a` and `b` bound to one URI). Sorting keeps it
+    /// `n log n`; URIs are compared by key, and by content only on a match.
+    fn check_duplicates(&mut self, at: usize) -> Result<(), XmlError> {
+        let n = self.attrs.len();
+        if n < 2 {
+            return Ok(());
+        }
+        if n <= 8 {
+            return self.check_duplicates_pairwise(at);
+        }
+        let mut idx = std::mem::take(&mut self.scratch);
+        idx.clear();
+        idx.extend(0..u32::try_from(self.attrs.len()).unwrap_or(u32::MAX));
+        let st: &State = self;
+        let name = |i: u32| {
+            st.attrs
+                .get(i as usize)
+                .map_or("", |a| a.name.of(&st.attr_text))
+        };
+        idx.sort_unstable_by(|a, b| name(*a).cmp(name(*b)));
+        let mut dup = idx.windows(2).any(|w| name(w[0]) == name(w[1]));
+        if !dup {
+            let expanded = |i: u32| {
+                let a = st.attrs.get(i as usize);
+                (
+                    a.map_or(0, |a| st.ns_key(a.ns)),
+                    a.map_or("", |a| local_part(a.name.of(&st.attr_text), a.prefix_len)),
+                )
+            };
+            let uri = |i: u32| st.attrs.get(i as usize).and_then(|a| st.ns_uri(a.ns));
+            idx.retain(|i| st.attrs.get(*i as usize).is_some_and(|a| a.prefix_len > 0));
+            idx.sort_unstable_by(|a, b| expanded(*a).cmp(&expanded(*b)));
+            dup = idx
+                .windows(2)
+                .any(|w| expanded(w[0]) == expanded(w[1]) && uri(w[0]) == uri(w[1]));
+        }
+        self.scratch = idx;
+        if dup {
+            Err(XmlError::DuplicateAttribute { at })
+        } else {
+            Ok(())
+        }
     }
 
     pub(super) fn ns_uri(&self, r: NsRef) -> Option<&str> {
@@ -180,6 +275,7 @@ impl<'r> StartElement<'r> {
                 prefix: name.get(..a.prefix_len).unwrap_or(""),
                 local_name: local_part(name, a.prefix_len),
                 namespace: st.ns_uri(a.ns),
+                namespace_id: st.ns_id(a.ns),
                 value: a.value.of(&st.attr_text),
             }
         })
@@ -217,6 +313,18 @@ impl<'r> StartElement<'r> {
             })
             .map(move |(_, b)| decl(st, b))
     }
+    /// `NsDecl::id` of the binding the element's own name resolved to.
+    pub fn namespace_id(&self) -> u64 {
+        self.st.ns_id(self.frame.ns)
+    }
+    /// The binding of `prefix` here, with its id (`""`: the default namespace).
+    pub fn lookup_binding(&self, prefix: &str) -> Option<NsDecl<'r>> {
+        let st = self.st;
+        st.find(prefix)
+            .and_then(|i| st.ns.get(i))
+            .map(|b| decl(st, b))
+            .filter(|d| !d.uri.is_empty())
+    }
     /// URI bound to `prefix` here (`""` asks for the default namespace).
     pub fn lookup_namespace(&self, prefix: &str) -> Option<&'r str> {
         if prefix == "xml" {
@@ -248,6 +356,7 @@ pub(super) fn decl<'r>(st: &'r State, b: &Binding) -> NsDecl<'r> {
     NsDecl {
         prefix: b.prefix.of(&st.ns_text),
         uri: b.uri.of(&st.ns_text),
+        id: b.id,
     }
 }
 
@@ -327,11 +436,11 @@ impl<'a> Reader<'a> {
         }
         let qname = s.name();
         let qname: &str = qname.as_ref();
+        // Name characters exclude every character `check_chars` refuses.
         let prefix_len = check_qname(qname, l, at)?;
         if qname.get(..prefix_len) == Some("xmlns") {
             return Err(XmlError::InvalidNamespace { at });
         }
-        check_chars(qname, at)?;
 
         let st = &mut self.st;
         let name_start = st.names.len();
@@ -366,7 +475,6 @@ impl<'a> Reader<'a> {
             }
             let key: &str = a.key.as_ref();
             let plen = check_qname(key, l, at)?;
-            check_chars(key, at)?;
             if a.value.len() > l.max_attr_value_len {
                 return Err(XmlError::AttributeTooLong {
                     at,
@@ -404,14 +512,18 @@ impl<'a> Reader<'a> {
                 st.ns_text.push_str(p);
                 let u0 = st.ns_text.len();
                 push_attr_value(&mut st.ns_text, &a.value, at)?;
+                let uri = Sub {
+                    start: u0,
+                    end: st.ns_text.len(),
+                };
+                check_binding(p, uri.of(&st.ns_text), at)?;
+                st.next_id += 1;
                 let b = Binding {
                     prefix: Sub { start: p0, end: u0 },
-                    uri: Sub {
-                        start: u0,
-                        end: st.ns_text.len(),
-                    },
+                    uri,
+                    key: std::hash::BuildHasher::hash_one(&st.hasher, uri.of(&st.ns_text)),
+                    id: st.next_id,
                 };
-                check_binding(p, b.uri.of(&st.ns_text), at)?;
                 st.ns.push(b);
             } else {
                 let n0 = st.attr_text.len();
@@ -440,20 +552,7 @@ impl<'a> Reader<'a> {
                 st.attrs[i].ns = ns;
             }
         }
-        // Duplicates by qualified name and by expanded name; n <= max_attributes.
-        for (i, a) in st.attrs.iter().enumerate() {
-            let an = a.name.of(&st.attr_text);
-            for b in &st.attrs[..i] {
-                let bn = b.name.of(&st.attr_text);
-                let same_expanded = a.prefix_len > 0
-                    && b.prefix_len > 0
-                    && local_part(an, a.prefix_len) == local_part(bn, b.prefix_len)
-                    && st.ns_uri(a.ns) == st.ns_uri(b.ns);
-                if an == bn || same_expanded {
-                    return Err(XmlError::DuplicateAttribute { at });
-                }
-            }
-        }
+        st.check_duplicates(at)?;
         for a in &st.attrs {
             if let NsRef::Xml = a.ns {
                 let name = a.name.of(&st.attr_text);
@@ -485,15 +584,17 @@ pub(super) fn check_qname(name: &str, l: &Limits, at: usize) -> Result<usize, Xm
             limit: l.max_name_len,
         });
     }
-    let (prefix, local) = match name.split_once(':') {
-        Some((p, rest)) => (p, rest),
-        None => ("", name),
+    let (ok, prefix_len) = match name.bytes().position(|b| b == b':') {
+        Some(i) => (
+            is_ncname(name.get(..i).unwrap_or("")) && is_ncname(name.get(i + 1..).unwrap_or("")),
+            i,
+        ),
+        None => (is_ncname(name), 0),
     };
-    let ok = is_ncname(local) && (prefix.is_empty() && !name.contains(':') || is_ncname(prefix));
     if !ok {
         return Err(malformed(at, "invalid name"));
     }
-    Ok(if name.contains(':') { prefix.len() } else { 0 })
+    Ok(prefix_len)
 }
 
 /// XML 1.0 (fifth edition) `NameStartChar`, without `:` (an NCName's).
@@ -514,6 +615,15 @@ fn is_name_char(c: char) -> bool {
 
 /// An NCName (Namespaces in XML 1.0), checked as a conforming parser does.
 pub(super) fn is_ncname(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.is_ascii() {
+        // The common case, without decoding characters.
+        return b
+            .first()
+            .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'));
+    }
     let mut chars = s.chars();
     chars.next().is_some_and(is_name_start) && chars.all(is_name_char)
 }
@@ -521,6 +631,11 @@ pub(super) fn is_ncname(s: &str) -> bool {
 /// XML 1.0 §3.1: attributes are separated by whitespace; `<r a="1"b="2"/>`
 /// is not XML, and a parser that reads it differently must not be fed it.
 pub(super) fn check_attribute_spacing(tag: &[u8], at: usize) -> Result<(), XmlError> {
+    // Only a closing quote can be followed by something else than a space.
+    let Some(first) = tag.iter().position(|b| *b == b'"' || *b == b'\'') else {
+        return Ok(());
+    };
+    let tag = &tag[first..];
     let mut quote: Option<u8> = None;
     let mut after_value = false;
     for &b in tag {

@@ -13,7 +13,7 @@ mod text;
 
 use element::State;
 pub(super) use element::Sub;
-pub use element::{EndElement, StartElement};
+pub use element::{EndElement, StartElement, NO_NAMESPACE_ID, XML_ID};
 use text::{check_chars, push_eol_normalized};
 
 use std::borrow::Cow;
@@ -46,6 +46,9 @@ pub struct Limits {
     pub max_text_len: usize,
     /// Length of one attribute value, in bytes of input.
     pub max_attr_value_len: usize,
+    /// Reading stops with [`XmlError::WorkLimit`] past this instant: every
+    /// pass over a message shares one bound on the work it may cost.
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl Default for Limits {
@@ -59,6 +62,7 @@ impl Default for Limits {
             max_name_len: 256,
             max_text_len: 8 << 20,
             max_attr_value_len: 64 << 10,
+            deadline: None,
         }
     }
 }
@@ -102,6 +106,8 @@ pub enum XmlError {
     InvalidNamespace { at: usize },
     #[error("malformed XML at byte {at}: {detail}")]
     Malformed { at: usize, detail: String },
+    #[error("reading took longer than the work limit (at byte {at})")]
+    WorkLimit { at: usize },
 }
 
 impl XmlError {
@@ -127,6 +133,7 @@ impl XmlError {
             XmlError::UndeclaredPrefix { .. } => R::XmlUndeclaredPrefix,
             XmlError::InvalidNamespace { .. } => R::XmlInvalidNamespace,
             XmlError::Malformed { .. } => R::XmlMalformed,
+            XmlError::WorkLimit { .. } => R::WorkLimit,
         }
     }
 }
@@ -181,6 +188,9 @@ impl<'r> Text<'r> {
 pub struct NsDecl<'r> {
     pub prefix: &'r str,
     pub uri: &'r str,
+    /// Unique per declaration in the document: two equal ids are one binding
+    /// (so one URI) without comparing the URIs.
+    pub id: u64,
 }
 
 /// An attribute (namespace declarations are reported separately).
@@ -192,6 +202,8 @@ pub struct Attribute<'r> {
     pub local_name: &'r str,
     /// `None` for unprefixed attributes: they are in no namespace.
     pub namespace: Option<&'r str>,
+    /// `NsDecl::id` of the binding the prefix resolved to.
+    pub namespace_id: u64,
     /// Normalized value (XML 1.0 §3.3.3, every attribute taken as CDATA).
     pub value: &'r str,
 }
@@ -234,6 +246,8 @@ pub struct Reader<'a> {
     synth_end: Option<usize>,
     seen_any: bool,
     failed: Option<XmlError>,
+    /// Events handed out, for checking the deadline now and then.
+    events: u32,
     run: TextRun<'a>,
 }
 
@@ -290,6 +304,7 @@ impl<'a> Reader<'a> {
             synth_end: None,
             seen_any: false,
             failed: None,
+            events: 0,
             run: TextRun::default(),
         })
     }
@@ -311,6 +326,17 @@ impl<'a> Reader<'a> {
         // After a refusal the stacks may be half-updated: keep refusing.
         if let Some(e) = &self.failed {
             return Err(e.clone());
+        }
+        self.events = self.events.wrapping_add(1);
+        if let Some(d) = self.limits.deadline {
+            // Often enough to stop within a fraction of a millisecond, rarely
+            // enough to cost nothing.
+            if self.events % 256 == 0 && std::time::Instant::now() > d {
+                let at = self.offset(self.q.buffer_position());
+                let e = XmlError::WorkLimit { at };
+                self.failed = Some(e.clone());
+                return Err(e);
+            }
         }
         let ready = match self.advance() {
             Ok(Some(r)) => r,

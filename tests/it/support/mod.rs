@@ -363,6 +363,7 @@ pub async fn tls_on(
         .await
 }
 
+#[derive(Debug)]
 pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
@@ -431,4 +432,122 @@ pub fn config(pki: &Pki, client_auth: &str, rest: &str) -> String {
         "{ADMIN}\n[server]\ngrace_period = \"5s\"\n\n[[listener]]\nname = \"edge\"\nlisten = \"127.0.0.1:0\"\n[listener.tls]\n{}\n{rest}",
         pki.listener_tls(client_auth)
     )
+}
+
+// ---------- TLS upstreams and HTTP/2 clients ----------
+
+/// An upstream over TLS with the test PKI's server certificate (localhost),
+/// offering `h2` and `http/1.1`, answering with `handler`. The gateway
+/// reaches it as `https://localhost:PORT` with `ca` = the PKI's `ca.crt`.
+pub async fn tls_upstream<F, Fut>(pki: &Pki, handler: F) -> SocketAddr
+where
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<BoxBodyT>> + Send + 'static,
+{
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(pki.server.cert_pem.as_bytes())
+            .map(|c| c.unwrap())
+            .collect();
+    let key = PrivateKeyDer::from_pem_slice(pki.server.key_pem.as_bytes()).unwrap();
+    let mut sc = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    sc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(sc));
+    let h: Handler = Arc::new(move |r| Box::pin(handler(r)));
+    let sock = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = sock.accept().await else {
+                continue;
+            };
+            let (h, acceptor) = (h.clone(), acceptor.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = service_fn(move |r| {
+                    let h = h.clone();
+                    async move { Ok::<_, Infallible>(h(r).await) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// The `[upstream.NAME]` table for a `tls_upstream`.
+pub fn tls_upstream_cfg(pki: &Pki, name: &str, addr: SocketAddr, extra: &str) -> String {
+    format!(
+        "[upstream.{name}]\nurl = \"https://localhost:{}\"\nca = {:?}\n{extra}\n",
+        addr.port(),
+        pki.path("ca.crt")
+    )
+}
+
+/// An HTTP/2 connection to the gateway (ALPN `h2`), with its initial stream
+/// window: a client that never reads a response body never widens it.
+pub async fn h2_connect(
+    addr: SocketAddr,
+    cfg: Arc<rustls::ClientConfig>,
+    window: u32,
+) -> hyper::client::conn::http2::SendRequest<BoxBodyT> {
+    let tls = tls_connect(addr, cfg).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (s, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .initial_stream_window_size(window)
+        .initial_connection_window_size(window.max(65_535))
+        .handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    s
+}
+
+/// A `[[route]]` on the "edge" listener to upstream `up`, with extra lines.
+pub fn route(name: &str, prefix: &str, extra: &str) -> String {
+    format!(
+        "[[route]]\nname = \"{name}\"\nlistener = \"edge\"\nupstream = \"up\"\nmatch = {{ path_prefix = \"{prefix}\" }}\n{extra}\n"
+    )
+}
+
+/// Counts a metric line (all labels given, in Prometheus' sorted order) or 0.
+pub fn metric_value(metrics: &str, line_start: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A body whose frames come from a channel, for uploads and responses that
+/// trickle, pause or never end.
+pub struct ChannelBody(pub tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, BoxError>>);
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = BoxError;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+/// A channel body and its sender.
+pub fn channel_body() -> (
+    tokio::sync::mpsc::Sender<Result<Frame<Bytes>, BoxError>>,
+    ChannelBody,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    (tx, ChannelBody(rx))
 }

@@ -491,6 +491,10 @@ pub struct WssecVerifyConfig {
     /// The whole body must arrive within this; a client trickling it gets 408.
     #[serde(default = "default_body_read_timeout")]
     pub read_timeout: Dur,
+    /// CPU one message's verification may take, all passes together; beyond
+    /// it the message is refused (`wssec_work_limit`).
+    #[serde(default = "default_work_limit")]
+    pub work_limit: Dur,
     #[serde(default)]
     pub bind_identity: BindIdentity,
     /// Client subject DN -> signer subject DN, for `bind_identity = "map"`.
@@ -551,6 +555,9 @@ fn default_verify_concurrency() -> usize {
 }
 fn default_body_read_timeout() -> Dur {
     Dur(Duration::from_secs(30))
+}
+fn default_work_limit() -> Dur {
+    Dur(Duration::from_secs(5))
 }
 
 #[derive(Debug, Deserialize, Default)]

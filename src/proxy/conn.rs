@@ -36,6 +36,8 @@ pub struct ConnCtx {
     pub client_key: Key,
     /// The identity as a block key (blocks are checked per request).
     pub block_identity: Option<Who>,
+    /// The client certificate's fingerprint as logged, rendered once (`-`: none).
+    pub fingerprint_text: String,
     pub activity: Arc<Activity>,
 }
 
@@ -339,6 +341,9 @@ async fn handshake(
         .as_deref()
         .map(|id| Key::Client(id.fingerprint.prefix_u64()))
         .unwrap_or_else(|| Key::ip(peer.ip()));
+    let fingerprint_text = identity
+        .as_deref()
+        .map_or_else(|| "-".to_owned(), |id| id.fingerprint.to_string());
     let peer_value = HeaderValue::from_str(&peer.ip().to_string())
         .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
     Some((
@@ -351,6 +356,7 @@ async fn handshake(
             identity_value,
             client_key,
             block_identity,
+            fingerprint_text,
             activity: Arc::new(Activity::new()),
         },
         tls,

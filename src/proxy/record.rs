@@ -121,14 +121,13 @@ impl Drop for Record {
         };
         let ctx = &self.ctx;
         let client = ctx.identity.as_deref().map(PeerIdentity::display_name);
-        let fingerprint = ctx.identity.as_deref().map(|i| i.fingerprint.to_string());
         tracing::info!(
             target: "sealgate::access",
             request_id = %self.request_id,
             listener = %ctx.listener.name,
             peer = %ctx.peer,
             client = client.unwrap_or("-"),
-            client_fingerprint = fingerprint.as_deref().unwrap_or("-"),
+            client_fingerprint = %ctx.fingerprint_text,
             route = self.route.as_ref().map(|r| r.name.as_str()).unwrap_or("-"),
             method = %self.method,
             path = %self.path,

@@ -96,6 +96,7 @@ impl VerifyStage {
         policy.allow_sha1 = c.allow_sha1;
         policy.forward_security_header = c.forward_security_header;
         policy.require_username_token = c.require_username_token;
+        policy.max_work = Some(c.work_limit.0);
         let max_body = c.max_body.0;
         let l = &mut policy.limits;
         l.max_bytes = usize::try_from(max_body).unwrap_or(usize::MAX);
@@ -239,6 +240,7 @@ fn check_settings(ld: &mut Loader<'_>, c: &WssecVerifyConfig, path: &str) {
         ("replay_cache_entries", c.replay_cache_entries == 0),
         ("max_concurrent", c.max_concurrent == 0),
         ("read_timeout", c.read_timeout.0.is_zero()),
+        ("work_limit", c.work_limit.0.is_zero()),
     ] {
         if zero {
             ld.problem(

@@ -178,6 +178,24 @@ fn check_names_the_toml_path_and_the_fix_for_each_broken_config() {
             "route[1]: route \"rest\" does not verify WS-Security but can receive requests for \"/services/\"",
         ),
     ];
+    let cases = cases.into_iter().chain([
+        (
+            good.replace("[server]\n", "[server]\nidentity_header = \"x-request-id\"\n"),
+            "server.request_id_header: \"x-request-id\" is also the identity header",
+        ),
+        (
+            good.replace("[server]\n", "[server]\nidentity_header = \"X_Forwarded_For\"\n"),
+            "server.identity_header: \"X_Forwarded_For\" is a header the gateway routes on, strips or sets itself",
+        ),
+        (
+            good.replace("upstream = \"salesforce\"\n", "upstream = \"salesforce\"\nmatch = { path_prefix = \"/api/../admin/\" }\n"),
+            "route[0].match.path_prefix: \"/api/../admin/\" is not a normalised path",
+        ),
+        (
+            good.replace("listen = \"127.0.0.1:0\"\n[listener.tls]", "listen = \"127.0.0.1:0\"\nmax_connections = 0\n[listener.tls]"),
+            "listener[0].max_connections: 0 would refuse every connection",
+        ),
+    ]);
     pki.write("ranges.txt", "# office\n10.0.0.0/8\n192.168.1.1/33\n");
     for (toml, expect) in cases {
         std::fs::write(&f, &toml).unwrap();
@@ -187,6 +205,38 @@ fn check_names_the_toml_path_and_the_fix_for_each_broken_config() {
     }
     // A missing config file is an I/O error: exit 2.
     assert_eq!(check(&pki.path("nope.toml")).0, 2);
+}
+
+#[test]
+fn check_lists_every_problem_of_a_listener_each_once() {
+    let pki = Pki::new();
+    let wrong_key = pki.ca.issue(&Leaf::new("other", Usage::Server)).unwrap();
+    pki.write("other.key", &wrong_key.key_pem);
+    let toml = good_config(&pki)
+        .replace(
+            &format!("{:?}", pki.path("server.key")),
+            &format!("{:?}", pki.path("other.key")),
+        )
+        .replace(
+            "client_auth = \"required\"",
+            "client_auth = \"required\"\ncrls = [\"missing.crl\"]",
+        )
+        .replace(
+            "listen = \"127.0.0.1:0\"\n[listener.tls]",
+            "listen = \"127.0.0.1:0\"\nallow_ips = [\"10.0.0.300/8\"]\n[listener.tls]",
+        );
+    let f = pki.write("many.toml", &toml);
+    let (code, _, err) = check(&f);
+    assert_eq!(code, 1, "{err}");
+    // A key that does not match hides neither the missing CRL nor the bad CIDR.
+    for expect in [
+        "listener[0].tls.key: ",
+        "listener[0].tls.crls[0]: cannot read",
+        "listener[0].allow_ips[0]: \"10.0.0.300/8\" is not a CIDR",
+    ] {
+        assert_eq!(err.matches(expect).count(), 1, "{expect:?} once in:\n{err}");
+    }
+    assert!(err.contains("3 problem(s)"), "{err}");
 }
 
 #[test]
@@ -376,6 +426,57 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
         .await
         .unwrap();
     assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_is_ignored_and_a_drain_cut_short_exits_non_zero() {
+    let pki = Pki::new();
+    let up = upstream(|_req: Request<Incoming>| async move {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        http::Response::new(full("too late"))
+    })
+    .await;
+    let toml = config(
+        &pki,
+        "required",
+        &format!("[[route]]\nname = \"slow\"\nlistener = \"edge\"\nupstream = \"up\"\n\n[upstream.up]\nurl = \"http://{up}\"\nrequest_timeout = \"30s\"\n"),
+    )
+    .replace("grace_period = \"5s\"", "grace_period = \"1s\"");
+    let file = pki.write("hup.toml", &toml);
+    let mut gw = spawn_gateway(&file);
+    let pid = gw.child.id();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    // Still alive and serving, and it said why it did nothing.
+    let line = wait_line(&gw, "SIGHUP ignored");
+    assert!(line.contains("restart"), "{line}");
+    assert_eq!(admin_get(gw.admin, "/healthz").await.0, 200);
+    let in_flight = tokio::spawn(send(gw.edge, pki.etl_client(&[]), get("/stuck")));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sigterm(pid);
+    let status = tokio::task::spawn_blocking(move || gw.child.wait().unwrap())
+        .await
+        .unwrap();
+    // The grace period ran out with the request still in flight.
+    assert_eq!(status.code(), Some(3));
+    assert!(in_flight.await.unwrap().is_err());
+}
+
+/// Waits for a log line containing `needle`.
+fn wait_line(gw: &Proc, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let line = gw
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
+        if line.contains(needle) {
+            return line;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

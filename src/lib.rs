@@ -8,6 +8,7 @@ pub mod dn;
 pub mod echo;
 pub mod fingerprint;
 pub mod hex;
+pub mod hygiene;
 pub mod path;
 pub mod pki;
 pub mod proxy;

@@ -6,37 +6,7 @@
 use crate::tls::identity::PeerIdentity;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-/// Connection-scoped headers (RFC 9110 §7.6.1) that never cross a proxy.
-/// `TE` is handled apart: `TE: trailers` is kept (gRPC needs it on HTTP/2).
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
-
-/// Headers in which a client could claim an address, scheme, host or
-/// certificate of its own; never passed on.
-const CLIENT_CLAIMS: [&str; 12] = [
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-forwarded-port",
-    "x-forwarded-prefix",
-    "x-forwarded-ssl",
-    "x-forwarded-server",
-    "forwarded",
-    "x-real-ip",
-    "true-client-ip",
-    "x-client-ip",
-    // Envoy's client-certificate header: stripped even when the gateway's
-    // identity header has another name, so an upstream reading it is never fooled.
-    "x-forwarded-client-cert",
-];
+use crate::hygiene::{CLIENT_CLAIMS, HOP_BY_HOP};
 
 /// The names a `Connection` header lists (lower case, as header names are).
 pub fn connection_named(h: &HeaderMap) -> Vec<HeaderName> {
@@ -65,8 +35,8 @@ fn te_is_trailers(h: &HeaderMap) -> bool {
 pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_te_trailers: bool) {
     let named = connection_named(h);
     let keep_te = keep_te_trailers && te_is_trailers(h);
-    for n in named.iter().chain(HOP_BY_HOP.iter()) {
-        if *n == header::TE && keep_te {
+    for n in named.iter().map(HeaderName::as_str).chain(HOP_BY_HOP) {
+        if n == "te" && keep_te {
             continue;
         }
         h.remove(n);

@@ -209,10 +209,8 @@ fn host_without_port(h: &str) -> &str {
 fn connection_names_routing_header(ctx: &ConnCtx, h: &HeaderMap) -> bool {
     let hdrs = &ctx.rt.headers;
     headers::connection_named(h).iter().any(|n| {
-        matches!(
-            n.as_str(),
-            "host" | "content-type" | "content-length" | "transfer-encoding" | "soapaction"
-        ) || *n == hdrs.identity
+        crate::hygiene::ROUTING.contains(&n.as_str())
+            || *n == hdrs.identity
             || *n == hdrs.request_id
     })
 }

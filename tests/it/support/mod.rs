@@ -226,7 +226,11 @@ where
     F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response<BoxBodyT>> + Send + 'static,
 {
-    let h: Handler = Arc::new(move |r| Box::pin(handler(r)));
+    serve_upstream(Arc::new(move |r| Box::pin(handler(r))), None).await
+}
+
+/// Accepts on a fresh loopback port and serves `h` (over TLS with `tls`).
+async fn serve_upstream(h: Handler, tls: Option<tokio_rustls::TlsAcceptor>) -> SocketAddr {
     let sock = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = sock.local_addr().unwrap();
     tokio::spawn(async move {
@@ -234,15 +238,20 @@ where
             let Ok((tcp, _)) = sock.accept().await else {
                 continue;
             };
-            let h = h.clone();
+            let (h, tls) = (h.clone(), tls.clone());
             tokio::spawn(async move {
                 let svc = service_fn(move |r| {
                     let h = h.clone();
                     async move { Ok::<_, Infallible>(h(r).await) }
                 });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
+                let auto = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let _ = match tls {
+                    None => auto.serve_connection(TokioIo::new(tcp), svc).await,
+                    Some(acceptor) => match acceptor.accept(tcp).await {
+                        Ok(stream) => auto.serve_connection(TokioIo::new(stream), svc).await,
+                        Err(_) => return,
+                    },
+                };
             });
         }
     });
@@ -457,30 +466,7 @@ where
         .unwrap();
     sc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(sc));
-    let h: Handler = Arc::new(move |r| Box::pin(handler(r)));
-    let sock = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = sock.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = sock.accept().await else {
-                continue;
-            };
-            let (h, acceptor) = (h.clone(), acceptor.clone());
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let svc = service_fn(move |r| {
-                    let h = h.clone();
-                    async move { Ok::<_, Infallible>(h(r).await) }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tls), svc)
-                    .await;
-            });
-        }
-    });
-    addr
+    serve_upstream(Arc::new(move |r| Box::pin(handler(r))), Some(acceptor)).await
 }
 
 /// The `[upstream.NAME]` table for a `tls_upstream`.

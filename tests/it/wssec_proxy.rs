@@ -498,13 +498,33 @@ async fn a_verification_slot_stays_taken_until_the_work_ends_even_when_the_clien
     // A captured, validly signed message with a big, busy Body swapped in:
     // the signature verifies, then the Body must be digested — seconds of work.
     let small = String::from_utf8(signed(SOAP11, &who)).unwrap();
-    let busy: String = (0..150_000)
-        .map(|i| format!("<l a=\"{i}\" b=\"x\" c=\"y\" d=\"z\"><m>{i}</m></l>"))
+    let attrs: String = (0..24).map(|j| format!(" a{j}=\"v{j}\"")).collect();
+    let busy: String = (0..50_000)
+        .map(|i| format!("<l{attrs}><m>{i}</m></l>"))
         .collect();
     let heavy = small
         .replacen("<amount>100</amount>", &busy, 1)
         .into_bytes();
     assert!(heavy.len() < 16 << 20);
+    // How long its verification takes here: the client leaves a third of the
+    // way into it, and the next one arrives while it still runs.
+    let mut trust = sealgate::wssec::tokens::TrustStore::new();
+    trust.add_anchors_pem(pki.ca.cert_pem.as_bytes()).unwrap();
+    let policy = sealgate::wssec::verify::Policy::new(trust);
+    let t0 = std::time::Instant::now();
+    let e = sealgate::wssec::verify::verify(
+        &heavy,
+        &policy,
+        SystemTime::now(),
+        &sealgate::wssec::replay::NoReplayCache,
+    )
+    .unwrap_err();
+    let work = t0.elapsed();
+    assert_eq!(e.reason(), "wssec_digest_mismatch");
+    assert!(
+        work > std::time::Duration::from_millis(600),
+        "only {work:?} of work"
+    );
     let cfg = pki.etl_client(&[]);
     // Client A sends it and leaves as soon as it is sent.
     let mut a = tls_connect(addr, cfg.clone()).await.unwrap();
@@ -519,7 +539,7 @@ async fn a_verification_slot_stays_taken_until_the_work_ends_even_when_the_clien
     .unwrap();
     a.write_all(&heavy).await.unwrap();
     a.flush().await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    tokio::time::sleep(work / 3).await;
     drop(a);
     // B arrives while A's verification still runs: with the slot taken by
     // work nobody waits for, B is turned away rather than a second one started.

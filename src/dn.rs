@@ -71,7 +71,7 @@ impl Name {
                         oid: atv.attr_type().to_id_string(),
                         value: match atv.as_str() {
                             Ok(s) => Value::Text(s.to_owned()),
-                            Err(_) => Value::Der(atv.attr_value().data.to_vec()),
+                            Err(_) => Value::Der(der_of(atv.attr_value())),
                         },
                     })
                     .collect();
@@ -204,9 +204,14 @@ fn split_once_unescaped(s: &str, sep: char) -> Option<(&str, &str)> {
 fn parse_value(raw: &str) -> Result<Value, String> {
     let start = raw.trim_start();
     if let Some(hex) = start.strip_prefix('#') {
-        return crate::hex::decode(hex.trim_end())
-            .map(Value::Der)
-            .ok_or_else(|| format!("{raw:?} is not a #hex value"));
+        let der = crate::hex::decode(hex.trim_end())
+            .ok_or_else(|| format!("{raw:?} is not a #hex value"))?;
+        // Java writes string values this way too (`1.2.840.113549.1.9.1=#16...`):
+        // a string is the same value as its text.
+        return Ok(match der_string(&der) {
+            Some(text) => Value::Text(text),
+            None => Value::Der(der),
+        });
     }
     let b = start.as_bytes();
     let mut out: Vec<u8> = Vec::with_capacity(b.len());
@@ -242,6 +247,54 @@ fn parse_value(raw: &str) -> Result<Value, String> {
     String::from_utf8(out)
         .map(Value::Text)
         .map_err(|_| "an escape makes the value invalid UTF-8".to_owned())
+}
+
+/// The text of a DER string value (UTF8String, PrintableString, T61String,
+/// IA5String, VisibleString, BMPString), or `None` for anything else.
+fn der_string(der: &[u8]) -> Option<String> {
+    let (&tag, rest) = der.split_first()?;
+    let (&len0, rest) = rest.split_first()?;
+    let (len, body) = match len0 {
+        n if n < 0x80 => (usize::from(n), rest),
+        0x81 => (usize::from(*rest.first()?), rest.get(1..)?),
+        0x82 => (
+            usize::from(*rest.first()?) << 8 | usize::from(*rest.get(1)?),
+            rest.get(2..)?,
+        ),
+        _ => return None,
+    };
+    if body.len() != len {
+        return None;
+    }
+    match tag {
+        0x0c | 0x13 | 0x16 | 0x1a => String::from_utf8(body.to_vec()).ok(),
+        // T61 in practice carries Latin-1.
+        0x14 => Some(body.iter().map(|&b| char::from(b)).collect()),
+        0x1e => {
+            let units: Vec<u16> = body
+                .chunks(2)
+                .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))
+                .collect();
+            String::from_utf16(&units).ok()
+        }
+        _ => None,
+    }
+}
+
+/// The DER encoding of a value the parser holds as header and content.
+fn der_of(any: &x509_parser::der_parser::asn1_rs::Any<'_>) -> Vec<u8> {
+    let data = any.data;
+    let tag = u8::try_from(any.tag().0).unwrap_or(0x1f).min(0x1e)
+        | (any.class() as u8) << 6
+        | if any.header.is_constructed() { 0x20 } else { 0 };
+    let mut out = vec![tag];
+    match data.len() {
+        n if n < 0x80 => out.push(n as u8),
+        n if n < 0x100 => out.extend([0x81, n as u8]),
+        n => out.extend([0x82, (n >> 8) as u8, n as u8]),
+    }
+    out.extend_from_slice(data);
+    out
 }
 
 /// Escapes one attribute value per RFC 4514 section 2.4.
@@ -306,5 +359,17 @@ mod tests {
         assert!(Name::parse("CN=x\\").is_err());
         assert!(Name::parse("CN=#zz").is_err());
         assert!(Name::parse("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn hex_encoded_strings_are_their_text() {
+        // What Java's X500Principal writes for an IA5String emailAddress.
+        let hex = crate::hex::upper(b"\x16\x0bca@test.org", "");
+        assert_eq!(
+            n(&format!("CN=CA,1.2.840.113549.1.9.1=#{hex}")),
+            n("CN=CA,emailAddress=ca@test.org")
+        );
+        assert_eq!(n("CN=#0C026162"), n("CN=ab"));
+        assert_ne!(n("CN=#0402AB01"), n("CN=ab"));
     }
 }

@@ -547,18 +547,20 @@ pub fn verify_signature_value(
     value: &[u8],
 ) -> Result<(), WssecError> {
     check_key_type(alg, key)?;
+    // The RSA key size was judged by the trust store (2048 bits unless the
+    // policy allows legacy keys), so the parameters here accept from 1024 bits.
     let (params, raw): (&'static dyn signature::VerificationAlgorithm, &[u8]) = match (alg, key) {
         (SignatureAlgorithm::RsaSha1, PublicKey::Rsa(k)) => {
-            (&signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY, k)
+            (&signature::RSA_PKCS1_1024_8192_SHA1_FOR_LEGACY_USE_ONLY, k)
         }
         (SignatureAlgorithm::RsaSha256, PublicKey::Rsa(k)) => {
-            (&signature::RSA_PKCS1_2048_8192_SHA256, k)
+            (&signature::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY, k)
         }
         (SignatureAlgorithm::RsaSha384, PublicKey::Rsa(k)) => {
             (&signature::RSA_PKCS1_2048_8192_SHA384, k)
         }
         (SignatureAlgorithm::RsaSha512, PublicKey::Rsa(k)) => {
-            (&signature::RSA_PKCS1_2048_8192_SHA512, k)
+            (&signature::RSA_PKCS1_1024_8192_SHA512_FOR_LEGACY_USE_ONLY, k)
         }
         (SignatureAlgorithm::EcdsaSha256, PublicKey::EcP256(k)) => {
             (&signature::ECDSA_P256_SHA256_FIXED, k)

@@ -323,16 +323,35 @@ struct Scanner {
     in_security: bool,
     holder: Holder,
     ids: HashMap<String, usize>,
+    /// The actor (SOAP 1.1) or role (SOAP 1.2) this receiver answers to,
+    /// beside the defaults (none, `next`, `ultimateReceiver`).
+    actor: Option<String>,
 }
 
-/// Reads the whole message once and returns what verification needs.
+/// SOAP 1.1's `next` actor and SOAP 1.2's `next` and `ultimateReceiver` roles.
+const ACTOR_NEXT_11: &str = "http://schemas.xmlsoap.org/soap/actor/next";
+const ROLE_NEXT_12: &str = "http://www.w3.org/2003/05/soap-envelope/role/next";
+const ROLE_ULTIMATE_12: &str = "http://www.w3.org/2003/05/soap-envelope/role/ultimateReceiver";
+
+/// Reads the whole message once and returns what verification needs; the
+/// Security header considered is the one for the default receiver.
 pub fn scan(msg: &[u8], limits: &Limits) -> Result<Scanned, WssecError> {
+    scan_for(msg, limits, None)
+}
+
+/// Like [`scan`], for a receiver that also answers to `actor` (a SOAP 1.1
+/// actor or 1.2 role URI). Security headers for other actors are left alone.
+pub fn scan_for(msg: &[u8], limits: &Limits, actor: Option<&str>) -> Result<Scanned, WssecError> {
     let mut reader = Reader::new(msg, limits)?;
     let mut sc: Option<Scanner> = None;
     let mut envelope_end = 0;
     while let Some(ev) = reader.next()? {
         match (&ev, sc.as_mut()) {
-            (Event::Start(e), None) => sc = Some(Scanner::root(e)?),
+            (Event::Start(e), None) => {
+                let mut root = Scanner::root(e)?;
+                root.actor = actor.map(str::to_owned);
+                sc = Some(root);
+            }
             (Event::Start(e), Some(s)) => s.start(e)?,
             (Event::End(e), Some(s)) => {
                 s.end(e.span().end)?;
@@ -375,6 +394,7 @@ impl Scanner {
             in_security: false,
             holder: Holder::default(),
             ids: HashMap::new(),
+            actor: None,
         };
         s.collect_ids(e)?;
         Ok(s)
@@ -443,7 +463,7 @@ impl Scanner {
         let ns = e.namespace().unwrap_or("");
         self.holder.budget(0, ns.len() + e.local_name().len())?;
         let name = QName::new(ns, e.local_name());
-        if name.is(WSSE_NS, "Security") {
+        if name.is(WSSE_NS, "Security") && self.for_this_receiver(e) {
             if self.security.is_some() {
                 return Err(WssecError::TwoSecurityHeaders);
             }
@@ -461,6 +481,22 @@ impl Scanner {
             span: e.span(),
         });
         Ok(())
+    }
+
+    /// Whether a Security header targets this receiver: no actor/role, the
+    /// `next` one (SOAP 1.2: also `ultimateReceiver`), or the configured one.
+    fn for_this_receiver(&self, e: &StartElement<'_>) -> bool {
+        let (attr, defaults): (&str, &[&str]) = match self.soap {
+            SoapVersion::Soap11 => ("actor", &[ACTOR_NEXT_11]),
+            SoapVersion::Soap12 => ("role", &[ROLE_NEXT_12, ROLE_ULTIMATE_12]),
+        };
+        match e.attribute_value(Some(self.soap_ns), attr) {
+            None => true,
+            Some(a) => {
+                let a = a.trim();
+                a.is_empty() || defaults.contains(&a) || self.actor.as_deref() == Some(a)
+            }
+        }
     }
 
     fn security_child(&mut self, e: &StartElement<'_>) -> Result<(), WssecError> {

@@ -61,6 +61,9 @@ reasons! {
         TokenUnavailable = "wssec_token_unavailable",
         BadToken = "wssec_bad_token",
         UntrustedSigner = "wssec_untrusted_signer",
+        /// An RSA key under 2048 bits, and legacy keys not allowed.
+        WeakKey = "wssec_weak_key",
+        UnsupportedKey = "wssec_unsupported_key",
         SignerExpired = "wssec_signer_expired",
         SignerNotYetValid = "wssec_signer_not_yet_valid",
         SignerRevoked = "wssec_signer_revoked",
@@ -113,9 +116,11 @@ impl Reason {
             | R::KeyValueNotAllowed
             | R::RetrievalMethodNotAllowed
             | R::BadToken
+            | R::UnsupportedKey
             | R::UnsupportedToken
             | R::BadUsernameToken => INVALID_TOKEN,
             R::UntrustedSigner
+            | R::WeakKey
             | R::SignerExpired
             | R::SignerNotYetValid
             | R::SignerRevoked

@@ -88,6 +88,10 @@ pub enum WssecError {
     BadToken(&'static str),
     #[error("signer certificate is not trusted: {0}")]
     UntrustedSigner(String),
+    #[error("signer key is RSA-{0}: under 2048 bits (allow_legacy_keys accepts it)")]
+    WeakKey(usize),
+    #[error("unsupported public key: {0}")]
+    UnsupportedKey(String),
     #[error("signer certificate has expired")]
     SignerExpired,
     #[error("signer certificate is not yet valid")]
@@ -176,6 +180,8 @@ impl WssecError {
             E::TokenUnavailable(_) => R::TokenUnavailable,
             E::BadToken(_) => R::BadToken,
             E::UntrustedSigner(_) => R::UntrustedSigner,
+            E::WeakKey(_) => R::WeakKey,
+            E::UnsupportedKey(_) => R::UnsupportedKey,
             E::SignerExpired => R::SignerExpired,
             E::SignerNotYetValid => R::SignerNotYetValid,
             E::SignerRevoked => R::SignerRevoked,
@@ -257,6 +263,9 @@ pub struct Policy {
     /// Every pass over one message together stops with `wssec_work_limit`
     /// after this long (`None`: no bound).
     pub max_work: Option<Duration>,
+    /// The actor (SOAP 1.1) or role (SOAP 1.2) URI this receiver is, beside
+    /// the defaults; Security headers for others are left alone.
+    pub actor: Option<String>,
 }
 
 impl Policy {
@@ -275,6 +284,7 @@ impl Policy {
             passwords: None,
             require_username_token: false,
             max_work: Some(Duration::from_secs(5)),
+            actor: None,
         }
     }
 
@@ -403,7 +413,7 @@ fn run(
     limits.deadline = policy
         .max_work
         .and_then(|d| std::time::Instant::now().checked_add(d));
-    let scan = envelope::scan(msg, &limits)?;
+    let scan = envelope::scan_for(msg, &limits, policy.actor.as_deref())?;
     check_header_blocks(&scan, policy)?;
     let Some(sec) = &scan.security else {
         let needed = !policy.require_signed.is_empty()

@@ -20,4 +20,5 @@ mod wssec_proxy;
 mod wssec_reader;
 mod wssec_units;
 mod wssec_verify_accept;
+mod wssec_vectors;
 mod wssec_verify_refuse;

@@ -40,6 +40,15 @@ pub struct CertInfo {
     pub sha1: [u8; 20],
     pub ski: Option<Vec<u8>>,
     pub key: PublicKey,
+    /// Validity, Unix seconds.
+    pub not_before: i64,
+    pub not_after: i64,
+    /// Modulus size of an RSA key.
+    pub rsa_bits: Option<usize>,
+    /// The algorithm the certificate itself is signed with, by name.
+    pub signed_with: String,
+    /// The keyUsage extension is present and lacks digitalSignature.
+    pub no_digital_signature: bool,
 }
 
 impl CertInfo {
@@ -67,6 +76,15 @@ impl CertInfo {
             )
         });
         let serial = &cert.tbs_certificate.serial;
+        let rsa_bits = match cert.public_key().parsed() {
+            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => Some(rsa.key_size()),
+            _ => None,
+        };
+        let no_digital_signature = cert
+            .key_usage()
+            .ok()
+            .flatten()
+            .is_some_and(|ku| !ku.value.digital_signature());
         Ok(CertInfo {
             der: der.to_vec(),
             subject: Name::from_x509(cert.subject()),
@@ -78,6 +96,11 @@ impl CertInfo {
             sha1: fixed(digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, der).as_ref()),
             ski,
             key: public_key(&cert)?,
+            not_before: cert.validity().not_before.timestamp(),
+            not_after: cert.validity().not_after.timestamp(),
+            rsa_bits,
+            signed_with: algorithm_name(&cert.signature_algorithm.algorithm),
+            no_digital_signature,
         })
     }
 }
@@ -103,6 +126,16 @@ fn public_key(cert: &X509Certificate<'_>) -> Result<PublicKey, WssecError> {
         (OID_RSA, _) => Ok(PublicKey::Rsa(raw)),
         (OID_EC, Some(OID_P256)) => Ok(PublicKey::EcP256(raw)),
         (OID_EC, Some(OID_P384)) => Ok(PublicKey::EcP384(raw)),
-        _ => Err(WssecError::BadToken("unsupported public key type")),
+        _ => Err(WssecError::UnsupportedKey(match curve {
+            Some(c) => format!("{} on curve {c}", algorithm_name(&spki.algorithm.algorithm)),
+            None => algorithm_name(&spki.algorithm.algorithm),
+        })),
     }
+}
+
+/// An algorithm OID by its registered name (`md5WithRSAEncryption`), else dotted.
+pub fn algorithm_name(oid: &x509_parser::oid_registry::Oid<'_>) -> String {
+    x509_parser::objects::oid2sn(oid, x509_parser::objects::oid_registry())
+        .map(str::to_owned)
+        .unwrap_or_else(|_| oid.to_id_string())
 }

@@ -13,34 +13,67 @@ use crate::wssec::verify::WssecError;
 pub enum KeySource {
     BinarySecurityToken,
     IssuerSerial,
-    /// An X509Certificate in X509Data, equal to a configured signer.
+    /// A certificate carried in KeyInfo itself: `X509Data/X509Certificate`, or
+    /// WSS4J's `KeyIdentifier` of ValueType X509v3. Like a BinarySecurityToken,
+    /// it must chain to the trust anchors or be pinned.
     X509Certificate,
     SubjectKeyIdentifier,
     ThumbprintSha1,
 }
 
-/// Finds the signer certificate from `ds:KeyInfo`.
+/// Finds the signer certificate from `ds:KeyInfo`: one SecurityTokenReference,
+/// one `ds:X509Data`, or both — then the reference wins unless the token it
+/// names is absent (signxml and e-Kasa clients send such a pair), and the
+/// two must name one certificate.
 pub fn resolve_signer(
     key_info: Option<&Node>,
     sec: &Security,
     store: &TrustStore,
 ) -> Result<(CertInfo, KeySource), WssecError> {
     let ki = key_info.ok_or(WssecError::TokenUnavailable("no KeyInfo".into()))?;
+    let mut str_ = None;
+    let mut data = None;
     for c in &ki.children {
-        match c.name.local.as_str() {
-            "KeyValue" => return Err(WssecError::KeyValueNotAllowed),
-            "RetrievalMethod" => return Err(WssecError::RetrievalMethodNotAllowed),
-            _ => {}
+        match (c.name.namespace.as_str(), c.name.local.as_str()) {
+            (_, "KeyValue") => return Err(WssecError::KeyValueNotAllowed),
+            (_, "RetrievalMethod") => return Err(WssecError::RetrievalMethodNotAllowed),
+            (WSSE_NS, "SecurityTokenReference") if str_.is_none() => str_ = Some(c),
+            (DS_NS, "X509Data") if data.is_none() => data = Some(c),
+            _ => {
+                return Err(WssecError::BadKeyInfo(
+                    "KeyInfo must hold one SecurityTokenReference and/or one X509Data",
+                ))
+            }
         }
     }
-    let str_ = match ki.children.as_slice() {
-        [only] if only.is(WSSE_NS, "SecurityTokenReference") => only,
-        _ => {
-            return Err(WssecError::BadKeyInfo(
-                "KeyInfo must hold one SecurityTokenReference",
-            ))
-        }
+    let from_data = || match data {
+        Some(d) => x509_data(d, store),
+        None => Err(WssecError::BadKeyInfo("KeyInfo names no key")),
     };
+    let Some(str_) = str_ else {
+        return from_data();
+    };
+    match (token_reference(str_, sec, store), data) {
+        (Err(WssecError::TokenUnavailable(_)), Some(_)) => from_data(),
+        (Ok(found), Some(_)) => {
+            let (beside, _) = from_data()?;
+            if beside.der != found.0.der {
+                return Err(WssecError::BadKeyInfo(
+                    "the X509Data beside the SecurityTokenReference names another certificate",
+                ));
+            }
+            Ok(found)
+        }
+        (result, _) => result,
+    }
+}
+
+/// The key a SecurityTokenReference names.
+fn token_reference(
+    str_: &Node,
+    sec: &Security,
+    store: &TrustStore,
+) -> Result<(CertInfo, KeySource), WssecError> {
     let [r] = str_.children.as_slice() else {
         return Err(WssecError::BadKeyInfo(
             "SecurityTokenReference must hold one reference",
@@ -111,6 +144,8 @@ fn key_identifier(r: &Node, store: &TrustStore) -> Result<(CertInfo, KeySource),
             KeySource::ThumbprintSha1,
             store.signers.iter().find(|s| s.sha1[..] == value[..]),
         ),
+        // WSS4J's form: the whole certificate, as a BinarySecurityToken would carry it.
+        Some(X509V3_TYPE) => return Ok((CertInfo::from_der(&value)?, KeySource::X509Certificate)),
         _ => return Err(WssecError::UnsupportedToken("KeyIdentifier ValueType")),
     };
     let cert = found.ok_or_else(|| {
@@ -119,16 +154,18 @@ fn key_identifier(r: &Node, store: &TrustStore) -> Result<(CertInfo, KeySource),
     Ok((cert.clone(), source))
 }
 
-/// `ds:X509Data` in the STR, resolved only against the configured signers: by
-/// X509IssuerSerial, or (when that is empty, as zeep with libxmlsec1 1.3
-/// sends it) by an embedded X509Certificate equal to a configured one.
+/// `ds:X509Data`: an embedded X509Certificate is the key (judged like a
+/// BinarySecurityToken), with an X509IssuerSerial beside it empty (python-zeep
+/// writes one) or naming it; an X509IssuerSerial alone is resolved against the
+/// configured signers.
 fn x509_data(x509: &Node, store: &TrustStore) -> Result<(CertInfo, KeySource), WssecError> {
     let bad = WssecError::BadKeyInfo;
     let is = x509
         .single_child(DS_NS, "X509IssuerSerial")
-        .map_err(|_| bad("two X509IssuerSerial"))?;
+        .map_err(|_| bad("two X509IssuerSerial"))?
+        .filter(|n| !n.children.is_empty());
     let embedded = match x509.single_child(DS_NS, "X509Certificate") {
-        Ok(Some(c)) if c.is_text_only() => Some(decode_base64(&c.text)?),
+        Ok(Some(c)) if c.is_text_only() => Some(CertInfo::from_der(&decode_base64(&c.text)?)?),
         Ok(None) => None,
         _ => return Err(bad("X509Certificate content")),
     };
@@ -139,32 +176,22 @@ fn x509_data(x509: &Node, store: &TrustStore) -> Result<(CertInfo, KeySource), W
     {
         return Err(bad("unsupported X509Data content"));
     }
-    let (cert, source) = match (is.filter(|n| !n.children.is_empty()), &embedded) {
-        (Some(is), _) => (issuer_serial(is, store)?, KeySource::IssuerSerial),
-        (None, Some(der)) => (
-            store
-                .signers
-                .iter()
-                .find(|s| &s.der == der)
-                .ok_or_else(|| {
-                    WssecError::TokenUnavailable(
-                        "X509Certificate is not a configured signer".into(),
-                    )
-                })?,
-            KeySource::X509Certificate,
-        ),
-        (None, None) => return Err(bad("X509Data names no certificate")),
-    };
-    // A certificate sent beside the IssuerSerial must be the one it names.
-    if embedded.as_ref().is_some_and(|d| d != &cert.der) {
-        return Err(bad(
-            "X509Certificate differs from the X509IssuerSerial match",
-        ));
+    match (is, embedded) {
+        (Some(is), Some(cert)) => {
+            let (issuer, serial) = issuer_serial_fields(is)?;
+            if !(same_issuer(&issuer, &cert.issuer) && serial == cert.serial_decimal) {
+                return Err(bad("X509IssuerSerial names another certificate than the X509Certificate beside it"));
+            }
+            Ok((cert, KeySource::X509Certificate))
+        }
+        (None, Some(cert)) => Ok((cert, KeySource::X509Certificate)),
+        (Some(is), None) => Ok((issuer_serial(is, store)?.clone(), KeySource::IssuerSerial)),
+        (None, None) => Err(bad("X509Data names no certificate")),
     }
-    Ok((cert.clone(), source))
 }
 
-fn issuer_serial<'s>(is: &Node, store: &'s TrustStore) -> Result<&'s CertInfo, WssecError> {
+/// X509IssuerName and X509SerialNumber (decimal, leading `+` and zeros dropped).
+fn issuer_serial_fields(is: &Node) -> Result<(String, String), WssecError> {
     let text = |local: &str| -> Result<String, WssecError> {
         match is.single_child(DS_NS, local) {
             Ok(Some(n)) if n.is_text_only() => Ok(n.text.trim().to_owned()),
@@ -174,12 +201,16 @@ fn issuer_serial<'s>(is: &Node, store: &'s TrustStore) -> Result<&'s CertInfo, W
     let issuer = text("X509IssuerName")?;
     let serial = text("X509SerialNumber")?;
     let serial = serial.strip_prefix('+').unwrap_or(&serial);
+    let serial = serial.trim_start_matches('0');
+    Ok((issuer, if serial.is_empty() { "0".into() } else { serial.to_owned() }))
+}
+
+fn issuer_serial<'s>(is: &Node, store: &'s TrustStore) -> Result<&'s CertInfo, WssecError> {
+    let (issuer, serial) = issuer_serial_fields(is)?;
     store
         .signers
         .iter()
-        .find(|s| {
-            s.serial_decimal == serial.trim_start_matches('0') && same_issuer(&issuer, &s.issuer)
-        })
+        .find(|s| s.serial_decimal == serial && same_issuer(&issuer, &s.issuer))
         .ok_or_else(|| {
             WssecError::TokenUnavailable("no configured signer matches X509IssuerSerial".into())
         })

@@ -63,12 +63,17 @@ fn date_of(n: &Node) -> Result<SystemTime, WssecError> {
     if !n.is_text_only() || n.attrs.iter().any(|a| a.local == "ValueType") {
         return Err(WssecError::BadTimestamp("date element content"));
     }
-    parse_datetime(&n.text).ok_or(WssecError::BadTimestamp("not an xsd:dateTime in UTC"))
+    parse_datetime(&n.text).ok_or(WssecError::BadTimestamp("not an xsd:dateTime with a zone"))
 }
 
-/// Strict `YYYY-MM-DDThh:mm:ss[.fraction]Z` (no other zone, no surrounding space).
+/// An xsd:dateTime with a zone: `YYYY-MM-DDThh:mm:ss[.fraction]` then `Z` or
+/// `±hh:mm` (WSS4J accepts offsets, so `+00:00` stacks interoperate). XML
+/// whitespace around it is dropped, as xsd:dateTime's whitespace facet says;
+/// a time without a zone is refused (its instant is unknown).
 pub fn parse_datetime(s: &str) -> Option<SystemTime> {
-    let b = s.as_bytes();
+    let b = s
+        .trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'))
+        .as_bytes();
     let num = |r: std::ops::Range<usize>| -> Option<u64> {
         let d = b.get(r)?;
         d.iter().all(u8::is_ascii_digit).then(|| {
@@ -93,14 +98,32 @@ pub fn parse_datetime(s: &str) -> Option<SystemTime> {
         }
         _ => (&rest[..0], rest),
     };
-    if zone != b"Z" || y < 1970 || !(1..=12).contains(&mo) || h > 23 || mi > 59 || sec > 59 {
+    // Seconds to subtract to reach UTC.
+    let offset: i64 = match zone {
+        b"Z" => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let digit = |c: &u8| c.is_ascii_digit().then(|| i64::from(c - b'0'));
+            let (oh, om) = (digit(h1)? * 10 + digit(h2)?, digit(m1)? * 10 + digit(m2)?);
+            if oh > 14 || om > 59 {
+                return None;
+            }
+            let o = oh * 3600 + om * 60;
+            if *sign == b'+' {
+                o
+            } else {
+                -o
+            }
+        }
+        _ => return None,
+    };
+    if y < 1970 || !(1..=12).contains(&mo) || h > 23 || mi > 59 || sec > 59 {
         return None;
     }
     if d == 0 || d > days_in_month(y, mo) {
         return None;
     }
     let days = days_from_civil(y, mo, d);
-    let secs = days * 86_400 + h * 3600 + mi * 60 + sec;
+    let secs = u64::try_from(i64::try_from(days * 86_400 + h * 3600 + mi * 60 + sec).ok()? - offset).ok()?;
     let nanos = frac
         .iter()
         .take(9)

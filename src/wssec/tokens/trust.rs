@@ -11,6 +11,7 @@ use webpki::{
 };
 
 use super::CertInfo;
+use crate::fingerprint::Fingerprint;
 use crate::wssec::verify::WssecError;
 
 /// Trust anchors, intermediates, CRLs and the configured signer set.
@@ -21,6 +22,10 @@ pub struct TrustStore {
     // Arc: webpki's CRL type is not Clone, and a policy is cloned per snapshot.
     crls: Vec<std::sync::Arc<CertRevocationList<'static>>>,
     pub(super) signers: Vec<CertInfo>,
+    /// Certificates trusted as themselves, with no chain (also signers).
+    pinned: Vec<Fingerprint>,
+    /// RSA keys under 2048 bits accepted.
+    pub allow_legacy_keys: bool,
 }
 
 fn config(what: &str) -> WssecError {
@@ -79,6 +84,34 @@ impl TrustStore {
         Ok(())
     }
 
+    /// A signer certificate trusted as itself, without a chain — the way
+    /// WSS4J's signature truststore and signxml's `x509_cert` work (Salesforce's
+    /// self-signed certificates, test roots). Still checked for validity and
+    /// key strength. It may also be named by key references.
+    pub fn add_pinned_der(&mut self, der: &[u8]) -> Result<(), WssecError> {
+        let cert = CertInfo::from_der(der).map_err(|e| config(&e.to_string()))?;
+        self.pinned.push(cert.fingerprint);
+        if !self.signers.iter().any(|s| s.fingerprint == cert.fingerprint) {
+            self.signers.push(cert);
+        }
+        Ok(())
+    }
+
+    /// A certificate trusted as itself when it arrives (in a token) with this
+    /// SHA-256 fingerprint.
+    pub fn pin_fingerprint(&mut self, fp: Fingerprint) {
+        self.pinned.push(fp);
+    }
+
+    pub fn is_pinned(&self, cert: &CertInfo) -> bool {
+        self.pinned.contains(&cert.fingerprint)
+    }
+
+    /// Whether anything at all is trusted (anchors or pins).
+    pub fn is_empty(&self) -> bool {
+        self.anchors.is_empty() && self.pinned.is_empty()
+    }
+
     pub fn add_signers_pem(&mut self, pem: &[u8]) -> Result<usize, WssecError> {
         let certs = pem_certs(pem)?;
         for c in &certs {
@@ -87,8 +120,27 @@ impl TrustStore {
         Ok(certs.len())
     }
 
-    /// Chain to an anchor, validity at `now`, and revocation by the CRLs.
+    /// Key strength, then: for a pinned certificate its validity at `now`;
+    /// otherwise its chain to an anchor, validity and revocation by the CRLs.
     pub fn check(&self, cert: &CertInfo, now: SystemTime) -> Result<(), WssecError> {
+        if let Some(bits) = cert.rsa_bits {
+            if bits < 2048 && !self.allow_legacy_keys {
+                return Err(WssecError::WeakKey(bits));
+            }
+        }
+        let since = now
+            .duration_since(UNIX_EPOCH)
+            .map_err(|_| WssecError::Internal("clock before 1970"))?;
+        if self.is_pinned(cert) {
+            let t = i64::try_from(since.as_secs()).unwrap_or(i64::MAX);
+            if t > cert.not_after {
+                return Err(WssecError::SignerExpired);
+            }
+            if t < cert.not_before {
+                return Err(WssecError::SignerNotYetValid);
+            }
+            return Ok(());
+        }
         let der = CertificateDer::from(cert.der.as_slice());
         let ee = EndEntityCert::try_from(&der).map_err(|_| WssecError::BadToken("certificate"))?;
         let crls: Vec<&CertRevocationList<'_>> = self.crls.iter().map(|c| c.as_ref()).collect();
@@ -100,9 +152,6 @@ impl TrustStore {
                 .with_expiration_policy(ExpirationPolicy::Ignore)
                 .build()
         });
-        let since = now
-            .duration_since(UNIX_EPOCH)
-            .map_err(|_| WssecError::Internal("clock before 1970"))?;
         ee.verify_for_usage(
             CHAIN_ALGS,
             &self.anchors,
@@ -117,7 +166,18 @@ impl TrustStore {
             webpki::Error::CertExpired { .. } => WssecError::SignerExpired,
             webpki::Error::CertNotValidYet { .. } => WssecError::SignerNotYetValid,
             webpki::Error::CertRevoked => WssecError::SignerRevoked,
-            other => WssecError::UntrustedSigner(format!("{other:?}")),
+            webpki::Error::UnknownIssuer => WssecError::UntrustedSigner(format!(
+                "{} (issuer {}) does not chain to a trusted anchor; trust its CA or pin it",
+                cert.subject, cert.issuer
+            )),
+            webpki::Error::UnsupportedSignatureAlgorithmContext(_)
+            | webpki::Error::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => {
+                WssecError::UntrustedSigner(format!(
+                    "its chain is signed with an algorithm not accepted ({} on the certificate); pin the certificate to trust it as itself",
+                    cert.signed_with
+                ))
+            }
+            other => WssecError::UntrustedSigner(format!("chain check failed: {other}")),
         })
     }
 }

@@ -553,15 +553,17 @@ pub fn verify_signature_value(
         (SignatureAlgorithm::RsaSha1, PublicKey::Rsa(k)) => {
             (&signature::RSA_PKCS1_1024_8192_SHA1_FOR_LEGACY_USE_ONLY, k)
         }
-        (SignatureAlgorithm::RsaSha256, PublicKey::Rsa(k)) => {
-            (&signature::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY, k)
-        }
+        (SignatureAlgorithm::RsaSha256, PublicKey::Rsa(k)) => (
+            &signature::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY,
+            k,
+        ),
         (SignatureAlgorithm::RsaSha384, PublicKey::Rsa(k)) => {
             (&signature::RSA_PKCS1_2048_8192_SHA384, k)
         }
-        (SignatureAlgorithm::RsaSha512, PublicKey::Rsa(k)) => {
-            (&signature::RSA_PKCS1_1024_8192_SHA512_FOR_LEGACY_USE_ONLY, k)
-        }
+        (SignatureAlgorithm::RsaSha512, PublicKey::Rsa(k)) => (
+            &signature::RSA_PKCS1_1024_8192_SHA512_FOR_LEGACY_USE_ONLY,
+            k,
+        ),
         (SignatureAlgorithm::EcdsaSha256, PublicKey::EcP256(k)) => {
             (&signature::ECDSA_P256_SHA256_FIXED, k)
         }

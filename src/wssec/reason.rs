@@ -85,6 +85,8 @@ reasons! {
         BadUsernameToken = "wssec_bad_username_token",
         AuthenticationFailed = "wssec_authentication_failed",
         Config = "wssec_config",
+        /// What the signer produced failed its own verification.
+        SignSelfCheck = "wssec_sign_self_check",
         Internal = "wssec_internal",
         /// The message needed more work than one message may take.
         WorkLimit = "wssec_work_limit",
@@ -143,6 +145,7 @@ impl Reason {
             R::ReplayCacheFull
                 | R::Internal
                 | R::Config
+                | R::SignSelfCheck
                 | R::C14nOutput
                 | R::C14nNotFound
                 | R::C14nOutsideSubtree

@@ -131,6 +131,8 @@ pub enum WssecError {
     AuthenticationFailed,
     #[error("configuration: {0}")]
     Config(String),
+    #[error("the signed message does not verify: {0}")]
+    SelfCheck(Box<WssecError>),
     #[error("internal: {0}")]
     Internal(&'static str),
 }
@@ -201,6 +203,7 @@ impl WssecError {
             E::BadUsernameToken(_) => R::BadUsernameToken,
             E::AuthenticationFailed => R::AuthenticationFailed,
             E::Config(_) => R::Config,
+            E::SelfCheck(_) => R::SignSelfCheck,
             E::Internal(_) => R::Internal,
         }
     }

@@ -19,6 +19,6 @@ mod wssec_interop;
 mod wssec_proxy;
 mod wssec_reader;
 mod wssec_units;
-mod wssec_verify_accept;
 mod wssec_vectors;
+mod wssec_verify_accept;
 mod wssec_verify_refuse;

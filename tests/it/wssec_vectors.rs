@@ -66,8 +66,13 @@ fn e_kasa_soap12_with_an_embedded_certificate_verifies_under_its_ca() {
     let e = verify(&msg, &p, at("2022-01-01T00:00:00Z"), &NoReplayCache).unwrap_err();
     assert_eq!(e.reason(), "wssec_signer_expired");
     // Requiring a Timestamp refuses it: the policy has to say it waives one.
-    let e = verify(&msg, &Policy::new(p.trust.clone()), at("2020-01-01T00:00:00Z"), &NoReplayCache)
-        .unwrap_err();
+    let e = verify(
+        &msg,
+        &Policy::new(p.trust.clone()),
+        at("2020-01-01T00:00:00Z"),
+        &NoReplayCache,
+    )
+    .unwrap_err();
     assert_eq!(e.reason(), "wssec_no_timestamp");
 }
 
@@ -77,16 +82,31 @@ fn wcf_response_with_issuer_serial_verifies_with_the_pinned_certificate() {
     let now = at("2012-05-25T11:37:30Z");
     let v = verify(&file("signxml/valid-wss-resp.xml"), &p, now, &NoReplayCache)
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(v.signed_parts, vec![SignedPart::Body, SignedPart::Timestamp]);
+    assert_eq!(
+        v.signed_parts,
+        vec![SignedPart::Body, SignedPart::Timestamp]
+    );
     assert_eq!(v.signer.unwrap().key_source, KeySource::IssuerSerial);
     // Without SHA-1, without legacy keys, without the pin: each is refused.
     let mut no_sha1 = p.clone();
     no_sha1.allow_sha1 = false;
-    let e = verify(&file("signxml/valid-wss-resp.xml"), &no_sha1, now, &NoReplayCache).unwrap_err();
+    let e = verify(
+        &file("signxml/valid-wss-resp.xml"),
+        &no_sha1,
+        now,
+        &NoReplayCache,
+    )
+    .unwrap_err();
     assert_eq!(e.reason(), "wssec_sha1_not_allowed");
     let mut strict = p.clone();
     strict.trust.allow_legacy_keys = false;
-    let e = verify(&file("signxml/valid-wss-resp.xml"), &strict, now, &NoReplayCache).unwrap_err();
+    let e = verify(
+        &file("signxml/valid-wss-resp.xml"),
+        &strict,
+        now,
+        &NoReplayCache,
+    )
+    .unwrap_err();
     assert_eq!(e.reason(), "wssec_weak_key");
 }
 
@@ -123,7 +143,9 @@ fn soapui_wss4j_with_an_x509v3_key_identifier_and_signed_addressing_headers() {
     let mut short = p.clone();
     short.max_ttl = std::time::Duration::from_secs(300);
     assert_eq!(
-        verify(&msg, &short, now, &NoReplayCache).unwrap_err().reason(),
+        verify(&msg, &short, now, &NoReplayCache)
+            .unwrap_err()
+            .reason(),
         "wssec_ttl_too_long"
     );
 }

@@ -180,7 +180,9 @@ fn x509_data(x509: &Node, store: &TrustStore) -> Result<(CertInfo, KeySource), W
         (Some(is), Some(cert)) => {
             let (issuer, serial) = issuer_serial_fields(is)?;
             if !(same_issuer(&issuer, &cert.issuer) && serial == cert.serial_decimal) {
-                return Err(bad("X509IssuerSerial names another certificate than the X509Certificate beside it"));
+                return Err(bad(
+                    "X509IssuerSerial names another certificate than the X509Certificate beside it",
+                ));
             }
             Ok((cert, KeySource::X509Certificate))
         }
@@ -202,7 +204,14 @@ fn issuer_serial_fields(is: &Node) -> Result<(String, String), WssecError> {
     let serial = text("X509SerialNumber")?;
     let serial = serial.strip_prefix('+').unwrap_or(&serial);
     let serial = serial.trim_start_matches('0');
-    Ok((issuer, if serial.is_empty() { "0".into() } else { serial.to_owned() }))
+    Ok((
+        issuer,
+        if serial.is_empty() {
+            "0".into()
+        } else {
+            serial.to_owned()
+        },
+    ))
 }
 
 fn issuer_serial<'s>(is: &Node, store: &'s TrustStore) -> Result<&'s CertInfo, WssecError> {

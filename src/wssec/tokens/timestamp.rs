@@ -123,7 +123,9 @@ pub fn parse_datetime(s: &str) -> Option<SystemTime> {
         return None;
     }
     let days = days_from_civil(y, mo, d);
-    let secs = u64::try_from(i64::try_from(days * 86_400 + h * 3600 + mi * 60 + sec).ok()? - offset).ok()?;
+    let secs =
+        u64::try_from(i64::try_from(days * 86_400 + h * 3600 + mi * 60 + sec).ok()? - offset)
+            .ok()?;
     let nanos = frac
         .iter()
         .take(9)

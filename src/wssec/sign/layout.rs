@@ -1,0 +1,189 @@
+//! Where the signer's additions go in the caller's bytes, and with which
+//! prefixes: one reader pass notes the namespaces in force at the Body and at
+//! each header block to be signed, the Ids already there, and the prefixes the
+//! Body's content names in attribute values; edits are then spliced in, and
+//! nothing else of the original changes.
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::wssec::envelope::{QName, Scanned, WSU_NS};
+use crate::wssec::verify::WssecError;
+use crate::wssec::xml::{Event, Limits, Reader, Span, StartElement};
+
+/// An element the signer references: where its start tag ends, the wsu:Id
+/// it already has, and the prefixes bound where it stands.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub start_tag: Span,
+    /// A `wsu:Id` (in the utility namespace) already on it.
+    pub wsu_id: Option<String>,
+    /// prefix -> URI in force at the element (its own declarations included).
+    pub scope: HashMap<String, String>,
+}
+
+/// What one pass over the message found for the signer.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The Envelope's prefix (`""` when it is in the default namespace).
+    pub envelope_prefix: String,
+    pub body: Target,
+    /// Header blocks to sign, in the order asked for.
+    pub headers: Vec<Target>,
+    /// Prefixes the Body's content uses inside attribute values
+    /// (`xsi:type="t:Contact"`), bound where they are used: canonicalization
+    /// does not see them as used, so they go in an InclusiveNamespaces list.
+    pub value_prefixes: BTreeSet<String>,
+}
+
+fn target(e: &StartElement<'_>) -> Target {
+    Target {
+        start_tag: e.span(),
+        wsu_id: e.attribute_value(Some(WSU_NS), "Id").map(str::to_owned),
+        scope: e
+            .in_scope_namespaces()
+            .filter(|d| !d.uri.is_empty())
+            .map(|d| (d.prefix.to_owned(), d.uri.to_owned()))
+            .collect(),
+    }
+}
+
+/// A QName-shaped value's prefix: `p:local`, both parts name-like.
+fn value_prefix(v: &str) -> Option<&str> {
+    let (p, local) = v.trim().split_once(':')?;
+    let name_like = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            && !s.as_bytes()[0].is_ascii_digit()
+    };
+    (name_like(p) && name_like(local)).then_some(p)
+}
+
+/// Reads the message once for `context`. `sign_headers` are direct children
+/// of the Header; each must be there exactly once.
+pub fn context(
+    msg: &[u8],
+    limits: &Limits,
+    scan: &Scanned,
+    sign_headers: &[QName],
+) -> Result<Context, WssecError> {
+    let mut reader = Reader::new(msg, limits)?;
+    let mut envelope_prefix = String::new();
+    let mut body = None;
+    let mut headers: Vec<Option<Target>> = vec![None; sign_headers.len()];
+    let mut value_prefixes = BTreeSet::new();
+    let mut body_depth = None;
+    let header_start = scan.header_start_tag.map(|s| s.start);
+    let mut in_header = false;
+    while let Some(ev) = reader.next()? {
+        match ev {
+            Event::Start(e) => {
+                let d = e.depth();
+                if d == 1 {
+                    envelope_prefix = e.prefix().to_owned();
+                } else if d == 2 {
+                    in_header = Some(e.span().start) == header_start;
+                    if e.span().start == scan.body.start {
+                        body = Some(target(&e));
+                        body_depth = Some(d);
+                    }
+                } else if d == 3 && in_header {
+                    let q = QName::new(e.namespace().unwrap_or(""), e.local_name());
+                    if let Some(i) = sign_headers.iter().position(|h| *h == q) {
+                        if headers[i].is_some() {
+                            return Err(WssecError::DuplicateHeaderBlock(q.to_string()));
+                        }
+                        headers[i] = Some(target(&e));
+                    }
+                }
+                if body_depth.is_some_and(|b| d > b) {
+                    for a in e.attributes() {
+                        if let Some(p) = value_prefix(a.value) {
+                            if e.lookup_namespace(p).is_some() {
+                                value_prefixes.insert(p.to_owned());
+                            }
+                        }
+                    }
+                }
+            }
+            Event::End(e) if body_depth == Some(e.depth()) => body_depth = None,
+            _ => {}
+        }
+    }
+    let body = body.ok_or(WssecError::Internal("Body not found again"))?;
+    let headers = headers
+        .into_iter()
+        .zip(sign_headers)
+        .map(|(t, q)| {
+            t.ok_or_else(|| {
+                WssecError::Config(format!(
+                    "header block {q} to be signed is not in the message"
+                ))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Context {
+        envelope_prefix,
+        body,
+        headers,
+        value_prefixes,
+    })
+}
+
+/// A prefix for the utility namespace on an element with `scope`: one bound
+/// to it already (nothing to declare), else `wsu` or `wsuN`, whichever is not
+/// bound there — so no name inside the element changes its meaning.
+pub fn wsu_prefix(scope: &HashMap<String, String>) -> (String, bool) {
+    if let Some((p, _)) = scope.iter().find(|(p, u)| *u == WSU_NS && !p.is_empty()) {
+        return (p.clone(), false);
+    }
+    let fresh = std::iter::once("wsu".to_owned())
+        .chain((1..).map(|n| format!("wsu{n}")))
+        .find(|p| !scope.contains_key(p))
+        .unwrap_or_else(|| "wsu".to_owned());
+    (fresh, true)
+}
+
+/// One change to the original bytes: at `at`, `delete` bytes give way to `insert`.
+#[derive(Debug, Clone)]
+pub struct Edit {
+    pub at: usize,
+    pub delete: usize,
+    pub insert: String,
+}
+
+/// Applies non-overlapping edits (any order) to `msg`.
+pub fn apply(msg: &[u8], edits: &[Edit]) -> Result<Vec<u8>, WssecError> {
+    let mut sorted: Vec<&Edit> = edits.iter().collect();
+    sorted.sort_by_key(|e| e.at);
+    let extra: usize = sorted.iter().map(|e| e.insert.len()).sum();
+    let mut out = Vec::with_capacity(msg.len() + extra);
+    let mut pos = 0;
+    for e in sorted {
+        if e.at < pos || e.at + e.delete > msg.len() {
+            return Err(WssecError::Internal("signer edits overlap"));
+        }
+        out.extend_from_slice(&msg[pos..e.at]);
+        out.extend_from_slice(e.insert.as_bytes());
+        pos = e.at + e.delete;
+    }
+    out.extend_from_slice(&msg[pos..]);
+    Ok(out)
+}
+
+/// The offset where attributes can be added to a start tag (before `>` or `/>`).
+pub fn attribute_point(msg: &[u8], tag: Span) -> usize {
+    let empty = msg.get(..tag.end).is_some_and(|b| b.ends_with(b"/>"));
+    tag.end.saturating_sub(if empty { 2 } else { 1 })
+}
+
+/// The qualified name at the start of a tag (`<p:Name ...`).
+pub fn tag_name(tag: &[u8]) -> String {
+    let name: Vec<u8> = tag
+        .iter()
+        .skip(1)
+        .take_while(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'/' | b'>'))
+        .copied()
+        .collect();
+    String::from_utf8_lossy(&name).into_owned()
+}

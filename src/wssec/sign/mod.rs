@@ -1,0 +1,447 @@
+//! The signer: adds a WS-Security header — Timestamp, BinarySecurityToken,
+//! UsernameToken, Signature over Body, Timestamp and chosen header blocks,
+//! exclusive C14N, SHA-256 — spliced into the caller's bytes, so everything
+//! else reaches the upstream unchanged. Prefixes are taken from the scope in
+//! force (a fresh one where one is taken), and every output is verified by
+//! the crate's own verifier before it leaves.
+
+mod key;
+mod layout;
+
+pub use key::SigningKey;
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use aws_lc_rs::digest;
+use base64::Engine as _;
+
+use super::c14n::{canonicalize_element, Method, EXC_C14N_URI};
+use super::dsig::{DigestAlgorithm, SignatureAlgorithm};
+use super::envelope::{self, is_id_attribute, QName, SoapVersion, DS_NS, WSSE_NS, WSU_NS};
+use super::replay::NoReplayCache;
+use super::tokens::{
+    format_datetime, CertInfo, TrustStore, BASE64_ENCODING, PASSWORD_DIGEST, PASSWORD_TEXT,
+    SKI_TYPE, THUMBPRINT_TYPE, X509V3_TYPE,
+};
+use super::verify::{Part, Policy, WssecError};
+use super::xml::{Limits, StartElement};
+use layout::{Edit, Target};
+
+/// How the Signature names its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyReference {
+    BinarySecurityToken,
+    IssuerSerial,
+    SubjectKeyIdentifier,
+    ThumbprintSha1,
+}
+
+/// A UsernameToken to add. Debug hides the secret.
+#[derive(Clone)]
+pub struct UsernameToken {
+    pub username: String,
+    pub password: super::tokens::Secret,
+    /// PasswordDigest (with Nonce and Created) rather than PasswordText.
+    pub digest: bool,
+}
+
+impl std::fmt::Debug for UsernameToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UsernameToken")
+            .field("username", &self.username)
+            .field("digest", &self.digest)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The longest Timestamp lifetime the signer writes: beyond it no verifier's
+/// cap would accept the message anyway.
+pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Debug, Clone)]
+pub struct SignOptions {
+    pub created: SystemTime,
+    pub ttl: Duration,
+    /// `None`: the key's default.
+    pub signature: Option<SignatureAlgorithm>,
+    pub digest: DigestAlgorithm,
+    pub key_reference: KeyReference,
+    /// Add a Timestamp.
+    pub timestamp: bool,
+    /// Reference the Body / the Timestamp (both by default).
+    pub sign_body: bool,
+    pub sign_timestamp: bool,
+    /// Header blocks (direct children of Header) to sign as well.
+    pub sign_headers: Vec<QName>,
+    /// A message that already has a Security header for this receiver gets
+    /// a new one in its place (else it is refused).
+    pub replace_security: bool,
+    pub username_token: Option<UsernameToken>,
+    pub limits: Limits,
+}
+
+impl SignOptions {
+    pub fn new(created: SystemTime) -> Self {
+        SignOptions {
+            created,
+            ttl: Duration::from_secs(300),
+            signature: None,
+            digest: DigestAlgorithm::Sha256,
+            key_reference: KeyReference::BinarySecurityToken,
+            timestamp: true,
+            sign_body: true,
+            sign_timestamp: true,
+            sign_headers: Vec::new(),
+            replace_security: false,
+            username_token: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn b64(b: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+/// Ids the signer hands out, unique in the message and among themselves.
+struct Ids<'a> {
+    taken: &'a HashMap<String, usize>,
+    given: Vec<String>,
+}
+
+impl Ids<'_> {
+    fn fresh(&mut self, base: &str) -> String {
+        let id = (1..)
+            .map(|n| format!("{base}-{n}"))
+            .find(|id| !self.taken.contains_key(id) && !self.given.contains(id))
+            .unwrap_or_else(|| base.to_owned());
+        self.given.push(id.clone());
+        id
+    }
+}
+
+/// The Id a referenced element gets: its own `wsu:Id`, or a new one added with
+/// a prefix that is free where the element stands.
+fn id_for(msg: &[u8], t: &Target, base: &str, ids: &mut Ids<'_>, edits: &mut Vec<Edit>) -> String {
+    if let Some(id) = &t.wsu_id {
+        return id.clone();
+    }
+    let id = ids.fresh(base);
+    let (prefix, declare) = layout::wsu_prefix(&t.scope);
+    let decl = if declare {
+        format!(" xmlns:{prefix}=\"{WSU_NS}\"")
+    } else {
+        String::new()
+    };
+    edits.push(Edit {
+        at: layout::attribute_point(msg, t.start_tag),
+        delete: 0,
+        insert: format!("{decl} {prefix}:Id=\"{id}\""),
+    });
+    id
+}
+
+fn key_reference(kind: KeyReference, cert: &CertInfo, bst_id: &str) -> String {
+    match kind {
+        KeyReference::BinarySecurityToken => {
+            format!("<wsse:Reference URI=\"#{bst_id}\" ValueType=\"{X509V3_TYPE}\"/>")
+        }
+        KeyReference::IssuerSerial => format!(
+            "<ds:X509Data><ds:X509IssuerSerial><ds:X509IssuerName>{}</ds:X509IssuerName>\
+             <ds:X509SerialNumber>{}</ds:X509SerialNumber></ds:X509IssuerSerial></ds:X509Data>",
+            escape(&cert.issuer.to_string()),
+            cert.serial_decimal
+        ),
+        KeyReference::SubjectKeyIdentifier => format!(
+            "<wsse:KeyIdentifier EncodingType=\"{BASE64_ENCODING}\" ValueType=\"{SKI_TYPE}\">{}</wsse:KeyIdentifier>",
+            b64(cert.ski.as_deref().unwrap_or_default())
+        ),
+        KeyReference::ThumbprintSha1 => format!(
+            "<wsse:KeyIdentifier EncodingType=\"{BASE64_ENCODING}\" ValueType=\"{THUMBPRINT_TYPE}\">{}</wsse:KeyIdentifier>",
+            b64(&cert.sha1)
+        ),
+    }
+}
+
+fn username_token(ut: &UsernameToken, id: &str, created: SystemTime) -> Result<String, WssecError> {
+    let user = escape(&ut.username);
+    if !ut.digest {
+        let text = std::str::from_utf8(ut.password.expose())
+            .map_err(|_| WssecError::Config("a PasswordText secret must be UTF-8".into()))?;
+        return Ok(format!(
+            "<wsse:UsernameToken wsu:Id=\"{id}\"><wsse:Username>{user}</wsse:Username>\
+             <wsse:Password Type=\"{PASSWORD_TEXT}\">{}</wsse:Password></wsse:UsernameToken>",
+            escape(text)
+        ));
+    }
+    let mut nonce = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| WssecError::Internal("no randomness"))?;
+    let created = format_datetime(created);
+    let mut ctx = digest::Context::new(&digest::SHA1_FOR_LEGACY_USE_ONLY);
+    ctx.update(&nonce);
+    ctx.update(created.as_bytes());
+    ctx.update(ut.password.expose());
+    Ok(format!(
+        "<wsse:UsernameToken wsu:Id=\"{id}\"><wsse:Username>{user}</wsse:Username>\
+         <wsse:Password Type=\"{PASSWORD_DIGEST}\">{}</wsse:Password>\
+         <wsse:Nonce EncodingType=\"{BASE64_ENCODING}\">{}</wsse:Nonce>\
+         <wsu:Created>{created}</wsu:Created></wsse:UsernameToken>",
+        b64(ctx.finish().as_ref()),
+        b64(&nonce)
+    ))
+}
+
+fn has_id(e: &StartElement<'_>, id: &str) -> bool {
+    e.attributes()
+        .any(|a| is_id_attribute(a.local_name) && a.value == id)
+}
+
+fn digest_of(
+    doc: &[u8],
+    limits: &Limits,
+    id: &str,
+    method: &Method,
+    alg: DigestAlgorithm,
+) -> Result<String, WssecError> {
+    let mut w = super::dsig::DigestWriter::new(alg, false);
+    canonicalize_element(doc, limits, method, |e| has_id(e, id), &mut w)?;
+    Ok(b64(&w.finish().0))
+}
+
+/// Signs a message: Body and the Timestamp it adds (and `sign_headers`).
+pub fn sign(
+    msg: &[u8],
+    key: &SigningKey,
+    cert_der: &[u8],
+    opts: &SignOptions,
+) -> Result<Vec<u8>, WssecError> {
+    secure(msg, Some((key, cert_der)), opts)
+}
+
+/// Adds a Security header: a Timestamp and a UsernameToken as the options
+/// say, and a Signature when a key (with its certificate) is given.
+pub fn secure(
+    msg: &[u8],
+    signer: Option<(&SigningKey, &[u8])>,
+    opts: &SignOptions,
+) -> Result<Vec<u8>, WssecError> {
+    if opts.timestamp && (opts.ttl.is_zero() || opts.ttl > MAX_TTL) {
+        return Err(WssecError::Config(format!(
+            "a Timestamp lifetime must be above zero and at most {}",
+            humantime::format_duration(MAX_TTL)
+        )));
+    }
+    let expires = opts.created.checked_add(opts.ttl).ok_or_else(|| {
+        WssecError::Config("the Timestamp would expire past the year 9999".into())
+    })?;
+    let scan = envelope::scan(msg, &opts.limits)?;
+    let ctx = layout::context(msg, &opts.limits, &scan, &opts.sign_headers)?;
+    let mut ids = Ids {
+        taken: &scan.ids,
+        given: Vec::new(),
+    };
+    let mut edits = Vec::new();
+
+    // Where the Security header goes: in place of an old one, first in an
+    // existing Header, or in a new Header in the Envelope's own namespace.
+    let (sec_at, sec_delete, open, close) =
+        match (&scan.security, scan.header, scan.header_start_tag) {
+            (Some(_), _, _) if !opts.replace_security => {
+                return Err(WssecError::Config(
+                    "the message already has a Security header; replace it or send it unsigned"
+                        .into(),
+                ))
+            }
+            (Some(old), _, _) => (
+                old.span.start,
+                old.span.end - old.span.start,
+                String::new(),
+                String::new(),
+            ),
+            (None, Some(h), Some(st)) if h.end == st.end => {
+                // `<p:Header/>`: its `/>` becomes `>` ... `</p:Header>`.
+                let name = layout::tag_name(msg.get(st.start..st.end).unwrap_or_default());
+                (
+                    st.end.saturating_sub(2),
+                    2,
+                    ">".to_owned(),
+                    format!("</{name}>"),
+                )
+            }
+            (None, Some(_), Some(st)) => (st.end, 0, String::new(), String::new()),
+            _ => {
+                let p = if ctx.envelope_prefix.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}:", ctx.envelope_prefix)
+                };
+                (
+                    scan.body.start,
+                    0,
+                    format!("<{p}Header>"),
+                    format!("</{p}Header>"),
+                )
+            }
+        };
+
+    let mut refs: Vec<(String, Method)> = Vec::new();
+    if signer.is_some() && opts.sign_body {
+        let id = id_for(msg, &ctx.body, "Body", &mut ids, &mut edits);
+        let list: Vec<&str> = ctx.value_prefixes.iter().map(String::as_str).collect();
+        refs.push((id, Method::exclusive().with_prefix_list(&list.join(" "))));
+    }
+    if signer.is_some() {
+        for t in &ctx.headers {
+            let id = id_for(msg, t, "Header", &mut ids, &mut edits);
+            refs.push((id, Method::exclusive()));
+        }
+    }
+
+    let (soap_ns, must_understand) = match scan.soap {
+        SoapVersion::Soap11 => (envelope::SOAP11_NS, "1"),
+        SoapVersion::Soap12 => (envelope::SOAP12_NS, "true"),
+    };
+    let mut parts = String::new();
+    if opts.timestamp {
+        let ts_id = ids.fresh("TS");
+        parts.push_str(&format!(
+            "<wsu:Timestamp wsu:Id=\"{ts_id}\"><wsu:Created>{}</wsu:Created><wsu:Expires>{}</wsu:Expires></wsu:Timestamp>",
+            format_datetime(opts.created),
+            format_datetime(expires)
+        ));
+        if signer.is_some() && opts.sign_timestamp {
+            refs.push((ts_id, Method::exclusive()));
+        }
+    }
+    let cert = match signer {
+        Some((key, der)) => {
+            let cert = CertInfo::from_der(der)?;
+            if !key.matches(&cert) {
+                return Err(WssecError::Config(
+                    "the private key does not match the signing certificate".into(),
+                ));
+            }
+            Some(cert)
+        }
+        None => None,
+    };
+    let bst_id = ids.fresh("X509");
+    if let (Some((_, der)), KeyReference::BinarySecurityToken) = (signer, opts.key_reference) {
+        parts.push_str(&format!(
+            "<wsse:BinarySecurityToken EncodingType=\"{BASE64_ENCODING}\" ValueType=\"{X509V3_TYPE}\" wsu:Id=\"{bst_id}\">{}</wsse:BinarySecurityToken>",
+            b64(der)
+        ));
+    }
+    if let Some(ut) = &opts.username_token {
+        parts.push_str(&username_token(ut, &ids.fresh("UT"), opts.created)?);
+    }
+    // The Security element declares every prefix its content uses, so it
+    // reads the same wherever it is put.
+    let security = |sig: &str| {
+        format!(
+            "{open}<wsse:Security xmlns:wsse=\"{WSSE_NS}\" xmlns:wsu=\"{WSU_NS}\" xmlns:soapmu=\"{soap_ns}\" soapmu:mustUnderstand=\"{must_understand}\">{parts}{sig}</wsse:Security>{close}"
+        )
+    };
+    let with = |sig: &str| {
+        let mut all = edits.clone();
+        all.push(Edit {
+            at: sec_at,
+            delete: sec_delete,
+            insert: security(sig),
+        });
+        layout::apply(msg, &all)
+    };
+    let (Some((key, cert_der)), Some(cert)) = (signer, cert) else {
+        let out = with("")?;
+        envelope::scan(&out, &opts.limits)?;
+        return Ok(out);
+    };
+
+    let alg = opts.signature.unwrap_or_else(|| key.default_algorithm());
+    let unsigned = with("")?;
+    let mut references = String::new();
+    for (id, method) in &refs {
+        let transform = if method.inclusive_prefixes.is_empty() {
+            format!("<ds:Transform Algorithm=\"{EXC_C14N_URI}\"/>")
+        } else {
+            format!(
+                "<ds:Transform Algorithm=\"{EXC_C14N_URI}\"><ec:InclusiveNamespaces xmlns:ec=\"{EXC_C14N_URI}\" PrefixList=\"{}\"/></ds:Transform>",
+                method.inclusive_prefixes.join(" ")
+            )
+        };
+        references.push_str(&format!(
+            "<ds:Reference URI=\"#{id}\"><ds:Transforms>{transform}</ds:Transforms>\
+             <ds:DigestMethod Algorithm=\"{}\"/><ds:DigestValue>{}</ds:DigestValue></ds:Reference>",
+            opts.digest.uri(),
+            digest_of(&unsigned, &opts.limits, id, method, opts.digest)?
+        ));
+    }
+    let signed_info = format!(
+        "<ds:SignedInfo><ds:CanonicalizationMethod Algorithm=\"{EXC_C14N_URI}\"/>\
+         <ds:SignatureMethod Algorithm=\"{}\"/>{references}</ds:SignedInfo>",
+        alg.uri()
+    );
+    let key_info = key_reference(opts.key_reference, &cert, &bst_id);
+    let signature = |value: &str| {
+        format!(
+            "<ds:Signature xmlns:ds=\"{DS_NS}\">{signed_info}<ds:SignatureValue>{value}</ds:SignatureValue>\
+             <ds:KeyInfo><wsse:SecurityTokenReference>{key_info}</wsse:SecurityTokenReference></ds:KeyInfo></ds:Signature>"
+        )
+    };
+    let draft = with(&signature(""))?;
+    let mut si_c14n = Vec::new();
+    canonicalize_element(
+        &draft,
+        &opts.limits,
+        &Method::exclusive(),
+        |e| e.local_name() == "SignedInfo" && e.namespace() == Some(DS_NS),
+        &mut si_c14n,
+    )?;
+    let value = b64(&key.sign(alg, &si_c14n)?);
+    let out = with(&signature(&value))?;
+    self_check(&out, cert_der, opts)?;
+    Ok(out)
+}
+
+/// The output must verify in the crate's own verifier, trusting the signing
+/// certificate as itself, for exactly the parts signed: a signer that could
+/// emit what no verifier accepts is caught here, not upstream.
+fn self_check(out: &[u8], cert_der: &[u8], opts: &SignOptions) -> Result<(), WssecError> {
+    let mut trust = TrustStore::new();
+    trust.add_pinned_der(cert_der)?;
+    trust.allow_legacy_keys = true;
+    // The form is checked, not the certificate's dates (a caller may sign
+    // with an expired one on purpose, as tests of verifiers do).
+    trust.ignore_validity = true;
+    let mut p = Policy::new(trust);
+    p.limits = opts.limits.clone();
+    p.allow_sha1 = opts.digest == DigestAlgorithm::Sha1;
+    p.require_timestamp = opts.timestamp;
+    p.max_ttl = opts.ttl.max(Duration::from_secs(1));
+    p.max_work = None;
+    let mut parts = Vec::new();
+    if opts.sign_body {
+        parts.push(Part::Body);
+    }
+    if opts.timestamp && opts.sign_timestamp {
+        parts.push(Part::Timestamp);
+    }
+    parts.extend(opts.sign_headers.iter().cloned().map(Part::Header));
+    if opts.timestamp && !opts.sign_timestamp {
+        // The verifier insists on a signed Timestamp when one is required.
+        p.require_timestamp = false;
+    }
+    p.require_signed = parts;
+    p.signable_headers = opts.sign_headers.clone();
+    super::verify::verify(out, &p, opts.created, &NoReplayCache)
+        .map(|_| ())
+        .map_err(|e| WssecError::SelfCheck(Box::new(e)))
+}

@@ -18,6 +18,7 @@ mod wssec_c14n_vectors;
 mod wssec_interop;
 mod wssec_proxy;
 mod wssec_reader;
+mod wssec_sign;
 mod wssec_units;
 mod wssec_vectors;
 mod wssec_verify_accept;

@@ -73,6 +73,9 @@ pub fn context(
     let mut headers: Vec<Option<Target>> = vec![None; sign_headers.len()];
     let mut value_prefixes = BTreeSet::new();
     let mut body_depth = None;
+    // The signed element being read (depth, name): a comment in it would be
+    // refused by every verifier that checks what the upstream reads.
+    let mut signed: Option<(usize, String)> = None;
     let header_start = scan.header_start_tag.map(|s| s.start);
     let mut in_header = false;
     while let Some(ev) = reader.next()? {
@@ -86,6 +89,7 @@ pub fn context(
                     if e.span().start == scan.body.start {
                         body = Some(target(&e));
                         body_depth = Some(d);
+                        signed = Some((d, "Body".to_owned()));
                     }
                 } else if d == 3 && in_header {
                     let q = QName::new(e.namespace().unwrap_or(""), e.local_name());
@@ -94,6 +98,7 @@ pub fn context(
                             return Err(WssecError::DuplicateHeaderBlock(q.to_string()));
                         }
                         headers[i] = Some(target(&e));
+                        signed = Some((d, q.to_string()));
                     }
                 }
                 if body_depth.is_some_and(|b| d > b) {
@@ -106,8 +111,20 @@ pub fn context(
                     }
                 }
             }
-            Event::End(e) if body_depth == Some(e.depth()) => body_depth = None,
-            _ => {}
+            Event::End(e) => {
+                if body_depth == Some(e.depth()) {
+                    body_depth = None;
+                }
+                if signed.as_ref().is_some_and(|(d, _)| *d == e.depth()) {
+                    signed = None;
+                }
+            }
+            Event::Comment(_) => {
+                if let Some((_, name)) = signed.take() {
+                    return Err(WssecError::CommentInSignedPart(name));
+                }
+            }
+            Event::Text(_) => {}
         }
     }
     let body = body.ok_or(WssecError::Internal("Body not found again"))?;

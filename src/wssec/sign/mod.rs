@@ -59,6 +59,9 @@ impl std::fmt::Debug for UsernameToken {
 /// cap would accept the message anyway.
 pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 
+/// 9999-12-31T23:59:59Z, the last instant a Timestamp can name.
+const LAST_INSTANT: Duration = Duration::from_secs(253_402_300_799);
+
 #[derive(Debug, Clone)]
 pub struct SignOptions {
     pub created: SystemTime,
@@ -149,8 +152,8 @@ fn id_for(msg: &[u8], t: &Target, base: &str, ids: &mut Ids<'_>, edits: &mut Vec
     id
 }
 
-fn key_reference(kind: KeyReference, cert: &CertInfo, bst_id: &str) -> String {
-    match kind {
+fn key_reference(kind: KeyReference, cert: &CertInfo, bst_id: &str) -> Result<String, WssecError> {
+    Ok(match kind {
         KeyReference::BinarySecurityToken => {
             format!("<wsse:Reference URI=\"#{bst_id}\" ValueType=\"{X509V3_TYPE}\"/>")
         }
@@ -162,13 +165,15 @@ fn key_reference(kind: KeyReference, cert: &CertInfo, bst_id: &str) -> String {
         ),
         KeyReference::SubjectKeyIdentifier => format!(
             "<wsse:KeyIdentifier EncodingType=\"{BASE64_ENCODING}\" ValueType=\"{SKI_TYPE}\">{}</wsse:KeyIdentifier>",
-            b64(cert.ski.as_deref().unwrap_or_default())
+            b64(cert.ski.as_deref().ok_or_else(|| WssecError::Config(
+                "the signing certificate has no SubjectKeyIdentifier to reference; use another key reference".into()
+            ))?)
         ),
         KeyReference::ThumbprintSha1 => format!(
             "<wsse:KeyIdentifier EncodingType=\"{BASE64_ENCODING}\" ValueType=\"{THUMBPRINT_TYPE}\">{}</wsse:KeyIdentifier>",
             b64(&cert.sha1)
         ),
-    }
+    })
 }
 
 fn username_token(ut: &UsernameToken, id: &str, created: SystemTime) -> Result<String, WssecError> {
@@ -239,9 +244,20 @@ pub fn secure(
             humantime::format_duration(MAX_TTL)
         )));
     }
-    let expires = opts.created.checked_add(opts.ttl).ok_or_else(|| {
-        WssecError::Config("the Timestamp would expire past the year 9999".into())
-    })?;
+    // An xsd:dateTime with a four-digit year names 1970..=9999 here.
+    let in_range = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .is_ok_and(|d| d <= LAST_INSTANT)
+    };
+    let expires = opts
+        .created
+        .checked_add(opts.ttl)
+        .filter(|e| in_range(*e) && in_range(opts.created))
+        .ok_or_else(|| {
+            WssecError::Config(
+                "the Timestamp must be created after 1970 and expire before the year 10000".into(),
+            )
+        })?;
     let scan = envelope::scan(msg, &opts.limits)?;
     let ctx = layout::context(msg, &opts.limits, &scan, &opts.sign_headers)?;
     let mut ids = Ids {
@@ -389,7 +405,7 @@ pub fn secure(
          <ds:SignatureMethod Algorithm=\"{}\"/>{references}</ds:SignedInfo>",
         alg.uri()
     );
-    let key_info = key_reference(opts.key_reference, &cert, &bst_id);
+    let key_info = key_reference(opts.key_reference, &cert, &bst_id)?;
     let signature = |value: &str| {
         format!(
             "<ds:Signature xmlns:ds=\"{DS_NS}\">{signed_info}<ds:SignatureValue>{value}</ds:SignatureValue>\

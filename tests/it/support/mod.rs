@@ -2,6 +2,7 @@
 //! gateway on loopback ports, real upstream servers, and TLS clients.
 #![allow(dead_code)]
 
+pub mod interop;
 pub mod wssec;
 
 use bytes::Bytes;

@@ -73,6 +73,30 @@ pub const SOAP11: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 </soapenv:Envelope>
 "#;
 
+/// A Salesforce Outbound Message as an org sends it: SOAP 1.1, no Header,
+/// `xsi:nil` SessionId, the sObject typed by an attribute value.
+pub const SALESFORCE_OUTBOUND: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+ <soapenv:Body>
+  <notifications xmlns="http://soap.sforce.com/2005/09/outbound">
+   <OrganizationId>00D5g000004Ab1cEAC</OrganizationId>
+   <ActionId>04k5g000000KyZzAAK</ActionId>
+   <SessionId xsi:nil="true"/>
+   <EnterpriseUrl>https://acme.my.salesforce.com/services/Soap/c/60.0/00D5g000004Ab1c</EnterpriseUrl>
+   <PartnerUrl>https://acme.my.salesforce.com/services/Soap/u/60.0/00D5g000004Ab1c</PartnerUrl>
+   <Notification>
+    <Id>04l5g00000BcDeFAAV</Id>
+    <sObject xsi:type="sf:Account" xmlns:sf="urn:sobject.enterprise.soap.sforce.com">
+     <sf:Id>0015g00000XyZ12AAB</sf:Id>
+     <sf:AccountNumber>ACME-42</sf:AccountNumber>
+     <sf:Name>Café Zürich &amp; Söhne GmbH</sf:Name>
+    </sObject>
+   </Notification>
+  </notifications>
+ </soapenv:Body>
+</soapenv:Envelope>
+"#;
+
 /// Signs SOAP11 with the crate's own signer at `now`.
 pub fn signed(leaf: &Leaf, now: SystemTime, kr: KeyReference) -> Vec<u8> {
     let mut o = SignOptions::new(now);

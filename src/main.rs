@@ -104,7 +104,13 @@ fn load(path: &std::path::Path) -> Result<(Config, Runtime), ExitCode> {
         }
     };
     match Runtime::compile(&config, Arc::new(Metrics::new())) {
-        Ok(rt) => Ok((config, rt)),
+        Ok(rt) => {
+            for w in &rt.warnings {
+                eprintln!("warning: {w}");
+                tracing::warn!(target: "sealgate", path = %w.path, "{}", w.message);
+            }
+            Ok((config, rt))
+        }
         Err(problems) => {
             eprintln!("error: {}: {} problem(s):", path.display(), problems.len());
             for p in problems {
@@ -141,9 +147,23 @@ fn check(path: PathBuf) -> ExitCode {
     println!("routes:");
     for r in &config.routes {
         let m = &r.matcher;
-        let wssec = match r.wssec.as_ref().and_then(|w| w.request.as_ref()) {
-            Some(v) if v.mode == sealgate::config::WssecMode::Verify => " [WS-Security verify]",
-            _ => "",
+        let mode = |s: Option<&sealgate::config::WssecStageConfig>| {
+            s.map(|s| s.mode)
+                .filter(|m| *m != sealgate::config::WssecMode::None)
+        };
+        let stages = r
+            .wssec
+            .as_ref()
+            .map(|w| (mode(w.request.as_ref()), mode(w.response.as_ref())));
+        let wssec = match stages {
+            Some((Some(q), Some(a))) => format!(
+                " [WS-Security: {} requests, {} responses]",
+                q.as_str(),
+                a.as_str()
+            ),
+            Some((Some(q), None)) => format!(" [WS-Security: {} requests]", q.as_str()),
+            Some((None, Some(a))) => format!(" [WS-Security: {} responses]", a.as_str()),
+            _ => String::new(),
         };
         println!(
             "  {} [{}] {}{}{}{} -> {}{}{wssec}",

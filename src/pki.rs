@@ -31,6 +31,9 @@ pub enum Usage {
     ServerOnlyAsClient,
     /// A WS-Security message signer (digitalSignature, no EKU).
     Signer,
+    /// keyEncipherment only: a certificate for encryption, which signers
+    /// and verifiers must refuse for signatures.
+    EncryptionOnly,
 }
 
 /// The fields of one certificate to issue.
@@ -223,11 +226,12 @@ impl Ca {
                 KeyUsagePurpose::KeyEncipherment,
             ],
             Usage::Client | Usage::Signer => vec![KeyUsagePurpose::DigitalSignature],
+            Usage::EncryptionOnly => vec![KeyUsagePurpose::KeyEncipherment],
         };
         p.extended_key_usages = match leaf.usage {
             Usage::Server | Usage::ServerOnlyAsClient => vec![ExtendedKeyUsagePurpose::ServerAuth],
             Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
-            Usage::Signer => vec![],
+            Usage::Signer | Usage::EncryptionOnly => vec![],
         };
         p.use_authority_key_identifier_extension = true;
         p.not_before = days(leaf.from_days);

@@ -41,6 +41,12 @@ reasons! {
         /// The exchange ran past the route's `max_duration`.
         MaxDuration = "max_duration",
         WssecUnavailable = "wssec_unavailable",
+        /// The upstream's answer failed the route's WS-Security verification.
+        WssecResponseRefused = "wssec_response_refused",
+        /// The upstream's answer could not be signed.
+        WssecResponseUnsigned = "wssec_response_unsigned",
+        /// The upstream's answer is larger than the response stage buffers.
+        UpstreamResponseTooLarge = "upstream_response_too_large",
         Internal = "internal_error",
         /// The client went away before the response ended.
         ClientCancelled = "client_cancelled",
@@ -95,14 +101,19 @@ impl Reason {
             R::TooManyHeaders | R::BodyTooLarge | R::BodyReadTimeout | R::ClientBodyError => {
                 Stage::Size
             }
-            R::UnsupportedEncoding | R::WssecUnavailable | R::Internal => Stage::Wssec,
+            R::UnsupportedEncoding
+            | R::WssecUnavailable
+            | R::WssecResponseRefused
+            | R::WssecResponseUnsigned
+            | R::Internal => Stage::Wssec,
             R::UpstreamBusy
             | R::UpstreamUnreachable
             | R::UpstreamTls
             | R::UpstreamError
             | R::UpstreamConnectTimeout
             | R::UpstreamTimeout
-            | R::UpstreamStalled => Stage::Upstream,
+            | R::UpstreamStalled
+            | R::UpstreamResponseTooLarge => Stage::Upstream,
             R::ClientStalled | R::MaxDuration | R::ClientCancelled => Stage::Transfer,
         }
     }
@@ -127,7 +138,12 @@ impl Reason {
             R::BodyTooLarge => S::PAYLOAD_TOO_LARGE,
             R::UnsupportedEncoding => S::UNSUPPORTED_MEDIA_TYPE,
             R::BodyReadTimeout | R::ClientStalled => S::REQUEST_TIMEOUT,
-            R::UpstreamUnreachable | R::UpstreamTls | R::UpstreamError => S::BAD_GATEWAY,
+            R::UpstreamUnreachable
+            | R::UpstreamTls
+            | R::UpstreamError
+            | R::WssecResponseRefused
+            | R::WssecResponseUnsigned
+            | R::UpstreamResponseTooLarge => S::BAD_GATEWAY,
             R::UpstreamConnectTimeout
             | R::UpstreamTimeout
             | R::UpstreamStalled
@@ -171,7 +187,10 @@ impl Reason {
             R::UpstreamTimeout => "The upstream did not answer in time.",
             R::UpstreamStalled => "The upstream stopped reading the request or sending the response.",
             R::MaxDuration => "The exchange took longer than this route allows.",
-            R::WssecUnavailable => "The gateway cannot verify messages right now; retry later.",
+            R::WssecUnavailable => "The gateway cannot process WS-Security right now; retry later.",
+            R::WssecResponseRefused => "The upstream's answer failed WS-Security verification and was withheld.",
+            R::WssecResponseUnsigned => "The upstream's answer could not be signed and was withheld.",
+            R::UpstreamResponseTooLarge => "The upstream's answer is larger than this route accepts.",
             R::Internal => "The gateway could not process this request.",
             R::ClientCancelled => "The client closed the request.",
         }

@@ -419,17 +419,33 @@ pub struct RouteConfig {
     pub wssec: Option<RouteWssec>,
 }
 
+/// WS-Security on a route: for requests on their way upstream, and for the
+/// upstream's responses on their way back.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteWssec {
-    pub request: Option<WssecVerifyConfig>,
+    pub request: Option<WssecStageConfig>,
+    pub response: Option<WssecStageConfig>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum WssecMode {
+    /// Check the message's signature, Timestamp and tokens; refuse it otherwise.
     Verify,
+    /// Add a Security header: Timestamp, signature and/or UsernameToken.
+    Sign,
     None,
+}
+
+impl WssecMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WssecMode::Verify => "verify",
+            WssecMode::Sign => "sign",
+            WssecMode::None => "none",
+        }
+    }
 }
 
 /// How the signer's identity must relate to the mutual-TLS client identity.
@@ -447,66 +463,159 @@ pub enum BindIdentity {
     Map,
 }
 
+/// How a signature written by the gateway names its key.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyReferenceConfig {
+    /// A BinarySecurityToken carrying the certificate, and a Reference to it.
+    #[default]
+    Bst,
+    IssuerSerial,
+    Ski,
+    Thumbprint,
+}
+
+/// One WS-Security stage (`mode`), with the keys of that mode. Keys of the
+/// other mode are optional here so that setting one is reported, not ignored;
+/// defaults are applied when the stage is compiled.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct WssecVerifyConfig {
+pub struct WssecStageConfig {
     pub mode: WssecMode,
+
+    // ---- both modes ----
+    /// The body is buffered up to this size (default 16 MiB); above it: 413
+    /// for a request, 502 for a response.
+    pub max_body: Option<Size>,
+    /// Messages being buffered and processed at once; more wait up to the
+    /// route's queue_timeout, then 503 (default 16).
+    pub max_concurrent: Option<usize>,
+    /// The whole body must arrive within this (default 30 s).
+    pub read_timeout: Option<Dur>,
+    /// CPU one message's verification may take, all passes together; beyond
+    /// it the message is refused (`wssec_work_limit`). Default 5 s.
+    pub work_limit: Option<Dur>,
+    #[serde(default)]
+    pub xml: XmlLimitsConfig,
+
+    // ---- verify ----
     /// PEM trust anchors for signer certificates.
     pub trust: Option<PathBuf>,
     /// PEM intermediates between signers and the anchors.
     #[serde(default)]
     pub intermediates: Vec<PathBuf>,
-    /// PEM signer certificates, for KeyIdentifier / X509IssuerSerial references.
-    pub signers: Option<PathBuf>,
+    /// Signer certificates: a PEM file (for KeyIdentifier / X509IssuerSerial
+    /// references, still chained to `trust`), or a list of entries that may
+    /// pin a certificate (`{ cert = "...", pinned = true }`) or a SHA-256
+    /// fingerprint (`{ fingerprint_sha256 = "AB:CD:..." }`): trusted as
+    /// themselves, with no chain.
+    pub signers: Option<SignersConfig>,
     #[serde(default)]
     pub crls: Vec<PathBuf>,
     /// `Body`, `Timestamp` and header blocks as `{namespace}LocalName`.
-    #[serde(default = "default_require_signed")]
-    pub require_signed: Vec<String>,
+    pub require_signed: Option<Vec<String>>,
     /// Header blocks that may be signed without being required.
     #[serde(default)]
     pub signable_headers: Vec<String>,
-    #[serde(default = "default_true")]
-    pub require_timestamp: bool,
-    #[serde(default = "default_skew")]
-    pub max_clock_skew: Dur,
-    #[serde(default = "default_ttl")]
-    pub max_ttl: Dur,
-    #[serde(default)]
-    pub allow_sha1: bool,
+    pub require_timestamp: Option<bool>,
+    pub max_clock_skew: Option<Dur>,
+    /// Longest Timestamp lifetime accepted (default 5 min).
+    pub max_ttl: Option<Dur>,
+    pub allow_sha1: Option<bool>,
+    /// RSA signer keys under 2048 bits (refused by default).
+    pub allow_legacy_keys: Option<bool>,
+    /// The SOAP actor/role URI this gateway is, beside the defaults; Security
+    /// headers for other actors are left alone.
+    pub actor: Option<String>,
     /// False (default): the Security header is removed before forwarding.
-    #[serde(default)]
-    pub forward_security_header: bool,
-    /// The body is buffered up to this size to be verified; above it: 413.
-    #[serde(default = "default_wssec_max_body")]
-    pub max_body: Size,
+    pub forward_security_header: Option<bool>,
     /// Size of the gateway's replay cache (one cache, shared by every verifying
-    /// route, so a message cannot be replayed through another route).
-    #[serde(default = "default_replay_entries")]
-    pub replay_cache_entries: usize,
-    /// Messages being buffered and verified at once on this route; more wait
-    /// up to the route's queue_timeout, then 503.
-    #[serde(default = "default_verify_concurrency")]
-    pub max_concurrent: usize,
-    /// The whole body must arrive within this; a client trickling it gets 408.
-    #[serde(default = "default_body_read_timeout")]
-    pub read_timeout: Dur,
-    /// CPU one message's verification may take, all passes together; beyond
-    /// it the message is refused (`wssec_work_limit`).
-    #[serde(default = "default_work_limit")]
-    pub work_limit: Dur,
-    #[serde(default)]
-    pub bind_identity: BindIdentity,
+    /// stage, so a message cannot be replayed through another route).
+    pub replay_cache_entries: Option<usize>,
+    pub bind_identity: Option<BindIdentity>,
     /// Client subject DN -> signer subject DN, for `bind_identity = "map"`.
     #[serde(default)]
     pub identity_map: BTreeMap<String, String>,
     /// UsernameToken users and where their secrets come from.
     #[serde(default)]
     pub usernames: Vec<UsernameConfig>,
+    pub require_username_token: Option<bool>,
+
+    // ---- sign ----
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1), readable by its owner only.
+    pub key: Option<PathBuf>,
+    /// PEM signing certificate (the key's).
+    pub cert: Option<PathBuf>,
+    pub key_reference: Option<KeyReferenceConfig>,
+    /// Lifetime of the Timestamp written (default 5 min, at most 24 h).
+    pub ttl: Option<Dur>,
+    /// Write a Timestamp (default true).
+    pub timestamp: Option<bool>,
+    /// Header blocks to sign beside Body and Timestamp, as `{namespace}LocalName`.
     #[serde(default)]
-    pub require_username_token: bool,
+    pub sign_headers: Vec<String>,
+    /// A message that already has a Security header gets a new one in its
+    /// place (default: it is refused).
+    pub replace_security: Option<bool>,
+    pub username_token: Option<UsernameTokenConfig>,
+}
+
+/// `signers = "file.pem"`, or a list of entries.
+#[derive(Debug)]
+pub enum SignersConfig {
+    File(PathBuf),
+    List(Vec<SignerConfig>),
+}
+
+// By hand rather than `untagged`, so an error inside an entry keeps its own
+// message and path.
+impl<'de> Deserialize<'de> for SignersConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = SignersConfig;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a PEM file path, or a list of { cert = \"...\", pinned = true } / { fingerprint_sha256 = \"...\" } entries")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(SignersConfig::File(PathBuf::from(v)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                s: A,
+            ) -> Result<Self::Value, A::Error> {
+                Vec::<SignerConfig>::deserialize(serde::de::value::SeqAccessDeserializer::new(s))
+                    .map(SignersConfig::List)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One signer: a certificate (pinned or chained), or a pinned fingerprint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignerConfig {
+    pub cert: Option<PathBuf>,
+    /// Trusted as itself, with no chain (still checked for validity and key size).
     #[serde(default)]
-    pub xml: XmlLimitsConfig,
+    pub pinned: bool,
+    /// SHA-256 of a certificate the message itself carries, pinned.
+    pub fingerprint_sha256: Option<String>,
+}
+
+/// A UsernameToken the gateway adds (for services that authenticate by it).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsernameTokenConfig {
+    pub user: String,
+    /// Name of an environment variable holding the password.
+    pub password_env: Option<String>,
+    /// A file holding the password (trailing newline ignored).
+    pub password_file: Option<PathBuf>,
+    /// PasswordDigest with Nonce and Created, rather than PasswordText.
+    #[serde(default)]
+    pub digest: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -530,34 +639,6 @@ pub struct XmlLimitsConfig {
     pub max_name_length: Option<usize>,
     pub max_text_length: Option<Size>,
     pub max_attribute_length: Option<Size>,
-}
-
-fn default_require_signed() -> Vec<String> {
-    vec!["Body".into(), "Timestamp".into()]
-}
-fn default_true() -> bool {
-    true
-}
-fn default_skew() -> Dur {
-    Dur(Duration::from_secs(60))
-}
-fn default_ttl() -> Dur {
-    Dur(Duration::from_secs(300))
-}
-fn default_wssec_max_body() -> Size {
-    Size(16 << 20)
-}
-fn default_replay_entries() -> usize {
-    100_000
-}
-fn default_verify_concurrency() -> usize {
-    16
-}
-fn default_body_read_timeout() -> Dur {
-    Dur(Duration::from_secs(30))
-}
-fn default_work_limit() -> Dur {
-    Dur(Duration::from_secs(5))
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -1,6 +1,6 @@
 //! The proxy: accepting connections (`server`), one connection's admission,
 //! TLS and HTTP (`conn`), one request's phases (`request`, with the
-//! WS-Security part in `verify` and the log line in `record`), header
+//! WS-Security parts in `wssec` and the log line in `record`), header
 //! hygiene, bodies that stream within bounds, and the replies the gateway
 //! writes itself.
 
@@ -11,4 +11,4 @@ pub mod record;
 pub mod reply;
 pub mod request;
 pub mod server;
-pub mod verify;
+pub mod wssec;

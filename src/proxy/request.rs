@@ -14,7 +14,7 @@ use super::conn::ConnCtx;
 use super::headers::{self, ForwardContext};
 use super::record::Record;
 use super::reply;
-use super::verify;
+use super::wssec;
 use crate::admission::concurrency::Slot;
 use crate::admission::rate::Key;
 use crate::refusal::{Reason, Refusal};
@@ -43,14 +43,14 @@ struct Routed {
 /// unless the message was handed to the upstream: a sender's retry of a
 /// message that never arrived is not a replay.
 struct Undelivered {
-    stage: Option<Arc<crate::runtime::wssec_stage::VerifyStage>>,
+    replay: Option<Arc<crate::wssec::replay::MemoryReplayCache>>,
     keys: Vec<crate::wssec::replay::ReplayKey>,
 }
 
 impl Undelivered {
     fn none() -> Undelivered {
         Undelivered {
-            stage: None,
+            replay: None,
             keys: Vec::new(),
         }
     }
@@ -63,9 +63,9 @@ impl Undelivered {
 
 impl Drop for Undelivered {
     fn drop(&mut self) {
-        if let Some(stage) = &self.stage {
+        if let Some(replay) = &self.replay {
             for k in &self.keys {
-                stage.replay.forget(k);
+                replay.forget(k);
             }
         }
     }
@@ -73,7 +73,7 @@ impl Drop for Undelivered {
 
 /// The upstream's answer and what the exchange still holds.
 struct Upstreamed {
-    resp: Response<Incoming>,
+    resp: Response<ProxyBody>,
     route: Arc<Route>,
 }
 
@@ -128,6 +128,10 @@ async fn run(
         .map(|d| tokio::time::Instant::from_std(rec.start + d));
     let (upstream_req, undelivered) = transform(ctx, rec, &routed, req).await?;
     let resp = forward(rec, &route, upstream_req, undelivered, deadline).await?;
+    let resp = match &route.wssec_response {
+        Some(stage) => wssec::response(ctx, &route, stage, resp).await?,
+        None => resp.map(|b| b.map_err(Into::into).boxed_unsync()),
+    };
     Ok(Upstreamed { resp, route })
 }
 
@@ -329,7 +333,14 @@ async fn transform(
         }
     }
     let stats = rec.stats.clone();
-    match &route.wssec {
+    if route.wssec_response.is_some() {
+        // The answer is verified or signed as sent: it must come unencoded.
+        parts.headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
+    }
+    match &route.wssec_request {
         None => {
             let limited = Limited::new(body, route.max_body, route.body_idle_timeout, stats)
                 .scrubbing(&hdrs.identity);
@@ -339,15 +350,15 @@ async fn transform(
             ))
         }
         Some(stage) => {
-            let verified = verify::request(ctx, route, stage, &parts.headers, body, &stats).await?;
-            rec.signer = verified.signer.as_ref().map(|s| s.subject.to_string());
-            // The body may have lost its Security header: the length is the new one's.
+            let done = wssec::request(ctx, route, stage, &parts.headers, body, &stats).await?;
+            rec.signer = done.signer.as_ref().map(|s| s.subject.to_string());
+            // The body lost or gained a Security header: the length is the new one's.
             parts.headers.remove(header::CONTENT_LENGTH);
             stats.mark_done();
-            let body = body::full(verified.output);
+            let body = body::full(done.output);
             let undelivered = Undelivered {
-                stage: Some(stage.clone()),
-                keys: verified.replay_keys,
+                replay: stage.replay().cloned(),
+                keys: done.replay_keys,
             };
             Ok((Request::from_parts(parts, body), undelivered))
         }
@@ -499,7 +510,6 @@ fn respond(
             rec.reason = None;
             let (mut parts, body) = u.resp.into_parts();
             headers::strip_hop_by_hop(&mut parts.headers, false);
-            let body = body.map_err(Into::into).boxed_unsync();
             let deadline = u
                 .route
                 .max_duration

@@ -232,13 +232,13 @@ fn unverified_shadows(routes: &[Arc<Route>], config: &Config) -> Vec<Problem> {
     };
     let mut out = Vec::new();
     for (i, verifying) in routes.iter().enumerate() {
-        if verifying.wssec.is_none() {
+        if !verifying.verifies_requests() {
             continue;
         }
         let vp = verifying.matcher.path_prefix();
         for (j, other) in routes.iter().enumerate() {
             let same_upstream = Arc::ptr_eq(&other.upstream, &verifying.upstream);
-            if other.wssec.is_some() || !same_upstream {
+            if other.verifies_requests() || !same_upstream {
                 continue;
             }
             let covers = vp.starts_with(other.matcher.path_prefix());

@@ -17,6 +17,8 @@ pub struct Loader<'c> {
     /// Every certificate held or trusted, for `check` and the expiry gauge.
     pub certs: Vec<CertSummary>,
     pub problems: Vec<Problem>,
+    /// Not wrong enough to refuse the config, but worth an operator's look.
+    pub warnings: Vec<Problem>,
 }
 
 impl<'c> Loader<'c> {
@@ -25,6 +27,7 @@ impl<'c> Loader<'c> {
             config,
             certs: Vec::new(),
             problems: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -34,6 +37,50 @@ impl<'c> Loader<'c> {
 
     pub fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.problems.push(Problem::new(path, message));
+    }
+
+    pub fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.warnings.push(Problem::new(path, message));
+    }
+
+    /// A private key file others than its owner can read is a warning: the
+    /// gateway still starts, as nginx does, but says so.
+    fn key_permissions(&mut self, at: &str, path: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(path) {
+            let mode = m.permissions().mode() & 0o777;
+            if mode & 0o044 != 0 {
+                self.warn(
+                    at,
+                    format!(
+                        "{} is readable by {} (mode {mode:04o}); make it readable by its owner only: chmod 600 {}",
+                        path.display(),
+                        if mode & 0o004 != 0 { "everyone" } else { "its group" },
+                        path.display()
+                    ),
+                );
+            }
+        }
+    }
+
+    /// A WS-Security signing key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub fn signing_key(&mut self, at: &str, path: &Path) -> Option<crate::wssec::sign::SigningKey> {
+        let p = self.resolve(path);
+        let pem = match std::fs::read(&p) {
+            Ok(b) => b,
+            Err(e) => {
+                self.problem(at, format!("cannot read {}: {e}", p.display()));
+                return None;
+            }
+        };
+        self.key_permissions(at, &p);
+        match crate::wssec::sign::SigningKey::from_pem(&pem) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                self.problem(at, format!("{}: {e}", p.display()));
+                None
+            }
+        }
     }
 
     /// A certificate chain and its key (`{at}.{cert_key}`, `{at}.{key_key}`):
@@ -46,6 +93,7 @@ impl<'c> Loader<'c> {
     ) -> Option<Arc<rustls::sign::CertifiedKey>> {
         let (cert_path, key_path) = (self.resolve(cert), self.resolve(key));
         let role = format!("{at}.{cert_key}");
+        self.key_permissions(&format!("{at}.{key_key}"), &key_path);
         match certs::load_identity(&role, &cert_path, &key_path) {
             Ok((certified, mut summaries)) => {
                 self.certs.append(&mut summaries);

@@ -53,6 +53,9 @@ pub struct Runtime {
     pub admin_listen: SocketAddr,
     pub echo_listen: Option<SocketAddr>,
     pub certs: Vec<CertSummary>,
+    /// Config findings that do not stop the gateway (printed by `check`,
+    /// logged by `run`).
+    pub warnings: Vec<Problem>,
     pub metrics: Arc<Metrics>,
     pub blocker: Option<Arc<Blocker>>,
     /// Caps on refusal log lines so a flood cannot flood the logs; one per kind,
@@ -79,8 +82,11 @@ impl Runtime {
         let replay_entries = config
             .routes
             .iter()
-            .filter_map(|r| r.wssec.as_ref()?.request.as_ref())
-            .map(|v| v.replay_cache_entries)
+            .filter_map(|r| r.wssec.as_ref())
+            .flat_map(|w| [w.request.as_ref(), w.response.as_ref()])
+            .flatten()
+            .filter(|s| s.mode == crate::config::WssecMode::Verify)
+            .map(|v| v.replay_cache_entries.unwrap_or(100_000))
             .max()
             .unwrap_or(1)
             .max(1);
@@ -108,6 +114,7 @@ impl Runtime {
             _ => None,
         };
         let certs = std::mem::take(&mut ld.certs);
+        let warnings = std::mem::take(&mut ld.warnings);
         let problems = ld.into_problems();
         let (true, Some(headers)) = (problems.is_empty(), headers) else {
             return Err(problems);
@@ -129,6 +136,7 @@ impl Runtime {
             admin_listen: config.admin.listen,
             echo_listen: config.echo.as_ref().map(|e| e.listen),
             certs,
+            warnings,
             metrics,
             blocker: blocker.map(Arc::new),
             logs: LogGates {

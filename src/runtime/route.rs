@@ -4,7 +4,7 @@
 use super::authz::{AllowRule, Authz};
 use super::material::Loader;
 use super::upstream::Upstream;
-use super::wssec_stage::VerifyStage;
+use super::wssec_stage::{Direction, Stage};
 use crate::admission::concurrency::Gate;
 use crate::admission::ip::Allowlist;
 use crate::admission::rate::{Rate, RateLimit, SingleLimit};
@@ -87,9 +87,38 @@ pub struct RouteCounters {
     pub duration: Histogram,
     /// `sealgate_rejections_total{route,stage,reason}` by refusal index.
     pub rejections: ReasonCounters,
-    pub wssec_ok: IntCounter,
-    /// `sealgate_wssec_verifications_total{route,result="failed",reason}`.
-    pub wssec_failed: ReasonCounters,
+    /// WS-Security outcomes by direction (`Direction as usize`).
+    pub wssec: [WssecCounters; 2],
+}
+
+/// `sealgate_wssec_verifications_total` and `sealgate_wssec_signatures_total`
+/// of one route and direction: `result="ok"`, or `"failed"` by reason.
+pub struct WssecCounters {
+    pub verified: IntCounter,
+    pub verify_failed: ReasonCounters,
+    pub signed: IntCounter,
+    pub sign_failed: ReasonCounters,
+}
+
+impl WssecCounters {
+    fn new(metrics: &Metrics, route: &str, d: Direction) -> WssecCounters {
+        let n = crate::wssec::reason::Reason::COUNT;
+        let dir = d.as_str();
+        WssecCounters {
+            verified: metrics
+                .wssec_verifications
+                .with_label_values(&[route, dir, "ok", "ok"]),
+            verify_failed: ReasonCounters::new(
+                &metrics.wssec_verifications,
+                &[route, dir, "failed"],
+                n,
+            ),
+            signed: metrics
+                .wssec_signatures
+                .with_label_values(&[route, dir, "ok", "ok"]),
+            sign_failed: ReasonCounters::new(&metrics.wssec_signatures, &[route, dir, "failed"], n),
+        }
+    }
 }
 
 impl RouteCounters {
@@ -100,14 +129,7 @@ impl RouteCounters {
             }),
             duration: metrics.request_duration.with_label_values(&[route]),
             rejections: ReasonCounters::new(&metrics.rejections, &[route], refusal_count),
-            wssec_ok: metrics
-                .wssec_verifications
-                .with_label_values(&[route, "ok", "ok"]),
-            wssec_failed: ReasonCounters::new(
-                &metrics.wssec_verifications,
-                &[route, "failed"],
-                crate::wssec::reason::Reason::COUNT,
-            ),
+            wssec: Direction::ALL.map(|d| WssecCounters::new(metrics, route, d)),
         }
     }
 
@@ -131,8 +153,10 @@ pub struct Route {
     pub limits: Vec<Limit>,
     /// Requests in flight on this route.
     pub gate: Gate,
-    /// WS-Security verification of requests, when the route asks for it.
-    pub wssec: Option<Arc<VerifyStage>>,
+    /// WS-Security on requests (verify or sign), when the route asks for it.
+    pub wssec_request: Option<Arc<Stage>>,
+    /// WS-Security on the upstream's responses.
+    pub wssec_response: Option<Arc<Stage>>,
     /// No progress in either direction for this long ends the exchange.
     pub body_idle_timeout: Duration,
     /// The whole exchange, request to the end of the response, within this.
@@ -141,6 +165,11 @@ pub struct Route {
 }
 
 impl Route {
+    /// Whether requests on this route must carry a valid signature.
+    pub fn verifies_requests(&self) -> bool {
+        self.wssec_request.as_ref().is_some_and(|s| s.verifies())
+    }
+
     /// Compiles one route; problems go to the loader. `None` when any was found.
     pub fn compile(
         ld: &mut Loader<'_>,
@@ -153,11 +182,19 @@ impl Route {
     ) -> Option<Route> {
         let before = ld.problems.len();
         let config = ld.config;
-        let wssec = match c.wssec.as_ref().and_then(|w| w.request.as_ref()) {
-            Some(v) => VerifyStage::compile(ld, v, &format!("{at}.wssec.request"), replay)
+        let mut stage = |conf: Option<&crate::config::WssecStageConfig>, d: Direction| match conf {
+            Some(v) => Stage::compile(ld, v, &format!("{at}.wssec.{}", d.as_str()), d, replay)
                 .map(|s| s.map(Arc::new)),
             None => Some(None),
         };
+        let wssec_request = stage(
+            c.wssec.as_ref().and_then(|w| w.request.as_ref()),
+            Direction::Request,
+        );
+        let wssec_response = stage(
+            c.wssec.as_ref().and_then(|w| w.response.as_ref()),
+            Direction::Response,
+        );
         let allow_ips = ld.allowlist(at, &c.allow_ips, &c.allow_ips_files);
         let mut limits = Vec::new();
         for (i, l) in c.rate_limit.as_slice().iter().enumerate() {
@@ -257,7 +294,9 @@ impl Route {
                 );
             }
         }
-        let (Some(wssec), Some(allow_ips)) = (wssec, allow_ips) else {
+        let (Some(wssec_request), Some(wssec_response), Some(allow_ips)) =
+            (wssec_request, wssec_response, allow_ips)
+        else {
             return None;
         };
         if ld.problems.len() > before {
@@ -267,8 +306,8 @@ impl Route {
         Some(Route {
             counters: RouteCounters::new(metrics, &c.name, crate::refusal::Kind::COUNT),
             name: c.name.clone(),
-            // A route that verifies WS-Security speaks SOAP, faults included.
-            soap: c.soap || wssec.is_some(),
+            // A route with WS-Security speaks SOAP, faults included.
+            soap: c.soap || wssec_request.is_some() || wssec_response.is_some(),
             matcher: Matcher {
                 host: c.matcher.host.as_ref().map(|h| h.to_ascii_lowercase()),
                 path_prefix,
@@ -280,8 +319,8 @@ impl Route {
                 allow_anonymous: c.allow_anonymous,
             },
             upstream,
-            // Verification buffers the body, so its own, smaller ceiling applies.
-            max_body: match (&wssec, c.max_body) {
+            // WS-Security buffers the body, so its own, smaller ceiling applies.
+            max_body: match (&wssec_request, c.max_body) {
                 (Some(w), Some(m)) => w.max_body.min(m.0),
                 (Some(w), None) => w.max_body,
                 (None, m) => m.map(|s| s.0).unwrap_or(default_max_body),
@@ -293,7 +332,8 @@ impl Route {
                     .route_in_flight
                     .with_label_values(&[c.name.as_str()]),
             ),
-            wssec,
+            wssec_request,
+            wssec_response,
             allow_ips,
             limits,
             body_idle_timeout,

@@ -20,6 +20,7 @@ pub struct Metrics {
     pub blocked_clients: IntGauge,
     pub blocks: IntCounterVec,
     pub wssec_verifications: IntCounterVec,
+    pub wssec_signatures: IntCounterVec,
     pub cert_expiry: IntGaugeVec,
     pub open_connections: IntGaugeVec,
 }
@@ -138,8 +139,14 @@ impl Metrics {
             wssec_verifications: counter(
                 &r,
                 "sealgate_wssec_verifications_total",
-                "WS-Security verifications by route, result (ok, failed) and reason",
-                &["route", "result", "reason"],
+                "WS-Security verifications by route, direction (request, response), result (ok, failed) and reason",
+                &["route", "direction", "result", "reason"],
+            ),
+            wssec_signatures: counter(
+                &r,
+                "sealgate_wssec_signatures_total",
+                "WS-Security headers the gateway added, by route, direction (request, response), result (ok, failed) and reason",
+                &["route", "direction", "result", "reason"],
             ),
             cert_expiry,
             open_connections,

@@ -84,6 +84,10 @@ reasons! {
         NoUsernameToken = "wssec_no_username_token",
         BadUsernameToken = "wssec_bad_username_token",
         AuthenticationFailed = "wssec_authentication_failed",
+        /// Signing: the message already carries a Security header.
+        AlreadySecured = "wssec_already_secured",
+        /// Signing: a header block the route signs is not in the message.
+        MissingHeaderBlock = "wssec_missing_header_block",
         Config = "wssec_config",
         /// What the signer produced failed its own verification.
         SignSelfCheck = "wssec_sign_self_check",

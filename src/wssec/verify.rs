@@ -129,6 +129,10 @@ pub enum WssecError {
     BadUsernameToken(&'static str),
     #[error("authentication failed")]
     AuthenticationFailed,
+    #[error("the message already has a Security header for this receiver")]
+    AlreadySecured,
+    #[error("header block {0} to be signed is not in the message")]
+    MissingHeaderBlock(String),
     #[error("configuration: {0}")]
     Config(String),
     #[error("the signed message does not verify: {0}")]
@@ -202,6 +206,8 @@ impl WssecError {
             E::NoUsernameToken => R::NoUsernameToken,
             E::BadUsernameToken(_) => R::BadUsernameToken,
             E::AuthenticationFailed => R::AuthenticationFailed,
+            E::AlreadySecured => R::AlreadySecured,
+            E::MissingHeaderBlock(_) => R::MissingHeaderBlock,
             E::Config(_) => R::Config,
             E::SelfCheck(_) => R::SignSelfCheck,
             E::Internal(_) => R::Internal,

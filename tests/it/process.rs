@@ -163,7 +163,7 @@ fn check_names_the_toml_path_and_the_fix_for_each_broken_config() {
         ),
         (
             format!("{good}\n[route.wssec.request]\nmode = \"verify\"\ntrust = \"ca.crt\"\nrequire_signed = [\"Timestamp\"]\n"),
-            "route[0].wssec.request.require_signed: a verifying route must require the Body to be signed",
+            "route[0].wssec.request.require_signed: a verifying stage must require the Body to be signed",
         ),
         (
             format!("{good}\n[route.wssec.request]\nmode = \"verify\"\ntrust = \"ca.crt\"\nidentity_map = {{ \"CN=a\" = \"CN=b\" }}\n"),

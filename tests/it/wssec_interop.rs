@@ -83,9 +83,14 @@ fn zeep_x509_data_soap11_and_soap12() {
         let msg = read(f, name);
         let v = verify_now(&msg, &pol(f), now).unwrap_or_else(|e| panic!("{name}: {e}"));
         // libxmlsec1 1.3 leaves X509IssuerSerial empty; the embedded
-        // certificate is then matched against the configured signers.
+        // certificate is then the key, judged by its chain like a
+        // BinarySecurityToken: accepted without being a configured signer,
+        // refused under a CA that did not issue it.
         assert_eq!(v.signer.unwrap().key_source, KeySource::X509Certificate);
-        refused(&msg, &policy(&f.ca, &[]), now, "wssec_token_unavailable");
+        let v = verify_now(&msg, &policy(&f.ca, &[]), now).unwrap();
+        assert_eq!(v.signer.unwrap().der, f.leaf.der);
+        let stranger = make_ca("Stranger CA");
+        refused(&msg, &policy(&stranger, &[]), now, "wssec_untrusted_signer");
     }
 }
 

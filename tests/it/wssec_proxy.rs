@@ -111,7 +111,7 @@ async fn verified_message_reaches_the_upstream_without_its_security_header() {
         expected.len().to_string().as_str()
     );
     gw.wait_metric(
-        "sealgate_wssec_verifications_total{reason=\"ok\",result=\"ok\",route=\"ledger\"}",
+        "sealgate_wssec_verifications_total{direction=\"request\",reason=\"ok\",result=\"ok\",route=\"ledger\"}",
         "1",
     )
     .await;
@@ -145,7 +145,7 @@ async fn forged_and_replayed_messages_get_wss_faults_with_the_request_id() {
     // The detailed reason goes to metrics and logs, not to the caller.
     assert!(!r.body.contains("digest_mismatch"), "{}", r.body);
     gw.wait_metric(
-        "sealgate_wssec_verifications_total{reason=\"wssec_digest_mismatch\",result=\"failed\",route=\"ledger\"}",
+        "sealgate_wssec_verifications_total{direction=\"request\",reason=\"wssec_digest_mismatch\",result=\"failed\",route=\"ledger\"}",
         "1",
     )
     .await;
@@ -174,7 +174,7 @@ async fn forged_and_replayed_messages_get_wss_faults_with_the_request_id() {
         replay.body
     );
     gw.wait_metric(
-        "sealgate_wssec_verifications_total{reason=\"wssec_replay\",result=\"failed\",route=\"ledger\"}",
+        "sealgate_wssec_verifications_total{direction=\"request\",reason=\"wssec_replay\",result=\"failed\",route=\"ledger\"}",
         "1",
     )
     .await;
@@ -402,7 +402,7 @@ async fn a_fresh_ecdsa_signature_over_the_same_signed_info_is_a_replay() {
     .unwrap();
     assert_eq!(r.status, 500, "{}", r.body);
     _gw.wait_metric(
-        "sealgate_wssec_verifications_total{reason=\"wssec_replay\",result=\"failed\",route=\"ledger\"}",
+        "sealgate_wssec_verifications_total{direction=\"request\",reason=\"wssec_replay\",result=\"failed\",route=\"ledger\"}",
         "1",
     )
     .await;

@@ -131,13 +131,7 @@ pub fn context(
     let headers = headers
         .into_iter()
         .zip(sign_headers)
-        .map(|(t, q)| {
-            t.ok_or_else(|| {
-                WssecError::Config(format!(
-                    "header block {q} to be signed is not in the message"
-                ))
-            })
-        })
+        .map(|(t, q)| t.ok_or_else(|| WssecError::MissingHeaderBlock(q.to_string())))
         .collect::<Result<_, _>>()?;
     Ok(Context {
         envelope_prefix,

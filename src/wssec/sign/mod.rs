@@ -270,12 +270,7 @@ pub fn secure(
     // existing Header, or in a new Header in the Envelope's own namespace.
     let (sec_at, sec_delete, open, close) =
         match (&scan.security, scan.header, scan.header_start_tag) {
-            (Some(_), _, _) if !opts.replace_security => {
-                return Err(WssecError::Config(
-                    "the message already has a Security header; replace it or send it unsigned"
-                        .into(),
-                ))
-            }
+            (Some(_), _, _) if !opts.replace_security => return Err(WssecError::AlreadySecured),
             (Some(old), _, _) => (
                 old.span.start,
                 old.span.end - old.span.start,

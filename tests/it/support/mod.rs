@@ -48,7 +48,10 @@ impl Pki {
         let pki = Pki { dir, ca, server };
         pki.write("ca.crt", &pki.ca.cert_pem);
         pki.write("server.crt", &pki.server.cert_pem);
-        pki.write("server.key", &pki.server.key_pem);
+        let key = pki.write("server.key", &pki.server.key_pem);
+        // As an operator keeps it: a key others can read is a config warning.
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
         pki
     }
 

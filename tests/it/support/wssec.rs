@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 pub use sealgate::pki::{Ca, Issued as Leaf, KeyAlg};
 use sealgate::pki::{Leaf as LeafSpec, Usage};
+use sealgate::wssec::envelope::WSU_NS;
 use sealgate::wssec::replay::MemoryReplayCache;
 use sealgate::wssec::sign::{sign, KeyReference, SignOptions, SigningKey};
 use sealgate::wssec::tokens::TrustStore;
@@ -148,4 +149,61 @@ pub fn element<'a>(msg: &'a str, qname: &str) -> &'a str {
     let close = format!("</{qname}>");
     let end = msg[start..].find(&close).unwrap() + start + close.len();
     &msg[start..end]
+}
+
+/// The output with the signer's additions taken out: the Security header it
+/// wrote, the wsu:Id (and its declaration) it put on Body or a header block,
+/// and a Header it created or opened up. Must give back the input exactly.
+pub fn strip_additions(input: &str, out: &str) -> String {
+    let open = "<wsse:Security xmlns:wsse=";
+    let start = out.find(open).expect("no Security header written");
+    let end = out[start..].find("</wsse:Security>").unwrap() + start + "</wsse:Security>".len();
+    let mut s = format!("{}{}", &out[..start], &out[end..]);
+    for base in [":Id=\"Body-", ":Id=\"Header-"] {
+        while let Some(at) = s.find(base) {
+            let attr_start = s[..at].rfind(' ').unwrap();
+            let value_end = s[at + base.len()..].find('"').unwrap() + at + base.len() + 1;
+            let prefix = &s[attr_start + 1..at];
+            let decl = format!(" xmlns:{prefix}=\"{WSU_NS}\"");
+            // The declaration goes too if the signer wrote it (one more than the input has).
+            let added = s.matches(&decl).count() > input.matches(&decl).count();
+            let from = if added && s[..attr_start].ends_with(&decl) {
+                attr_start - decl.len()
+            } else {
+                attr_start
+            };
+            s.replace_range(from..value_end, "");
+        }
+    }
+    s
+}
+
+/// `strip_additions(out)` is the input, allowing the Header the signer
+/// created (`<p:Header></p:Header>` removed) or opened (`<p:Header/>`).
+#[track_caller]
+pub fn assert_only_additions(input: &str, out: &[u8], what: &str) {
+    let s = strip_additions(input, text(out));
+    if s == input {
+        return;
+    }
+    let mut at = 0;
+    while let Some(i) = s[at..].find("Header></") {
+        let i = at + i;
+        let open_start = s[..i].rfind('<').unwrap();
+        let name = &s[open_start + 1..i + "Header".len()];
+        let pair = format!("<{name}></{name}>");
+        if s[open_start..].starts_with(&pair) {
+            let removed = format!("{}{}", &s[..open_start], &s[open_start + pair.len()..]);
+            let closed = format!(
+                "{}<{name}/>{}",
+                &s[..open_start],
+                &s[open_start + pair.len()..]
+            );
+            if removed == input || closed == input {
+                return;
+            }
+        }
+        at = i + 1;
+    }
+    panic!("{what}: the output changed the caller's bytes\ninput:\n{input}\nstripped output:\n{s}");
 }

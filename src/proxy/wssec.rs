@@ -1,0 +1,260 @@
+//! The WS-Security parts of the transform phases. A request is buffered (up
+//! to the stage's ceiling, within its read and idle timeouts), verified or
+//! signed off the async threads, and — when verified — its signer checked
+//! against the client before the message counts as seen. An upstream's
+//! answer on a route with a response stage is buffered the same way and
+//! verified or signed before any of it reaches the caller; one that fails is
+//! replaced by a 502 fault.
+//!
+//! The work's permit belongs to the work, not to the request: it moves into
+//! the blocking closure, so a client that resets its stream cannot free the
+//! slot while the work runs on. The policy's work limit bounds how long that
+//! can be.
+
+use super::conn::ConnCtx;
+use crate::refusal::{Reason, Refusal};
+use crate::runtime::route::{Route, WssecCounters};
+use crate::runtime::upstream::ProxyBody;
+use crate::runtime::wssec_stage::{Direction, Processed, Stage, Work};
+use crate::tls::identity::PeerIdentity;
+use crate::wssec::reason::Reason as WssecReason;
+use bytes::Bytes;
+use http::{header, HeaderMap, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio::sync::OwnedSemaphorePermit;
+
+/// Refused from headers alone: the body is not asked for when the client
+/// waits for `100 Continue`, otherwise drained for a bounded time.
+fn refuse_early(headers: &HeaderMap, body: Incoming, reason: Reason) -> Refusal {
+    let expects_continue = headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if !expects_continue {
+        super::body::linger(body);
+    }
+    Refusal::new(reason)
+}
+
+/// The body is identity-encoded UTF-8 (or says no charset): anything else
+/// could be read one way here and another way by the receiver.
+fn readable_as_sent(headers: &HeaderMap) -> bool {
+    let encoded = headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    let charset = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| {
+            ct.split(';')
+                .skip(1)
+                .find_map(|p| p.trim().strip_prefix("charset="))
+                .map(|c| c.trim_matches('"'))
+        });
+    let utf8 = |c: &str| c.eq_ignore_ascii_case("utf-8") || c.eq_ignore_ascii_case("utf8");
+    !encoded && charset.is_none_or(utf8)
+}
+
+pub async fn request(
+    ctx: &ConnCtx,
+    route: &Route,
+    stage: &Arc<Stage>,
+    headers: &HeaderMap,
+    body: Incoming,
+    stats: &Arc<super::body::BodyStats>,
+) -> Result<Processed, Refusal> {
+    if !readable_as_sent(headers) {
+        return Err(refuse_early(headers, body, Reason::UnsupportedEncoding));
+    }
+    let permit = match tokio::time::timeout(
+        route.gate.queue_timeout,
+        stage.slots.clone().acquire_owned(),
+    )
+    .await
+    {
+        Ok(Ok(p)) => p,
+        _ => {
+            let busy = refuse_early(headers, body, Reason::RouteBusy);
+            return Err(busy.retry_after(route.gate.retry_after_secs()));
+        }
+    };
+    let limited =
+        super::body::Limited::new(body, route.max_body, route.body_idle_timeout, stats.clone());
+    let collected = tokio::time::timeout(stage.read_timeout, limited.collect()).await;
+    let bytes = match collected {
+        Ok(Ok(c)) => c.to_bytes(),
+        Ok(Err(e)) => {
+            let reason = match super::body::Cut::find(e.as_ref()) {
+                Some(cut) => cut.reason(),
+                None if stats.too_large.load(Ordering::Relaxed) => Reason::BodyTooLarge,
+                None => Reason::ClientBodyError,
+            };
+            return Err(reason.into());
+        }
+        Err(_) => return Err(Reason::BodyReadTimeout.into()),
+    };
+    let e = match work(ctx, route, stage, bytes, permit).await {
+        Ok(p) => return Ok(p),
+        Err(e) => e,
+    };
+    let Some(reason) = e else {
+        return Err(Reason::Internal.into());
+    };
+    if reason.gateway_side() {
+        // Our own limits or keys, not the caller's fault: no block, a server fault.
+        return Err(Reason::WssecUnavailable.into());
+    }
+    if stage.verifies() {
+        if let Some(b) = &ctx.rt.blocker {
+            b.failed(
+                ctx.peer.ip(),
+                ctx.identity.as_deref().map(|i| i.fingerprint),
+                reason.as_str(),
+            );
+        }
+    }
+    Err(Refusal::wssec(reason))
+}
+
+/// The upstream's answer through the route's response stage: buffered whole
+/// under the stage's ceiling, then verified or signed. Nothing of an answer
+/// that fails reaches the caller.
+pub async fn response(
+    ctx: &ConnCtx,
+    route: &Route,
+    stage: &Arc<Stage>,
+    resp: Response<Incoming>,
+) -> Result<Response<ProxyBody>, Refusal> {
+    let failed = match stage.work {
+        Work::Verify(_) => Reason::WssecResponseRefused,
+        Work::Sign(_) => Reason::WssecResponseUnsigned,
+    };
+    let (mut parts, body) = resp.into_parts();
+    if !readable_as_sent(&parts.headers) {
+        log_refused(
+            ctx,
+            route,
+            stage,
+            "unsupported_encoding",
+            &"the answer is compressed or not UTF-8",
+        );
+        return Err(failed.into());
+    }
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > stage.max_body) {
+        return Err(Reason::UpstreamResponseTooLarge.into());
+    }
+    // Waiting for a slot counts against the read timeout too.
+    let buffered = tokio::time::timeout(stage.read_timeout, async {
+        let permit = stage.slots.clone().acquire_owned().await;
+        let limit = usize::try_from(stage.max_body).unwrap_or(usize::MAX);
+        let collected = http_body_util::Limited::new(body, limit).collect().await;
+        (permit, collected)
+    })
+    .await;
+    let (permit, bytes) = match buffered {
+        Ok((Ok(p), Ok(c))) => (p, c.to_bytes()),
+        Ok((_, Err(e))) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(Reason::UpstreamResponseTooLarge.into())
+        }
+        Ok(_) => return Err(Reason::UpstreamError.into()),
+        Err(_) => return Err(Reason::UpstreamTimeout.into()),
+    };
+    match work(ctx, route, stage, bytes, permit).await {
+        Ok(p) => {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Ok(Response::from_parts(parts, super::body::full(p.output)))
+        }
+        Err(None) => Err(Reason::Internal.into()),
+        Err(Some(_)) => Err(failed.into()),
+    }
+}
+
+fn counters<'r>(route: &'r Route, stage: &Stage) -> &'r WssecCounters {
+    &route.counters.wssec[stage.direction as usize]
+}
+
+/// Runs the stage's work on a buffered message off the async threads,
+/// counting and logging the outcome. `Err(None)`: the work ended without an
+/// answer (it panicked).
+async fn work(
+    ctx: &ConnCtx,
+    route: &Route,
+    stage: &Arc<Stage>,
+    bytes: Bytes,
+    permit: OwnedSemaphorePermit,
+) -> Result<Processed, Option<WssecReason>> {
+    let job = stage.clone();
+    let client = match stage.direction {
+        Direction::Request => ctx.identity.clone(),
+        Direction::Response => None,
+    };
+    let outcome = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        job.apply(&bytes, SystemTime::now(), client.as_deref())
+    })
+    .await;
+    let c = counters(route, stage);
+    let (ok, failed) = if stage.verifies() {
+        (&c.verified, &c.verify_failed)
+    } else {
+        (&c.signed, &c.sign_failed)
+    };
+    match outcome {
+        Ok(Ok(p)) => {
+            ok.inc();
+            Ok(p)
+        }
+        Ok(Err(e)) => {
+            let reason = e.reason();
+            failed.inc(reason.index(), &[reason.as_str()]);
+            log_refused(ctx, route, stage, reason.as_str(), &e);
+            Err(Some(reason))
+        }
+        Err(_) => {
+            let internal = WssecReason::Internal;
+            failed.inc(internal.index(), &[internal.as_str()]);
+            Err(None)
+        }
+    }
+}
+
+/// The detail (which Reference, which certificate) is for the operator only.
+fn log_refused(
+    ctx: &ConnCtx,
+    route: &Route,
+    stage: &Stage,
+    reason: &str,
+    detail: &dyn std::fmt::Display,
+) {
+    if ctx.rt.logs.requests.admit().is_none() {
+        return;
+    }
+    let what = match (&stage.work, stage.direction) {
+        (Work::Verify(_), Direction::Request) => "WS-Security verification refused the request",
+        (Work::Verify(_), Direction::Response) => {
+            "WS-Security verification refused the upstream's answer; the caller gets a 502 fault"
+        }
+        (Work::Sign(_), Direction::Request) => "WS-Security signing failed for the request",
+        (Work::Sign(_), Direction::Response) => {
+            "WS-Security signing failed for the upstream's answer; the caller gets a 502 fault"
+        }
+    };
+    tracing::warn!(
+        target: "sealgate::wssec",
+        route = %route.name,
+        direction = stage.direction.as_str(),
+        peer = %ctx.peer,
+        client = ctx.identity.as_deref().map(PeerIdentity::display_name).unwrap_or("-"),
+        reason,
+        detail = %detail,
+        "{what}"
+    );
+}

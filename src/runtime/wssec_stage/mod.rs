@@ -1,0 +1,242 @@
+//! A route's WS-Security stages, compiled from `[route.wssec.request]` and
+//! `[route.wssec.response]`: how the body is buffered (ceiling, read timeout,
+//! slots), and the work done on it — verification (`verify`) or adding a
+//! Security header (`sign`). Free of HTTP: bytes in, bytes out.
+
+mod sign;
+mod verify;
+
+pub use sign::SignStage;
+pub use verify::{part, VerifyStage};
+
+use super::material::Loader;
+use crate::config::{WssecMode, WssecStageConfig, XmlLimitsConfig};
+use crate::tls::identity::PeerIdentity;
+use crate::wssec::replay::{MemoryReplayCache, ReplayKey};
+use crate::wssec::verify::{SignerInfo, WssecError};
+use crate::wssec::xml::Limits;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Which way a message travels through the stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Request,
+    Response,
+}
+
+impl Direction {
+    pub const ALL: [Direction; 2] = [Direction::Request, Direction::Response];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Direction::Request => "request",
+            Direction::Response => "response",
+        }
+    }
+}
+
+/// What a stage does to the buffered message.
+pub enum Work {
+    Verify(VerifyStage),
+    Sign(SignStage),
+}
+
+pub struct Stage {
+    pub direction: Direction,
+    /// The body is buffered up to this many bytes.
+    pub max_body: u64,
+    /// The whole body must arrive within this.
+    pub read_timeout: Duration,
+    /// Bounds the memory and CPU that buffering and the work can take. A
+    /// permit is held until the work itself has ended.
+    pub slots: Arc<tokio::sync::Semaphore>,
+    pub work: Work,
+}
+
+/// The message as it goes on, and what the stage learnt about it.
+pub struct Processed {
+    pub output: Vec<u8>,
+    pub signer: Option<SignerInfo>,
+    /// Replay-cache entries the message recorded (verification only).
+    pub replay_keys: Vec<ReplayKey>,
+}
+
+impl Stage {
+    /// Compiles one stage; `Some(None)` for `mode = "none"`, `None` when a
+    /// problem was recorded.
+    pub fn compile(
+        ld: &mut Loader<'_>,
+        c: &WssecStageConfig,
+        path: &str,
+        direction: Direction,
+        replay: &Arc<MemoryReplayCache>,
+    ) -> Option<Option<Stage>> {
+        let before = ld.problems.len();
+        misplaced(ld, c, path);
+        let at = |k: &str| format!("{path}.{k}");
+        let max_body = c.max_body.map_or(16 << 20, |s| s.0);
+        let max_concurrent = c.max_concurrent.unwrap_or(16);
+        let read_timeout = c.read_timeout.map_or(Duration::from_secs(30), |d| d.0);
+        for (key, zero) in [
+            ("max_body", max_body == 0),
+            ("max_concurrent", max_concurrent == 0),
+            ("read_timeout", read_timeout.is_zero()),
+            ("work_limit", c.work_limit.is_some_and(|d| d.0.is_zero())),
+        ] {
+            if zero {
+                ld.problem(
+                    at(key),
+                    "0 would refuse every message; use a value above zero",
+                );
+            }
+        }
+        let limits = xml_limits(&c.xml, max_body);
+        let work = match c.mode {
+            WssecMode::None => return (ld.problems.len() == before).then_some(None),
+            WssecMode::Verify => {
+                VerifyStage::compile(ld, c, path, direction, limits, replay).map(Work::Verify)
+            }
+            WssecMode::Sign => SignStage::compile(ld, c, path, limits).map(Work::Sign),
+        };
+        if ld.problems.len() > before {
+            return None;
+        }
+        Some(Some(Stage {
+            direction,
+            max_body,
+            read_timeout,
+            slots: Arc::new(tokio::sync::Semaphore::new(max_concurrent)),
+            work: work?,
+        }))
+    }
+
+    pub fn verifies(&self) -> bool {
+        matches!(self.work, Work::Verify(_))
+    }
+
+    /// The replay cache entries of a verified message go to, if any.
+    pub fn replay(&self) -> Option<&Arc<MemoryReplayCache>> {
+        match &self.work {
+            Work::Verify(v) => Some(&v.replay),
+            Work::Sign(_) => None,
+        }
+    }
+
+    /// Does the stage's work on one buffered message (blocking: run it off
+    /// the async threads). `client` is the mutual-TLS identity of the caller.
+    pub fn apply(
+        &self,
+        msg: &[u8],
+        now: SystemTime,
+        client: Option<&PeerIdentity>,
+    ) -> Result<Processed, WssecError> {
+        match &self.work {
+            Work::Verify(v) => v.apply(msg, now, client),
+            Work::Sign(s) => s.apply(msg, now),
+        }
+    }
+}
+
+/// The hardened reader's limits for a stage: the defaults, the body ceiling,
+/// and the route's overrides.
+fn xml_limits(x: &XmlLimitsConfig, max_body: u64) -> Limits {
+    let mut l = Limits::default();
+    let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    l.max_bytes = size(max_body);
+    if let Some(v) = x.max_depth {
+        l.max_depth = v;
+    }
+    if let Some(v) = x.max_attributes {
+        l.max_attributes = v;
+    }
+    if let Some(v) = x.max_namespaces_per_element {
+        l.max_ns_per_element = v;
+    }
+    if let Some(v) = x.max_namespaces_in_scope {
+        l.max_ns_in_scope = v;
+    }
+    if let Some(v) = x.max_name_length {
+        l.max_name_len = v;
+    }
+    if let Some(v) = x.max_text_length {
+        l.max_text_len = size(v.0);
+    }
+    if let Some(v) = x.max_attribute_length {
+        l.max_attr_value_len = size(v.0);
+    }
+    l
+}
+
+/// A key of one mode set on a stage of another would silently do nothing:
+/// each is reported with the mode it belongs to.
+fn misplaced(ld: &mut Loader<'_>, c: &WssecStageConfig, path: &str) {
+    let verify_keys = [
+        ("trust", c.trust.is_some()),
+        ("intermediates", !c.intermediates.is_empty()),
+        ("signers", c.signers.is_some()),
+        ("crls", !c.crls.is_empty()),
+        ("require_signed", c.require_signed.is_some()),
+        ("signable_headers", !c.signable_headers.is_empty()),
+        ("require_timestamp", c.require_timestamp.is_some()),
+        ("max_clock_skew", c.max_clock_skew.is_some()),
+        ("max_ttl", c.max_ttl.is_some()),
+        ("allow_sha1", c.allow_sha1.is_some()),
+        ("allow_legacy_keys", c.allow_legacy_keys.is_some()),
+        ("actor", c.actor.is_some()),
+        (
+            "forward_security_header",
+            c.forward_security_header.is_some(),
+        ),
+        ("replay_cache_entries", c.replay_cache_entries.is_some()),
+        ("bind_identity", c.bind_identity.is_some()),
+        ("identity_map", !c.identity_map.is_empty()),
+        ("usernames", !c.usernames.is_empty()),
+        ("require_username_token", c.require_username_token.is_some()),
+    ];
+    let sign_keys = [
+        ("key", c.key.is_some()),
+        ("cert", c.cert.is_some()),
+        ("key_reference", c.key_reference.is_some()),
+        ("ttl", c.ttl.is_some()),
+        ("timestamp", c.timestamp.is_some()),
+        ("sign_headers", !c.sign_headers.is_empty()),
+        ("replace_security", c.replace_security.is_some()),
+        ("username_token", c.username_token.is_some()),
+    ];
+    let shared = [
+        ("max_body", c.max_body.is_some()),
+        ("max_concurrent", c.max_concurrent.is_some()),
+        ("read_timeout", c.read_timeout.is_some()),
+        ("work_limit", c.work_limit.is_some()),
+    ];
+    let mut report = |keys: &[(&str, bool)], belongs: &str| {
+        for (k, set) in keys {
+            if *set {
+                ld.problem(
+                    format!("{path}.{k}"),
+                    format!(
+                        "{k} is a setting of mode = \"{belongs}\", and this stage is mode = \"{}\"; remove it or change the mode",
+                        c.mode.as_str()
+                    ),
+                );
+            }
+        }
+    };
+    match c.mode {
+        WssecMode::Verify => report(&sign_keys, "sign"),
+        WssecMode::Sign => report(&verify_keys, "verify"),
+        WssecMode::None => {
+            report(&sign_keys, "sign");
+            report(&verify_keys, "verify");
+            for (k, set) in shared {
+                if set {
+                    ld.problem(
+                        format!("{path}.{k}"),
+                        format!("{k} does nothing with mode = \"none\"; remove it"),
+                    );
+                }
+            }
+        }
+    }
+}

@@ -38,7 +38,7 @@ enum Cmd {
     /// WS-Security on files: verify (with --explain), c14n, sign.
     Wssec {
         #[command(subcommand)]
-        cmd: wssec_cli::WssecCmd,
+        cmd: Box<wssec_cli::WssecCmd>,
     },
     /// Example certificates.
     Pki {
@@ -71,7 +71,7 @@ fn main() -> ExitCode {
     match cli.cmd {
         Cmd::Run { config } => run(config),
         Cmd::Check { config } => check(config),
-        Cmd::Wssec { cmd } => wssec_cli::run(cmd),
+        Cmd::Wssec { cmd } => wssec_cli::run(*cmd),
         Cmd::Pki {
             cmd: PkiCmd::Init { dir, force, days },
         } => match sealgate::pki::init(&dir, force, days) {

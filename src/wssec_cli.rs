@@ -2,46 +2,77 @@
 //! interop debugging. Exit codes: 0 ok, 1 refused, 2 usage or I/O.
 
 use clap::Subcommand;
-use sealgate::runtime::wssec_stage::part;
-use sealgate::tls::certs;
+use sealgate::config::{
+    Config, Dur, KeyReferenceConfig, Problem, SignerConfig, SignersConfig, Size,
+    UsernameTokenConfig, WssecMode, WssecStageConfig,
+};
+use sealgate::fingerprint::Fingerprint;
+use sealgate::runtime::material::Loader;
+use sealgate::runtime::wssec_stage::{Direction, Stage, Work};
 use sealgate::wssec::c14n::{self, Method};
-use sealgate::wssec::replay::NoReplayCache;
-use sealgate::wssec::sign::{self, KeyReference, SignOptions, SigningKey};
-use sealgate::wssec::tokens::{self, TrustStore};
-use sealgate::wssec::verify::{self, Policy};
+use sealgate::wssec::replay::{MemoryReplayCache, NoReplayCache};
+use sealgate::wssec::tokens;
+use sealgate::wssec::verify;
 use sealgate::wssec::xml::Limits;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 #[derive(Subcommand)]
 pub enum WssecCmd {
-    /// Verify a signed SOAP message (stdin or FILE); with --explain, show every Reference's digests.
+    /// Verify a signed SOAP message (stdin or FILE) under the policy a route's
+    /// `[route.wssec.request] mode = "verify"` would apply; with --explain,
+    /// show every Reference's digests.
     Verify {
-        /// PEM trust anchors for signer certificates (repeatable).
-        #[arg(long, required = true)]
-        trust: Vec<PathBuf>,
-        /// PEM signer certificates, for KeyIdentifier / X509IssuerSerial references.
+        /// PEM trust anchors for signer certificates (may be left out with --pin).
+        #[arg(long, required_unless_present = "pin")]
+        trust: Option<PathBuf>,
+        /// PEM signer certificates, chained to --trust, for KeyIdentifier /
+        /// X509IssuerSerial references.
         #[arg(long)]
         signers: Option<PathBuf>,
+        /// A signer trusted as itself with no chain: a PEM certificate, or its
+        /// SHA-256 fingerprint (AB:CD:...). Repeatable.
+        #[arg(long)]
+        pin: Vec<String>,
         /// PEM intermediate CAs between signers and the trust anchors (repeatable).
         #[arg(long)]
         intermediates: Vec<PathBuf>,
         /// PEM CRLs (repeatable).
         #[arg(long)]
         crl: Vec<PathBuf>,
-        /// Parts that must be signed: Body, Timestamp, {namespace}LocalName.
-        #[arg(long, value_delimiter = ',', default_value = "Body,Timestamp")]
-        require: Vec<String>,
+        /// Parts that must be signed: Body, Timestamp, {namespace}LocalName
+        /// (default Body,Timestamp; Body alone with --no-timestamp).
+        #[arg(long, value_delimiter = ',')]
+        require: Option<Vec<String>>,
+        /// A header block that may be signed without being required,
+        /// {namespace}LocalName (repeatable).
+        #[arg(long)]
+        signable: Vec<String>,
+        /// Accept a message without a Timestamp.
+        #[arg(long)]
+        no_timestamp: bool,
+        /// Longest Timestamp lifetime accepted (default 5m).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        max_ttl: Option<Duration>,
+        #[arg(long, value_parser = humantime::parse_duration)]
+        max_skew: Option<Duration>,
         #[arg(long)]
         allow_sha1: bool,
-        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-        max_skew: Duration,
+        /// RSA signer keys under 2048 bits.
+        #[arg(long)]
+        allow_legacy_keys: bool,
+        /// The SOAP actor/role URI to process the Security header for.
+        #[arg(long)]
+        actor: Option<String>,
         /// Judge the message as if now were this time (RFC 3339), for old captures.
         #[arg(long)]
         at: Option<String>,
-        /// Print each Reference's claimed and computed digest, and the canonical bytes on a mismatch.
+        /// Print each Reference's claimed and computed digest, and the canonical
+        /// bytes on a mismatch; marked as diagnostics when the message was
+        /// refused before its References.
         #[arg(long)]
         explain: bool,
         /// Write the verified message (Security header removed) here.
@@ -67,20 +98,40 @@ pub enum WssecCmd {
         id: Option<String>,
         file: Option<PathBuf>,
     },
-    /// Add a WS-Security header (Timestamp, BinarySecurityToken, Signature) to a SOAP message.
+    /// Add a WS-Security header (Timestamp, BinarySecurityToken, Signature,
+    /// UsernameToken) to a SOAP message, as `mode = "sign"` does.
     Sign {
-        /// PKCS#8 PEM private key (RSA or ECDSA).
-        #[arg(long)]
-        key: PathBuf,
-        /// PEM signer certificate.
-        #[arg(long)]
-        cert: PathBuf,
+        /// PEM private key (PKCS#8, PKCS#1 or SEC1; RSA or ECDSA P-256).
+        #[arg(long, requires = "cert")]
+        key: Option<PathBuf>,
+        /// PEM signing certificate (the key's).
+        #[arg(long, requires = "key")]
+        cert: Option<PathBuf>,
+        /// What the signature covers: Body (always), Timestamp (left out: no
+        /// Timestamp is written), header blocks as {namespace}LocalName.
+        #[arg(long, value_delimiter = ',', default_value = "Body,Timestamp")]
+        parts: Vec<String>,
         /// How the Signature names its key.
-        #[arg(long, default_value = "bst", value_parser = ["bst", "issuer-serial", "ski", "thumbprint"])]
-        key_ref: String,
-        /// Timestamp lifetime.
-        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
-        ttl: Duration,
+        #[arg(long, value_parser = ["bst", "issuer-serial", "ski", "thumbprint"])]
+        key_ref: Option<String>,
+        /// Timestamp lifetime (default 5m, at most 24h).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<Duration>,
+        /// Add a UsernameToken for this user (with --password-file or --password-env).
+        #[arg(long)]
+        username: Option<String>,
+        /// File holding the UsernameToken password (trailing newline ignored).
+        #[arg(long, requires = "username", conflicts_with = "password_env")]
+        password_file: Option<PathBuf>,
+        /// Environment variable holding the UsernameToken password.
+        #[arg(long, requires = "username")]
+        password_env: Option<String>,
+        /// PasswordDigest with Nonce and Created rather than PasswordText.
+        #[arg(long, requires = "username")]
+        digest: bool,
+        /// Replace a Security header the message already has (default: refuse it).
+        #[arg(long)]
+        replace_security: bool,
         #[arg(long, short)]
         output: Option<PathBuf>,
         file: Option<PathBuf>,
@@ -119,74 +170,27 @@ fn write_output(path: &Option<PathBuf>, bytes: &[u8]) -> Result<(), String> {
     }
 }
 
-fn pem_ders(p: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
-    certs::load_certs(p).map_err(|e| e.to_string())
-}
-
 pub fn run(cmd: WssecCmd) -> ExitCode {
     match cmd {
         WssecCmd::Verify {
             trust,
             signers,
+            pin,
             intermediates,
             crl,
             require,
-            allow_sha1,
+            signable,
+            no_timestamp,
+            max_ttl,
             max_skew,
+            allow_sha1,
+            allow_legacy_keys,
+            actor,
             at,
             explain,
             output,
             file,
         } => {
-            let mut store = TrustStore::new();
-            for t in &trust {
-                let ders = match pem_ders(t) {
-                    Ok(d) => d,
-                    Err(e) => return fail(e),
-                };
-                for d in ders {
-                    if let Err(e) = store.add_anchor_der(&d) {
-                        return fail(format!("{}: not a usable trust anchor: {e}", t.display()));
-                    }
-                }
-            }
-            for p in &intermediates {
-                match pem_ders(p) {
-                    Ok(ders) => ders.iter().for_each(|d| store.add_intermediate_der(d)),
-                    Err(e) => return fail(e),
-                }
-            }
-            if let Some(s) = &signers {
-                match pem_ders(s) {
-                    Ok(ders) => {
-                        for d in ders {
-                            if let Err(e) = store.add_signer_der(&d) {
-                                return fail(format!("{}: {e}", s.display()));
-                            }
-                        }
-                    }
-                    Err(e) => return fail(e),
-                }
-            }
-            for c in &crl {
-                match certs::load_crls(c) {
-                    Ok(list) => {
-                        for l in list {
-                            if let Err(e) = store.add_crl_der(&l) {
-                                return fail(format!("{}: {e}", c.display()));
-                            }
-                        }
-                    }
-                    Err(e) => return fail(e),
-                }
-            }
-            let mut policy = Policy::new(store);
-            policy.require_signed = match require.iter().map(|s| part(s)).collect() {
-                Ok(p) => p,
-                Err(e) => return fail(format!("--require: {e}")),
-            };
-            policy.allow_sha1 = allow_sha1;
-            policy.max_clock_skew = max_skew;
             let now = match at {
                 None => SystemTime::now(),
                 Some(t) => match tokens::parse_datetime(&t) {
@@ -202,12 +206,56 @@ pub fn run(cmd: WssecCmd) -> ExitCode {
                 Ok(m) => m,
                 Err(e) => return fail(e),
             };
+            // Chained signers first, then pins: the flag of each entry, for errors.
+            let mut list = Vec::new();
+            let mut origins = Vec::new();
+            if let Some(p) = signers {
+                list.push(SignerConfig {
+                    cert: Some(p),
+                    pinned: false,
+                    fingerprint_sha256: None,
+                });
+                origins.push("--signers");
+            }
+            for p in pin {
+                let as_file = Path::new(&p).exists() || Fingerprint::parse(&p).is_err();
+                list.push(SignerConfig {
+                    cert: as_file.then(|| PathBuf::from(&p)),
+                    pinned: as_file,
+                    fingerprint_sha256: (!as_file).then_some(p),
+                });
+                origins.push("--pin");
+            }
+            let c = WssecStageConfig {
+                mode: WssecMode::Verify,
+                max_body: Some(body_ceiling(&msg)),
+                trust,
+                intermediates,
+                signers: (!list.is_empty()).then_some(SignersConfig::List(list)),
+                crls: crl,
+                require_signed: require,
+                signable_headers: signable,
+                require_timestamp: Some(!no_timestamp),
+                max_clock_skew: max_skew.map(Dur),
+                max_ttl: max_ttl.map(Dur),
+                allow_sha1: Some(allow_sha1),
+                allow_legacy_keys: Some(allow_legacy_keys),
+                actor,
+                ..Default::default()
+            };
+            let stage = match compile(&c, &origins) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let Work::Verify(v) = &stage.work else {
+                return fail("internal: not a verifying stage");
+            };
             let outcome = if explain {
-                let ex = verify::explain(&msg, &policy, now);
+                let ex = verify::explain(&msg, &v.policy, now);
                 print_explanation(&ex);
                 ex.outcome
             } else {
-                verify::verify(&msg, &policy, now, &NoReplayCache)
+                verify::verify(&msg, &v.policy, now, &NoReplayCache)
             };
             match outcome {
                 Ok(v) => {
@@ -223,7 +271,11 @@ pub fn run(cmd: WssecCmd) -> ExitCode {
                             .as_ref()
                             .map(|s| s.issuer.to_string())
                             .unwrap_or_else(|| "-".into()),
-                        signed.join(", ")
+                        if signed.is_empty() {
+                            "nothing".into()
+                        } else {
+                            signed.join(", ")
+                        }
                     );
                     if output.is_some() {
                         if let Err(e) = write_output(&output, &v.output) {
@@ -300,44 +352,65 @@ pub fn run(cmd: WssecCmd) -> ExitCode {
         WssecCmd::Sign {
             key,
             cert,
+            parts,
             key_ref,
             ttl,
+            username,
+            password_file,
+            password_env,
+            digest,
+            replace_security,
             output,
             file,
         } => {
-            let key_der = match certs::load_key(&key) {
-                Ok(rustls::pki_types::PrivateKeyDer::Pkcs8(k)) => k.secret_pkcs8_der().to_vec(),
-                Ok(_) => {
-                    return fail(format!(
-                        "{}: the key must be PKCS#8 (convert with: openssl pkcs8 -topk8 -nocrypt -in KEY)",
-                        key.display()
-                    ))
+            let mut timestamp = false;
+            let mut sign_headers = Vec::new();
+            for p in parts.iter().map(|p| p.trim()) {
+                match p {
+                    "Body" => {}
+                    "Timestamp" => timestamp = true,
+                    other => sign_headers.push(other.to_owned()),
                 }
-                Err(e) => return fail(e),
-            };
-            let signing = match SigningKey::from_pkcs8_der(&key_der) {
-                Ok(k) => k,
-                Err(e) => return fail(format!("{}: {e}", key.display())),
-            };
-            let cert_der = match pem_ders(&cert) {
-                Ok(mut d) if !d.is_empty() => d.remove(0),
-                Ok(_) => return fail(format!("{}: no certificate", cert.display())),
-                Err(e) => return fail(e),
-            };
-            let mut opts = SignOptions::new(SystemTime::now());
-            opts.ttl = ttl;
-            opts.key_reference = match key_ref.as_str() {
-                "issuer-serial" => KeyReference::IssuerSerial,
-                "ski" => KeyReference::SubjectKeyIdentifier,
-                "thumbprint" => KeyReference::ThumbprintSha1,
-                _ => KeyReference::BinarySecurityToken,
-            };
+            }
+            if key.is_some() && !parts.iter().any(|p| p.trim() == "Body") {
+                return fail("--parts: the Body is always signed; list it (Body,Timestamp,...)");
+            }
+            if username.is_some() && password_file.is_none() && password_env.is_none() {
+                return fail("--username needs --password-file FILE or --password-env NAME");
+            }
             let msg = match read_input(&file) {
                 Ok(m) => m,
                 Err(e) => return fail(e),
             };
-            match sign::sign(&msg, &signing, &cert_der, &opts) {
-                Ok(signed) => match write_output(&output, &signed) {
+            let c = WssecStageConfig {
+                mode: WssecMode::Sign,
+                max_body: Some(body_ceiling(&msg)),
+                key,
+                cert,
+                key_reference: key_ref.as_deref().map(|k| match k {
+                    "issuer-serial" => KeyReferenceConfig::IssuerSerial,
+                    "ski" => KeyReferenceConfig::Ski,
+                    "thumbprint" => KeyReferenceConfig::Thumbprint,
+                    _ => KeyReferenceConfig::Bst,
+                }),
+                ttl: ttl.map(Dur),
+                timestamp: Some(timestamp),
+                sign_headers,
+                replace_security: Some(replace_security),
+                username_token: username.map(|user| UsernameTokenConfig {
+                    user,
+                    password_env,
+                    password_file,
+                    digest,
+                }),
+                ..Default::default()
+            };
+            let stage = match compile(&c, &[]) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            match stage.apply(&msg, SystemTime::now(), None) {
+                Ok(signed) => match write_output(&output, &signed.output) {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => fail(e),
                 },
@@ -350,16 +423,86 @@ pub fn run(cmd: WssecCmd) -> ExitCode {
     }
 }
 
+/// The stage a route with these settings would run, compiled by the same
+/// code; problems and warnings printed against the flag they came from.
+fn compile(c: &WssecStageConfig, signer_flags: &[&'static str]) -> Result<Stage, ExitCode> {
+    let config: Config = match toml::from_str("") {
+        Ok(c) => c,
+        Err(e) => return Err(fail(format!("internal: {e}"))),
+    };
+    let mut ld = Loader::new(&config);
+    let replay = Arc::new(MemoryReplayCache::new(1));
+    let stage = Stage::compile(&mut ld, c, "cli", Direction::Request, &replay);
+    for w in &ld.warnings {
+        eprintln!("warning: {}", on_flag(w, signer_flags));
+    }
+    match stage {
+        Some(Some(s)) if ld.problems.is_empty() => Ok(s),
+        _ => {
+            for p in &ld.problems {
+                eprintln!("error: {}", on_flag(p, signer_flags));
+            }
+            Err(ExitCode::from(USAGE))
+        }
+    }
+}
+
+/// A problem recorded at a stage key (`cli.max_ttl`) told as the flag that set it.
+fn on_flag(p: &Problem, signer_flags: &[&'static str]) -> String {
+    let key = p.path.strip_prefix("cli").unwrap_or(&p.path);
+    let key = key.strip_prefix('.').unwrap_or(key);
+    let head = key.split(['.', '[']).next().unwrap_or_default();
+    let flag = match head {
+        "" => return p.message.clone(),
+        "signers" => key
+            .strip_prefix("signers[")
+            .and_then(|r| r.split(']').next())
+            .and_then(|i| i.parse::<usize>().ok())
+            .and_then(|i| signer_flags.get(i))
+            .map_or("--pin".to_owned(), |f| (*f).to_owned()),
+        "crls" => "--crl".into(),
+        "require_signed" => "--require".into(),
+        "signable_headers" => "--signable".into(),
+        "require_timestamp" => "--no-timestamp".into(),
+        "max_clock_skew" => "--max-skew".into(),
+        "sign_headers" | "timestamp" => "--parts".into(),
+        "key_reference" => "--key-ref".into(),
+        "username_token" if key.ends_with(".user") => "--username".into(),
+        "username_token" => "--password-file/--password-env".into(),
+        other => format!("--{}", other.replace('_', "-")),
+    };
+    // Messages that name a sibling key by its TOML path name the flag instead.
+    let mut message = p.message.clone();
+    for (key, flag) in [("cli.cert", "--cert"), ("cli.key", "--key"), ("cli.trust", "--trust")] {
+        message = message.replace(key, flag);
+    }
+    format!("{flag}: {message}")
+}
+
+/// The stage's body ceiling, raised for a large file (the CLI reads it whole anyway).
+fn body_ceiling(msg: &[u8]) -> Size {
+    Size((msg.len() as u64).max(16 << 20))
+}
+
 fn print_explanation(ex: &verify::Explanation) {
-    for (i, r) in ex.references.iter().enumerate() {
+    if ex.diagnostic {
+        println!("DIAGNOSTICS: the message was refused before its References were checked.");
+        println!("The digests below were computed afterwards, without checking the signer,");
         println!(
-            "Reference {} URI={} part={} digest={}",
+            "its trust or the Timestamp: they show what each Reference covers, not a verdict."
+        );
+    }
+    let mark = if ex.diagnostic { " (diagnostic)" } else { "" };
+    for (i, r) in ex.references.iter().enumerate() {
+        let place = match (&r.part, &r.computed) {
+            (Some(p), _) => format!("{p:?}"),
+            (None, None) => "(no element with this Id in the message)".into(),
+            (None, Some(_)) => "(not at an allowed place)".into(),
+        };
+        println!(
+            "Reference {} URI={} part={place} digest={}{mark}",
             i + 1,
             r.uri,
-            r.part
-                .as_ref()
-                .map(|p| format!("{p:?}"))
-                .unwrap_or_else(|| "(not at an allowed place)".into()),
             r.digest_algorithm
         );
         println!("  claimed:  {}", r.claimed);
@@ -374,7 +517,7 @@ fn print_explanation(ex: &verify::Explanation) {
         }
     }
     if let Some(si) = &ex.signed_info_canonical {
-        println!("canonical SignedInfo ({} bytes):", si.len());
+        println!("canonical SignedInfo ({} bytes){mark}:", si.len());
         println!("{}", String::from_utf8_lossy(si));
     }
 }

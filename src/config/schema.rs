@@ -428,13 +428,14 @@ pub struct RouteWssec {
     pub response: Option<WssecStageConfig>,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum WssecMode {
     /// Check the message's signature, Timestamp and tokens; refuse it otherwise.
     Verify,
     /// Add a Security header: Timestamp, signature and/or UsernameToken.
     Sign,
+    #[default]
     None,
 }
 
@@ -477,8 +478,9 @@ pub enum KeyReferenceConfig {
 
 /// One WS-Security stage (`mode`), with the keys of that mode. Keys of the
 /// other mode are optional here so that setting one is reported, not ignored;
-/// defaults are applied when the stage is compiled.
-#[derive(Debug, Deserialize)]
+/// defaults are applied when the stage is compiled (`sealgate wssec` builds
+/// one from its flags, so the CLI and the proxy judge alike).
+#[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct WssecStageConfig {
     pub mode: WssecMode,

@@ -9,7 +9,7 @@ use x509_parser::prelude::*;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
-    #[error("cannot read {}: {source} (check the path; relative paths resolve against the config file's directory)", .path.display())]
+    #[error("cannot read {}: {source} (check the path; in a config file a relative path resolves against the file's directory)", .path.display())]
     Read {
         path: PathBuf,
         #[source]

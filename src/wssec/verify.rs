@@ -371,6 +371,11 @@ pub struct Explanation {
     pub signed_info_canonical: Option<Vec<u8>>,
     pub references: Vec<ReferenceReport>,
     pub outcome: Result<Verified, WssecError>,
+    /// The message was refused before its References were digested; these
+    /// digests were computed afterwards, outside verification (no signer,
+    /// trust or Timestamp checks), to show what the References cover. They
+    /// are no verdict.
+    pub diagnostic: bool,
 }
 
 /// Verifies a SOAP message under `policy` at time `now`; on success returns
@@ -404,10 +409,79 @@ pub fn explain(msg: &[u8], policy: &Policy, now: SystemTime) -> Explanation {
         signed_info_canonical: None,
         references: Vec::new(),
         outcome: Err(WssecError::Internal("not run")),
+        diagnostic: false,
     };
     let outcome = run(msg, policy, now, &NoReplayCache, &|_| Ok(()), Some(&mut ex));
+    if outcome.is_err() && ex.references.is_empty() {
+        // Best effort: a message too broken to find its References shows none.
+        ex.diagnostic = diagnose(msg, policy, &mut ex).is_ok() && !ex.references.is_empty();
+    }
     ex.outcome = outcome;
     ex
+}
+
+/// For a message refused before its References (untrusted signer, stale
+/// Timestamp, an Id that is not there): digests every Reference that can
+/// be found, with no check of who signed or when.
+fn diagnose(msg: &[u8], policy: &Policy, ex: &mut Explanation) -> Result<(), WssecError> {
+    let mut limits = policy.limits.clone();
+    limits.deadline = policy
+        .max_work
+        .and_then(|d| std::time::Instant::now().checked_add(d));
+    let scan = envelope::scan_for(msg, &limits, policy.actor.as_deref())?;
+    let sec = scan.security.as_ref().ok_or(WssecError::NoSecurityHeader)?;
+    let node = sec.signature.as_ref().ok_or(WssecError::Unsigned)?;
+    // SHA-1 too: a diagnosis reads what is there, whatever the policy allows.
+    let parsed = dsig::parse_signature(node, true, policy.max_references)?;
+    let si = &parsed.signed_info;
+    let mut targets = Vec::new();
+    let mut found = Vec::new();
+    for r in &si.references {
+        let start = scan.ids.get(&r.id).copied();
+        if let Some(start) = start {
+            targets.push(DigestTarget {
+                id: r.id.clone(),
+                start,
+                method: r.c14n.clone(),
+                digest: r.digest,
+                skip: r.enveloped.then_some(parsed.span),
+                keep_bytes: true,
+            });
+        }
+        found.push(start);
+    }
+    let mut digests = dsig::digest_targets(msg, &limits, &targets)?.into_iter();
+    for (r, start) in si.references.iter().zip(found) {
+        let Some(start) = start else {
+            ex.references.push(ReferenceReport {
+                uri: r.uri.clone(),
+                part: None,
+                digest_algorithm: r.digest.uri(),
+                computed: None,
+                claimed: b64(&r.digest_value),
+                matches: false,
+                canonical: None,
+            });
+            continue;
+        };
+        let d = digests
+            .next()
+            .ok_or(WssecError::Internal("digest missing"))?;
+        let ok = dsig::digests_equal(&d.value, &r.digest_value);
+        ex.references
+            .push(report(r, &d, classify(start, &scan, sec, policy), ok));
+    }
+    ex.signed_info_canonical = Some(dsig::canonical_signed_info(
+        msg,
+        &limits,
+        si.span.start,
+        &si.c14n,
+    )?);
+    Ok(())
+}
+
+fn b64(b: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(b)
 }
 
 fn run(
@@ -674,7 +748,6 @@ fn report(
     part: Option<SignedPart>,
     ok: bool,
 ) -> ReferenceReport {
-    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     ReferenceReport {
         uri: r.uri.clone(),
         part,

@@ -15,6 +15,7 @@ mod wssec_bench_messages;
 mod wssec_bounds;
 mod wssec_c14n_rules;
 mod wssec_c14n_vectors;
+mod wssec_cli;
 mod wssec_egress;
 mod wssec_interop;
 mod wssec_proxy;

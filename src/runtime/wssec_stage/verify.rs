@@ -50,8 +50,11 @@ impl VerifyStage {
         let mut trust = TrustStore::new();
         trust.allow_legacy_keys = c.allow_legacy_keys.unwrap_or(false);
         let pins = pinned_signers(ld, c, path, &mut trust);
+        // Pins that failed to load have their own problem already.
+        let pins_named = matches!(&c.signers, Some(SignersConfig::List(l))
+            if l.iter().any(|s| s.pinned || s.fingerprint_sha256.is_some()));
         match &c.trust {
-            None if pins == 0 => ld.problem(
+            None if pins == 0 && !pins_named => ld.problem(
                 at("trust"),
                 "mode = \"verify\" needs trust = \"path/to/signer-ca.crt\" (the CAs that issue signer certificates), or pinned signers: signers = [{ cert = \"signer.crt\", pinned = true }]",
             ),

@@ -187,6 +187,10 @@ impl TrustStore {
                     cert.signed_with
                 ))
             }
+            webpki::Error::CaUsedAsEndEntity => WssecError::UntrustedSigner(format!(
+                "{} is a CA certificate (what `openssl req -x509` makes) signing as itself, and it is not pinned; pin it to trust it as itself",
+                cert.subject
+            )),
             other => WssecError::UntrustedSigner(format!("chain check failed: {other}")),
         })
     }

@@ -192,51 +192,7 @@ impl Ca {
     }
 
     fn issue_for(&self, leaf: &Leaf, key: KeyPair) -> Result<Issued, Error> {
-        let mut p = CertificateParams::default();
-        p.distinguished_name = DistinguishedName::new();
-        p.distinguished_name
-            .push(DnType::CommonName, leaf.cn.as_str());
-        if let Some(ou) = &leaf.ou {
-            p.distinguished_name
-                .push(DnType::OrganizationalUnitName, ou.as_str());
-        }
-        if let Some(o) = &leaf.o {
-            p.distinguished_name
-                .push(DnType::OrganizationName, o.as_str());
-        }
-        for d in &leaf.dns {
-            p.subject_alt_names
-                .push(SanType::DnsName(d.clone().try_into()?));
-        }
-        for ip in &leaf.ips {
-            p.subject_alt_names.push(SanType::IpAddress(*ip));
-        }
-        for u in &leaf.uris {
-            p.subject_alt_names
-                .push(SanType::URI(u.clone().try_into()?));
-        }
-        for e in &leaf.emails {
-            p.subject_alt_names
-                .push(SanType::Rfc822Name(e.clone().try_into()?));
-        }
-        p.is_ca = IsCa::ExplicitNoCa;
-        p.key_usages = match leaf.usage {
-            Usage::Server | Usage::ServerOnlyAsClient => vec![
-                KeyUsagePurpose::DigitalSignature,
-                KeyUsagePurpose::KeyEncipherment,
-            ],
-            Usage::Client | Usage::Signer => vec![KeyUsagePurpose::DigitalSignature],
-            Usage::EncryptionOnly => vec![KeyUsagePurpose::KeyEncipherment],
-        };
-        p.extended_key_usages = match leaf.usage {
-            Usage::Server | Usage::ServerOnlyAsClient => vec![ExtendedKeyUsagePurpose::ServerAuth],
-            Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
-            Usage::Signer | Usage::EncryptionOnly => vec![],
-        };
-        p.use_authority_key_identifier_extension = true;
-        p.not_before = days(leaf.from_days);
-        p.not_after = days(leaf.to_days);
-        p.serial_number = Some(SerialNumber::from(leaf.serial));
+        let p = leaf_params(leaf)?;
         let cert = p.signed_by(&key, &self.issuer)?;
         Ok(Issued {
             cert_pem: cert.pem(),
@@ -282,6 +238,76 @@ impl Ca {
             der: crl.der().to_vec(),
         })
     }
+}
+
+/// The subject, names, usages and validity of one leaf.
+fn leaf_params(leaf: &Leaf) -> Result<CertificateParams, Error> {
+    let mut p = CertificateParams::default();
+    p.distinguished_name = DistinguishedName::new();
+    p.distinguished_name
+        .push(DnType::CommonName, leaf.cn.as_str());
+    if let Some(ou) = &leaf.ou {
+        p.distinguished_name
+            .push(DnType::OrganizationalUnitName, ou.as_str());
+    }
+    if let Some(o) = &leaf.o {
+        p.distinguished_name
+            .push(DnType::OrganizationName, o.as_str());
+    }
+    for d in &leaf.dns {
+        p.subject_alt_names
+            .push(SanType::DnsName(d.clone().try_into()?));
+    }
+    for ip in &leaf.ips {
+        p.subject_alt_names.push(SanType::IpAddress(*ip));
+    }
+    for u in &leaf.uris {
+        p.subject_alt_names
+            .push(SanType::URI(u.clone().try_into()?));
+    }
+    for e in &leaf.emails {
+        p.subject_alt_names
+            .push(SanType::Rfc822Name(e.clone().try_into()?));
+    }
+    p.is_ca = IsCa::ExplicitNoCa;
+    p.key_usages = match leaf.usage {
+        Usage::Server | Usage::ServerOnlyAsClient => vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ],
+        Usage::Client | Usage::Signer => vec![KeyUsagePurpose::DigitalSignature],
+        Usage::EncryptionOnly => vec![KeyUsagePurpose::KeyEncipherment],
+    };
+    p.extended_key_usages = match leaf.usage {
+        Usage::Server | Usage::ServerOnlyAsClient => vec![ExtendedKeyUsagePurpose::ServerAuth],
+        Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+        Usage::Signer | Usage::EncryptionOnly => vec![],
+    };
+    p.use_authority_key_identifier_extension = true;
+    p.not_before = days(leaf.from_days);
+    p.not_after = days(leaf.to_days);
+    p.serial_number = Some(SerialNumber::from(leaf.serial));
+    Ok(p)
+}
+
+/// A certificate signed by its own key the way `openssl req -x509` and
+/// Salesforce's Certificate and Key Management make one: CA:TRUE, no key
+/// usage, no extended key usage. Trusted only when pinned.
+pub fn self_signed(leaf: &Leaf) -> Result<Issued, Error> {
+    let key = keypair(leaf.alg)?;
+    let mut p = leaf_params(leaf)?;
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = Vec::new();
+    p.extended_key_usages = Vec::new();
+    p.use_authority_key_identifier_extension = false;
+    let cert = p.self_signed(&key)?;
+    Ok(Issued {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        der: cert.der().to_vec(),
+        key_der: key.serialize_der(),
+        serial: leaf.serial,
+    })
 }
 
 /// Files written by `sealgate pki init`.

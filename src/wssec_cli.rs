@@ -473,7 +473,11 @@ fn on_flag(p: &Problem, signer_flags: &[&'static str]) -> String {
     };
     // Messages that name a sibling key by its TOML path name the flag instead.
     let mut message = p.message.clone();
-    for (key, flag) in [("cli.cert", "--cert"), ("cli.key", "--key"), ("cli.trust", "--trust")] {
+    for (key, flag) in [
+        ("cli.cert", "--cert"),
+        ("cli.key", "--key"),
+        ("cli.trust", "--trust"),
+    ] {
         message = message.replace(key, flag);
     }
     format!("{flag}: {message}")

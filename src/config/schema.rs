@@ -356,6 +356,11 @@ pub struct ListenerTls {
     #[serde(default = "default_client_auth")]
     pub client_auth: ClientAuth,
     pub client_ca: Option<PathBuf>,
+    /// Client certificates trusted as themselves, with no chain — a Salesforce
+    /// org's self-signed certificate — each `{ cert = "org.crt" }` or
+    /// `{ fingerprint_sha256 = "AB:CD:..." }`; still checked for validity.
+    #[serde(default)]
+    pub pinned_clients: Vec<PinnedClientConfig>,
     #[serde(default)]
     pub crls: Vec<PathBuf>,
     #[serde(default = "default_min_version")]
@@ -363,6 +368,14 @@ pub struct ListenerTls {
     /// Which certificates of a client's chain are checked against `crls`.
     #[serde(default)]
     pub crl_check: CrlCheck,
+}
+
+/// One pinned client certificate: the file, or its SHA-256 fingerprint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinnedClientConfig {
+    pub cert: Option<PathBuf>,
+    pub fingerprint_sha256: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]

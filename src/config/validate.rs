@@ -47,10 +47,15 @@ impl Config {
                     ),
                 ));
             }
+            let pins = !l.tls.pinned_clients.is_empty();
             match (l.tls.client_auth, &l.tls.client_ca) {
-                (ClientAuth::Required | ClientAuth::Optional, None) => out.push(Problem::new(
+                (ClientAuth::Required | ClientAuth::Optional, None) if !pins => out.push(Problem::new(
                     format!("{p}.tls.client_ca"),
-                    "client_auth needs a client CA bundle; set client_ca = \"path/to/client-ca.crt\" or client_auth = \"off\"",
+                    "client_auth needs a client CA bundle or pinned client certificates; set client_ca = \"path/to/client-ca.crt\", pinned_clients = [{ fingerprint_sha256 = \"AB:CD:...\" }], or client_auth = \"off\"",
+                )),
+                (ClientAuth::Off, _) if pins => out.push(Problem::new(
+                    format!("{p}.tls.pinned_clients"),
+                    "pinned_clients is set but client_auth = \"off\", so no certificate is asked for; set client_auth = \"required\" or remove pinned_clients",
                 )),
                 (ClientAuth::Off, Some(_)) => out.push(Problem::new(
                     format!("{p}.tls.client_ca"),

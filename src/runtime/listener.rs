@@ -8,6 +8,7 @@ use crate::admission::ip::{Allowlist, IpSet};
 use crate::admission::rate::{Rate, RateLimit};
 use crate::admission::Refused;
 use crate::config::{ClientAuth, Config, ListenerConfig, Problem, TlsVersion};
+use crate::fingerprint::Fingerprint;
 use crate::telemetry::metrics::{Metrics, ReasonCounters};
 use crate::tls::reason::Handshake;
 use crate::tls::server::{ClientCerts, CrlCheck, ServerSettings};
@@ -197,11 +198,20 @@ fn server_tls(
         (_, Some(ca)) => ld.roots(&format!("{at}.client_ca"), ca),
     };
     let crls = ld.crls(&format!("{at}.crls"), &tls.crls);
+    let (pinned_clients, pinned_subjects) = pinned_clients(ld, tls, at);
+    if mode != ClientCerts::Off && tls.client_ca.is_none() && !tls.crls.is_empty() {
+        ld.problem(
+            format!("{at}.crls"),
+            "CRLs are checked for certificates issued by client_ca, and there is none; pinned clients are revoked by removing their pin",
+        );
+    }
     let (identity, client_roots, crls) = (identity?, roots?, crls?);
     let settings = ServerSettings {
         identity,
         client_certs: mode,
         client_roots,
+        pinned_clients,
+        pinned_subjects,
         crls,
         crl_check: match tls.crl_check {
             crate::config::CrlCheck::Chain => CrlCheck::Chain,
@@ -216,6 +226,41 @@ fn server_tls(
             None
         }
     }
+}
+
+/// The listener's pinned client certificates: fingerprints, and the subjects
+/// of those given as files (hints for the client's choice of certificate).
+fn pinned_clients(
+    ld: &mut Loader<'_>,
+    tls: &crate::config::ListenerTls,
+    at: &str,
+) -> (Vec<Fingerprint>, Vec<rustls::DistinguishedName>) {
+    let mut pins = Vec::new();
+    let mut subjects = Vec::new();
+    for (i, p) in tls.pinned_clients.iter().enumerate() {
+        let key = format!("{at}.pinned_clients[{i}]");
+        match (&p.cert, &p.fingerprint_sha256) {
+            (Some(file), None) => {
+                for der in ld.certificates(&format!("{key}.cert"), file).unwrap_or_default() {
+                    pins.push(Fingerprint::of(&der));
+                    if let Ok((_, c)) = x509_parser::parse_x509_certificate(&der) {
+                        subjects.push(rustls::DistinguishedName::from(
+                            c.subject().as_raw().to_vec(),
+                        ));
+                    }
+                }
+            }
+            (None, Some(fp)) => match Fingerprint::parse(fp) {
+                Ok(f) => pins.push(f),
+                Err(e) => ld.problem(format!("{key}.fingerprint_sha256"), e.to_string()),
+            },
+            _ => ld.problem(
+                key,
+                "a pinned client is { cert = \"org.crt\" } or { fingerprint_sha256 = \"AB:CD:...\" }, one of the two",
+            ),
+        }
+    }
+    (pins, subjects)
 }
 
 /// A route without WS-Security that can receive requests for the path of a

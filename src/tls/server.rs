@@ -34,21 +34,28 @@ pub async fn capture_presented<F: std::future::Future>(
         .await
 }
 
-/// Delegates to the WebPKI verifier; only records the presented certificate.
+/// The listener's client-certificate check: a pinned certificate is trusted
+/// as itself (validity still checked); any other goes to the WebPKI verifier
+/// of the client CAs. Records what the peer presented either way.
 #[derive(Debug)]
-struct CapturingVerifier {
-    inner: Arc<dyn ClientCertVerifier>,
+struct ClientVerifier {
+    /// None when the listener trusts pinned certificates only.
+    chained: Option<Arc<dyn ClientCertVerifier>>,
+    pinned: Vec<Fingerprint>,
+    hints: Vec<DistinguishedName>,
+    mandatory: bool,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
 }
 
-impl ClientCertVerifier for CapturingVerifier {
+impl ClientCertVerifier for ClientVerifier {
     fn offer_client_auth(&self) -> bool {
-        self.inner.offer_client_auth()
+        true
     }
     fn client_auth_mandatory(&self) -> bool {
-        self.inner.client_auth_mandatory()
+        self.mandatory
     }
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
+        &self.hints
     }
     fn verify_client_cert(
         &self,
@@ -57,16 +64,24 @@ impl ClientCertVerifier for CapturingVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         let _ = PRESENTED.try_with(|s| *s.borrow_mut() = Some(end_entity.clone().into_owned()));
-        self.inner
-            .verify_client_cert(end_entity, intermediates, now)
+        if self.pinned.contains(&Fingerprint::of(end_entity)) {
+            return pinned_valid(end_entity, now).map(|()| ClientCertVerified::assertion());
+        }
+        match &self.chained {
+            Some(v) => v.verify_client_cert(end_entity, intermediates, now),
+            None => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            )),
+        }
     }
+    // The handshake signature needs only the presented certificate's key.
     fn verify_tls12_signature(
         &self,
         message: &[u8],
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
     fn verify_tls13_signature(
         &self,
@@ -74,11 +89,27 @@ impl ClientCertVerifier for CapturingVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.algorithms.supported_schemes()
     }
+}
+
+/// A pinned certificate needs no chain, but must be inside its validity.
+fn pinned_valid(der: &CertificateDer<'_>, now: UnixTime) -> Result<(), rustls::Error> {
+    use rustls::CertificateError as C;
+    let (_, cert) = X509Certificate::from_der(der.as_ref())
+        .map_err(|_| rustls::Error::InvalidCertificate(C::BadEncoding))?;
+    let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+    let v = cert.validity();
+    if now < v.not_before.timestamp() {
+        return Err(rustls::Error::InvalidCertificate(C::NotValidYet));
+    }
+    if now > v.not_after.timestamp() {
+        return Err(rustls::Error::InvalidCertificate(C::Expired));
+    }
+    Ok(())
 }
 
 /// How a listener asks for client certificates.
@@ -105,6 +136,10 @@ pub struct ServerSettings {
     pub client_certs: ClientCerts,
     /// Anchors that issue client certificates (empty when `client_certs` is off).
     pub client_roots: rustls::RootCertStore,
+    /// Client certificates trusted as themselves (SHA-256 of the DER), and
+    /// the subjects of those known as files, sent as CA hints.
+    pub pinned_clients: Vec<Fingerprint>,
+    pub pinned_subjects: Vec<DistinguishedName>,
     pub crls: Vec<rustls::pki_types::CertificateRevocationListDer<'static>>,
     pub crl_check: CrlCheck,
     pub tls13_only: bool,
@@ -129,19 +164,36 @@ pub fn server_config(s: ServerSettings) -> Result<Arc<rustls::ServerConfig>, Ver
     let builder = match s.client_certs {
         ClientCerts::Off => builder.with_no_client_auth(),
         mode => {
-            let mut vb =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(s.client_roots), provider)
-                    .with_crls(s.crls);
-            // Either way a certificate whose issuer has no CRL loaded is refused
-            // (`revocation_unknown`), never waved through.
-            if s.crl_check == CrlCheck::Leaf {
-                vb = vb.only_check_end_entity_revocation();
-            }
-            if mode == ClientCerts::Optional {
-                vb = vb.allow_unauthenticated();
-            }
-            let inner = vb.build().map_err(|e| VerifierError(e.to_string()))?;
-            builder.with_client_cert_verifier(Arc::new(CapturingVerifier { inner }))
+            let chained = if s.client_roots.is_empty() {
+                None
+            } else {
+                let mut vb = WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(s.client_roots),
+                    provider.clone(),
+                )
+                .with_crls(s.crls);
+                // Either way a certificate whose issuer has no CRL loaded is
+                // refused (`revocation_unknown`), never waved through.
+                if s.crl_check == CrlCheck::Leaf {
+                    vb = vb.only_check_end_entity_revocation();
+                }
+                if mode == ClientCerts::Optional {
+                    vb = vb.allow_unauthenticated();
+                }
+                Some(vb.build().map_err(|e| VerifierError(e.to_string()))?)
+            };
+            let mut hints = chained
+                .as_ref()
+                .map(|c| c.root_hint_subjects().to_vec())
+                .unwrap_or_default();
+            hints.extend(s.pinned_subjects);
+            builder.with_client_cert_verifier(Arc::new(ClientVerifier {
+                chained,
+                pinned: s.pinned_clients,
+                hints,
+                mandatory: mode == ClientCerts::Required,
+                algorithms: provider.signature_verification_algorithms,
+            }))
         }
     };
     let mut sc = builder.with_cert_resolver(Arc::new(OneCert(s.identity)));

@@ -325,3 +325,151 @@ async fn openssl_s_client_handshake() {
     gw.wait_metric("sealgate_tls_handshakes_total{listener=\"edge\",reason=\"no_client_cert\",result=\"refused\"}", "1")
         .await;
 }
+
+/// A certificate like the one Salesforce's Certificate and Key Management
+/// makes (self-signed, CA:TRUE, no key usage), valid between the two days.
+fn org_cert(cn: &str, from_days: i64, to_days: i64) -> sealgate::pki::Issued {
+    let mut l = Leaf::new(cn, Usage::Client);
+    l.o = Some("Acme Salesforce Org".into());
+    l.alg = KeyAlg::Rsa2048;
+    l.from_days = from_days;
+    l.to_days = to_days;
+    sealgate::pki::self_signed(&l).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pinned_client_certificates_are_trusted_as_themselves() {
+    let pki = Pki::new();
+    let org = org_cert("acme-org", -1, 365);
+    let stale = org_cert("acme-org-old", -30, -1);
+    let stranger = org_cert("acme-org", -1, 365);
+    let fp = |c: &sealgate::pki::Issued| sealgate::fingerprint::Fingerprint::of(&c.der).to_string();
+    // An expired certificate file is refused by check; a fingerprint cannot be.
+    let (gw, addr) = gateway(
+        &pki,
+        &format!(
+            "pinned_clients = [{{ fingerprint_sha256 = {:?} }}, {{ fingerprint_sha256 = {:?} }}]",
+            fp(&org),
+            fp(&stale)
+        ),
+    )
+    .await;
+    let ca = pki.ca.cert_pem.clone();
+    // Pinned by fingerprint: through, its identity the certificate's own.
+    let r = send(addr, client_tls(&ca, Some(&org), &[]), get("/x"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let xfcc = r.json()["x-forwarded-client-cert"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(xfcc.contains("CN=acme-org"), "{xfcc}");
+    // Same name, another key: not the pinned certificate.
+    assert_refused(
+        &gw,
+        addr,
+        client_tls(&ca, Some(&stranger), &[]),
+        "bad_certificate",
+    )
+    .await;
+    // A pin does not outlive its certificate.
+    assert_refused(&gw, addr, client_tls(&ca, Some(&stale), &[]), "expired").await;
+    // The client CA still issues as before.
+    let etl = pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256);
+    assert!(attempt(addr, client_tls(&ca, Some(&etl), &[])).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_may_trust_pinned_clients_only() {
+    let pki = Pki::new();
+    let org = org_cert("acme-org", -1, 365);
+    let org_file = pki.write("org.crt", &org.cert_pem);
+    let up = header_echo_upstream().await;
+    let toml = config(
+        &pki,
+        "required",
+        &format!(
+            "pinned_clients = [{{ cert = {org_file:?} }}]\n[[route]]\nname = \"all\"\nlistener = \"edge\"\nupstream = \"up\"\n\n[upstream.up]\nurl = \"http://{up}\"\n"
+        ),
+    )
+    .replace(&format!("client_ca = {:?}\n", pki.path("ca.crt")), "");
+    assert!(!toml.contains("client_ca"), "{toml}");
+    let gw = TestGateway::start(pki.dir.path(), &toml).await;
+    let addr = gw.addr("edge");
+    let ca = pki.ca.cert_pem.clone();
+    assert!(attempt(addr, client_tls(&ca, Some(&org), &[])).await);
+    let etl = pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256);
+    assert_refused(
+        &gw,
+        addr,
+        client_tls(&ca, Some(&etl), &[]),
+        "unknown_issuer",
+    )
+    .await;
+    assert_refused(&gw, addr, client_tls(&ca, None, &[]), "no_client_cert").await;
+}
+
+#[test]
+fn pinned_clients_settings_that_could_not_work_are_refused() {
+    use sealgate::config::Config;
+    let pki = Pki::new();
+    let org = pki.write("org.crt", &org_cert("acme-org", -1, 365).cert_pem);
+    let compile = |tls: &str, client_auth: &str| -> Vec<String> {
+        let toml = config(
+            &pki,
+            client_auth,
+            &format!("{tls}\n[[route]]\nname = \"all\"\nlistener = \"edge\"\nupstream = \"up\"\nallow_anonymous = true\n\n[upstream.up]\nurl = \"http://127.0.0.1:9\"\n"),
+        );
+        let file = pki.write(&format!("c-{}.toml", rand_suffix()), &toml);
+        let config = Config::load(&file).unwrap_or_else(|e| panic!("{e}"));
+        match sealgate::runtime::Runtime::compile(
+            &config,
+            std::sync::Arc::new(sealgate::telemetry::metrics::Metrics::new()),
+        ) {
+            Ok(_) => Vec::new(),
+            Err(p) => p.iter().map(|p| p.to_string()).collect(),
+        }
+    };
+    let has = |p: &[String], want: &str| {
+        assert!(
+            p.iter().any(|p| p.contains(want)),
+            "want {want:?} in {p:#?}"
+        );
+    };
+    assert!(compile(
+        &format!("pinned_clients = [{{ cert = {org:?} }}]"),
+        "required"
+    )
+    .is_empty());
+    has(
+        &compile(&format!("pinned_clients = [{{ cert = {org:?} }}]"), "off"),
+        "listener[0].tls.pinned_clients: pinned_clients is set but client_auth = \"off\"",
+    );
+    has(
+        &compile(
+            "pinned_clients = [{ fingerprint_sha256 = \"AB:CD\" }]",
+            "required",
+        ),
+        "listener[0].tls.pinned_clients[0].fingerprint_sha256:",
+    );
+    has(
+        &compile(
+            &format!("pinned_clients = [{{ cert = {org:?}, fingerprint_sha256 = \"AB\" }}]"),
+            "required",
+        ),
+        "listener[0].tls.pinned_clients[0]: a pinned client is",
+    );
+    let stale = pki.write("stale.crt", &org_cert("acme-org-old", -30, -1).cert_pem);
+    has(
+        &compile(
+            &format!("pinned_clients = [{{ cert = {stale:?} }}]"),
+            "required",
+        ),
+        "expired 1 day(s) ago",
+    );
+    has(
+        &compile("pinned_clients = [{ cert = \"/no/such.crt\" }]", "required"),
+        "listener[0].tls.pinned_clients[0].cert: cannot read /no/such.crt",
+    );
+}

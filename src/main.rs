@@ -239,6 +239,9 @@ fn run(path: PathBuf) -> ExitCode {
         }
     };
     tokio.block_on(async move {
+        // Handlers first: a signal that arrives once the listeners are
+        // announced must find them installed.
+        let signals = Signals::install();
         let gw = match Gateway::start(Arc::new(rt)).await {
             Ok(g) => g,
             Err(e) => {
@@ -246,7 +249,7 @@ fn run(path: PathBuf) -> ExitCode {
                 return ExitCode::from(EXIT_USAGE_OR_IO);
             }
         };
-        let signal = wait_for_signal().await;
+        let signal = signals.wait().await;
         tracing::info!(target: "sealgate", signal, "shutting down: not ready, then no new connections, then draining in-flight requests");
         match gw.shutdown().await {
             Drained::Clean => ExitCode::SUCCESS,
@@ -255,23 +258,37 @@ fn run(path: PathBuf) -> ExitCode {
     })
 }
 
-/// Waits for SIGTERM or SIGINT. SIGHUP, which would otherwise end the
-/// process, is ignored with a log line until configuration reload exists.
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return "SIGINT";
-    };
-    loop {
-        tokio::select! {
-            _ = term.recv() => return "SIGTERM",
-            _ = tokio::signal::ctrl_c() => return "SIGINT",
-            _ = hup.recv() => {
-                tracing::warn!(target: "sealgate", "SIGHUP ignored: this version does not reload its configuration; restart to apply changes");
+/// SIGTERM, SIGINT and SIGHUP, which would otherwise end the process: SIGHUP
+/// is ignored with a log line until configuration reload exists.
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
+            hup: signal(SignalKind::hangup()).ok(),
+        }
+    }
+
+    /// Waits for SIGTERM or SIGINT.
+    async fn wait(self) -> &'static str {
+        let (Some(mut term), Some(mut int), Some(mut hup)) = (self.term, self.int, self.hup) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return "SIGINT";
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => return "SIGTERM",
+                _ = int.recv() => return "SIGINT",
+                _ = hup.recv() => {
+                    tracing::warn!(target: "sealgate", "SIGHUP ignored: this version does not reload its configuration; restart to apply changes");
+                }
             }
         }
     }

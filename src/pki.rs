@@ -323,6 +323,10 @@ pub const INIT_FILES: &[&str] = &[
     "gateway-client.key",
     "signer.crt",
     "signer.key",
+    "gateway-signer.crt",
+    "gateway-signer.key",
+    "salesforce-org.crt",
+    "salesforce-org.key",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -382,6 +386,21 @@ pub fn init(dir: &Path, force: bool, valid_days: i64) -> Result<Vec<String>, Ini
     )?;
     let gw_client = issue("sealgate-gateway", "Gateway", Usage::Client, &[], &[])?;
     let signer = issue("accounting-signer", "Accounting", Usage::Signer, &[], &[])?;
+    // The gateway's own WS-Security signing certificate: RSA, which every
+    // Java stack accepts.
+    let mut gw_signer = Leaf::new("sealgate-gateway-signer", Usage::Signer);
+    gw_signer.o = Some("sealgate example".into());
+    gw_signer.ou = Some("Gateway".into());
+    gw_signer.alg = KeyAlg::Rsa2048;
+    gw_signer.to_days = valid_days;
+    let gw_signer = ca.issue(&gw_signer)?;
+    // A Salesforce org's client certificate as Certificate and Key
+    // Management makes it: self-signed, pinned rather than chained.
+    let mut org = Leaf::new("acme-salesforce-org", Usage::Client);
+    org.o = Some("sealgate example".into());
+    org.alg = KeyAlg::Rsa2048;
+    org.to_days = valid_days;
+    let org = self_signed(&org)?;
     let crl = ca.crl(&[])?;
     let files: Vec<(&str, &str)> = vec![
         ("ca.crt", &ca.cert_pem),
@@ -395,6 +414,10 @@ pub fn init(dir: &Path, force: bool, valid_days: i64) -> Result<Vec<String>, Ini
         ("gateway-client.key", &gw_client.key_pem),
         ("signer.crt", &signer.cert_pem),
         ("signer.key", &signer.key_pem),
+        ("gateway-signer.crt", &gw_signer.cert_pem),
+        ("gateway-signer.key", &gw_signer.key_pem),
+        ("salesforce-org.crt", &org.cert_pem),
+        ("salesforce-org.key", &org.key_pem),
     ];
     let mut written = Vec::new();
     for (name, body) in files {
@@ -418,5 +441,9 @@ fn write_file(path: &Path, body: &str, private: bool) -> std::io::Result<()> {
         .truncate(true)
         .mode(if private { 0o600 } else { 0o644 })
         .open(path)?;
+    // `mode` applies to a new file only; an overwritten key is narrowed too.
+    if private {
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    }
     f.write_all(body.as_bytes())
 }

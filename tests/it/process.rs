@@ -1,18 +1,15 @@
 //! The `sealgate` binary as an operator runs it: `check` on good and broken
 //! configs, `pki init`, memory while streaming a gigabyte, and SIGTERM drain.
 
+use crate::support::process::{sigterm, spawn_gateway, Proc, BIN};
 use crate::support::*;
 use http::Request;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use sealgate::pki::{Leaf, Usage};
-use std::io::BufRead;
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_sealgate");
 
 fn check(file: &Path) -> (i32, String, String) {
     let out = Command::new(BIN)
@@ -260,55 +257,6 @@ fn pki_init_writes_a_usable_pki_and_refuses_to_overwrite() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
 }
 
-/// A gateway process and the addresses it logged.
-struct Proc {
-    child: Child,
-    edge: SocketAddr,
-    admin: SocketAddr,
-    /// Log lines after start-up; the reader thread keeps the pipe drained.
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-fn spawn_gateway(config_file: &Path) -> Proc {
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(config_file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
-    let (mut edge, mut admin) = (None, None);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while edge.is_none() || admin.is_none() {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("gateway did not start");
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if let Some(a) = v["addr"].as_str() {
-            edge = a.parse().ok();
-        }
-        if let Some(a) = v["admin"].as_str() {
-            admin = a.parse().ok();
-        }
-    }
-    Proc {
-        child,
-        edge: edge.unwrap(),
-        admin: admin.unwrap(),
-        lines: rx,
-    }
-}
-
 fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
@@ -317,14 +265,6 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|n| n.parse().ok())
         .unwrap()
-}
-
-fn sigterm(pid: u32) {
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap()
-        .success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

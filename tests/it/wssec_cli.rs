@@ -8,11 +8,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::process::BIN;
 use crate::support::Pki;
 use sealgate::fingerprint::Fingerprint;
 use sealgate::pki::{KeyAlg, Leaf, Usage};
-
-const BIN: &str = env!("CARGO_BIN_EXE_sealgate");
 
 struct Run {
     code: Option<i32>,

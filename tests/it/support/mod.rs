@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod interop;
+pub mod process;
 pub mod wssec;
 
 use bytes::Bytes;

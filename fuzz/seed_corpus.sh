@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 CRATE=..
 CORPUS=corpus
 MAX_SEED=65536   # keep seeds small: run.sh fuzzes with -max_len=$MAX_SEED
-mkdir -p "$CORPUS"/{reader,c14n,verify}
+mkdir -p "$CORPUS"/{reader,c14n,verify,sign}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -38,9 +38,22 @@ fi
 for f in "$tmp"/signed/*.xml; do
   [ "$(stat -c %s "$f")" -le $MAX_SEED ] || continue
   for t in reader c14n verify; do cp "$f" "$CORPUS/$t/"; done
+  # sign: the choice byte first (4: BST, replace the Security header).
+  { printf '\4'; cat "$f"; } > "$CORPUS/sign/$(basename "$f")"
 done
+# 4. Unsigned messages for the sign target, one per key reference (choice 0..3).
+i=0
+for m in \
+  '<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><p:Pay xmlns:p="urn:p">10</p:Pay></s:Body></s:Envelope>' \
+  '<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Header/><s:Body xmlns:t="urn:t"><t:a xsi:type="t:X" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">é &amp; ü</t:a></s:Body></s:Envelope>' \
+  '<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope"><e:Header><w:To xmlns:w="http://www.w3.org/2005/08/addressing">x</w:To></e:Header><e:Body><o/></e:Body></e:Envelope>' \
+  '<Envelope xmlns="http://schemas.xmlsoap.org/soap/envelope/" xmlns:wsu="urn:not-wsu"><Body wsu:Id="b"><x wsu:a="1"/></Body></Envelope>'; do
+  printf "\\$(printf '%03o' $((i % 4)))%s" "$m" > "$CORPUS/sign/unsigned-$i.xml"
+  i=$((i + 1))
+done
+
 echo "how the verify target's policy judges the signed seeds:"
 cargo run --quiet --manifest-path "$CRATE/Cargo.toml" --example fuzz_seeds -- --check "$tmp/signed" | sed 's|\t.*/|\t|'
-for t in reader c14n verify; do
+for t in reader c14n verify sign; do
   echo "corpus/$t: $(ls "$CORPUS/$t" | wc -l) files"
 done

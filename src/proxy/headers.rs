@@ -50,6 +50,24 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_te_trailers: bool) {
 
 /// Removes every header a client may not send upstream: origin claims, the
 /// identity header, and each of them spelled with `_` for `-`.
+/// Headers that describe a body's exact bytes, dropped when a WS-Security
+/// stage replaces the body: they would describe the old one.
+const OF_THE_BYTES: [&str; 6] = [
+    "content-length",
+    "content-md5",
+    "digest",
+    "content-digest",
+    "repr-digest",
+    "etag",
+];
+
+/// The body was rewritten (a Security header added or removed).
+pub fn body_replaced(h: &mut HeaderMap) {
+    for name in OF_THE_BYTES {
+        h.remove(name);
+    }
+}
+
 pub fn strip_client_claims(h: &mut HeaderMap, identity: &HeaderName) {
     let forbidden = |name: &str| name == identity.as_str() || CLIENT_CLAIMS.contains(&name);
     let mut gone: Vec<HeaderName> = Vec::new();

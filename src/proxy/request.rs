@@ -129,7 +129,7 @@ async fn run(
     let (upstream_req, undelivered) = transform(ctx, rec, &routed, req).await?;
     let resp = forward(rec, &route, upstream_req, undelivered, deadline).await?;
     let resp = match &route.wssec_response {
-        Some(stage) => wssec::response(ctx, &route, stage, resp).await?,
+        Some(stage) => wssec::response(ctx, &route, stage, resp, deadline).await?,
         None => resp.map(|b| b.map_err(Into::into).boxed_unsync()),
     };
     Ok(Upstreamed { resp, route })
@@ -352,8 +352,9 @@ async fn transform(
         Some(stage) => {
             let done = wssec::request(ctx, route, stage, &parts.headers, body, &stats).await?;
             rec.signer = done.signer.as_ref().map(|s| s.subject.to_string());
-            // The body lost or gained a Security header: the length is the new one's.
-            parts.headers.remove(header::CONTENT_LENGTH);
+            // The body lost or gained a Security header: its length and
+            // digests were the old one's.
+            super::headers::body_replaced(&mut parts.headers);
             stats.mark_done();
             let body = body::full(done.output);
             let undelivered = Undelivered {

@@ -39,21 +39,22 @@ fn refuse_early(headers: &HeaderMap, body: Incoming, reason: Reason) -> Refusal 
     Refusal::new(reason)
 }
 
-/// The body is identity-encoded UTF-8 (or says no charset): anything else
-/// could be read one way here and another way by the receiver.
+/// The body is identity-encoded UTF-8 (or says no charset), said once:
+/// anything else could be read one way here and another way by the receiver
+/// (a second `Content-Type` with `charset=utf-7`, a `Charset = UTF-16`).
 fn readable_as_sent(headers: &HeaderMap) -> bool {
+    let single = |h: &header::HeaderName| headers.get_all(h).iter().count() <= 1;
+    if !single(&header::CONTENT_TYPE) || !single(&header::CONTENT_ENCODING) {
+        return false;
+    }
     let encoded = headers
         .get(header::CONTENT_ENCODING)
-        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
-    let charset = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|ct| {
-            ct.split(';')
-                .skip(1)
-                .find_map(|p| p.trim().strip_prefix("charset="))
-                .map(|c| c.trim_matches('"'))
-        });
+        .is_some_and(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"));
+    let charset = match headers.get(header::CONTENT_TYPE).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(ct)) => crate::runtime::route::content_type_param(ct, "charset"),
+        Some(Err(_)) => return false,
+    };
     let utf8 = |c: &str| c.eq_ignore_ascii_case("utf-8") || c.eq_ignore_ascii_case("utf8");
     !encoded && charset.is_none_or(utf8)
 }
@@ -127,6 +128,7 @@ pub async fn response(
     route: &Route,
     stage: &Arc<Stage>,
     resp: Response<Incoming>,
+    deadline: Option<tokio::time::Instant>,
 ) -> Result<Response<ProxyBody>, Refusal> {
     let failed = match stage.work {
         Work::Verify(_) => Reason::WssecResponseRefused,
@@ -151,8 +153,11 @@ pub async fn response(
     if declared.is_some_and(|n| n > stage.max_body) {
         return Err(Reason::UpstreamResponseTooLarge.into());
     }
-    // Waiting for a slot counts against the read timeout too.
-    let buffered = tokio::time::timeout(stage.read_timeout, async {
+    // Waiting for a slot counts against the read timeout too, and all of
+    // it against the route's deadline for the whole exchange.
+    let read_by = tokio::time::Instant::now() + stage.read_timeout;
+    let until = deadline.map_or(read_by, |d| d.min(read_by));
+    let buffered = tokio::time::timeout_at(until, async {
         let permit = stage.slots.clone().acquire_owned().await;
         let limit = usize::try_from(stage.max_body).unwrap_or(usize::MAX);
         let collected = http_body_util::Limited::new(body, limit).collect().await;
@@ -165,11 +170,12 @@ pub async fn response(
             return Err(Reason::UpstreamResponseTooLarge.into())
         }
         Ok(_) => return Err(Reason::UpstreamError.into()),
+        Err(_) if until < read_by => return Err(Reason::MaxDuration.into()),
         Err(_) => return Err(Reason::UpstreamTimeout.into()),
     };
     match work(ctx, route, stage, bytes, permit).await {
         Ok(p) => {
-            parts.headers.remove(header::CONTENT_LENGTH);
+            super::headers::body_replaced(&mut parts.headers);
             Ok(Response::from_parts(parts, super::body::full(p.output)))
         }
         Err(None) => Err(Reason::Internal.into()),

@@ -387,17 +387,24 @@ pub fn soap_action(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if is_soap12(ct) {
-        return ct.split(';').skip(1).find_map(|p| {
-            let (k, v) = p.split_once('=')?;
-            k.trim()
-                .eq_ignore_ascii_case("action")
-                .then(|| v.trim().trim_matches('"'))
-        });
+        return content_type_param(ct, "action");
     }
     headers
         .get("soapaction")
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim().trim_matches('"'))
+}
+
+/// A Content-Type parameter (`charset`, `action`) as RFC 9110 §5.6.6 writes
+/// it: the name in any case, whitespace around `=` and the value, the value
+/// maybe quoted; the first occurrence.
+pub fn content_type_param<'a>(content_type: &'a str, name: &str) -> Option<&'a str> {
+    content_type.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().trim_matches('"'))
+    })
 }
 
 /// `application/soap+xml`, whatever its case and parameters.

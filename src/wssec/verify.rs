@@ -414,7 +414,9 @@ pub fn explain(msg: &[u8], policy: &Policy, now: SystemTime) -> Explanation {
     let outcome = run(msg, policy, now, &NoReplayCache, &|_| Ok(()), Some(&mut ex));
     if outcome.is_err() && ex.references.is_empty() {
         // Best effort: a message too broken to find its References shows none.
-        ex.diagnostic = diagnose(msg, policy, &mut ex).is_ok() && !ex.references.is_empty();
+        // Whatever it found is a diagnosis, also when it stopped part way.
+        let _ = diagnose(msg, policy, &mut ex);
+        ex.diagnostic = !ex.references.is_empty();
     }
     ex.outcome = outcome;
     ex

@@ -208,17 +208,17 @@ fn a_missing_reference_is_shown_as_such() {
     ])
     .ok();
     let signed = std::fs::read_to_string(&out).unwrap();
-    assert!(signed.contains("wsu:Id=\"Body-1\""), "{signed}");
+    let id = crate::support::wssec::signer_id(&signed, "Body");
     let moved = sg.pki.write(
         "moved.xml",
-        &signed.replace("wsu:Id=\"Body-1\"", "wsu:Id=\"Body-9\""),
+        &signed.replace(&format!("wsu:Id=\"{id}\""), "wsu:Id=\"Body-moved\""),
     );
     let r = cli(&["verify", "--trust", s(&sg.ca), "--explain", s(&moved)])
         .refused("wssec_reference_not_found");
     assert!(r.stdout.starts_with("DIAGNOSTICS:"), "{}", r.stdout);
     assert!(
         r.stdout.contains(
-            "Reference 1 URI=#Body-1 part=(no element with this Id in the message) digest=http://www.w3.org/2001/04/xmlenc#sha256 (diagnostic)"
+            &format!("Reference 1 URI=#{id} part=(no element with this Id in the message) digest=http://www.w3.org/2001/04/xmlenc#sha256 (diagnostic)")
         ),
         "{}",
         r.stdout

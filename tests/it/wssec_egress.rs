@@ -536,3 +536,191 @@ fn a_key_others_can_read_is_a_warning() {
     .unwrap();
     assert!(w.iter().all(|w| !w.contains("open.key")), "{w:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charset_or_encoding_said_another_way_or_twice_is_refused_before_signing() {
+    let pki = Pki::new();
+    let who = signer_leaf(&pki.ca, "gateway-signer", KeyAlg::EcdsaP256);
+    let (up, seen) = recording_upstream(|b| b.to_vec()).await;
+    let gw = gateway(&pki, up, &sign_stage(&pki, &who, "")).await;
+    let with = |headers: &[(&str, &str)]| {
+        let mut r = post(ORDER);
+        r.headers_mut().remove("content-type");
+        for (k, v) in headers {
+            r.headers_mut().append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        r
+    };
+    let xml = ("content-type", "text/xml");
+    for (what, headers) in [
+        (
+            "Charset=UTF-7",
+            vec![("content-type", "text/xml; Charset=UTF-7")],
+        ),
+        (
+            "charset = utf-16",
+            vec![("content-type", "text/xml; charset = utf-16")],
+        ),
+        (
+            "two content types",
+            vec![
+                ("content-type", "text/xml; charset=utf-8"),
+                ("content-type", "text/xml; charset=utf-7"),
+            ],
+        ),
+        (
+            "identity then gzip",
+            vec![
+                xml,
+                ("content-encoding", "identity"),
+                ("content-encoding", "gzip"),
+            ],
+        ),
+        (
+            "identity, gzip",
+            vec![xml, ("content-encoding", "identity, gzip")],
+        ),
+    ] {
+        let r = send(gw.addr("edge"), pki.etl_client(&[]), with(&headers))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 415, "{what}: {}", r.body);
+    }
+    assert!(seen.lock().unwrap().is_empty(), "nothing was forwarded");
+    for (what, headers) in [
+        (
+            "Charset = \"UTF-8\"",
+            vec![("content-type", "text/xml; Charset = \"UTF-8\"")],
+        ),
+        (
+            "no charset, identity",
+            vec![xml, ("content-encoding", "identity")],
+        ),
+    ] {
+        let r = send(gw.addr("edge"), pki.etl_client(&[]), with(&headers))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{what}: {}", r.body);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_about_the_old_bytes_go_when_a_stage_rewrites_the_body() {
+    let pki = Pki::new();
+    let who = signer_leaf(&pki.ca, "gateway-signer", KeyAlg::EcdsaP256);
+    let seen_headers = Arc::new(Mutex::new(Vec::new()));
+    let keep = seen_headers.clone();
+    let up = upstream(move |req: Request<Incoming>| {
+        let keep = keep.clone();
+        async move {
+            keep.lock().unwrap().push(req.headers().clone());
+            let mut r = http::Response::new(full(ANSWER));
+            let h = r.headers_mut();
+            h.insert("content-type", "text/xml; charset=utf-8".parse().unwrap());
+            h.insert("etag", "\"answer-v1\"".parse().unwrap());
+            h.insert("content-md5", "AAAAAAAAAAAAAAAAAAAAAA==".parse().unwrap());
+            h.insert("repr-digest", "sha-256=:AAAA:".parse().unwrap());
+            r
+        }
+    })
+    .await;
+    let key = write_key(&pki, "answers.key", &who.key_pem);
+    let cert = pki.write("answers.crt", &who.cert_pem);
+    let stages = format!(
+        "{}[route.wssec.response]\nmode = \"sign\"\nkey = {key:?}\ncert = {cert:?}\n",
+        sign_stage(&pki, &who, "")
+    );
+    let gw = gateway(&pki, up, &stages).await;
+    let mut req = post(ORDER);
+    for (k, v) in [
+        ("content-md5", "AAAAAAAAAAAAAAAAAAAAAA=="),
+        ("digest", "sha-256=AAAA"),
+        ("content-digest", "sha-256=:AAAA:"),
+    ] {
+        req.headers_mut().insert(k, v.parse().unwrap());
+    }
+    let r = send(gw.addr("edge"), pki.etl_client(&[]), req)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    for h in ["etag", "content-md5", "repr-digest"] {
+        assert!(r.headers.get(h).is_none(), "{h} reached the caller");
+    }
+    let up_headers = seen_headers.lock().unwrap().pop().unwrap();
+    for h in ["content-md5", "digest", "content-digest"] {
+        assert!(up_headers.get(h).is_none(), "{h} reached the upstream");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_answer_on_a_verifying_route_is_cut_at_the_routes_deadline() {
+    let pki = Pki::new();
+    let up = upstream(|_req: Request<Incoming>| async move {
+        let (tx, body) = channel_body();
+        tokio::spawn(async move {
+            for _ in 0..100 {
+                if tx
+                    .send(Ok(hyper::body::Frame::data(Bytes::from_static(b" "))))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        });
+        let mut r = http::Response::new(body.boxed());
+        r.headers_mut()
+            .insert("content-type", "text/xml; charset=utf-8".parse().unwrap());
+        r
+    })
+    .await;
+    let toml = config(
+        &pki,
+        "required",
+        &format!(
+            "{}[route.wssec.response]\nmode = \"verify\"\ntrust = {:?}\n\n[upstream.up]\nurl = \"http://{up}\"\n",
+            route("ledger", "/ledger/", "max_duration = \"1s\""),
+            pki.path("ca.crt")
+        ),
+    );
+    let gw = TestGateway::start(pki.dir.path(), &toml).await;
+    let start = std::time::Instant::now();
+    let r = send(gw.addr("edge"), pki.etl_client(&[]), post(ORDER))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 504, "{}", r.body);
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    gw.wait_metric(
+        "sealgate_rejections_total{reason=\"max_duration\",route=\"ledger\",stage=\"transfer\"}",
+        "1",
+    )
+    .await;
+}
+
+#[test]
+fn pinned_only_verification_refuses_settings_that_need_a_chain() {
+    let pki = Pki::new();
+    let s = signer_leaf(&pki.ca, "ledger-service", KeyAlg::EcdsaP256);
+    let cert = pki.write("pinned.crt", &s.cert_pem);
+    let crl = pki.write("ca.crl", &pki.ca.crl(&[]).unwrap().pem);
+    let base = format!("[route.wssec.response]\nmode = \"verify\"\nsigners = [{{ cert = {cert:?}, pinned = true }}");
+    assert!(compile(&pki, &format!("{base}]\n")).is_ok());
+    problem(
+        &pki,
+        &format!("{base}, {{ cert = {cert:?} }}]\n"),
+        "route[0].wssec.response.signers: a signer that is not pinned must chain to trust",
+    );
+    problem(
+        &pki,
+        &format!("{base}]\ncrls = [{crl:?}]\n"),
+        "route[0].wssec.response.crls: CRLs are checked for signers that chain to trust",
+    );
+}

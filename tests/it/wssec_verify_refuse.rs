@@ -210,7 +210,8 @@ fn keyvalue_only_and_retrieval_method() {
     assert_eq!(e.fault_code(), "wsse:InvalidSecurityToken");
     let rm = "<ds:KeyInfo><ds:RetrievalMethod URI=\"http://attacker/key\"/></ds:KeyInfo>";
     t.refused(&edit(&t.msg, &ki, rm), "wssec_retrieval_method_not_allowed");
-    let missing = edit(&t.msg, "URI=\"#X509-1\"", "URI=\"#X509-9\"");
+    let bst = signer_id(t.s(), "X509");
+    let missing = edit(&t.msg, &format!("URI=\"#{bst}\""), "URI=\"#X509-absent\"");
     let e = t.refused(&missing, "wssec_token_unavailable");
     assert_eq!(e.fault_code(), "wsse:SecurityTokenUnavailable");
 }
@@ -363,18 +364,20 @@ fn transforms_outside_the_allowlist() {
     t.refused(&first(&comments), "wssec_transform_not_allowed");
     let two = format!("{exc}{exc}");
     t.refused(&first(&two), "wssec_transform_not_allowed");
-    let xptr = t.s().replacen("URI=\"#Body-1\"", "URI=\"#xpointer(/)\"", 1);
+    let body_ref = format!("URI=\"#{}\"", signer_id(t.s(), "Body"));
+    let xptr = t.s().replacen(&body_ref, "URI=\"#xpointer(/)\"", 1);
     t.refused(xptr.as_bytes(), "wssec_bad_reference_uri");
-    let external = t.s().replacen("URI=\"#Body-1\"", "URI=\"http://x/\"", 1);
+    let external = t.s().replacen(&body_ref, "URI=\"http://x/\"", 1);
     t.refused(external.as_bytes(), "wssec_bad_reference_uri");
 }
 
 #[test]
 fn manifest_and_too_many_references() {
     let t = setup();
+    let id = signer_id(t.s(), "Body");
     let m = t.s().replacen(
-        "<ds:Reference URI=\"#Body-1\"",
-        &format!("<ds:Reference Type=\"{DS}Manifest\" URI=\"#Body-1\""),
+        &format!("<ds:Reference URI=\"#{id}\""),
+        &format!("<ds:Reference Type=\"{DS}Manifest\" URI=\"#{id}\""),
         1,
     );
     t.refused(m.as_bytes(), "wssec_manifest_not_allowed");
@@ -421,9 +424,11 @@ fn two_signatures_and_two_security_headers() {
     );
     t.refused(m.as_bytes(), "wssec_two_security_headers");
     let ts = element(t.s(), "wsu:Timestamp").to_owned();
-    let m = t
-        .s()
-        .replacen(&ts, &format!("{ts}{}", ts.replace("TS-1", "TS-2")), 1);
+    let m = t.s().replacen(
+        &ts,
+        &format!("{ts}{}", ts.replace(&signer_id(&ts, "TS"), "TS-2")),
+        1,
+    );
     t.refused(m.as_bytes(), "wssec_two_timestamps");
 }
 
@@ -484,7 +489,8 @@ fn wrapping_duplicate_ids() {
     let s = t.s();
     let body = element(s, "soapenv:Body");
     // The unsigned Body claims the signed Body's Id, the signed one sits in a wrapper.
-    let evil = EVIL_BODY.replacen("<soapenv:Body>", "<soapenv:Body xmlns:wsu=\"http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd\" wsu:Id=\"Body-1\">", 1);
+    let id = signer_id(s, "Body");
+    let evil = EVIL_BODY.replacen("<soapenv:Body>", &format!("<soapenv:Body xmlns:wsu=\"http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd\" wsu:Id=\"{id}\">"), 1);
     let m = s.replacen(body, &evil, 1).replacen(
         "</soapenv:Header>",
         &format!("<w:Wrapper xmlns:w=\"urn:attacker\">{body}</w:Wrapper></soapenv:Header>"),
@@ -493,7 +499,7 @@ fn wrapping_duplicate_ids() {
     t.refused(m.as_bytes(), "wssec_duplicate_id");
     // Any Id-like attribute counts, whatever its name's namespace or case.
     for attr in ["Id", "ID", "id", "xml:id", "x:Id"] {
-        let decoy = format!("<urn:note xmlns:x=\"urn:x\" {attr}=\"Body-1\"/></urn:createOrder>");
+        let decoy = format!("<urn:note xmlns:x=\"urn:x\" {attr}=\"{id}\"/></urn:createOrder>");
         let m = edit(&t.msg, "</urn:createOrder>", &decoy);
         t.refused(&m, "wssec_duplicate_id");
     }

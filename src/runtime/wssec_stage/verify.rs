@@ -53,6 +53,23 @@ impl VerifyStage {
         // Pins that failed to load have their own problem already.
         let pins_named = matches!(&c.signers, Some(SignersConfig::List(l))
             if l.iter().any(|s| s.pinned || s.fingerprint_sha256.is_some()));
+        let chained_named = match &c.signers {
+            Some(SignersConfig::File(_)) => true,
+            Some(SignersConfig::List(l)) => l.iter().any(|s| s.cert.is_some() && !s.pinned),
+            None => false,
+        };
+        if c.trust.is_none() && chained_named {
+            ld.problem(
+                at("signers"),
+                "a signer that is not pinned must chain to trust, and there is none; set trust = \"signer-ca.crt\" or pin it: { cert = \"signer.crt\", pinned = true }",
+            );
+        }
+        if c.trust.is_none() && !c.crls.is_empty() {
+            ld.problem(
+                at("crls"),
+                "CRLs are checked for signers that chain to trust, and there is none; a pinned signer is revoked by removing its pin",
+            );
+        }
         match &c.trust {
             None if pins == 0 && !pins_named => ld.problem(
                 at("trust"),

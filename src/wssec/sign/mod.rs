@@ -114,30 +114,44 @@ fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
 }
 
-/// Ids the signer hands out, unique in the message and among themselves.
+/// Ids the signer hands out, unique in the message and among themselves,
+/// and random: two identical messages signed in the same second get
+/// different SignedInfos, so a receiver's replay cache (sealgate's, WSS4J's)
+/// tells them apart.
 struct Ids<'a> {
     taken: &'a HashMap<String, usize>,
     given: Vec<String>,
 }
 
 impl Ids<'_> {
-    fn fresh(&mut self, base: &str) -> String {
-        let id = (1..)
-            .map(|n| format!("{base}-{n}"))
-            .find(|id| !self.taken.contains_key(id) && !self.given.contains(id))
-            .unwrap_or_else(|| base.to_owned());
-        self.given.push(id.clone());
-        id
+    fn fresh(&mut self, base: &str) -> Result<String, WssecError> {
+        for _ in 0..8 {
+            let mut r = [0u8; 8];
+            aws_lc_rs::rand::fill(&mut r)
+                .map_err(|_| WssecError::Internal("no random bytes for an Id"))?;
+            let id = format!("{base}-{}", crate::hex::lower(&r));
+            if !self.taken.contains_key(&id) && !self.given.contains(&id) {
+                self.given.push(id.clone());
+                return Ok(id);
+            }
+        }
+        Err(WssecError::Internal("no free Id"))
     }
 }
 
 /// The Id a referenced element gets: its own `wsu:Id`, or a new one added with
 /// a prefix that is free where the element stands.
-fn id_for(msg: &[u8], t: &Target, base: &str, ids: &mut Ids<'_>, edits: &mut Vec<Edit>) -> String {
+fn id_for(
+    msg: &[u8],
+    t: &Target,
+    base: &str,
+    ids: &mut Ids<'_>,
+    edits: &mut Vec<Edit>,
+) -> Result<String, WssecError> {
     if let Some(id) = &t.wsu_id {
-        return id.clone();
+        return Ok(id.clone());
     }
-    let id = ids.fresh(base);
+    let id = ids.fresh(base)?;
     let (prefix, declare) = layout::wsu_prefix(&t.scope);
     let decl = if declare {
         format!(" xmlns:{prefix}=\"{WSU_NS}\"")
@@ -149,7 +163,7 @@ fn id_for(msg: &[u8], t: &Target, base: &str, ids: &mut Ids<'_>, edits: &mut Vec
         delete: 0,
         insert: format!("{decl} {prefix}:Id=\"{id}\""),
     });
-    id
+    Ok(id)
 }
 
 fn key_reference(kind: KeyReference, cert: &CertInfo, bst_id: &str) -> Result<String, WssecError> {
@@ -305,13 +319,13 @@ pub fn secure(
 
     let mut refs: Vec<(String, Method)> = Vec::new();
     if signer.is_some() && opts.sign_body {
-        let id = id_for(msg, &ctx.body, "Body", &mut ids, &mut edits);
+        let id = id_for(msg, &ctx.body, "Body", &mut ids, &mut edits)?;
         let list: Vec<&str> = ctx.value_prefixes.iter().map(String::as_str).collect();
         refs.push((id, Method::exclusive().with_prefix_list(&list.join(" "))));
     }
     if signer.is_some() {
         for t in &ctx.headers {
-            let id = id_for(msg, t, "Header", &mut ids, &mut edits);
+            let id = id_for(msg, t, "Header", &mut ids, &mut edits)?;
             refs.push((id, Method::exclusive()));
         }
     }
@@ -322,7 +336,7 @@ pub fn secure(
     };
     let mut parts = String::new();
     if opts.timestamp {
-        let ts_id = ids.fresh("TS");
+        let ts_id = ids.fresh("TS")?;
         parts.push_str(&format!(
             "<wsu:Timestamp wsu:Id=\"{ts_id}\"><wsu:Created>{}</wsu:Created><wsu:Expires>{}</wsu:Expires></wsu:Timestamp>",
             format_datetime(opts.created),
@@ -344,7 +358,7 @@ pub fn secure(
         }
         None => None,
     };
-    let bst_id = ids.fresh("X509");
+    let bst_id = ids.fresh("X509")?;
     if let (Some((_, der)), KeyReference::BinarySecurityToken) = (signer, opts.key_reference) {
         parts.push_str(&format!(
             "<wsse:BinarySecurityToken EncodingType=\"{BASE64_ENCODING}\" ValueType=\"{X509V3_TYPE}\" wsu:Id=\"{bst_id}\">{}</wsse:BinarySecurityToken>",
@@ -352,7 +366,7 @@ pub fn secure(
         ));
     }
     if let Some(ut) = &opts.username_token {
-        parts.push_str(&username_token(ut, &ids.fresh("UT"), opts.created)?);
+        parts.push_str(&username_token(ut, &ids.fresh("UT")?, opts.created)?);
     }
     // The Security element declares every prefix its content uses, so it
     // reads the same wherever it is put.

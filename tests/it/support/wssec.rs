@@ -151,6 +151,17 @@ pub fn element<'a>(msg: &'a str, qname: &str) -> &'a str {
     &msg[start..end]
 }
 
+/// The Id the signer gave an element, e.g. `signer_id(msg, "Body")` is
+/// `Body-3f9c...` (its Ids are random).
+pub fn signer_id(msg: &str, base: &str) -> String {
+    let mark = format!(":Id=\"{base}-");
+    let at = msg
+        .find(&mark)
+        .unwrap_or_else(|| panic!("no {base} Id in {msg}"));
+    let value = &msg[at + ":Id=\"".len()..];
+    value[..value.find('"').unwrap()].to_owned()
+}
+
 /// The output with the signer's additions taken out: the Security header it
 /// wrote, the wsu:Id (and its declaration) it put on Body or a header block,
 /// and a Header it created or opened up. Must give back the input exactly.

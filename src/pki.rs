@@ -96,6 +96,18 @@ pub struct Crl {
     pub der: Vec<u8>,
 }
 
+impl Issued {
+    fn new(cert: &rcgen::Certificate, key: &KeyPair, serial: u64) -> Issued {
+        Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            der: cert.der().to_vec(),
+            key_der: key.serialize_der(),
+            serial,
+        }
+    }
+}
+
 impl std::fmt::Debug for Issued {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Issued")
@@ -192,15 +204,8 @@ impl Ca {
     }
 
     fn issue_for(&self, leaf: &Leaf, key: KeyPair) -> Result<Issued, Error> {
-        let p = leaf_params(leaf)?;
-        let cert = p.signed_by(&key, &self.issuer)?;
-        Ok(Issued {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            der: cert.der().to_vec(),
-            key_der: key.serialize_der(),
-            serial: leaf.serial,
-        })
+        let cert = leaf_params(leaf)?.signed_by(&key, &self.issuer)?;
+        Ok(Issued::new(&cert, &key, leaf.serial))
     }
 
     /// A CRL from this CA revoking the given serials, valid for a week.
@@ -301,13 +306,7 @@ pub fn self_signed(leaf: &Leaf) -> Result<Issued, Error> {
     p.extended_key_usages = Vec::new();
     p.use_authority_key_identifier_extension = false;
     let cert = p.self_signed(&key)?;
-    Ok(Issued {
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-        der: cert.der().to_vec(),
-        key_der: key.serialize_der(),
-        serial: leaf.serial,
-    })
+    Ok(Issued::new(&cert, &key, leaf.serial))
 }
 
 /// Files written by `sealgate pki init`.

@@ -21,6 +21,8 @@ pub const SIZES: [(&str, usize); 2] = [("msg-5KB.xml", 5 << 10), ("msg-1MB.xml",
 pub struct BenchSet {
     pub ca_der: Vec<u8>,
     pub leaf_pem: String,
+    /// PKCS#8 PEM of the signer's key (for a peer that signs the same messages).
+    pub leaf_key_pem: String,
     pub signed_at: SystemTime,
     /// (file name, signed message), in `SIZES` order.
     pub messages: Vec<(String, Vec<u8>)>,
@@ -66,6 +68,7 @@ pub fn make(signed_at: SystemTime) -> BenchSet {
     BenchSet {
         ca_der: ca.der,
         leaf_pem: leaf.cert_pem,
+        leaf_key_pem: leaf.key_pem,
         signed_at,
         messages,
     }
@@ -83,16 +86,21 @@ pub fn policy(set: &BenchSet) -> Policy {
     Policy::new(t)
 }
 
-/// Writes ca.der, signer.pem (the leaf certificate, for xmlsec), signed_at
-/// (Unix seconds) and the messages into `dir`.
+/// Writes ca.der, signer.pem (the leaf certificate, for xmlsec), signer-key.pem,
+/// signed_at (Unix seconds), the messages, and each unsigned as
+/// `unsigned-NAME` into `dir`.
 pub fn write(set: &BenchSet, dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("ca.der"), &set.ca_der).unwrap();
     std::fs::write(dir.join("signer.pem"), &set.leaf_pem).unwrap();
     let secs = set.signed_at.duration_since(UNIX_EPOCH).unwrap().as_secs();
     std::fs::write(dir.join("signed_at"), secs.to_string()).unwrap();
+    std::fs::write(dir.join("signer-key.pem"), &set.leaf_key_pem).unwrap();
     for (name, msg) in &set.messages {
         std::fs::write(dir.join(name), msg).unwrap();
+    }
+    for &(name, size) in &SIZES {
+        std::fs::write(dir.join(format!("unsigned-{name}")), envelope(size)).unwrap();
     }
 }
 
@@ -106,6 +114,7 @@ pub fn read(dir: &Path) -> BenchSet {
     BenchSet {
         ca_der: std::fs::read(dir.join("ca.der")).unwrap(),
         leaf_pem: std::fs::read_to_string(dir.join("signer.pem")).unwrap(),
+        leaf_key_pem: std::fs::read_to_string(dir.join("signer-key.pem")).unwrap(),
         signed_at: UNIX_EPOCH + Duration::from_secs(secs),
         messages: SIZES
             .iter()

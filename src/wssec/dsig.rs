@@ -395,6 +395,21 @@ pub struct DigestTarget {
     pub keep_bytes: bool,
 }
 
+impl DigestTarget {
+    /// The element a Reference names, starting at `start`; `signature` is
+    /// the Signature's span, left out for an enveloped-signature transform.
+    pub fn of(r: &Reference, start: usize, signature: Span, keep_bytes: bool) -> DigestTarget {
+        DigestTarget {
+            id: r.id.clone(),
+            start,
+            method: r.c14n.clone(),
+            digest: r.digest,
+            skip: r.enveloped.then_some(signature),
+            keep_bytes,
+        }
+    }
+}
+
 /// A computed digest and, in explain mode, the canonical bytes.
 #[derive(Debug, Clone)]
 pub struct DigestOutput {

@@ -441,14 +441,7 @@ fn diagnose(msg: &[u8], policy: &Policy, ex: &mut Explanation) -> Result<(), Wss
     for r in &si.references {
         let start = scan.ids.get(&r.id).copied();
         if let Some(start) = start {
-            targets.push(DigestTarget {
-                id: r.id.clone(),
-                start,
-                method: r.c14n.clone(),
-                digest: r.digest,
-                skip: r.enveloped.then_some(parsed.span),
-                keep_bytes: true,
-            });
+            targets.push(DigestTarget::of(r, start, parsed.span, true));
         }
         found.push(start);
     }
@@ -673,14 +666,7 @@ fn check_signature(
             first_err = Some(WssecError::DuplicateReference);
         }
         parts.push(part);
-        targets.push(DigestTarget {
-            id: r.id.clone(),
-            start,
-            method: r.c14n.clone(),
-            digest: r.digest,
-            skip: r.enveloped.then_some(parsed.span),
-            keep_bytes: keep,
-        });
+        targets.push(DigestTarget::of(r, start, parsed.span, keep));
     }
     // Outside explain mode a misplaced reference is refused before any digest work.
     if let (Some(e), None) = (&first_err, &explain) {

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use crate::support::interop::{self, script, PYTHON};
 use crate::support::process::{sigterm, spawn_gateway};
+use crate::support::wssec::SALESFORCE_OUTBOUND;
 use crate::support::*;
 use bytes::Bytes;
 use http::Request;
@@ -25,37 +26,15 @@ use sealgate::pki::{self, KeyAlg, Leaf, Usage};
 const POLICY: &str = "policies/salesforce-outbound-to-accounting.toml";
 const IP_RANGES: &str = "policies/salesforce-ip-ranges.json";
 
-/// An Outbound Message as Salesforce sends it: `notifications` with the
-/// org and action, no session id, the API URLs and one Account.
-const NOTIFICATION: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
-<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
- <soapenv:Body>
-  <notifications xmlns="http://soap.sforce.com/2005/09/outbound">
-   <OrganizationId>00D000000000062EAA</OrganizationId>
-   <ActionId>04k000000000001AAA</ActionId>
-   <SessionId xsi:nil="true"/>
-   <EnterpriseUrl>https://acme.my.salesforce.com/services/Soap/c/63.0/00D000000000062</EnterpriseUrl>
-   <PartnerUrl>https://acme.my.salesforce.com/services/Soap/u/63.0/00D000000000062</PartnerUrl>
-   <Notification>
-    <Id>04l000000000001AAA</Id>
-    <sObject xsi:type="sf:Account" xmlns:sf="urn:sobject.enterprise.soap.sforce.com">
-     <sf:Id>001000000000001AAA</sf:Id>
-     <sf:Name>Acme &amp; Söhne GmbH</sf:Name>
-     <sf:AccountNumber>ACC-0042</sf:AccountNumber>
-    </sObject>
-   </Notification>
-  </notifications>
- </soapenv:Body>
-</soapenv:Envelope>
-"#;
-
 fn notification(path: &str) -> Request<Full<Bytes>> {
     Request::post(path)
         .header("host", "localhost")
         .header("content-type", "text/xml; charset=utf-8")
         .header("soapaction", "\"\"")
-        .header("content-length", NOTIFICATION.len().to_string())
-        .body(Full::new(Bytes::from_static(NOTIFICATION.as_bytes())))
+        .header("content-length", SALESFORCE_OUTBOUND.len().to_string())
+        .body(Full::new(Bytes::from_static(
+            SALESFORCE_OUTBOUND.as_bytes(),
+        )))
         .unwrap()
 }
 
@@ -233,7 +212,7 @@ async fn salesforce_outbound_message_signed_for_accounting_and_its_ack_verified(
     assert!(r.body.contains("notificationsResponse"), "{}", r.body);
     assert_eq!(
         accounting.verdict(),
-        "VERIFIED /salesforce/outbound/accounts 04l000000000001AAA"
+        "VERIFIED /salesforce/outbound/accounts 04l5g00000BcDeFAAV"
     );
 
     // An answer changed after signing, or not signed at all, never reaches

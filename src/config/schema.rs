@@ -448,6 +448,10 @@ pub enum WssecMode {
     Verify,
     /// Add a Security header: Timestamp, signature and/or UsernameToken.
     Sign,
+    /// Remove the Security header for this receiver without judging it (for
+    /// an upstream that refuses its mustUnderstand, where trust is decided
+    /// elsewhere).
+    Strip,
     #[default]
     None,
 }
@@ -457,6 +461,7 @@ impl WssecMode {
         match self {
             WssecMode::Verify => "verify",
             WssecMode::Sign => "sign",
+            WssecMode::Strip => "strip",
             WssecMode::None => "none",
         }
     }

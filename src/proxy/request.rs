@@ -534,7 +534,13 @@ fn respond(
                 (Some(r), reply::Flavor::Problem) if r.soap => reply::Flavor::Soap11,
                 (_, f) => f,
             };
-            (reply::render(&refusal, flavor, &rec.request_id), None)
+            let mut reply = reply::render(&refusal, flavor, &rec.request_id);
+            // A HEAD answer has no body; over HTTP/2 one would be a
+            // protocol error (HTTP/1.1 drops it by itself).
+            if rec.method == http::Method::HEAD {
+                *reply.body_mut() = body::full(Vec::new());
+            }
+            (reply, None)
         }
     };
     if let Some(v) = request_id {

@@ -131,7 +131,7 @@ pub async fn response(
     deadline: Option<tokio::time::Instant>,
 ) -> Result<Response<ProxyBody>, Refusal> {
     let failed = match stage.work {
-        Work::Verify(_) => Reason::WssecResponseRefused,
+        Work::Verify(_) | Work::Strip { .. } => Reason::WssecResponseRefused,
         Work::Sign(_) => Reason::WssecResponseUnsigned,
     };
     let (mut parts, body) = resp.into_parts();
@@ -208,25 +208,33 @@ async fn work(
     })
     .await;
     let c = counters(route, stage);
-    let (ok, failed) = if stage.verifies() {
-        (&c.verified, &c.verify_failed)
-    } else {
-        (&c.signed, &c.sign_failed)
+    // Stripping judges nothing: it counts as neither a verification nor a
+    // signature (its refusals are in sealgate_rejections_total).
+    let (ok, failed) = match stage.work {
+        Work::Verify(_) => (Some(&c.verified), Some(&c.verify_failed)),
+        Work::Sign(_) => (Some(&c.signed), Some(&c.sign_failed)),
+        Work::Strip { .. } => (None, None),
     };
     match outcome {
         Ok(Ok(p)) => {
-            ok.inc();
+            if let Some(ok) = ok {
+                ok.inc();
+            }
             Ok(p)
         }
         Ok(Err(e)) => {
             let reason = e.reason();
-            failed.inc(reason.index(), &[reason.as_str()]);
+            if let Some(f) = failed {
+                f.inc(reason.index(), &[reason.as_str()]);
+            }
             log_refused(ctx, route, stage, reason.as_str(), &e);
             Err(Some(reason))
         }
         Err(_) => {
             let internal = WssecReason::Internal;
-            failed.inc(internal.index(), &[internal.as_str()]);
+            if let Some(f) = failed {
+                f.inc(internal.index(), &[internal.as_str()]);
+            }
             Err(None)
         }
     }
@@ -251,6 +259,12 @@ fn log_refused(
         (Work::Sign(_), Direction::Request) => "WS-Security signing failed for the request",
         (Work::Sign(_), Direction::Response) => {
             "WS-Security signing failed for the upstream's answer; the caller gets a 502 fault"
+        }
+        (Work::Strip { .. }, Direction::Request) => {
+            "the request is not a SOAP envelope its Security header could be removed from"
+        }
+        (Work::Strip { .. }, Direction::Response) => {
+            "the upstream's answer is not a SOAP envelope its Security header could be removed from; the caller gets a 502 fault"
         }
     };
     tracing::warn!(

@@ -546,6 +546,17 @@ fn run(
     })
 }
 
+/// The message without the Security header for this receiver (`actor`), not
+/// judged: a route's `mode = "strip"`. The envelope is read as strictly as
+/// for verification, so what is forwarded is one well-formed envelope.
+pub fn strip(msg: &[u8], limits: &Limits, actor: Option<&str>) -> Result<Vec<u8>, WssecError> {
+    let scan = envelope::scan_for(msg, limits, actor)?;
+    Ok(match &scan.security {
+        Some(sec) => output(msg, sec.span, false),
+        None => msg.to_vec(),
+    })
+}
+
 fn verified_without_header(scan: &Scanned, msg: &[u8]) -> Verified {
     Verified {
         replay_keys: Vec::new(),

@@ -749,3 +749,35 @@ async fn a_revoked_intermediate_is_refused_unless_only_leaves_are_checked() {
         200
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_head_over_http2_gets_headers_and_no_body() {
+    let pki = Pki::new();
+    let up = header_echo_upstream().await;
+    let cfg = config(
+        &pki,
+        "required",
+        &format!(
+            "{}[upstream.up]\nurl = \"http://{up}\"\n",
+            route("api", "/api/", "")
+        ),
+    );
+    let gw = TestGateway::start(pki.dir.path(), &cfg).await;
+    let mut h2 = h2_connect(gw.addr("edge"), pki.etl_client(&[b"h2"]), 1 << 20).await;
+    for _ in 0..2 {
+        // A body on a HEAD answer would be a stream error for the client.
+        let req = Request::head("https://localhost/elsewhere")
+            .body(Full::new(Bytes::new()).map_err(|e| match e {}).boxed())
+            .unwrap();
+        let resp = h2.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 404);
+        assert!(resp.headers().contains_key("x-request-id"));
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert!(body.is_empty(), "{body:?}");
+    }
+    // The connection is still good for a GET.
+    let req = Request::get("https://localhost/api/x")
+        .body(Full::new(Bytes::new()).map_err(|e| match e {}).boxed())
+        .unwrap();
+    assert_eq!(h2.send_request(req).await.unwrap().status(), 200);
+}

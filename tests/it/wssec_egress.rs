@@ -724,3 +724,81 @@ fn pinned_only_verification_refuses_settings_that_need_a_chain() {
         "route[0].wssec.response.crls: CRLs are checked for signers that chain to trust",
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strip_removes_the_security_header_without_judging_it() {
+    let pki = Pki::new();
+    let who = signer_leaf(&pki.ca, "etl-signer", KeyAlg::EcdsaP256);
+    let key = SigningKey::from_pem(who.key_pem.as_bytes()).unwrap();
+    let signed = sign(
+        ORDER.as_bytes(),
+        &key,
+        &who.der,
+        &SignOptions::new(SystemTime::now()),
+    )
+    .unwrap();
+    // Tampered after signing: strip does not look at the signature.
+    let tampered = text(&signed).replace("100.00", "999.00");
+    let (up, seen) = recording_upstream(|b| b.to_vec()).await;
+    let gw = gateway(&pki, up, "[route.wssec.request]\nmode = \"strip\"\n").await;
+    let r = send(gw.addr("edge"), pki.etl_client(&[]), post(tampered.clone()))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let got = String::from_utf8(seen.lock().unwrap().pop().unwrap()).unwrap();
+    assert!(!got.contains("Security"), "{got}");
+    assert!(got.contains("<o:amount>999.00</o:amount>"), "{got}");
+    let start = tampered.find("<wsse:Security").unwrap();
+    let end = tampered.find("</wsse:Security>").unwrap() + "</wsse:Security>".len();
+    assert_eq!(got, format!("{}{}", &tampered[..start], &tampered[end..]));
+    // A message without one passes as it is; one that is no envelope does not.
+    send(gw.addr("edge"), pki.etl_client(&[]), post(ORDER))
+        .await
+        .unwrap();
+    assert_eq!(seen.lock().unwrap().pop().unwrap(), ORDER.as_bytes());
+    let r = send(
+        gw.addr("edge"),
+        pki.etl_client(&[]),
+        post("<html>not soap</html>"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 500, "{}", r.body);
+    assert!(r.body.contains("Fault"), "{}", r.body);
+    assert!(seen.lock().unwrap().is_empty());
+    gw.wait_metric(
+        "sealgate_rejections_total{reason=\"wssec_bad_envelope\",route=\"ledger\",stage=\"wssec\"}",
+        "1",
+    )
+    .await;
+    let m = gw.metrics().await;
+    for family in ["verifications", "signatures"] {
+        let ok = format!("sealgate_wssec_{family}_total{{direction=\"request\",reason=\"ok\",result=\"ok\",route=\"ledger\"}}");
+        assert_eq!(metric_value(&m, &ok), 0.0, "{m}");
+    }
+    // Only the header for this receiver: another actor's stays.
+    let other = ORDER.replace(
+        " <soapenv:Body>",
+        " <soapenv:Header><wsse:Security xmlns:wsse=\"http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd\" soapenv:actor=\"urn:example:ledger\"><wsse:UsernameToken><wsse:Username>hop</wsse:Username></wsse:UsernameToken></wsse:Security></soapenv:Header>\n <soapenv:Body>",
+    );
+    send(gw.addr("edge"), pki.etl_client(&[]), post(other.clone()))
+        .await
+        .unwrap();
+    assert_eq!(seen.lock().unwrap().pop().unwrap(), other.as_bytes());
+}
+
+#[test]
+fn strip_takes_only_its_own_settings() {
+    let pki = Pki::new();
+    assert!(compile(&pki, "[route.wssec.request]\nmode = \"strip\"\nactor = \"urn:example:gw\"\nmax_body = \"1MiB\"\n").is_ok());
+    problem(
+        &pki,
+        &format!("[route.wssec.request]\nmode = \"strip\"\ntrust = {:?}\n", pki.path("ca.crt")),
+        "route[0].wssec.request.trust: trust is a setting of mode = \"verify\", and this stage is mode = \"strip\"",
+    );
+    problem(
+        &pki,
+        "[route.wssec.response]\nmode = \"strip\"\nttl = \"1m\"\n",
+        "route[0].wssec.response.ttl: ttl is a setting of mode = \"sign\"",
+    );
+}

@@ -40,6 +40,13 @@ impl Direction {
 pub enum Work {
     Verify(VerifyStage),
     Sign(SignStage),
+    /// Remove the Security header for this actor (none: the default ones).
+    Strip {
+        limits: Limits,
+        actor: Option<String>,
+        /// The envelope read may take this long.
+        work_limit: Duration,
+    },
 }
 
 pub struct Stage {
@@ -98,6 +105,11 @@ impl Stage {
                 VerifyStage::compile(ld, c, path, direction, limits, replay).map(Work::Verify)
             }
             WssecMode::Sign => SignStage::compile(ld, c, path, limits).map(Work::Sign),
+            WssecMode::Strip => Some(Work::Strip {
+                limits,
+                actor: c.actor.clone(),
+                work_limit: c.work_limit.map_or(Duration::from_secs(5), |d| d.0),
+            }),
         };
         if ld.problems.len() > before {
             return None;
@@ -119,7 +131,7 @@ impl Stage {
     pub fn replay(&self) -> Option<&Arc<MemoryReplayCache>> {
         match &self.work {
             Work::Verify(v) => Some(&v.replay),
-            Work::Sign(_) => None,
+            Work::Sign(_) | Work::Strip { .. } => None,
         }
     }
 
@@ -134,6 +146,19 @@ impl Stage {
         match &self.work {
             Work::Verify(v) => v.apply(msg, now, client),
             Work::Sign(s) => s.apply(msg, now),
+            Work::Strip {
+                limits,
+                actor,
+                work_limit,
+            } => {
+                let mut limits = limits.clone();
+                limits.deadline = std::time::Instant::now().checked_add(*work_limit);
+                Ok(Processed {
+                    output: crate::wssec::verify::strip(msg, &limits, actor.as_deref())?,
+                    signer: None,
+                    replay_keys: Vec::new(),
+                })
+            }
         }
     }
 }
@@ -226,6 +251,14 @@ fn misplaced(ld: &mut Loader<'_>, c: &WssecStageConfig, path: &str) {
     match c.mode {
         WssecMode::Verify => report(&sign_keys, "sign"),
         WssecMode::Sign => report(&verify_keys, "verify"),
+        WssecMode::Strip => {
+            report(&sign_keys, "sign");
+            let verify_only: Vec<(&str, bool)> = verify_keys
+                .into_iter()
+                .filter(|(k, _)| *k != "actor")
+                .collect();
+            report(&verify_only, "verify");
+        }
         WssecMode::None => {
             report(&sign_keys, "sign");
             report(&verify_keys, "verify");

@@ -258,7 +258,16 @@ fn body_content_c14n(msg: &[u8]) -> Vec<u8> {
         &mut out,
     )
     .unwrap();
-    let gt = out.iter().position(|b| *b == b'>').unwrap();
+    // The start tag ends at the first `>` outside a quoted attribute value
+    // (C14N leaves `>` unescaped in attribute values).
+    let mut quoted = false;
+    let gt = out
+        .iter()
+        .position(|&b| {
+            quoted ^= b == b'"';
+            b == b'>' && !quoted
+        })
+        .unwrap();
     out.split_off(gt + 1)
 }
 

@@ -1,7 +1,8 @@
-//! The admin endpoint: `/metrics` (Prometheus), `/healthz`, `/readyz`.
-//! Plain HTTP, meant for 127.0.0.1 or a private network only.
+//! The admin endpoint: `/metrics` (Prometheus), `/healthz`, `/readyz`,
+//! `/blocked`, and `POST /reload`. Plain HTTP, meant for 127.0.0.1 or a
+//! private network only.
 
-use crate::runtime::Runtime;
+use crate::reload::{Live, Reloader};
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -15,14 +16,16 @@ use tokio::net::TcpListener;
 
 pub struct AdminState {
     ready: AtomicBool,
-    rt: Arc<Runtime>,
+    live: Arc<Live>,
+    reloader: Reloader,
 }
 
 impl AdminState {
-    pub fn new(rt: Arc<Runtime>) -> AdminState {
+    pub fn new(live: Arc<Live>, reloader: Reloader) -> AdminState {
         AdminState {
             ready: AtomicBool::new(false),
-            rt,
+            live,
+            reloader,
         }
     }
     /// Ready while serving; not ready before start and from the moment a drain
@@ -67,12 +70,19 @@ async fn answer(
         );
         r
     };
+    if req.uri().path() == "/reload" {
+        return Ok(if req.method() == Method::POST {
+            reload(&state).await
+        } else {
+            text(StatusCode::METHOD_NOT_ALLOWED, "use POST /reload\n")
+        });
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n"));
     }
     Ok(match req.uri().path() {
         "/metrics" => {
-            let mut r = Response::new(Full::new(Bytes::from(state.rt.metrics.render())));
+            let mut r = Response::new(Full::new(Bytes::from(state.live.metrics.render())));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -85,15 +95,52 @@ async fn answer(
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /metrics, /healthz or /readyz\n",
+            "not found: try /metrics, /healthz, /readyz, /blocked or POST /reload\n",
         ),
     })
 }
 
+/// Reloads and answers with the outcome as JSON: 200 when the new
+/// configuration is live (or nothing had changed), 422 with every problem
+/// when it was refused and the previous one still serves.
+async fn reload(state: &AdminState) -> Response<Full<Bytes>> {
+    let (status, body) = match state.reloader.reload("admin").await {
+        Ok(r) => (
+            StatusCode::OK,
+            serde_json::json!({
+                "result": "ok",
+                "changed": r.changed,
+                "sha256": r.sha256,
+                "generation": r.generation,
+            }),
+        ),
+        Err(e) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            serde_json::json!({
+                "result": "error",
+                "problems": e.problems(),
+                "serving_sha256": state.live.current().hash,
+            }),
+        ),
+    };
+    let mut r = json(&body);
+    *r.status_mut() = status;
+    r
+}
+
+fn json(body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(format!("{body:#}\n"))));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
 /// The clients blocked right now, with the evidence, as JSON.
 fn blocked(state: &AdminState) -> Response<Full<Bytes>> {
-    let list: Vec<serde_json::Value> = state
-        .rt
+    let rt = state.live.current();
+    let list: Vec<serde_json::Value> = rt
         .blocker
         .as_ref()
         .map(|b| b.active())
@@ -110,14 +157,8 @@ fn blocked(state: &AdminState) -> Response<Full<Bytes>> {
             })
         })
         .collect();
-    let body = serde_json::json!({
-        "enabled": state.rt.blocker.is_some(),
+    json(&serde_json::json!({
+        "enabled": rt.blocker.is_some(),
         "blocked": list,
-    });
-    let mut r = Response::new(Full::new(Bytes::from(format!("{body:#}\n"))));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
-    r
+    }))
 }

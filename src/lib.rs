@@ -14,6 +14,7 @@ pub mod pki;
 pub mod proxy;
 pub(crate) mod reason;
 pub mod refusal;
+pub mod reload;
 pub mod runtime;
 pub mod telemetry;
 pub mod tls;

@@ -5,12 +5,11 @@ mod wssec_cli;
 
 use clap::{Parser, Subcommand};
 use sealgate::config::{Config, ConfigError};
-use sealgate::proxy::server::{Drained, Gateway};
+use sealgate::proxy::server::{Drained, Gateway, Options};
+use sealgate::reload::{Compiled, Reloader, Source};
 use sealgate::runtime::Runtime;
-use sealgate::telemetry::metrics::Metrics;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -26,14 +25,24 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Serve until SIGTERM or SIGINT, then drain in-flight requests.
+    /// SIGHUP, `POST /reload` on the admin endpoint and (unless --no-watch)
+    /// a change to any file the configuration names reload it.
     Run {
         #[arg(long, short)]
         config: PathBuf,
+        /// Do not reload when a configuration file changes.
+        #[arg(long)]
+        no_watch: bool,
     },
-    /// Validate everything `run` would load and print a summary.
+    /// Validate everything `run` would load and print a summary, with the
+    /// days left on every certificate and CRL.
     Check {
         #[arg(long, short)]
         config: PathBuf,
+        /// Exit non-zero when a certificate expires, or a CRL reaches its
+        /// nextUpdate, within this window (e.g. 14d).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        fail_within: Option<std::time::Duration>,
     },
     /// WS-Security on files: verify (with --explain), c14n, sign.
     Wssec {
@@ -69,8 +78,11 @@ const EXIT_GRACE_EXPIRED: u8 = 3;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Run { config } => run(config),
-        Cmd::Check { config } => check(config),
+        Cmd::Run { config, no_watch } => run(config, !no_watch),
+        Cmd::Check {
+            config,
+            fail_within,
+        } => check(config, fail_within),
         Cmd::Wssec { cmd } => wssec_cli::run(*cmd),
         Cmd::Pki {
             cmd: PkiCmd::Init { dir, force, days },
@@ -91,38 +103,28 @@ fn main() -> ExitCode {
 }
 
 /// Loads and compiles a config, printing every problem found.
-fn load(path: &std::path::Path) -> Result<(Config, Runtime), ExitCode> {
-    let config = match Config::load(path) {
-        Ok(c) => c,
-        Err(e @ ConfigError::Read { .. }) => {
-            eprintln!("error: {e}");
-            return Err(ExitCode::from(EXIT_USAGE_OR_IO));
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Err(ExitCode::from(EXIT_INVALID));
-        }
-    };
-    match Runtime::compile(&config, Arc::new(Metrics::new())) {
-        Ok(rt) => {
-            for w in &rt.warnings {
+fn load(source: &Source) -> Result<(Config, Runtime), ExitCode> {
+    match source.compile_blocking() {
+        Ok(Compiled { config, runtime }) => {
+            for w in &runtime.warnings {
                 eprintln!("warning: {w}");
                 tracing::warn!(target: "sealgate", path = %w.path, "{}", w.message);
             }
-            Ok((config, rt))
+            Ok((config, runtime))
         }
-        Err(problems) => {
-            eprintln!("error: {}: {} problem(s):", path.display(), problems.len());
-            for p in problems {
-                eprintln!("  {p}");
-            }
+        Err(e @ ConfigError::Read { .. }) => {
+            eprintln!("error: {e}");
+            Err(ExitCode::from(EXIT_USAGE_OR_IO))
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
             Err(ExitCode::from(EXIT_INVALID))
         }
     }
 }
 
-fn check(path: PathBuf) -> ExitCode {
-    let (config, rt) = match load(&path) {
+fn check(path: PathBuf, fail_within: Option<std::time::Duration>) -> ExitCode {
+    let (config, rt) = match load(&Source::new(path.clone())) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -210,21 +212,73 @@ fn check(path: PathBuf) -> ExitCode {
                 .unwrap_or_else(|| "unlimited".into())
         );
     }
+    let window = fail_within.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let now = sealgate::tls::certs::now_unix();
+    let within = |t: i64| window.is_some_and(|w| t - now <= w);
+    let mut failing = 0;
     println!("certificates:");
     for c in &rt.certs {
         let days = c.days_left();
-        let warn = if days < 30 { "  <-- renew soon" } else { "" };
+        let flag = if within(c.not_after_unix) {
+            failing += 1;
+            "  <-- within --fail-within"
+        } else if days < 30 {
+            "  <-- renew soon"
+        } else {
+            ""
+        };
         println!(
-            "  {}: {} (issuer {}) expires in {} day(s){}",
-            c.role, c.subject, c.issuer, days, warn
+            "  {} [{} {}]: {} (issuer {}) expires in {} day(s){}",
+            c.role,
+            c.held.as_str(),
+            c.name,
+            c.subject,
+            c.issuer,
+            days,
+            flag
         );
+    }
+    if !rt.crls.is_empty() {
+        println!("CRLs:");
+    }
+    for c in &rt.crls {
+        let (next, flag) = match (c.next_update_unix, c.days_left()) {
+            (Some(t), Some(days)) => {
+                let flag = if within(t) {
+                    failing += 1;
+                    "  <-- within --fail-within"
+                } else if t <= now {
+                    "  <-- STALE: publish a fresh CRL"
+                } else {
+                    ""
+                };
+                (format!("next update in {days} day(s)"), flag)
+            }
+            _ => ("no next update".to_owned(), ""),
+        };
+        println!(
+            "  {} [{} {}]: {} from {}, {next}{flag}",
+            c.at,
+            c.held.as_str(),
+            c.name,
+            c.issuer,
+            c.source
+        );
+    }
+    if let (Some(d), true) = (fail_within, failing > 0) {
+        eprintln!(
+            "error: {failing} certificate(s) or CRL(s) expire within {}",
+            humantime::format_duration(d)
+        );
+        return ExitCode::from(EXIT_INVALID);
     }
     ExitCode::SUCCESS
 }
 
-fn run(path: PathBuf) -> ExitCode {
+fn run(path: PathBuf, watch: bool) -> ExitCode {
     let _log = sealgate::telemetry::logging::init();
-    let (_config, rt) = match load(&path) {
+    let source = Source::new(path);
+    let (_config, rt) = match load(&source) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -242,14 +296,18 @@ fn run(path: PathBuf) -> ExitCode {
         // Handlers first: a signal that arrives once the listeners are
         // announced must find them installed.
         let signals = Signals::install();
-        let gw = match Gateway::start(Arc::new(rt)).await {
+        let options = Options {
+            watch,
+            ..Options::default()
+        };
+        let gw = match Gateway::start(source, rt, options).await {
             Ok(g) => g,
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::from(EXIT_USAGE_OR_IO);
             }
         };
-        let signal = signals.wait().await;
+        let signal = signals.wait(gw.reloader()).await;
         tracing::info!(target: "sealgate", signal, "shutting down: not ready, then no new connections, then draining in-flight requests");
         match gw.shutdown().await {
             Drained::Clean => ExitCode::SUCCESS,
@@ -258,8 +316,7 @@ fn run(path: PathBuf) -> ExitCode {
     })
 }
 
-/// SIGTERM, SIGINT and SIGHUP, which would otherwise end the process: SIGHUP
-/// is ignored with a log line until configuration reload exists.
+/// SIGTERM and SIGINT end the process (after the drain); SIGHUP reloads.
 struct Signals {
     term: Option<tokio::signal::unix::Signal>,
     int: Option<tokio::signal::unix::Signal>,
@@ -276,8 +333,8 @@ impl Signals {
         }
     }
 
-    /// Waits for SIGTERM or SIGINT.
-    async fn wait(self) -> &'static str {
+    /// Reloads on SIGHUP until SIGTERM or SIGINT.
+    async fn wait(self, reloader: Reloader) -> &'static str {
         let (Some(mut term), Some(mut int), Some(mut hup)) = (self.term, self.int, self.hup) else {
             let _ = tokio::signal::ctrl_c().await;
             return "SIGINT";
@@ -287,7 +344,8 @@ impl Signals {
                 _ = term.recv() => return "SIGTERM",
                 _ = int.recv() => return "SIGINT",
                 _ = hup.recv() => {
-                    tracing::warn!(target: "sealgate", "SIGHUP ignored: this version does not reload its configuration; restart to apply changes");
+                    // The reload task logs the outcome as an audit event.
+                    let _ = reloader.reload("SIGHUP").await;
                 }
             }
         }

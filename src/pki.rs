@@ -51,6 +51,9 @@ pub struct Leaf {
     /// Validity relative to now, in days (negative is in the past).
     pub from_days: i64,
     pub to_days: i64,
+    /// When set, notAfter is this many seconds from now instead of
+    /// `to_days` (short-lived certificates, expiry tests).
+    pub to_secs: Option<i64>,
     pub serial: u64,
 }
 
@@ -68,6 +71,7 @@ impl Leaf {
             alg: KeyAlg::EcdsaP256,
             from_days: -1,
             to_days: 365,
+            to_secs: None,
             serial: next_serial(),
         }
     }
@@ -290,7 +294,10 @@ fn leaf_params(leaf: &Leaf) -> Result<CertificateParams, Error> {
     };
     p.use_authority_key_identifier_extension = true;
     p.not_before = days(leaf.from_days);
-    p.not_after = days(leaf.to_days);
+    p.not_after = match leaf.to_secs {
+        Some(s) => OffsetDateTime::now_utc() + Duration::seconds(s),
+        None => days(leaf.to_days),
+    };
     p.serial_number = Some(SerialNumber::from(leaf.serial));
     Ok(p)
 }

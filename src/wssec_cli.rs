@@ -232,7 +232,10 @@ pub fn run(cmd: WssecCmd) -> ExitCode {
                 trust,
                 intermediates,
                 signers: (!list.is_empty()).then_some(SignersConfig::List(list)),
-                crls: crl,
+                crls: crl
+                    .into_iter()
+                    .map(sealgate::config::CrlSource::File)
+                    .collect(),
                 require_signed: require,
                 signable_headers: signable,
                 require_timestamp: Some(!no_timestamp),
@@ -430,9 +433,11 @@ fn compile(c: &WssecStageConfig, signer_flags: &[&'static str]) -> Result<Stage,
         Ok(c) => c,
         Err(e) => return Err(fail(format!("internal: {e}"))),
     };
-    let mut ld = Loader::new(&config);
+    let state = sealgate::runtime::state::State::new();
+    let metrics = sealgate::telemetry::metrics::Metrics::new();
+    let mut ld = Loader::new(&config, &state, &metrics);
     let replay = Arc::new(MemoryReplayCache::new(1));
-    let stage = Stage::compile(&mut ld, c, "cli", Direction::Request, &replay);
+    let stage = Stage::compile(&mut ld, c, "cli", "cli", Direction::Request, &replay);
     for w in &ld.warnings {
         eprintln!("warning: {}", on_flag(w, signer_flags));
     }

@@ -14,7 +14,7 @@ use crate::fingerprint::Fingerprint;
 use prometheus::{IntCounter, IntGauge};
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Who is blocked: an address range, or a client certificate.
@@ -131,11 +131,19 @@ impl Blocked {
     }
 }
 
+/// When a client is blocked and for how long; a reload may change them
+/// while the table of failures and blocks stays.
+#[derive(Clone)]
+pub struct BlockSettings {
+    pub max_failures: u32,
+    pub window: Duration,
+    pub duration: Duration,
+    /// Addresses never blocked (health checkers, the load balancer).
+    pub never: IpSet,
+}
+
 pub struct Blocker {
-    max_failures: u32,
-    window: Duration,
-    duration: Duration,
-    never: IpSet,
+    settings: arc_swap::ArcSwap<BlockSettings>,
     failures: Mutex<HashMap<Who, Failures>>,
     blocked: RwLock<Blocked>,
     metrics: Option<BlockMetrics>,
@@ -151,22 +159,20 @@ const AGGREGATE_48_AT: u32 = 16;
 const EVIDENCE: usize = 8;
 
 impl Blocker {
-    pub fn new(
-        max_failures: u32,
-        window: Duration,
-        duration: Duration,
-        never: IpSet,
-        metrics: Option<BlockMetrics>,
-    ) -> Blocker {
+    pub fn new(mut settings: BlockSettings, metrics: Option<BlockMetrics>) -> Blocker {
+        settings.max_failures = settings.max_failures.max(1);
         Blocker {
-            max_failures: max_failures.max(1),
-            window,
-            duration,
-            never,
+            settings: arc_swap::ArcSwap::from_pointee(settings),
             failures: Mutex::new(HashMap::new()),
             blocked: RwLock::new(Blocked::default()),
             metrics,
         }
+    }
+
+    /// New thresholds and durations; blocks already imposed keep their end.
+    pub fn reconfigure(&self, mut settings: BlockSettings) {
+        settings.max_failures = settings.max_failures.max(1);
+        self.settings.store(Arc::new(settings));
     }
 
     /// Is this client blocked now? Expired blocks are treated as gone.
@@ -188,10 +194,8 @@ impl Blocker {
     /// identity, when there is one); imposes and logs a block when a client
     /// crosses the threshold.
     pub fn failed(&self, ip: IpAddr, identity: Option<Fingerprint>, reason: &'static str) {
-        let whos = [
-            (!self.never.contains(canonical(ip))).then(|| Who::ip(ip)),
-            identity.map(Who::Identity),
-        ];
+        let never = self.settings.load().never.contains(canonical(ip));
+        let whos = [(!never).then(|| Who::ip(ip)), identity.map(Who::Identity)];
         for who in whos.into_iter().flatten() {
             if let Some((who, block)) = self.record(who, reason) {
                 if let Some(m) = &self.metrics {
@@ -224,9 +228,10 @@ impl Blocker {
             return None;
         }
         let now = Instant::now();
+        let settings = self.settings.load();
         let mut map = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
         if map.len() >= MAX_TRACKED && !map.contains_key(&who) {
-            forget_stalest(&mut map, self.window, now);
+            forget_stalest(&mut map, settings.window, now);
         }
         let f = map.entry(who).or_insert_with(|| Failures {
             at: VecDeque::new(),
@@ -235,7 +240,7 @@ impl Blocker {
         while f
             .at
             .front()
-            .is_some_and(|t| now.duration_since(*t) >= self.window)
+            .is_some_and(|t| now.duration_since(*t) >= settings.window)
         {
             f.at.pop_front();
         }
@@ -244,17 +249,17 @@ impl Blocker {
         while f.reasons.len() > EVIDENCE {
             f.reasons.pop_front();
         }
-        while f.at.len() > self.max_failures as usize {
+        while f.at.len() > settings.max_failures as usize {
             f.at.pop_front();
         }
-        if (f.at.len() as u32) < self.max_failures {
+        if (f.at.len() as u32) < settings.max_failures {
             return None;
         }
         let block = Block {
-            until: now + self.duration,
+            until: now + settings.duration,
             until_unix: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
-                .map(|d| (d + self.duration).as_secs())
+                .map(|d| (d + settings.duration).as_secs())
                 .unwrap_or(0),
             failures: f.at.len() as u32,
             reasons: f.reasons.iter().copied().collect(),
@@ -321,7 +326,7 @@ impl Blocker {
             self.set_gauge(b.map.len());
         }
         let mut f = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        let window = self.window;
+        let window = self.settings.load().window;
         f.retain(|_, x| x.at.back().is_some_and(|t| now.duration_since(*t) < window));
     }
 
@@ -375,10 +380,12 @@ mod tests {
     fn blocker(never: &[&str], duration: Duration) -> Blocker {
         let nets: Vec<ipnet::IpNet> = never.iter().map(|n| n.parse().unwrap()).collect();
         Blocker::new(
-            3,
-            Duration::from_secs(60),
-            duration,
-            IpSet::from_nets(&nets),
+            BlockSettings {
+                max_failures: 3,
+                window: Duration::from_secs(60),
+                duration,
+                never: IpSet::from_nets(&nets),
+            },
             None,
         )
     }

@@ -156,6 +156,22 @@ pub enum IpFileError {
 
 /// Reads a CIDR file: Salesforce's `ip-ranges.json` when it parses as JSON,
 /// otherwise one CIDR per line with `#` comments. Errors name file and line.
+/// The word a CIDR file holds, alone, to admit nobody on purpose: a file
+/// that merely came out empty (truncated, a bad export) is refused instead.
+pub const NONE: &str = "none";
+
+/// Whether a CIDR text file says, with `none` alone, that it admits nobody.
+pub fn says_none(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|t| {
+        let entries: Vec<&str> = t
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or("").trim())
+            .filter(|e| !e.is_empty())
+            .collect();
+        entries.len() == 1 && entries[0].eq_ignore_ascii_case(NONE)
+    })
+}
+
 pub fn load_file(path: &Path, filter: &JsonFilter) -> Result<Vec<IpNet>, IpFileError> {
     let text = std::fs::read_to_string(path).map_err(|source| IpFileError::Read {
         path: path.to_path_buf(),
@@ -173,6 +189,9 @@ pub fn load_file(path: &Path, filter: &JsonFilter) -> Result<Vec<IpNet>, IpFileE
     for (n, line) in text.lines().enumerate() {
         let entry = line.split('#').next().unwrap_or("").trim();
         if entry.is_empty() {
+            continue;
+        }
+        if entry.eq_ignore_ascii_case(NONE) {
             continue;
         }
         out.push(parse_net(entry).map_err(|error| IpFileError::Entry {

@@ -65,6 +65,16 @@ pub struct ServerConfig {
     #[serde(default)]
     pub limits: LimitsConfig,
     pub blocking: Option<BlockingConfig>,
+    /// How long before a certificate's notAfter (or a CRL's nextUpdate) an
+    /// audit event says so; each threshold once per certificate and process.
+    #[serde(default = "default_expiry_warnings")]
+    pub expiry_warnings: Vec<Dur>,
+}
+
+fn default_expiry_warnings() -> Vec<Dur> {
+    [30, 7, 1]
+        .map(|d| Dur(Duration::from_secs(d * 86_400)))
+        .to_vec()
 }
 
 impl Default for ServerConfig {
@@ -76,6 +86,7 @@ impl Default for ServerConfig {
             request_id_header: default_request_id_header(),
             limits: LimitsConfig::default(),
             blocking: None,
+            expiry_warnings: default_expiry_warnings(),
         }
     }
 }
@@ -356,18 +367,66 @@ pub struct ListenerTls {
     #[serde(default = "default_client_auth")]
     pub client_auth: ClientAuth,
     pub client_ca: Option<PathBuf>,
+    /// PEM intermediate CAs below `client_ca` whose CRLs are in `crls`: a
+    /// CRL is verified against its issuer when loaded, so the issuer must be
+    /// known. Not trust anchors; clients still send their chains.
+    #[serde(default)]
+    pub client_intermediates: Vec<PathBuf>,
     /// Client certificates trusted as themselves, with no chain — a Salesforce
     /// org's self-signed certificate — each `{ cert = "org.crt" }` or
     /// `{ fingerprint_sha256 = "AB:CD:..." }`; still checked for validity.
     #[serde(default)]
     pub pinned_clients: Vec<PinnedClientConfig>,
+    /// CRL files, or distribution points fetched in the background:
+    /// `{ url = "http://...", refresh = "1h" }`.
     #[serde(default)]
-    pub crls: Vec<PathBuf>,
+    pub crls: Vec<CrlSource>,
+    /// How long past its nextUpdate a CRL is still relied on (default 0:
+    /// certificates it covers are refused as `crl_stale`).
+    #[serde(default)]
+    pub crl_stale_grace: Dur,
     #[serde(default = "default_min_version")]
     pub min_version: TlsVersion,
     /// Which certificates of a client's chain are checked against `crls`.
     #[serde(default)]
     pub crl_check: CrlCheck,
+    /// TLS session resumption (tickets and session ids). A resumed session's
+    /// client certificate is checked again against the current CAs and CRLs.
+    #[serde(default = "yes")]
+    pub session_resumption: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Where a CRL comes from: a PEM or DER file, or a URL (a CA's CRL
+/// distribution point) fetched in the background, verified against the
+/// issuing CA, and swapped in like a changed file.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum CrlSource {
+    File(PathBuf),
+    Url(CrlUrl),
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct CrlUrl {
+    pub url: String,
+    /// How often to fetch it again (default 1 h).
+    #[serde(default = "default_crl_refresh")]
+    pub refresh: Dur,
+    /// One fetch may take this long (default 10 s).
+    #[serde(default = "default_crl_timeout")]
+    pub timeout: Dur,
+}
+
+fn default_crl_refresh() -> Dur {
+    Dur(Duration::from_secs(3600))
+}
+fn default_crl_timeout() -> Dur {
+    Dur(Duration::from_secs(10))
 }
 
 /// One pinned client certificate: the file, or its SHA-256 fingerprint.
@@ -531,7 +590,9 @@ pub struct WssecStageConfig {
     /// themselves, with no chain.
     pub signers: Option<SignersConfig>,
     #[serde(default)]
-    pub crls: Vec<PathBuf>,
+    pub crls: Vec<CrlSource>,
+    /// How long past its nextUpdate a signer CRL is still relied on (default 0).
+    pub crl_stale_grace: Option<Dur>,
     /// `Body`, `Timestamp` and header blocks as `{namespace}LocalName`.
     pub require_signed: Option<Vec<String>>,
     /// Header blocks that may be signed without being required.

@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 /// A duration written as a humantime string such as `"30s"` or `"2m 30s"`.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
 pub struct Dur(pub Duration);
 
 impl fmt::Debug for Dur {

@@ -193,6 +193,17 @@ pub fn refuse_connection(
     }
 }
 
+/// What ends a connection besides its peer: shutdown, and a newer snapshot.
+pub struct Lifetime {
+    pub shutdown: watch::Receiver<bool>,
+    /// The live snapshot's generation; once it is not `started`, the
+    /// connection is retired after the grace period.
+    pub generation: watch::Receiver<u64>,
+    pub started: u64,
+    /// Keeps the drain waiting until the connection ends.
+    pub _drain: mpsc::Sender<()>,
+}
+
 /// Serves one accepted connection to its end.
 pub async fn serve(
     rt: Arc<Runtime>,
@@ -200,9 +211,14 @@ pub async fn serve(
     builder: Arc<auto::Builder<TokioExecutor>>,
     mut tcp: TcpStream,
     tcp_peer: SocketAddr,
-    mut shutdown: watch::Receiver<bool>,
-    _drain: mpsc::Sender<()>,
+    lifetime: Lifetime,
 ) {
+    let Lifetime {
+        mut shutdown,
+        mut generation,
+        started,
+        _drain,
+    } = lifetime;
     let open = l.counters.open.clone();
     open.inc();
     let _open = scopeguard(move || open.dec());
@@ -227,6 +243,12 @@ pub async fn serve(
     if closing {
         conn.as_mut().graceful_shutdown();
     }
+    // Once a newer snapshot is live: asked to close after one grace period
+    // (it finishes what is in flight), cut after a second one — so a client
+    // the new snapshot refuses cannot keep an old connection for ever.
+    let grace = rt.grace_period;
+    let mut retire: Option<tokio::time::Instant> = None;
+    let mut watching_generation = true;
     loop {
         let next_idle_check = match activity.idle_for() {
             Some(idle) => idle_timeout.saturating_sub(idle),
@@ -260,6 +282,24 @@ pub async fn serve(
             _ = tokio::time::sleep(next_stall_check.unwrap_or_default().max(Duration::from_millis(10))),
                 if next_stall_check.is_some() => {}
             _ = activity.watched.notified() => {}
+            changed = generation.changed(), if watching_generation => {
+                if changed.is_err() {
+                    watching_generation = false;
+                } else if *generation.borrow_and_update() != started {
+                    watching_generation = false;
+                    retire = Some(tokio::time::Instant::now() + grace);
+                }
+            }
+            _ = tokio::time::sleep_until(retire.unwrap_or_else(tokio::time::Instant::now)), if retire.is_some() => {
+                if closing {
+                    tracing::debug!(target: "sealgate", peer = %peer, "cutting a connection of a replaced configuration after the grace period");
+                    break;
+                }
+                tracing::debug!(target: "sealgate", peer = %peer, "closing a connection of a replaced configuration");
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+                retire = Some(tokio::time::Instant::now() + grace);
+            }
         }
     }
 }
@@ -307,23 +347,25 @@ async fn handshake(
             }
         },
     };
-    // A resumed TLS session skips certificate verification: judge validity again.
-    if let Some(id) = &identity {
-        let now = crate::tls::certs::now_unix();
-        let reason = if now > id.not_after {
-            Some(Handshake::Expired)
-        } else if now < id.not_before {
-            Some(Handshake::NotYetValid)
-        } else {
-            None
-        };
-        if let Some(reason) = reason {
-            refused(
-                reason,
-                "certificate outside its validity (resumed session)",
-                presented,
-            );
-            return None;
+    // A resumed session skips certificate verification, and its cache
+    // outlives reloads: the chain goes through the current verifier again, so
+    // a CRL that revoked the client since, or its expiry, ends resumption.
+    let session = tls.get_ref().1;
+    if session.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+        if let (Some(verifier), Some((leaf, rest))) = (
+            &l.client_verifier,
+            session.peer_certificates().and_then(|c| c.split_first()),
+        ) {
+            if let Err(e) =
+                verifier.verify_client_cert(leaf, rest, rustls::pki_types::UnixTime::now())
+            {
+                refused(
+                    Handshake::of(&e),
+                    &format!("{e} (resumed session)"),
+                    presented,
+                );
+                return None;
+            }
         }
     }
     let block_identity = identity.as_deref().map(|id| Who::Identity(id.fingerprint));

@@ -1,8 +1,8 @@
 //! A compiled listener: its TLS, its admission rules at accept, its routes
 //! (most specific first) and its metric handles.
 
-use super::material::Loader;
-use super::route::{Globals, Route};
+use super::material::{Held, Loader};
+use super::route::Route;
 use super::upstream::Upstream;
 use crate::admission::ip::{Allowlist, IpSet};
 use crate::admission::rate::{Rate, RateLimit};
@@ -10,6 +10,7 @@ use crate::admission::Refused;
 use crate::config::{ClientAuth, Config, ListenerConfig, Problem, TlsVersion};
 use crate::fingerprint::Fingerprint;
 use crate::telemetry::metrics::{Metrics, ReasonCounters};
+use crate::tls::certs::Role;
 use crate::tls::reason::Handshake;
 use crate::tls::server::{ClientCerts, CrlCheck, ServerSettings};
 use prometheus::{IntCounter, IntGauge};
@@ -64,6 +65,9 @@ pub struct Listener {
     pub name: String,
     pub addr: SocketAddr,
     pub tls: Arc<rustls::ServerConfig>,
+    /// Checks a resumed session's client certificate again, against this
+    /// snapshot's CAs and CRLs (rustls skips the check on resumption).
+    pub client_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
     pub client_certs: ClientCerts,
     /// Routes of this listener, most specific first.
     pub routes: Vec<Arc<Route>>,
@@ -71,7 +75,7 @@ pub struct Listener {
     pub allow_ips: Allowlist,
     pub proxy_protocol: Option<ProxyProtocol>,
     /// New handshakes per client IP.
-    pub handshake_rate: Option<RateLimit>,
+    pub handshake_rate: Option<Arc<RateLimit>>,
     /// Connections open at once; more are refused at accept.
     pub max_connections: Option<usize>,
     pub counters: ListenerCounters,
@@ -80,13 +84,11 @@ pub struct Listener {
 impl Listener {
     /// Compiles listener `i`; every problem it has goes to the loader, not
     /// only the first.
-    #[allow(clippy::too_many_arguments)] // the pieces of the snapshot under construction
     pub fn compile(
         ld: &mut Loader<'_>,
         l: &ListenerConfig,
         i: usize,
         upstreams: &BTreeMap<String, Arc<Upstream>>,
-        globals: &mut Globals,
         replay: &Arc<crate::wssec::replay::MemoryReplayCache>,
         metrics: &Metrics,
     ) -> Option<Listener> {
@@ -119,7 +121,8 @@ impl Listener {
                     per_minute: r.per_minute,
                     burst: r.burst,
                 };
-                match RateLimit::new(&rate, r.max_keys) {
+                let id = format!("listener {:?} handshake_rate", l.name);
+                match ld.state.keyed_limit(&mut ld.taken, id, &rate, r.max_keys) {
                     Ok(limit) => Some(Some(limit)),
                     Err(e) => {
                         ld.problem(format!("{lp}.handshake_rate"), e.to_string());
@@ -146,7 +149,7 @@ impl Listener {
                 continue;
             };
             let at = format!("route[{j}]");
-            if let Some(route) = Route::compile(ld, r, &at, up.clone(), globals, replay, metrics) {
+            if let Some(route) = Route::compile(ld, r, &at, up.clone(), replay, metrics) {
                 routes.push(Arc::new(route));
             }
         }
@@ -165,7 +168,8 @@ impl Listener {
             counters: ListenerCounters::new(metrics, &l.name),
             name: l.name.clone(),
             addr: l.listen,
-            tls,
+            tls: tls.config,
+            client_verifier: tls.client_verifier,
             client_certs: client_certs(l.tls.client_auth),
             routes,
             allow_ips,
@@ -189,16 +193,45 @@ fn server_tls(
     ld: &mut Loader<'_>,
     l: &ListenerConfig,
     at: &str,
-) -> Option<Arc<rustls::ServerConfig>> {
+) -> Option<crate::tls::server::ServerTls> {
     let tls = &l.tls;
-    let identity = ld.identity(at, ("cert", &tls.cert), ("key", &tls.key));
+    let identity = ld.identity(
+        Held(Role::Listener, &l.name),
+        at,
+        ("cert", &tls.cert),
+        ("key", &tls.key),
+    );
     let mode = client_certs(tls.client_auth);
-    let roots = match (mode, &tls.client_ca) {
-        (ClientCerts::Off, _) | (_, None) => Some(rustls::RootCertStore::empty()),
-        (_, Some(ca)) => ld.roots(&format!("{at}.client_ca"), ca),
+    let (anchors, roots) = match (mode, &tls.client_ca) {
+        (ClientCerts::Off, _) | (_, None) => (Vec::new(), Some(rustls::RootCertStore::empty())),
+        (_, Some(ca)) => {
+            let key = format!("{at}.client_ca");
+            match ld.anchors(Held(Role::ClientCa, &l.name), &key, ca) {
+                Some(a) => (a.clone(), ld.root_store(&key, ca, a)),
+                None => (Vec::new(), None),
+            }
+        }
     };
-    let crls = ld.crls(&format!("{at}.crls"), &tls.crls);
-    let (pinned_clients, pinned_subjects) = pinned_clients(ld, tls, at);
+    let mut issuers = anchors;
+    for (i, p) in tls.client_intermediates.iter().enumerate() {
+        let key = format!("{at}.client_intermediates[{i}]");
+        issuers.extend(
+            ld.certificates(Held(Role::ClientCa, &l.name), &key, p)
+                .unwrap_or_default(),
+        );
+    }
+    let crls = if roots.is_some() {
+        ld.crls(
+            Held(Role::ClientCa, &l.name),
+            &format!("{at}.crls"),
+            &tls.crls,
+            &issuers,
+            tls.crl_stale_grace.0,
+        )
+    } else {
+        None
+    };
+    let (pinned_clients, pinned_subjects) = pinned_clients(ld, tls, &l.name, at);
     if mode != ClientCerts::Off && tls.client_ca.is_none() && !tls.crls.is_empty() {
         ld.problem(
             format!("{at}.crls"),
@@ -206,18 +239,24 @@ fn server_tls(
         );
     }
     let (identity, client_roots, crls) = (identity?, roots?, crls?);
+    let sessions = tls.session_resumption.then(|| {
+        let mode = format!("{mode:?} ca={:?}", tls.client_ca);
+        ld.state.tls_sessions(&mut ld.taken, &l.name, &mode)
+    });
     let settings = ServerSettings {
         identity,
         client_certs: mode,
         client_roots,
         pinned_clients,
         pinned_subjects,
-        crls,
+        crls: crls.ders,
+        freshness: crls.freshness,
         crl_check: match tls.crl_check {
             crate::config::CrlCheck::Chain => CrlCheck::Chain,
             crate::config::CrlCheck::Leaf => CrlCheck::Leaf,
         },
         tls13_only: tls.min_version == TlsVersion::V1_3,
+        sessions,
     };
     match crate::tls::server::server_config(settings) {
         Ok(sc) => Some(sc),
@@ -233,6 +272,7 @@ fn server_tls(
 fn pinned_clients(
     ld: &mut Loader<'_>,
     tls: &crate::config::ListenerTls,
+    name: &str,
     at: &str,
 ) -> (Vec<Fingerprint>, Vec<rustls::DistinguishedName>) {
     let mut pins = Vec::new();
@@ -241,7 +281,7 @@ fn pinned_clients(
         let key = format!("{at}.pinned_clients[{i}]");
         match (&p.cert, &p.fingerprint_sha256) {
             (Some(file), None) => {
-                for der in ld.certificates(&format!("{key}.cert"), file).unwrap_or_default() {
+                for der in ld.certificates(Held(Role::Pinned, name), &format!("{key}.cert"), file).unwrap_or_default() {
                     pins.push(Fingerprint::of(&der));
                     if let Ok((_, c)) = x509_parser::parse_x509_certificate(&der) {
                         subjects.push(rustls::DistinguishedName::from(

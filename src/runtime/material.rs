@@ -5,34 +5,93 @@
 //! same TOML key everywhere.
 
 use crate::admission::ip::{self, Allowlist, IpSet, JsonFilter};
-use crate::config::{Config, IpFileConfig, Problem};
-use crate::tls::certs::{self, CertSummary};
+use crate::config::{Config, CrlSource, IpFileConfig, Problem};
+use crate::tls::certs::{self, CertSummary, Role};
+use crate::tls::crl::{CrlSummary, Freshness};
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// CRLs loaded for one listener or stage, with what their freshness is judged by.
+pub struct Crls {
+    pub ders: Vec<CertificateRevocationListDer<'static>>,
+    pub freshness: Freshness,
+}
+
+/// A CRL distribution point a snapshot uses: fetched in the background,
+/// each copy verified against `issuers` before it is used.
+#[derive(Debug, Clone)]
+pub struct CrlUrlUse {
+    pub url: String,
+    pub refresh: std::time::Duration,
+    pub timeout: std::time::Duration,
+    pub issuers: Vec<CertificateDer<'static>>,
+}
+
+/// Why a certificate is loaded, and for which listener, route or upstream:
+/// the `role` and `name` of its expiry gauge.
+#[derive(Debug, Clone, Copy)]
+pub struct Held<'a>(pub Role, pub &'a str);
+
 /// Loads material for one snapshot and collects what went wrong.
 pub struct Loader<'c> {
     pub config: &'c Config,
+    pub metrics: &'c crate::telemetry::metrics::Metrics,
+    /// What outlives snapshots; compiling takes from it, never removes.
+    pub state: &'c super::state::State,
+    pub taken: super::state::Taken,
     /// Every certificate held or trusted, for `check` and the expiry gauge.
     pub certs: Vec<CertSummary>,
+    /// Every CRL held, for `check` and the nextUpdate gauge.
+    pub crls_held: Vec<CrlSummary>,
+    pub crl_urls: Vec<CrlUrlUse>,
+    /// The CRL copies downloaded that this snapshot uses (for its hash).
+    pub downloaded: Vec<(String, Vec<u8>)>,
+    /// Private key files others can read: TOML key, path, mode.
+    pub readable_keys: Vec<(String, PathBuf, u32)>,
     pub problems: Vec<Problem>,
     /// Not wrong enough to refuse the config, but worth an operator's look.
     pub warnings: Vec<Problem>,
+    /// Every file read, for the file watch and the config hash.
+    files: std::cell::RefCell<Vec<PathBuf>>,
 }
 
 impl<'c> Loader<'c> {
-    pub fn new(config: &'c Config) -> Loader<'c> {
+    pub fn new(
+        config: &'c Config,
+        state: &'c super::state::State,
+        metrics: &'c crate::telemetry::metrics::Metrics,
+    ) -> Loader<'c> {
         Loader {
             config,
+            metrics,
+            state,
+            taken: Default::default(),
+            files: Default::default(),
+            crls_held: Vec::new(),
+            crl_urls: Vec::new(),
+            downloaded: Vec::new(),
+            readable_keys: Vec::new(),
             certs: Vec::new(),
             problems: Vec::new(),
             warnings: Vec::new(),
         }
     }
 
+    /// The path of a file the config names; every file resolved is one the
+    /// snapshot depends on.
     pub fn resolve(&self, p: &Path) -> PathBuf {
-        self.config.resolve(p)
+        let p = self.config.resolve(p);
+        self.files.borrow_mut().push(p.clone());
+        p
+    }
+
+    /// The files resolved so far, sorted, each once.
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut f = self.files.borrow().clone();
+        f.sort();
+        f.dedup();
+        f
     }
 
     pub fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
@@ -50,6 +109,8 @@ impl<'c> Loader<'c> {
         if let Ok(m) = std::fs::metadata(path) {
             let mode = m.permissions().mode() & 0o777;
             if mode & 0o044 != 0 {
+                self.readable_keys
+                    .push((at.to_owned(), path.to_path_buf(), mode));
                 self.warn(
                     at,
                     format!(
@@ -87,6 +148,7 @@ impl<'c> Loader<'c> {
     /// every certificate within its validity, the key the chain's own.
     pub fn identity(
         &mut self,
+        held: Held<'_>,
         at: &str,
         (cert_key, cert): (&str, &Path),
         (key_key, key): (&str, &Path),
@@ -95,8 +157,8 @@ impl<'c> Loader<'c> {
         let role = format!("{at}.{cert_key}");
         self.key_permissions(&format!("{at}.{key_key}"), &key_path);
         match certs::load_identity(&role, &cert_path, &key_path) {
-            Ok((certified, mut summaries)) => {
-                self.certs.append(&mut summaries);
+            Ok((certified, summaries)) => {
+                self.hold(held, summaries);
                 Some(Arc::new(certified))
             }
             Err(e) => {
@@ -111,8 +173,20 @@ impl<'c> Loader<'c> {
         }
     }
 
+    fn hold(&mut self, held: Held<'_>, summaries: Vec<CertSummary>) {
+        self.certs.extend(summaries.into_iter().map(|mut s| {
+            (s.held, s.name) = (held.0, held.1.to_owned());
+            s
+        }));
+    }
+
     /// Certificates from a PEM file, each one within its validity.
-    fn valid_certs(&mut self, at: &str, path: &Path) -> Option<Vec<CertificateDer<'static>>> {
+    fn valid_certs(
+        &mut self,
+        held: Held<'_>,
+        at: &str,
+        path: &Path,
+    ) -> Option<Vec<CertificateDer<'static>>> {
         let p = self.resolve(path);
         let all = match certs::load_certs(&p) {
             Ok(c) => c,
@@ -124,7 +198,7 @@ impl<'c> Loader<'c> {
         let mut ok = true;
         for der in &all {
             match certs::check_validity(at, &p, der) {
-                Ok(s) => self.certs.push(s),
+                Ok(s) => self.hold(held, vec![s]),
                 Err(e) => {
                     ok = false;
                     self.problem(at, e.to_string());
@@ -135,8 +209,23 @@ impl<'c> Loader<'c> {
     }
 
     /// Trust anchors from a PEM bundle, as a rustls root store.
-    pub fn roots(&mut self, at: &str, path: &Path) -> Option<rustls::RootCertStore> {
-        let anchors = self.valid_certs(at, path)?;
+    pub fn roots(
+        &mut self,
+        held: Held<'_>,
+        at: &str,
+        path: &Path,
+    ) -> Option<rustls::RootCertStore> {
+        let anchors = self.valid_certs(held, at, path)?;
+        self.root_store(at, path, anchors)
+    }
+
+    /// Anchors loaded from `path` as a rustls root store.
+    pub fn root_store(
+        &mut self,
+        at: &str,
+        path: &Path,
+        anchors: Vec<CertificateDer<'static>>,
+    ) -> Option<rustls::RootCertStore> {
         let mut roots = rustls::RootCertStore::empty();
         for (i, der) in anchors.into_iter().enumerate() {
             if let Err(e) = roots.add(der) {
@@ -156,13 +245,23 @@ impl<'c> Loader<'c> {
     }
 
     /// Trust anchors from a PEM bundle, as DER (for webpki-based checks).
-    pub fn anchors(&mut self, at: &str, path: &Path) -> Option<Vec<CertificateDer<'static>>> {
-        self.valid_certs(at, path)
+    pub fn anchors(
+        &mut self,
+        held: Held<'_>,
+        at: &str,
+        path: &Path,
+    ) -> Option<Vec<CertificateDer<'static>>> {
+        self.valid_certs(held, at, path)
     }
 
     /// Certificates that are not anchors (intermediates, pinned signers).
-    pub fn certificates(&mut self, at: &str, path: &Path) -> Option<Vec<CertificateDer<'static>>> {
-        self.valid_certs(at, path)
+    pub fn certificates(
+        &mut self,
+        held: Held<'_>,
+        at: &str,
+        path: &Path,
+    ) -> Option<Vec<CertificateDer<'static>>> {
+        self.valid_certs(held, at, path)
     }
 
     /// The operating system's roots (the `ca = "system"` of an upstream).
@@ -180,20 +279,97 @@ impl<'c> Loader<'c> {
         Some(roots)
     }
 
-    /// CRLs from each listed PEM file (`{at}[i]` names a file that fails).
+    /// CRLs from each listed file or URL (`{at}[i]` names one that fails),
+    /// each signed by one of `issuers`; with the nextUpdate of each, judged
+    /// with `grace`.
     pub fn crls(
         &mut self,
+        held: Held<'_>,
         at: &str,
-        files: &[PathBuf],
-    ) -> Option<Vec<CertificateRevocationListDer<'static>>> {
-        let mut out = Vec::new();
+        sources: &[CrlSource],
+        issuers: &[CertificateDer<'static>],
+        grace: std::time::Duration,
+    ) -> Option<Crls> {
+        let mut out = Crls {
+            ders: Vec::new(),
+            freshness: Freshness::new(
+                grace,
+                Some(
+                    self.metrics
+                        .crl_stale_tolerated
+                        .with_label_values(&[held.0.as_str(), held.1]),
+                ),
+            ),
+        };
         let mut ok = true;
-        for (i, f) in files.iter().enumerate() {
-            match certs::load_crls(&self.resolve(f)) {
-                Ok(mut c) => out.append(&mut c),
+        for (i, src) in sources.iter().enumerate() {
+            let key = format!("{at}[{i}]");
+            let (name, loaded) = match src {
+                CrlSource::File(f) => {
+                    let p = self.resolve(f);
+                    (
+                        p.display().to_string(),
+                        certs::load_crls(&p).map_err(|e| e.to_string()),
+                    )
+                }
+                CrlSource::Url(u) => {
+                    self.crl_urls.push(CrlUrlUse {
+                        url: u.url.clone(),
+                        refresh: u.refresh.0,
+                        timeout: u.timeout.0,
+                        issuers: issuers.to_vec(),
+                    });
+                    let got = match self.state.crl_download(&u.url) {
+                        Some(Ok(der)) => {
+                            self.downloaded.push((u.url.clone(), der.clone()));
+                            certs::parse_crls(&der, Path::new(&u.url)).map_err(|e| e.to_string())
+                        }
+                        Some(Err(e)) => Err(format!("cannot fetch the CRL from {}: {e}", u.url)),
+                        None => Err(format!("the CRL from {} has not been fetched", u.url)),
+                    };
+                    (u.url.clone(), got)
+                }
+            };
+            let ders = match loaded {
+                Ok(d) => d,
                 Err(e) => {
                     ok = false;
-                    self.problem(format!("{at}[{i}]"), e.to_string());
+                    self.problem(key, e);
+                    continue;
+                }
+            };
+            for der in ders {
+                match crate::tls::crl::check(der.as_ref(), &name, issuers) {
+                    Ok(c) => {
+                        if let Some(next) = c.next_update_unix {
+                            let grace = i64::try_from(grace.as_secs()).unwrap_or(i64::MAX);
+                            if next.saturating_add(grace) <= certs::now_unix() {
+                                self.warn(
+                                    key.clone(),
+                                    format!(
+                                        "{name}: the CRL of {} passed its nextUpdate {} day(s) ago; certificates it covers are refused (crl_stale) until a fresh one is loaded",
+                                        c.issuer,
+                                        (certs::now_unix() - next) / 86_400
+                                    ),
+                                );
+                            }
+                        }
+                        out.freshness.add(&c);
+                        self.crls_held.push(CrlSummary {
+                            held: held.0,
+                            name: held.1.to_owned(),
+                            at: key.clone(),
+                            source: name.clone(),
+                            issuer: c.issuer,
+                            this_update_unix: c.this_update_unix,
+                            next_update_unix: c.next_update_unix,
+                        });
+                        out.ders.push(der);
+                    }
+                    Err(e) => {
+                        ok = false;
+                        self.problem(key.clone(), e.to_string());
+                    }
                 }
             }
         }
@@ -228,6 +404,7 @@ impl<'c> Loader<'c> {
             return Some(Allowlist::open());
         }
         let mut nets = self.nets(&format!("{at}.allow_ips"), inline);
+        let mut says_none = false;
         for (i, f) in files.iter().enumerate() {
             let filter = match f {
                 IpFileConfig::Path(_) => JsonFilter::default(),
@@ -236,7 +413,21 @@ impl<'c> Loader<'c> {
                     regions: x.regions.clone(),
                 },
             };
-            match ip::load_file(&self.resolve(f.path()), &filter) {
+            let p = self.resolve(f.path());
+            match ip::load_file(&p, &filter) {
+                Ok(more) if more.is_empty() && ip::says_none(&p) => says_none = true,
+                Ok(more) if more.is_empty() => {
+                    nets = None;
+                    self.problem(
+                        format!("{at}.allow_ips_files[{i}]"),
+                        format!(
+                            "{} holds no address{}; a file that comes out empty is refused, so a truncated or failed download cannot lock every client out (or, on reload, the old list keeps serving). To admit nobody on purpose, write `{}` alone in it",
+                            p.display(),
+                            if matches!(f, IpFileConfig::Filtered(_)) { " after its filter" } else { "" },
+                            ip::NONE
+                        ),
+                    );
+                }
                 Ok(mut more) => {
                     if let Some(n) = nets.as_mut() {
                         n.append(&mut more);
@@ -249,7 +440,7 @@ impl<'c> Loader<'c> {
             }
         }
         let nets = nets?;
-        if nets.is_empty() {
+        if nets.is_empty() && !says_none {
             self.problem(
                 format!("{at}.allow_ips"),
                 "the allowlist is configured but holds no address, so it would refuse everyone; add CIDRs or remove the keys",

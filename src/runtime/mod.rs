@@ -9,10 +9,11 @@ pub mod authz;
 pub mod listener;
 pub mod material;
 pub mod route;
+pub mod state;
 pub mod upstream;
 pub mod wssec_stage;
 
-use crate::admission::block::{BlockMetrics, Blocker};
+use crate::admission::block::{BlockMetrics, BlockSettings, Blocker};
 use crate::admission::ip::IpSet;
 use crate::config::{Config, LimitsConfig, Problem};
 use crate::telemetry::logging::LogGate;
@@ -21,9 +22,11 @@ use crate::tls::certs::CertSummary;
 use http::HeaderName;
 use listener::Listener;
 use material::Loader;
-use route::{Globals, RouteCounters};
+use route::RouteCounters;
+use state::{State, Taken};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use upstream::Upstream;
@@ -49,10 +52,22 @@ pub struct Runtime {
     pub headers: Headers,
     pub limits: LimitsConfig,
     pub grace_period: Duration,
+    /// Audit thresholds before notAfter / nextUpdate, longest first.
+    pub expiry_warnings: Vec<Duration>,
     pub drain_delay: Duration,
     pub admin_listen: SocketAddr,
     pub echo_listen: Option<SocketAddr>,
     pub certs: Vec<CertSummary>,
+    pub crls: Vec<crate::tls::crl::CrlSummary>,
+    /// CRL distribution points to fetch in the background.
+    pub crl_urls: Vec<material::CrlUrlUse>,
+    /// The downloaded CRL copies this snapshot uses, by URL (for its hash).
+    pub downloaded: Vec<(String, Vec<u8>)>,
+    /// Private key files others can read: TOML key, path, mode.
+    pub readable_keys: Vec<(String, PathBuf, u32)>,
+    /// SHA-256 of the config file and every file it names (set by whoever
+    /// read the config file; empty for a snapshot compiled from memory).
+    pub hash: String,
     /// Config findings that do not stop the gateway (printed by `check`,
     /// logged by `run`).
     pub warnings: Vec<Problem>,
@@ -63,14 +78,57 @@ pub struct Runtime {
     pub logs: LogGates,
     /// Metric handles for requests that matched no route (`route="none"`).
     pub unrouted: RouteCounters,
+    /// Every file the snapshot was built from, besides the config file.
+    pub files: Vec<PathBuf>,
+    /// What this snapshot took from the state that outlives it.
+    taken: Taken,
+    replay_entries: usize,
+    blocking: Option<BlockSettings>,
 }
 
 impl Runtime {
+    pub fn listener(&self, name: &str) -> Option<&Arc<Listener>> {
+        self.listeners.iter().find(|l| l.name == name)
+    }
+
+    /// Makes this snapshot the live one: the state it shares takes its
+    /// settings and drops what it no longer uses, and the gauges that
+    /// describe what is held (certificates) describe this snapshot.
+    pub fn activate(&self, state: &State) {
+        state.activate(&self.taken, self.replay_entries, self.blocking.as_ref());
+        self.metrics.cert_expiry.reset();
+        for c in &self.certs {
+            self.metrics
+                .cert_expiry
+                .with_label_values(&[c.held.as_str(), c.name.as_str(), c.subject.as_str()])
+                .set(c.not_after_unix);
+        }
+        self.metrics.crl_next_update.reset();
+        for c in &self.crls {
+            if let Some(t) = c.next_update_unix {
+                self.metrics
+                    .crl_next_update
+                    .with_label_values(&[c.held.as_str(), c.name.as_str(), c.issuer.as_str()])
+                    .set(t);
+            }
+        }
+    }
+
     /// Loads every certificate and key, builds TLS configs, clients and routes.
     /// Collects every problem rather than stopping at the first, each once.
     pub fn compile(config: &Config, metrics: Arc<Metrics>) -> Result<Runtime, Vec<Problem>> {
+        Runtime::compile_with(config, metrics, &State::new())
+    }
+
+    /// As `compile`, taking rate buckets, the replay cache, blocks and TLS
+    /// sessions from `state`, so they carry over from the snapshot before.
+    pub fn compile_with(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        state: &State,
+    ) -> Result<Runtime, Vec<Problem>> {
         crate::tls::install_crypto_provider();
-        let mut ld = Loader::new(config);
+        let mut ld = Loader::new(config, state, &metrics);
         ld.problems.extend(config.validate());
         let mut upstreams = BTreeMap::new();
         for (name, u) in &config.upstreams {
@@ -86,21 +144,32 @@ impl Runtime {
             .flat_map(|w| [w.request.as_ref(), w.response.as_ref()])
             .flatten()
             .filter(|s| s.mode == crate::config::WssecMode::Verify)
-            .map(|v| v.replay_cache_entries.unwrap_or(100_000))
+            .map(|v| {
+                v.replay_cache_entries
+                    .unwrap_or(state::DEFAULT_REPLAY_ENTRIES)
+            })
             .max()
             .unwrap_or(1)
             .max(1);
-        let replay = Arc::new(crate::wssec::replay::MemoryReplayCache::new(replay_entries));
-        let mut globals = Globals::default();
+        let replay = state.replay();
         let mut listeners = Vec::new();
         for (i, l) in config.listeners.iter().enumerate() {
-            if let Some(listener) =
-                Listener::compile(&mut ld, l, i, &upstreams, &mut globals, &replay, &metrics)
+            if let Some(listener) = Listener::compile(&mut ld, l, i, &upstreams, &replay, &metrics)
             {
                 listeners.push(Arc::new(listener));
             }
         }
-        let blocker = blocker(&mut ld, config, &metrics);
+        let blocking = block_settings(&mut ld, config);
+        let blocker = blocking.as_ref().map(|s| {
+            state.blocker(
+                s,
+                BlockMetrics {
+                    ip_blocks: metrics.blocks.with_label_values(&["ip"]),
+                    identity_blocks: metrics.blocks.with_label_values(&["identity"]),
+                    active: metrics.blocked_clients.clone(),
+                },
+            )
+        });
         let header = |h: &str| HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).ok();
         let headers = match (
             header(&config.server.identity_header),
@@ -114,31 +183,47 @@ impl Runtime {
             _ => None,
         };
         let certs = std::mem::take(&mut ld.certs);
+        let crls = std::mem::take(&mut ld.crls_held);
+        let crl_urls = std::mem::take(&mut ld.crl_urls);
+        let downloaded = std::mem::take(&mut ld.downloaded);
+        let readable_keys = std::mem::take(&mut ld.readable_keys);
         let warnings = std::mem::take(&mut ld.warnings);
+        let taken = std::mem::take(&mut ld.taken);
+        let files = ld.files();
         let problems = ld.into_problems();
         let (true, Some(headers)) = (problems.is_empty(), headers) else {
             return Err(problems);
         };
-        for c in &certs {
-            metrics
-                .cert_expiry
-                .with_label_values(&[c.role.as_str(), c.subject.as_str()])
-                .set(c.not_after_unix);
-        }
         Ok(Runtime {
+            crls,
+            crl_urls,
+            downloaded,
+            readable_keys,
+            hash: String::new(),
+            files,
+            taken,
+            replay_entries,
+            blocking,
             unrouted: RouteCounters::new(&metrics, "none", crate::refusal::Kind::COUNT),
             listeners,
             upstreams,
             headers,
             limits: config.server.limits.clone(),
             grace_period: config.server.grace_period.0,
+            expiry_warnings: {
+                let mut w: Vec<Duration> =
+                    config.server.expiry_warnings.iter().map(|d| d.0).collect();
+                w.sort_by(|a, b| b.cmp(a));
+                w.dedup();
+                w
+            },
             drain_delay: config.server.drain_delay.0,
             admin_listen: config.admin.listen,
             echo_listen: config.echo.as_ref().map(|e| e.listen),
             certs,
             warnings,
             metrics,
-            blocker: blocker.map(Arc::new),
+            blocker,
             logs: LogGates {
                 connections: LogGate::new(50, 100),
                 handshakes: LogGate::new(50, 100),
@@ -148,7 +233,9 @@ impl Runtime {
     }
 }
 
-fn blocker(ld: &mut Loader<'_>, config: &Config, metrics: &Metrics) -> Option<Blocker> {
+/// `[server.blocking]` compiled; `None` when blocking is off or wrong (the
+/// loader has the problem).
+fn block_settings(ld: &mut Loader<'_>, config: &Config) -> Option<BlockSettings> {
     let b = config.server.blocking.as_ref()?;
     let mut ok = true;
     for (key, zero) in [
@@ -165,17 +252,10 @@ fn blocker(ld: &mut Loader<'_>, config: &Config, metrics: &Metrics) -> Option<Bl
         }
     }
     let never = ld.nets("server.blocking.never_block", &b.never_block)?;
-    ok.then(|| {
-        Blocker::new(
-            b.max_failures,
-            b.window.0,
-            b.duration.0,
-            IpSet::from_nets(&never),
-            Some(BlockMetrics {
-                ip_blocks: metrics.blocks.with_label_values(&["ip"]),
-                identity_blocks: metrics.blocks.with_label_values(&["identity"]),
-                active: metrics.blocked_clients.clone(),
-            }),
-        )
+    ok.then(|| BlockSettings {
+        max_failures: b.max_failures,
+        window: b.window.0,
+        duration: b.duration.0,
+        never: IpSet::from_nets(&never),
     })
 }

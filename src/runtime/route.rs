@@ -25,11 +25,6 @@ pub enum Limit {
     One(Arc<SingleLimit>),
 }
 
-/// Global limits built so far in this snapshot, by rate, so routes naming
-/// the same global rate share one bucket.
-#[derive(Default)]
-pub struct Globals(Vec<(String, Arc<SingleLimit>)>);
-
 /// What a request must look like to take a route.
 #[derive(Debug, Clone)]
 pub struct Matcher {
@@ -176,15 +171,21 @@ impl Route {
         c: &RouteConfig,
         at: &str,
         upstream: Arc<Upstream>,
-        globals: &mut Globals,
         replay: &Arc<crate::wssec::replay::MemoryReplayCache>,
         metrics: &Metrics,
     ) -> Option<Route> {
         let before = ld.problems.len();
         let config = ld.config;
         let mut stage = |conf: Option<&crate::config::WssecStageConfig>, d: Direction| match conf {
-            Some(v) => Stage::compile(ld, v, &format!("{at}.wssec.{}", d.as_str()), d, replay)
-                .map(|s| s.map(Arc::new)),
+            Some(v) => Stage::compile(
+                ld,
+                v,
+                &c.name,
+                &format!("{at}.wssec.{}", d.as_str()),
+                d,
+                replay,
+            )
+            .map(|s| s.map(Arc::new)),
             None => Some(None),
         };
         let wssec_request = stage(
@@ -208,27 +209,21 @@ impl Route {
                 per_minute: l.per_minute,
                 burst: l.burst,
             };
+            // Kept across reloads by where the limit is and what it is; every
+            // route naming the same global rate shares one bucket.
+            let (state, taken) = (ld.state, &mut ld.taken);
+            let id = || format!("route {:?} rate[{i}] {:?}", c.name, l.key);
             let limit = match l.key {
-                RateKey::Client | RateKey::Ip => RateLimit::new(&rate, l.max_keys).map(|r| {
-                    let r = Arc::new(r);
-                    if l.key == RateKey::Client {
-                        Limit::Client(r)
-                    } else {
-                        Limit::Ip(r)
-                    }
-                }),
-                RateKey::Route => SingleLimit::new(&rate).map(|r| Limit::One(Arc::new(r))),
-                RateKey::Global => {
-                    let id = format!("{:?}/{:?}/{:?}", l.per_second, l.per_minute, l.burst);
-                    match globals.0.iter().find(|(k, _)| *k == id) {
-                        Some((_, g)) => Ok(Limit::One(g.clone())),
-                        None => SingleLimit::new(&rate).map(|g| {
-                            let g = Arc::new(g);
-                            globals.0.push((id, g.clone()));
-                            Limit::One(g)
-                        }),
-                    }
-                }
+                RateKey::Client => state
+                    .keyed_limit(taken, id(), &rate, l.max_keys)
+                    .map(Limit::Client),
+                RateKey::Ip => state
+                    .keyed_limit(taken, id(), &rate, l.max_keys)
+                    .map(Limit::Ip),
+                RateKey::Route => state.single_limit(taken, id(), &rate).map(Limit::One),
+                RateKey::Global => state
+                    .single_limit(taken, "global".into(), &rate)
+                    .map(Limit::One),
             };
             match limit {
                 Ok(l) => limits.push(l),

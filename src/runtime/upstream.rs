@@ -1,9 +1,10 @@
 //! An upstream: its pooled HTTP client (with its own TLS identity), its timeouts
 //! and its concurrency ceiling.
 
-use super::material::Loader;
+use super::material::{Held, Loader};
 use crate::admission::concurrency::Gate;
 use crate::config::UpstreamConfig;
+use crate::tls::certs::Role;
 use bytes::Bytes;
 use http::{HeaderValue, Uri};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -65,11 +66,20 @@ impl Upstream {
             // A plain-http upstream never uses the roots; don't demand system CAs for it.
             None if scheme == http::uri::Scheme::HTTP => Some(rustls::RootCertStore::empty()),
             None | Some("system") => ld.system_roots(&format!("{at}.ca")),
-            Some(file) => ld.roots(&format!("{at}.ca"), std::path::Path::new(file)),
+            Some(file) => ld.roots(
+                Held(Role::UpstreamCa, name),
+                &format!("{at}.ca"),
+                std::path::Path::new(file),
+            ),
         };
         let identity = match (&u.client_cert, &u.client_key) {
             (Some(c), Some(k)) => ld
-                .identity(&at, ("client_cert", c), ("client_key", k))
+                .identity(
+                    Held(Role::UpstreamClient, name),
+                    &at,
+                    ("client_cert", c),
+                    ("client_key", k),
+                )
                 .map(Some),
             _ => Some(None),
         };

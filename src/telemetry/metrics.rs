@@ -22,7 +22,28 @@ pub struct Metrics {
     pub wssec_verifications: IntCounterVec,
     pub wssec_signatures: IntCounterVec,
     pub cert_expiry: IntGaugeVec,
+    pub crl_next_update: IntGaugeVec,
     pub open_connections: IntGaugeVec,
+    pub config_reloads: IntCounterVec,
+    pub config_last_reload_success: IntGauge,
+    pub config_last_reload_successful: IntGauge,
+    pub config_hash: IntGaugeVec,
+    /// Handshakes accepted on a CRL past its nextUpdate, within the configured grace.
+    pub crl_stale_tolerated: IntCounterVec,
+    pub crl_fetches: IntCounterVec,
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}")); // ok: constant names
+    let _ = r.register(Box::new(g.clone()));
+    g
+}
+
+fn single_gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}")); // ok: constant names
+    let _ = r.register(Box::new(g.clone()));
+    g
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -57,15 +78,18 @@ impl Metrics {
         )
         .unwrap_or_else(|e| panic!("metric: {e}")); // ok: constant names
         let _ = r.register(Box::new(upstream_in_flight.clone()));
-        let cert_expiry = IntGaugeVec::new(
-            Opts::new(
-                "sealgate_certificate_expiry_timestamp_seconds",
-                "notAfter of every certificate the gateway holds or trusts, as Unix time",
-            ),
-            &["role", "subject"],
-        )
-        .unwrap_or_else(|e| panic!("metric: {e}")); // ok: constant names
-        let _ = r.register(Box::new(cert_expiry.clone()));
+        let cert_expiry = gauge(
+            &r,
+            "sealgate_certificate_not_after_timestamp_seconds",
+            "notAfter of every certificate the gateway serves, presents, signs with, pins or trusts, as Unix time, by role, the listener, route or upstream holding it, and subject",
+            &["role", "name", "subject"],
+        );
+        let crl_next_update = gauge(
+            &r,
+            "sealgate_crl_next_update_timestamp_seconds",
+            "nextUpdate of every CRL the gateway holds, as Unix time, by role (client_ca, signer_trust), the listener or route holding it, and issuer",
+            &["role", "name", "issuer"],
+        );
         let route_in_flight = IntGaugeVec::new(
             Opts::new(
                 "sealgate_route_in_flight",
@@ -149,7 +173,42 @@ impl Metrics {
                 &["route", "direction", "result", "reason"],
             ),
             cert_expiry,
+            crl_next_update,
             open_connections,
+            config_reloads: counter(
+                &r,
+                "sealgate_config_reloads_total",
+                "Configuration reloads by result (ok, error)",
+                &["result"],
+            ),
+            config_last_reload_success: single_gauge(
+                &r,
+                "sealgate_config_last_reload_success_timestamp_seconds",
+                "When the configuration now serving was loaded, as Unix time",
+            ),
+            config_last_reload_successful: single_gauge(
+                &r,
+                "sealgate_config_last_reload_successful",
+                "1 when the last reload attempt succeeded, 0 when it failed (the previous configuration still serves)",
+            ),
+            config_hash: gauge(
+                &r,
+                "sealgate_config_hash_info",
+                "SHA-256 of the configuration now serving and every file it names (1 for the live one)",
+                &["sha256"],
+            ),
+            crl_stale_tolerated: counter(
+                &r,
+                "sealgate_crl_stale_tolerated_total",
+                "Certificates accepted on a CRL past its nextUpdate, within the configured grace, by role and name",
+                &["role", "name"],
+            ),
+            crl_fetches: counter(
+                &r,
+                "sealgate_crl_fetches_total",
+                "CRL downloads from a URL by result (ok, unchanged, error)",
+                &["result"],
+            ),
             registry: r,
         }
     }

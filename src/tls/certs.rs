@@ -53,10 +53,49 @@ impl CertError {
     }
 }
 
+/// Why the gateway holds a certificate: the `role` label of the expiry gauge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// A listener's own certificate (and its chain).
+    Listener,
+    /// A CA that issues client certificates.
+    ClientCa,
+    /// The certificate presented to an upstream.
+    UpstreamClient,
+    /// A CA an upstream's certificate must chain to.
+    UpstreamCa,
+    /// A WS-Security signing certificate.
+    Signer,
+    /// A CA or intermediate that signer certificates chain to.
+    SignerTrust,
+    /// A client or signer certificate trusted as itself.
+    Pinned,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Listener => "listener",
+            Role::ClientCa => "client_ca",
+            Role::UpstreamClient => "upstream_client",
+            Role::UpstreamCa => "upstream_ca",
+            Role::Signer => "signer",
+            Role::SignerTrust => "signer_trust",
+            Role::Pinned => "pinned",
+        }
+    }
+}
+
 /// What `check` prints and metrics export about one certificate.
 #[derive(Debug, Clone)]
 pub struct CertSummary {
+    /// The TOML key that names it, such as `listener[0].tls.cert`.
     pub role: String,
+    /// Why it is held, and by which listener, route or upstream (set by the loader).
+    pub held: Role,
+    pub name: String,
+    /// SHA-256 of the DER, to tell certificates with one subject apart.
+    pub fingerprint: crate::fingerprint::Fingerprint,
     pub path: PathBuf,
     pub subject: String,
     pub issuer: String,
@@ -116,15 +155,26 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, CertError> {
 }
 
 pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, CertError> {
-    let bytes = read(path)?;
-    let crls: Result<Vec<_>, _> = CertificateRevocationListDer::pem_slice_iter(&bytes).collect();
+    parse_crls(&read(path)?, path)
+}
+
+/// CRLs as PEM blocks, or one DER CRL (what distribution points serve).
+pub fn parse_crls(
+    bytes: &[u8],
+    source: &Path,
+) -> Result<Vec<CertificateRevocationListDer<'static>>, CertError> {
+    // DER starts with a SEQUENCE tag; PEM with text.
+    if bytes.first() == Some(&0x30) {
+        return Ok(vec![CertificateRevocationListDer::from(bytes.to_vec())]);
+    }
+    let crls: Result<Vec<_>, _> = CertificateRevocationListDer::pem_slice_iter(bytes).collect();
     let crls = crls.map_err(|e| CertError::BadPem {
-        path: path.to_path_buf(),
+        path: source.to_path_buf(),
         detail: e.to_string(),
     })?;
     if crls.is_empty() {
         return Err(CertError::Empty {
-            path: path.to_path_buf(),
+            path: source.to_path_buf(),
             what: "X509 CRL",
         });
     }
@@ -161,6 +211,9 @@ pub fn check_validity(
     }
     Ok(CertSummary {
         role: role.to_string(),
+        held: Role::Listener,
+        name: String::new(),
+        fingerprint: crate::fingerprint::Fingerprint::of(der),
         path: path.to_path_buf(),
         subject,
         issuer: crate::dn::Name::from_x509(cert.issuer()).to_string(),

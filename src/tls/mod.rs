@@ -4,6 +4,7 @@
 //! it loaded material.
 
 pub mod certs;
+pub mod crl;
 pub mod identity;
 pub mod reason;
 pub mod server;

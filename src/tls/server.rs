@@ -37,7 +37,6 @@ pub async fn capture_presented<F: std::future::Future>(
 /// The listener's client-certificate check: a pinned certificate is trusted
 /// as itself (validity still checked); any other goes to the WebPKI verifier
 /// of the client CAs. Records what the peer presented either way.
-#[derive(Debug)]
 struct ClientVerifier {
     /// None when the listener trusts pinned certificates only.
     chained: Option<Arc<dyn ClientCertVerifier>>,
@@ -45,6 +44,46 @@ struct ClientVerifier {
     hints: Vec<DistinguishedName>,
     mandatory: bool,
     algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+    freshness: super::crl::Freshness,
+    leaf_only: bool,
+}
+
+impl std::fmt::Debug for ClientVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientVerifier")
+            .field("pinned", &self.pinned.len())
+            .field("mandatory", &self.mandatory)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientVerifier {
+    /// A chain the CA verifier accepted still needs CRLs that are current.
+    fn fresh(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<(), rustls::Error> {
+        if self.freshness.is_empty() {
+            return Ok(());
+        }
+        let checked = std::iter::once(end_entity)
+            .chain(
+                intermediates
+                    .iter()
+                    .take(if self.leaf_only { 0 } else { usize::MAX }),
+            )
+            .map(|c| c.as_ref());
+        let issuers = super::crl::issuers_of(checked);
+        let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        match self.freshness.judge(issuers.iter().map(Vec::as_slice), now) {
+            super::crl::Verdict::Fresh | super::crl::Verdict::Tolerated => Ok(()),
+            super::crl::Verdict::Stale => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ExpiredRevocationList,
+            )),
+        }
+    }
 }
 
 impl ClientCertVerifier for ClientVerifier {
@@ -68,7 +107,11 @@ impl ClientCertVerifier for ClientVerifier {
             return pinned_valid(end_entity, now).map(|()| ClientCertVerified::assertion());
         }
         match &self.chained {
-            Some(v) => v.verify_client_cert(end_entity, intermediates, now),
+            Some(v) => {
+                let ok = v.verify_client_cert(end_entity, intermediates, now)?;
+                self.fresh(end_entity, intermediates, now)?;
+                Ok(ok)
+            }
             None => Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::UnknownIssuer,
             )),
@@ -141,8 +184,20 @@ pub struct ServerSettings {
     pub pinned_clients: Vec<Fingerprint>,
     pub pinned_subjects: Vec<DistinguishedName>,
     pub crls: Vec<rustls::pki_types::CertificateRevocationListDer<'static>>,
+    /// The CRLs' nextUpdate: a client whose revocation status rests on a
+    /// stale one is refused (`crl_stale`) unless within the grace.
+    pub freshness: super::crl::Freshness,
     pub crl_check: CrlCheck,
     pub tls13_only: bool,
+    /// Session cache and ticket keys kept across reloads; `None`: no resumption.
+    pub sessions: Option<crate::runtime::state::TlsSessions>,
+}
+
+/// A listener's TLS: the rustls config, and the client-certificate check
+/// that a resumed session's certificate goes through again.
+pub struct ServerTls {
+    pub config: Arc<rustls::ServerConfig>,
+    pub client_verifier: Option<Arc<dyn ClientCertVerifier>>,
 }
 
 /// The client verifier could not be built from the CRLs given.
@@ -151,7 +206,7 @@ pub struct ServerSettings {
 pub struct VerifierError(String);
 
 /// Builds the rustls server config for one listener.
-pub fn server_config(s: ServerSettings) -> Result<Arc<rustls::ServerConfig>, VerifierError> {
+pub fn server_config(s: ServerSettings) -> Result<ServerTls, VerifierError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let versions: &[&rustls::SupportedProtocolVersion] = if s.tls13_only {
         &[&rustls::version::TLS13]
@@ -161,6 +216,7 @@ pub fn server_config(s: ServerSettings) -> Result<Arc<rustls::ServerConfig>, Ver
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)
         .map_err(|e| VerifierError(e.to_string()))?;
+    let mut client_verifier: Option<Arc<dyn ClientCertVerifier>> = None;
     let builder = match s.client_certs {
         ClientCerts::Off => builder.with_no_client_auth(),
         mode => {
@@ -187,22 +243,37 @@ pub fn server_config(s: ServerSettings) -> Result<Arc<rustls::ServerConfig>, Ver
                 .map(|c| c.root_hint_subjects().to_vec())
                 .unwrap_or_default();
             hints.extend(s.pinned_subjects);
-            builder.with_client_cert_verifier(Arc::new(ClientVerifier {
+            let v: Arc<dyn ClientCertVerifier> = Arc::new(ClientVerifier {
                 chained,
                 pinned: s.pinned_clients,
                 hints,
                 mandatory: mode == ClientCerts::Required,
                 algorithms: provider.signature_verification_algorithms,
-            }))
+                freshness: s.freshness,
+                leaf_only: s.crl_check == CrlCheck::Leaf,
+            });
+            client_verifier = Some(v.clone());
+            builder.with_client_cert_verifier(v)
         }
     };
     let mut sc = builder.with_cert_resolver(Arc::new(OneCert(s.identity)));
     sc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    sc.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
-    if let Ok(ticketer) = rustls::crypto::aws_lc_rs::Ticketer::new() {
-        sc.ticketer = ticketer;
+    match s.sessions {
+        Some(kept) => {
+            sc.session_storage = kept.cache;
+            if let Some(t) = kept.ticketer {
+                sc.ticketer = t;
+            }
+        }
+        None => {
+            sc.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+            sc.send_tls13_tickets = 0;
+        }
     }
-    Ok(Arc::new(sc))
+    Ok(ServerTls {
+        config: Arc::new(sc),
+        client_verifier,
+    })
 }
 
 /// The listener's one certificate, whatever name the client asks for.

@@ -67,6 +67,7 @@ reasons! {
         SignerExpired = "wssec_signer_expired",
         SignerNotYetValid = "wssec_signer_not_yet_valid",
         SignerRevoked = "wssec_signer_revoked",
+        SignerCrlStale = "wssec_signer_crl_stale",
         NoTimestamp = "wssec_no_timestamp",
         BadTimestamp = "wssec_bad_timestamp",
         MessageExpired = "wssec_message_expired",
@@ -147,6 +148,7 @@ impl Reason {
         matches!(
             self,
             R::ReplayCacheFull
+                | R::SignerCrlStale
                 | R::Internal
                 | R::Config
                 | R::SignSelfCheck

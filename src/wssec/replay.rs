@@ -2,6 +2,7 @@
 //! UsernameToken (user, Nonce, Created) is accepted once while it could be fresh.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::SystemTime;
 
@@ -75,7 +76,7 @@ impl Shard {
 /// live at most max TTL + skew, so filling it needs a trusted signer's volume.
 pub struct MemoryReplayCache {
     shards: Vec<Mutex<Shard>>,
-    per_shard: usize,
+    per_shard: AtomicUsize,
 }
 
 impl MemoryReplayCache {
@@ -83,8 +84,16 @@ impl MemoryReplayCache {
     pub fn new(max_entries: usize) -> Self {
         MemoryReplayCache {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
-            per_shard: max_entries.div_ceil(SHARDS).max(1),
+            per_shard: AtomicUsize::new(per_shard(max_entries)),
         }
+    }
+
+    /// A new ceiling (a reload changed `replay_cache_entries`); entries
+    /// held stay, so no replay window opens. Above the ceiling, new entries
+    /// are refused until old ones expire.
+    pub fn set_capacity(&self, max_entries: usize) {
+        self.per_shard
+            .store(per_shard(max_entries), Ordering::Relaxed);
     }
 
     /// Entries held now (expired ones included until the next purge).
@@ -104,7 +113,10 @@ impl std::fmt::Debug for MemoryReplayCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryReplayCache")
             .field("entries", &self.len())
-            .field("capacity", &(self.per_shard * SHARDS))
+            .field(
+                "capacity",
+                &(self.per_shard.load(Ordering::Relaxed) * SHARDS),
+            )
             .finish()
     }
 }
@@ -123,7 +135,7 @@ impl ReplayCache for MemoryReplayCache {
         if s.until.contains_key(&key) {
             return Err(ReplayError::Replay);
         }
-        if s.until.len() >= self.per_shard {
+        if s.until.len() >= self.per_shard.load(Ordering::Relaxed) {
             return Err(ReplayError::Full);
         }
         s.until.insert(key, keep_until);
@@ -138,6 +150,10 @@ impl ReplayCache for MemoryReplayCache {
             s.by_expiry.remove(&(until, *key));
         }
     }
+}
+
+fn per_shard(max_entries: usize) -> usize {
+    max_entries.div_ceil(SHARDS).max(1)
 }
 
 /// A cache that remembers nothing (explain mode, or replay handled elsewhere).

@@ -98,6 +98,8 @@ pub enum WssecError {
     SignerNotYetValid,
     #[error("signer certificate is revoked")]
     SignerRevoked,
+    #[error("the CRL for the signer's certificate is past its nextUpdate; its revocation status is unknown")]
+    SignerCrlStale,
     #[error("no Timestamp")]
     NoTimestamp,
     #[error("bad Timestamp: {0}")]
@@ -191,6 +193,7 @@ impl WssecError {
             E::SignerExpired => R::SignerExpired,
             E::SignerNotYetValid => R::SignerNotYetValid,
             E::SignerRevoked => R::SignerRevoked,
+            E::SignerCrlStale => R::SignerCrlStale,
             E::NoTimestamp => R::NoTimestamp,
             E::BadTimestamp(_) => R::BadTimestamp,
             E::MessageExpired => R::MessageExpired,

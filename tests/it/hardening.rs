@@ -677,6 +677,8 @@ fn chain_pki(pki: &Pki, revoke_intermediate: bool) -> (Issued, String, String) {
         .ca
         .intermediate("Test Issuing CA", "sealgate tests", 30)
         .unwrap();
+    // Its CRL is verified against it when loaded.
+    pki.write("inter.crt", &inter.cert_pem);
     let mut leaf = Leaf::new("etl-prod", Usage::Client);
     leaf.ou = Some("ETL".into());
     let client = inter.issue(&leaf).unwrap();
@@ -712,7 +714,10 @@ async fn crl_gateway(pki: &Pki, crls: (&str, &str), check: Option<&str>) -> Test
     )
     .replace(
         "client_auth = \"required\"\n",
-        &format!("client_auth = \"required\"\ncrls = [{root_crl:?}, {inter_crl:?}]\n{check}"),
+        &format!(
+            "client_auth = \"required\"\ncrls = [{root_crl:?}, {inter_crl:?}]\nclient_intermediates = [{:?}]\n{check}",
+            pki.path("inter.crt")
+        ),
     );
     TestGateway::start(pki.dir.path(), &cfg).await
 }

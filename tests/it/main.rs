@@ -10,6 +10,7 @@ mod hardening;
 mod process;
 mod proxy;
 mod rate_memory;
+mod reload;
 mod scenario_salesforce_outbound;
 mod tls_handshake;
 mod wssec_bench_messages;

@@ -49,31 +49,13 @@ async fn rsa_and_ecdsa_clients_pass() {
 
 /// Connects with the given client config and reads until the gateway closes,
 /// so a refusal that arrives after the client's side of the handshake is seen too.
-async fn attempt(addr: std::net::SocketAddr, cfg: std::sync::Arc<rustls::ClientConfig>) -> bool {
-    match tls_connect(addr, cfg).await {
-        Err(_) => false,
-        Ok(mut s) => {
-            let _ = s
-                .write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n")
-                .await;
-            let mut buf = [0u8; 512];
-            matches!(
-                tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await,
-                Ok(Ok(n)) if n > 0 && buf.starts_with(b"HTTP/1.1 200")
-            )
-        }
-    }
-}
-
 async fn assert_refused(
     gw: &TestGateway,
     addr: std::net::SocketAddr,
     cfg: std::sync::Arc<rustls::ClientConfig>,
     reason: &str,
 ) {
-    let needle = format!(
-        "sealgate_tls_handshakes_total{{listener=\"edge\",reason=\"{reason}\",result=\"refused\"}}"
-    );
+    let needle = refused_handshakes(reason);
     let count = |m: String| {
         m.lines()
             .find(|l| l.starts_with(&needle))

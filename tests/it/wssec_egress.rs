@@ -135,7 +135,7 @@ async fn requests_are_signed_for_the_upstream_with_each_key_reference() {
         .await;
         let m = gw.metrics().await;
         assert!(
-            m.contains("role=\"route[0].wssec.request.cert\",subject=\"O=Acme,CN=gateway-signer\""),
+            m.contains("sealgate_certificate_not_after_timestamp_seconds{name=\"ledger\",role=\"signer\",subject=\"O=Acme,CN=gateway-signer\"}"),
             "the signing certificate's expiry is exported:\n{m}"
         );
     }

@@ -7,33 +7,12 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use sealgate::pki::{Issued, Leaf, Usage};
-use sealgate::wssec::sign::{sign, SignOptions, SigningKey};
+use sealgate::pki::{Leaf, Usage};
 use std::time::SystemTime;
 use tokio::io::AsyncWriteExt;
 
 const SOAP11: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Header/><soap:Body><acct:Post xmlns:acct="urn:acct"><amount>100</amount></acct:Post></soap:Body></soap:Envelope>"#;
 const SOAP12: &str = r#"<env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope"><env:Header/><env:Body><acct:Post xmlns:acct="urn:acct"><amount>7</amount></acct:Post></env:Body></env:Envelope>"#;
-
-fn signer(pki: &Pki, cn: &str) -> Issued {
-    let mut l = Leaf::new(cn, Usage::Signer);
-    l.o = Some("Acme".into());
-    pki.issue(&l)
-}
-
-fn signed(msg: &str, who: &Issued) -> Vec<u8> {
-    use rustls::pki_types::pem::PemObject;
-    let key =
-        rustls::pki_types::PrivatePkcs8KeyDer::from_pem_slice(who.key_pem.as_bytes()).unwrap();
-    let key = SigningKey::from_pkcs8_der(key.secret_pkcs8_der()).unwrap();
-    sign(
-        msg.as_bytes(),
-        &key,
-        &who.der,
-        &SignOptions::new(SystemTime::now()),
-    )
-    .unwrap()
-}
 
 fn soap_post(body: Vec<u8>, soap12: bool) -> Request<Full<Bytes>> {
     let ct = if soap12 {

@@ -75,6 +75,7 @@ impl Stage {
     pub fn compile(
         ld: &mut Loader<'_>,
         c: &WssecStageConfig,
+        owner: &str,
         path: &str,
         direction: Direction,
         replay: &Arc<MemoryReplayCache>,
@@ -102,9 +103,10 @@ impl Stage {
         let work = match c.mode {
             WssecMode::None => return (ld.problems.len() == before).then_some(None),
             WssecMode::Verify => {
-                VerifyStage::compile(ld, c, path, direction, limits, replay).map(Work::Verify)
+                VerifyStage::compile(ld, c, owner, path, direction, limits, replay)
+                    .map(Work::Verify)
             }
-            WssecMode::Sign => SignStage::compile(ld, c, path, limits).map(Work::Sign),
+            WssecMode::Sign => SignStage::compile(ld, c, owner, path, limits).map(Work::Sign),
             WssecMode::Strip => Some(Work::Strip {
                 limits,
                 actor: c.actor.clone(),
@@ -201,6 +203,7 @@ fn misplaced(ld: &mut Loader<'_>, c: &WssecStageConfig, path: &str) {
         ("intermediates", !c.intermediates.is_empty()),
         ("signers", c.signers.is_some()),
         ("crls", !c.crls.is_empty()),
+        ("crl_stale_grace", c.crl_stale_grace.is_some()),
         ("require_signed", c.require_signed.is_some()),
         ("signable_headers", !c.signable_headers.is_empty()),
         ("require_timestamp", c.require_timestamp.is_some()),

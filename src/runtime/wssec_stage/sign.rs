@@ -3,7 +3,8 @@
 
 use super::verify::qname;
 use crate::config::{KeyReferenceConfig, WssecStageConfig};
-use crate::runtime::material::Loader;
+use crate::runtime::material::{Held, Loader};
+use crate::tls::certs::Role;
 use crate::wssec::sign::{self, KeyReference, SignOptions, SigningKey, UsernameToken, MAX_TTL};
 use crate::wssec::tokens::{CertInfo, Secret};
 use crate::wssec::verify::WssecError;
@@ -24,6 +25,7 @@ impl SignStage {
     pub fn compile(
         ld: &mut Loader<'_>,
         c: &WssecStageConfig,
+        owner: &str,
         path: &str,
         limits: Limits,
     ) -> Option<SignStage> {
@@ -64,7 +66,7 @@ impl SignStage {
             }
         }
         let signer = match (&c.key, &c.cert) {
-            (Some(key), Some(cert)) => signing_pair(ld, path, key, cert, o.key_reference),
+            (Some(key), Some(cert)) => signing_pair(ld, owner, path, key, cert, o.key_reference),
             (None, None) => None,
             (Some(_), None) => {
                 ld.problem(
@@ -165,6 +167,7 @@ impl SignStage {
 /// signatures, and the key's own.
 fn signing_pair(
     ld: &mut Loader<'_>,
+    owner: &str,
     path: &str,
     key: &std::path::Path,
     cert: &std::path::Path,
@@ -173,7 +176,7 @@ fn signing_pair(
     let at = |k: &str| format!("{path}.{k}");
     let key = ld.signing_key(&at("key"), key);
     let der = ld
-        .certificates(&at("cert"), cert)
+        .certificates(Held(Role::Signer, owner), &at("cert"), cert)
         .and_then(|c| c.into_iter().next())?
         .to_vec();
     let info = match CertInfo::from_der(&der) {

@@ -5,7 +5,8 @@ use super::Direction;
 use crate::config::{BindIdentity, SignerConfig, SignersConfig, WssecStageConfig};
 use crate::dn::Name;
 use crate::fingerprint::Fingerprint;
-use crate::runtime::material::Loader;
+use crate::runtime::material::{Held, Loader};
+use crate::tls::certs::Role;
 use crate::tls::identity::PeerIdentity;
 use crate::wssec::envelope::QName;
 use crate::wssec::replay::MemoryReplayCache;
@@ -30,6 +31,7 @@ impl VerifyStage {
     pub fn compile(
         ld: &mut Loader<'_>,
         c: &WssecStageConfig,
+        owner: &str,
         path: &str,
         direction: Direction,
         limits: Limits,
@@ -49,7 +51,7 @@ impl VerifyStage {
         check_settings(ld, c, path, direction, &require_signed, require_timestamp);
         let mut trust = TrustStore::new();
         trust.allow_legacy_keys = c.allow_legacy_keys.unwrap_or(false);
-        let pins = pinned_signers(ld, c, path, &mut trust);
+        let pins = pinned_signers(ld, c, owner, path, &mut trust);
         // Pins that failed to load have their own problem already.
         let pins_named = matches!(&c.signers, Some(SignersConfig::List(l))
             if l.iter().any(|s| s.pinned || s.fingerprint_sha256.is_some()));
@@ -70,6 +72,8 @@ impl VerifyStage {
                 "CRLs are checked for signers that chain to trust, and there is none; a pinned signer is revoked by removing its pin",
             );
         }
+        // The CAs a signer CRL may come from.
+        let mut issuers = Vec::new();
         match &c.trust {
             None if pins == 0 && !pins_named => ld.problem(
                 at("trust"),
@@ -77,23 +81,42 @@ impl VerifyStage {
             ),
             None => {}
             Some(p) => {
-                for der in ld.anchors(&at("trust"), p).unwrap_or_default() {
+                for der in ld
+                    .anchors(Held(Role::SignerTrust, owner), &at("trust"), p)
+                    .unwrap_or_default()
+                {
                     if let Err(e) = trust.add_anchor_der(&der) {
                         ld.problem(at("trust"), format!("not a usable trust anchor: {e}"));
                     }
+                    issuers.push(der);
                 }
             }
         }
         for (i, p) in c.intermediates.iter().enumerate() {
             let key = at(&format!("intermediates[{i}]"));
-            for der in ld.certificates(&key, p).unwrap_or_default() {
+            for der in ld
+                .certificates(Held(Role::SignerTrust, owner), &key, p)
+                .unwrap_or_default()
+            {
                 trust.add_intermediate_der(&der);
+                issuers.push(der);
             }
         }
-        for crl in ld.crls(&at("crls"), &c.crls).unwrap_or_default() {
-            if let Err(e) = trust.add_crl_der(&crl) {
-                ld.problem(at("crls"), format!("unusable CRL: {e}"));
+        let grace = c.crl_stale_grace.map_or(Duration::ZERO, |d| d.0);
+        let crls = ld.crls(
+            Held(Role::SignerTrust, owner),
+            &at("crls"),
+            &c.crls,
+            &issuers,
+            grace,
+        );
+        if let Some(crls) = crls {
+            for crl in &crls.ders {
+                if let Err(e) = trust.add_crl_der(crl) {
+                    ld.problem(at("crls"), format!("unusable CRL: {e}"));
+                }
             }
+            trust.crl_freshness = crls.freshness;
         }
         let mut policy = Policy::new(trust);
         let mut parts = Vec::new();
@@ -292,6 +315,7 @@ fn check_settings(
 fn pinned_signers(
     ld: &mut Loader<'_>,
     c: &WssecStageConfig,
+    owner: &str,
     path: &str,
     trust: &mut TrustStore,
 ) -> usize {
@@ -300,7 +324,7 @@ fn pinned_signers(
     match &c.signers {
         None => {}
         Some(SignersConfig::File(p)) => {
-            add_signers(ld, trust, &at("signers"), p, false);
+            add_signers(ld, trust, owner, &at("signers"), p, false);
         }
         Some(SignersConfig::List(list)) => {
             for (i, s) in list.iter().enumerate() {
@@ -310,7 +334,7 @@ fn pinned_signers(
                         cert: Some(p),
                         pinned: pin,
                         fingerprint_sha256: None,
-                    } => pinned += add_signers(ld, trust, &format!("{key}.cert"), p, *pin),
+                    } => pinned += add_signers(ld, trust, owner, &format!("{key}.cert"), p, *pin),
                     SignerConfig {
                         cert: None,
                         fingerprint_sha256: Some(fp),
@@ -344,12 +368,17 @@ fn pinned_signers(
 fn add_signers(
     ld: &mut Loader<'_>,
     trust: &mut TrustStore,
+    owner: &str,
     key: &str,
     file: &std::path::Path,
     pin: bool,
 ) -> usize {
     let mut pinned = 0;
-    for der in ld.certificates(key, file).unwrap_or_default() {
+    let role = if pin { Role::Pinned } else { Role::SignerTrust };
+    for der in ld
+        .certificates(Held(role, owner), key, file)
+        .unwrap_or_default()
+    {
         let added = if pin {
             trust.add_pinned_der(&der)
         } else {

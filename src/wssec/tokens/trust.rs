@@ -26,6 +26,9 @@ pub struct TrustStore {
     pinned: Vec<Fingerprint>,
     /// RSA keys under 2048 bits accepted.
     pub allow_legacy_keys: bool,
+    /// The CRLs' nextUpdate: a signer whose revocation status rests on a
+    /// stale CRL is refused (`wssec_signer_crl_stale`) unless within the grace.
+    pub crl_freshness: crate::tls::crl::Freshness,
     /// Pinned certificates are not judged by their dates (the signer's
     /// self-check only: it checks the form of what it wrote).
     pub(crate) ignore_validity: bool,
@@ -162,17 +165,38 @@ impl TrustStore {
                 .with_expiration_policy(ExpirationPolicy::Ignore)
                 .build()
         });
-        ee.verify_for_usage(
-            CHAIN_ALGS,
-            &self.anchors,
-            &self.intermediates,
-            UnixTime::since_unix_epoch(since),
-            AnyEku,
-            revocation,
-            None,
-        )
-        .map(|_| ())
-        .map_err(|e| match e {
+        let path = ee
+            .verify_for_usage(
+                CHAIN_ALGS,
+                &self.anchors,
+                &self.intermediates,
+                UnixTime::since_unix_epoch(since),
+                AnyEku,
+                revocation,
+                None,
+            )
+            .map_err(|e| self.chain_error(cert, e))?;
+        if !self.crl_freshness.is_empty() {
+            let mut checked = vec![cert.der.clone()];
+            checked.extend(
+                path.intermediate_certificates()
+                    .map(|c| c.der().as_ref().to_vec()),
+            );
+            let issuers = crate::tls::crl::issuers_of(checked.iter().map(Vec::as_slice));
+            let now = i64::try_from(since.as_secs()).unwrap_or(i64::MAX);
+            if self
+                .crl_freshness
+                .judge(issuers.iter().map(Vec::as_slice), now)
+                == crate::tls::crl::Verdict::Stale
+            {
+                return Err(WssecError::SignerCrlStale);
+            }
+        }
+        Ok(())
+    }
+
+    fn chain_error(&self, cert: &CertInfo, e: webpki::Error) -> WssecError {
+        match e {
             webpki::Error::CertExpired { .. } => WssecError::SignerExpired,
             webpki::Error::CertNotValidYet { .. } => WssecError::SignerNotYetValid,
             webpki::Error::CertRevoked => WssecError::SignerRevoked,
@@ -192,7 +216,7 @@ impl TrustStore {
                 cert.subject
             )),
             other => WssecError::UntrustedSigner(format!("chain check failed: {other}")),
-        })
+        }
     }
 }
 

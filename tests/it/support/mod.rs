@@ -13,11 +13,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use sealgate::config::Config;
 use sealgate::pki::{Ca, Issued, KeyAlg, Leaf, Usage};
-use sealgate::proxy::server::Gateway;
-use sealgate::runtime::Runtime;
-use sealgate::telemetry::metrics::Metrics;
+use sealgate::proxy::server::{Gateway, Options};
+use sealgate::reload::{ReloadError, Reloaded, Source};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -103,20 +101,45 @@ impl Pki {
     }
 }
 
-/// A gateway running in this process, with its config directory.
+/// A gateway running in this process, with its config file.
 pub struct TestGateway {
     pub gw: Gateway,
+    pub config: PathBuf,
 }
 
 impl TestGateway {
+    /// Starts on `toml`, written to a file in `dir`; no file watch (tests
+    /// that reload say when).
     pub async fn start(dir: &Path, toml: &str) -> TestGateway {
+        Self::start_with(
+            dir,
+            toml,
+            Options {
+                watch: false,
+                ..Options::default()
+            },
+        )
+        .await
+    }
+
+    pub async fn start_with(dir: &Path, toml: &str, options: Options) -> TestGateway {
         let file = dir.join(format!("gw-{}.toml", rand_suffix()));
         std::fs::write(&file, toml).unwrap();
-        let config = Config::load(&file).unwrap_or_else(|e| panic!("config: {e}\n{toml}"));
-        let rt = Runtime::compile(&config, Arc::new(Metrics::new()))
-            .unwrap_or_else(|p| panic!("runtime: {p:?}"));
-        let gw = Gateway::start(Arc::new(rt)).await.unwrap();
-        TestGateway { gw }
+        let source = Source::new(file.clone());
+        let compiled = source
+            .compile()
+            .await
+            .unwrap_or_else(|e| panic!("config: {e}\n{toml}"));
+        let gw = Gateway::start(source, compiled.runtime, options)
+            .await
+            .unwrap();
+        TestGateway { gw, config: file }
+    }
+
+    /// Rewrites the config file and reloads.
+    pub async fn reload_with(&self, toml: &str) -> Result<Reloaded, ReloadError> {
+        std::fs::write(&self.config, toml).unwrap();
+        self.gw.reloader().reload("test").await
     }
 
     pub fn addr(&self, listener: &str) -> SocketAddr {
@@ -194,12 +217,23 @@ pub fn rand_suffix() -> u64 {
 
 /// GET on the admin endpoint over plain HTTP.
 pub async fn admin_get(addr: SocketAddr, path: &str) -> (StatusCode, String) {
+    admin_call(addr, http::Method::GET, path).await
+}
+
+/// POST (no body) on the admin endpoint: `/reload`.
+pub async fn admin_post(addr: SocketAddr, path: &str) -> (StatusCode, String) {
+    admin_call(addr, http::Method::POST, path).await
+}
+
+async fn admin_call(addr: SocketAddr, method: http::Method, path: &str) -> (StatusCode, String) {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
         .unwrap();
     tokio::spawn(conn);
-    let req = Request::get(path)
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
         .header("host", "admin")
         .body(Full::new(Bytes::new()))
         .unwrap();
@@ -377,6 +411,32 @@ pub async fn tls_on(
         .await
 }
 
+/// Whether a TLS client gets a 200 for `GET /` (the handshake and the
+/// identity check after it both passed).
+pub async fn attempt(addr: SocketAddr, cfg: Arc<rustls::ClientConfig>) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    match tls_connect(addr, cfg).await {
+        Err(_) => false,
+        Ok(mut s) => {
+            let _ = s
+                .write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n")
+                .await;
+            let mut buf = [0u8; 512];
+            matches!(
+                tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await,
+                Ok(Ok(n)) if n > 0 && buf.starts_with(b"HTTP/1.1 200")
+            )
+        }
+    }
+}
+
+/// The metric line of handshakes refused on listener "edge" for `reason`.
+pub fn refused_handshakes(reason: &str) -> String {
+    format!(
+        "sealgate_tls_handshakes_total{{listener=\"edge\",reason=\"{reason}\",result=\"refused\"}}"
+    )
+}
+
 #[derive(Debug)]
 pub struct Reply {
     pub status: StatusCode,
@@ -541,4 +601,29 @@ pub fn channel_body() -> (
 ) {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     (tx, ChannelBody(rx))
+}
+
+// ---------- WS-Security signers ----------
+
+/// A signing certificate from the test CA (`O=Acme`).
+pub fn signer(pki: &Pki, cn: &str) -> Issued {
+    let mut l = Leaf::new(cn, Usage::Signer);
+    l.o = Some("Acme".into());
+    pki.issue(&l)
+}
+
+/// `msg` signed now by `who` (BinarySecurityToken, Body and Timestamp).
+pub fn signed(msg: &str, who: &Issued) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    use sealgate::wssec::sign::{sign, SignOptions, SigningKey};
+    let key =
+        rustls::pki_types::PrivatePkcs8KeyDer::from_pem_slice(who.key_pem.as_bytes()).unwrap();
+    let key = SigningKey::from_pkcs8_der(key.secret_pkcs8_der()).unwrap();
+    sign(
+        msg.as_bytes(),
+        &key,
+        &who.der,
+        &SignOptions::new(std::time::SystemTime::now()),
+    )
+    .unwrap()
 }

@@ -15,12 +15,20 @@ pub struct Proc {
     pub admin: SocketAddr,
     /// Log lines after start-up; the reader thread keeps the pipe drained.
     pub lines: std::sync::mpsc::Receiver<String>,
+    /// The lines up to the announced addresses, as JSON.
+    pub startup: Vec<serde_json::Value>,
 }
 
 pub fn spawn_gateway(config_file: &Path) -> Proc {
+    spawn_gateway_with(config_file, &[])
+}
+
+/// As `spawn_gateway`, with more arguments to `run` (`--no-watch`).
+pub fn spawn_gateway_with(config_file: &Path, args: &[&str]) -> Proc {
     let mut child = Command::new(BIN)
         .args(["run", "--config"])
         .arg(config_file)
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -36,6 +44,7 @@ pub fn spawn_gateway(config_file: &Path) -> Proc {
         }
     });
     let (mut edge, mut admin) = (None, None);
+    let mut startup = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     while edge.is_none() || admin.is_none() {
         let line = rx
@@ -48,12 +57,14 @@ pub fn spawn_gateway(config_file: &Path) -> Proc {
         if let Some(a) = v["admin"].as_str() {
             admin = a.parse().ok();
         }
+        startup.push(v);
     }
     Proc {
         child,
         edge: edge.unwrap(),
         admin: admin.unwrap(),
         lines: rx,
+        startup,
     }
 }
 
@@ -63,4 +74,41 @@ pub fn sigterm(pid: u32) {
         .status()
         .unwrap()
         .success());
+}
+
+impl Proc {
+    /// The next log line whose JSON has `event` = `event` (and every other
+    /// field in `with`), within `limit`; lines before it are passed over.
+    pub fn wait_event(
+        &self,
+        event: &str,
+        with: &[(&str, &str)],
+        limit: Duration,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no {event} {with:?} event within {limit:?}"));
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if v["event"] == event && with.iter().all(|(k, want)| v[*k] == *want) {
+                return v;
+            }
+        }
+    }
+
+    /// Every log line since start-up, waiting `limit` for more.
+    pub fn lines_within(&self, limit: Duration) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + limit;
+        let mut out = self.startup.clone();
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            out.push(serde_json::from_str(&line).unwrap_or_default());
+        }
+        out
+    }
 }

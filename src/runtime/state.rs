@@ -1,0 +1,214 @@
+//! State that outlives snapshots: rate-limit buckets, the replay cache,
+//! blocks and TLS session state. A reload compiles a new `Runtime` that
+//! takes its pieces from here, so a client half-way through its burst, a
+//! message seen a second ago or a blocked address stay as they were.
+//!
+//! Compiling only adds to the state (get or create); what the live snapshot
+//! no longer uses is dropped when a new one is swapped in (`retain`), so a
+//! reload that fails changes nothing.
+
+use crate::admission::block::{BlockMetrics, BlockSettings, Blocker};
+use crate::admission::rate::{Rate, RateError, RateLimit, SingleLimit};
+use crate::wssec::replay::MemoryReplayCache;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// A rate limiter kept across snapshots, found again by what it is.
+#[derive(Clone)]
+enum Kept {
+    Keyed(Arc<RateLimit>),
+    Single(Arc<SingleLimit>),
+}
+
+/// The TLS session cache and ticket keys of one listener, so a client can
+/// resume across a reload (its certificate is checked again when it does).
+#[derive(Clone)]
+pub struct TlsSessions {
+    pub cache: Arc<dyn rustls::server::StoresServerSessions>,
+    pub ticketer: Option<Arc<dyn rustls::server::ProducesTickets>>,
+}
+
+pub struct State {
+    limiters: Mutex<HashMap<String, Kept>>,
+    replay: Arc<MemoryReplayCache>,
+    blocker: Mutex<Option<Arc<Blocker>>>,
+    sessions: Mutex<HashMap<String, TlsSessions>>,
+    crl_downloads: Mutex<HashMap<String, Download>>,
+}
+
+/// What fetching one CRL URL has given: the last good copy (DER), and the
+/// last error when the latest attempt failed.
+#[derive(Debug, Clone, Default)]
+struct Download {
+    good: Option<Vec<u8>>,
+    /// The copy was checked against its issuing CA by the background fetcher.
+    verified: bool,
+    error: Option<String>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State::new()
+    }
+}
+
+/// What one snapshot took from the state, by id, so the rest can go once it is live.
+#[derive(Debug, Default, Clone)]
+pub struct Taken(BTreeSet<String>);
+
+impl State {
+    pub fn new() -> State {
+        State {
+            limiters: Mutex::new(HashMap::new()),
+            replay: Arc::new(MemoryReplayCache::new(DEFAULT_REPLAY_ENTRIES)),
+            blocker: Mutex::new(None),
+            sessions: Mutex::new(HashMap::new()),
+            crl_downloads: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The keyed limiter for `id` (where it is configured, and its rate), made
+    /// on first use; the same id gets the same buckets in every snapshot.
+    pub fn keyed_limit(
+        &self,
+        taken: &mut Taken,
+        id: String,
+        rate: &Rate,
+        max_keys: usize,
+    ) -> Result<Arc<RateLimit>, RateError> {
+        let id = format!("{id} {rate:?} keys={max_keys}");
+        let mut m = self.limiters.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(Kept::Keyed(l)) = m.get(&id) {
+            taken.0.insert(id);
+            return Ok(l.clone());
+        }
+        let l = Arc::new(RateLimit::new(rate, max_keys)?);
+        m.insert(id.clone(), Kept::Keyed(l.clone()));
+        taken.0.insert(id);
+        Ok(l)
+    }
+
+    /// The single bucket for `id`; routes naming the same global rate pass the same id.
+    pub fn single_limit(
+        &self,
+        taken: &mut Taken,
+        id: String,
+        rate: &Rate,
+    ) -> Result<Arc<SingleLimit>, RateError> {
+        let id = format!("{id} {rate:?}");
+        let mut m = self.limiters.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(Kept::Single(l)) = m.get(&id) {
+            taken.0.insert(id);
+            return Ok(l.clone());
+        }
+        let l = Arc::new(SingleLimit::new(rate)?);
+        m.insert(id.clone(), Kept::Single(l.clone()));
+        taken.0.insert(id);
+        Ok(l)
+    }
+
+    /// The gateway's one replay cache: a message seen on one route, or under
+    /// an earlier snapshot, is a replay on any.
+    pub fn replay(&self) -> Arc<MemoryReplayCache> {
+        self.replay.clone()
+    }
+
+    /// The blocker, with its table of failures and blocks; made with
+    /// `settings` the first time, reconfigured only by `activate`.
+    pub fn blocker(&self, settings: &BlockSettings, metrics: BlockMetrics) -> Arc<Blocker> {
+        let mut b = self.blocker.lock().unwrap_or_else(PoisonError::into_inner);
+        b.get_or_insert_with(|| Arc::new(Blocker::new(settings.clone(), Some(metrics))))
+            .clone()
+    }
+
+    /// A listener's TLS session state, kept while its client-certificate mode is.
+    pub fn tls_sessions(&self, taken: &mut Taken, listener: &str, mode: &str) -> TlsSessions {
+        let id = format!("tls {listener} {mode}");
+        let mut m = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let s = m
+            .entry(id.clone())
+            .or_insert_with(|| TlsSessions {
+                cache: rustls::server::ServerSessionMemoryCache::new(4096),
+                ticketer: rustls::crypto::aws_lc_rs::Ticketer::new().ok(),
+            })
+            .clone();
+        taken.0.insert(id);
+        s
+    }
+
+    /// The last good copy of the CRL at `url` (DER); the error when there
+    /// has never been one; `None` when it was never fetched.
+    pub fn crl_download(&self, url: &str) -> Option<Result<Vec<u8>, String>> {
+        let m = self
+            .crl_downloads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let d = m.get(url)?;
+        Some(match (&d.good, &d.error) {
+            (Some(der), _) => Ok(der.clone()),
+            (None, e) => Err(e.clone().unwrap_or_else(|| "not fetched yet".into())),
+        })
+    }
+
+    /// Whether the background fetcher has a verified copy of `url`.
+    pub fn crl_verified(&self, url: &str) -> bool {
+        let m = self
+            .crl_downloads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        m.get(url).is_some_and(|d| d.verified)
+    }
+
+    /// Records a fetched CRL (`verified`: checked against its issuing CA);
+    /// whether it differs from the copy held.
+    pub fn crl_fetched(&self, url: &str, der: Vec<u8>, verified: bool) -> bool {
+        let mut m = self
+            .crl_downloads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let d = m.entry(url.to_owned()).or_default();
+        d.error = None;
+        d.verified = verified;
+        let changed = d.good.as_ref() != Some(&der);
+        d.good = Some(der);
+        changed
+    }
+
+    /// Records a failed fetch; the last good copy stays.
+    pub fn crl_fetch_failed(&self, url: &str, error: String) {
+        let mut m = self
+            .crl_downloads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        m.entry(url.to_owned()).or_default().error = Some(error);
+    }
+
+    /// Called as a snapshot goes live: settings that are shared take its
+    /// values, and what it did not take is dropped.
+    pub fn activate(&self, taken: &Taken, replay_entries: usize, blocking: Option<&BlockSettings>) {
+        self.replay.set_capacity(replay_entries);
+        if let (Some(b), Some(s)) = (
+            self.blocker
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref(),
+            blocking,
+        ) {
+            b.reconfigure(s.clone());
+        }
+        if blocking.is_none() {
+            // Blocking turned off: its table goes, as a restart would drop it.
+            *self.blocker.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        }
+        self.limiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|id, _| taken.0.contains(id));
+        self.sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|id, _| taken.0.contains(id));
+    }
+}
+
+pub const DEFAULT_REPLAY_ENTRIES: usize = 100_000;

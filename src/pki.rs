@@ -407,7 +407,9 @@ pub fn init(dir: &Path, force: bool, valid_days: i64) -> Result<Vec<String>, Ini
     org.alg = KeyAlg::Rsa2048;
     org.to_days = valid_days;
     let org = self_signed(&org)?;
-    let crl = ca.crl(&[])?;
+    // Due for its next update when the CA ends: an example PKI has no one
+    // publishing fresh CRLs, and a stale one refuses every client (crl_stale).
+    let crl = ca.crl_between(&[], -1, valid_days)?;
     let files: Vec<(&str, &str)> = vec![
         ("ca.crt", &ca.cert_pem),
         ("ca.key", &ca.key_pem),

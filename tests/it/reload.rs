@@ -1114,3 +1114,26 @@ async fn a_changed_file_is_reloaded_by_the_watch() {
     .await;
     assert_eq!(served_cert(addr, client).await, renewed.der);
 }
+
+/// The committed example material (certificates and CRL alike) must not run
+/// out under a newcomer: a stale example CRL would refuse every client.
+#[test]
+fn the_example_material_has_a_year_left() {
+    for policy in [
+        "quickstart",
+        "etl-to-salesforce",
+        "salesforce-outbound-to-accounting",
+    ] {
+        let path = format!("{}/policies/{policy}.toml", env!("CARGO_MANIFEST_DIR"));
+        let out = std::process::Command::new(BIN)
+            .args(["check", "--config", &path, "--fail-within", "365d"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{policy}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -344,8 +344,10 @@ impl Signals {
                 _ = term.recv() => return "SIGTERM",
                 _ = int.recv() => return "SIGINT",
                 _ = hup.recv() => {
-                    // The reload task logs the outcome as an audit event.
-                    let _ = reloader.reload("SIGHUP").await;
+                    // The reload task logs the outcome as an audit event; a
+                    // slow one (CRL downloads) must not hold up SIGTERM.
+                    let r = reloader.clone();
+                    tokio::spawn(async move { let _ = r.reload("SIGHUP").await; });
                 }
             }
         }

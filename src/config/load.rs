@@ -19,6 +19,7 @@ impl Config {
             file: file.to_path_buf(),
             problem,
         })?;
+        config.text_sha256 = crate::runtime::material::sha256(text.as_bytes());
         config.base_dir = if base.as_os_str().is_empty() {
             PathBuf::from(".")
         } else {

@@ -26,6 +26,9 @@ pub struct Config {
     /// Directory the config file sits in; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// SHA-256 of the text this config was parsed from.
+    #[serde(skip)]
+    pub text_sha256: Vec<u8>,
 }
 
 #[derive(Debug, Deserialize)]

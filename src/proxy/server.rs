@@ -422,9 +422,12 @@ async fn accept_loop(
             _ = shutdown.changed() => break,
             accepted = sock.accept() => match accepted {
                 Ok((tcp, peer)) => {
-                    // Generation first: a swap in between makes the connection
-                    // retire early, never serve on without retiring.
-                    let generation = live.generation();
+                    // Subscribe, then the generation, then the snapshot: a
+                    // swap in between makes the connection retire early,
+                    // never serve on without retiring (a receiver counts what
+                    // was sent before it subscribed as seen).
+                    let mut generations = live.subscribe();
+                    let generation = *generations.borrow_and_update();
                     let rt = live.current();
                     let Some(l) = rt.listener(&name).cloned() else {
                         // Removed by a reload; this loop is about to stop.
@@ -449,7 +452,7 @@ async fn accept_loop(
                     };
                     let lifetime = conn::Lifetime {
                         shutdown: shutdown.clone(),
-                        generation: live.subscribe(),
+                        generation: generations,
                         started: generation,
                         _drain: drain.clone(),
                     };

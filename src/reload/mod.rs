@@ -55,7 +55,21 @@ impl Source {
     /// fetched included — and compiles a snapshot, or says every problem.
     pub async fn compile(&self) -> Result<Compiled, ConfigError> {
         let config = Config::load(&self.path)?;
-        crl_fetch::fetch_missing(&config, &self.state, &self.metrics).await;
+        crl_fetch::fetch_missing(&config, &self.state, &self.metrics, false).await;
+        let fetches = crl_fetch::names_urls(&config);
+        match self.compile_off_thread(config).await {
+            Err(ConfigError::Invalid { .. }) if fetches => {
+                // The CAs may have changed with their CRLs: fetch those again
+                // and try once more before refusing.
+                let config = Config::load(&self.path)?;
+                crl_fetch::fetch_missing(&config, &self.state, &self.metrics, true).await;
+                self.compile_off_thread(config).await
+            }
+            r => r,
+        }
+    }
+
+    async fn compile_off_thread(&self, config: Config) -> Result<Compiled, ConfigError> {
         let me = self.clone();
         let compiled = tokio::task::spawn_blocking(move || me.compile_loaded(config)).await;
         match compiled {
@@ -93,14 +107,15 @@ impl Source {
                 file: self.path.clone(),
                 problems,
             })?;
-        runtime.hash = hash(&self.path, &runtime.files, &runtime.downloaded);
+        runtime.hash = hash(&config, &runtime.files, &runtime.downloaded);
         Ok(Compiled { config, runtime })
     }
 }
 
-/// SHA-256 over the config file and every file and download it names, so
-/// the gauge shows which material is live and an unchanged reload is seen.
-fn hash(config: &Path, files: &[PathBuf], downloaded: &[(String, Vec<u8>)]) -> String {
+/// SHA-256 over the config file and every file and download it names (as
+/// digested when they were read), so the gauge shows which material is live
+/// and an unchanged reload is seen.
+fn hash(config: &Config, files: &[(PathBuf, Vec<u8>)], downloaded: &[(String, Vec<u8>)]) -> String {
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     let mut add = |name: &[u8], bytes: &[u8]| {
         for part in [name, bytes] {
@@ -108,9 +123,9 @@ fn hash(config: &Path, files: &[PathBuf], downloaded: &[(String, Vec<u8>)]) -> S
             ctx.update(part);
         }
     };
-    for f in std::iter::once(&config.to_path_buf()).chain(files) {
-        let bytes = std::fs::read(f).unwrap_or_default();
-        add(f.as_os_str().as_encoded_bytes(), &bytes);
+    add(b"config", &config.text_sha256);
+    for (f, digest) in files {
+        add(f.as_os_str().as_encoded_bytes(), digest);
     }
     for (url, der) in downloaded {
         add(url.as_bytes(), der);

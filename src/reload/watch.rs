@@ -39,7 +39,7 @@ fn relevant(ev: &notify::Event, files: &BTreeSet<PathBuf>) -> bool {
 fn watched(config: &Path, live: &Live) -> (BTreeSet<PathBuf>, BTreeSet<PathBuf>) {
     let rt = live.current();
     let files: BTreeSet<PathBuf> = std::iter::once(config.to_path_buf())
-        .chain(rt.files.iter().map(|f| absolute(f)))
+        .chain(rt.files.iter().map(|(f, _)| absolute(f)))
         .collect();
     let dirs = files
         .iter()
@@ -84,12 +84,17 @@ pub fn spawn(
                 }
             }
             // Let a burst of writes (an editor, a certificate renewal writing
-            // cert, key and chain) settle into one reload.
+            // cert, key and chain) settle into one reload; other files in
+            // the same directories do not hold it back.
+            let mut settle = tokio::time::Instant::now() + debounce;
             loop {
-                match tokio::time::timeout(debounce, rx.recv()).await {
-                    Ok(Some(_)) => continue,
-                    Ok(None) => return,
-                    Err(_) => break,
+                tokio::select! {
+                    ev = rx.recv() => match ev {
+                        Some(ev) if relevant(&ev, &files) => settle = tokio::time::Instant::now() + debounce,
+                        Some(_) => {}
+                        None => return,
+                    },
+                    _ = tokio::time::sleep_until(settle) => break,
                 }
             }
             // The gateway logs the outcome either way.

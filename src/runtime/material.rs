@@ -53,7 +53,10 @@ pub struct Loader<'c> {
     /// Not wrong enough to refuse the config, but worth an operator's look.
     pub warnings: Vec<Problem>,
     /// Every file read, for the file watch and the config hash.
-    files: std::cell::RefCell<Vec<PathBuf>>,
+    /// Every file resolved, with the SHA-256 of its bytes when first
+    /// resolved — before it is read to be used, so an edit racing the load
+    /// makes the next reload differ instead of being lost.
+    files: std::cell::RefCell<Vec<(PathBuf, Vec<u8>)>>,
 }
 
 impl<'c> Loader<'c> {
@@ -82,15 +85,18 @@ impl<'c> Loader<'c> {
     /// snapshot depends on.
     pub fn resolve(&self, p: &Path) -> PathBuf {
         let p = self.config.resolve(p);
-        self.files.borrow_mut().push(p.clone());
+        let mut files = self.files.borrow_mut();
+        if !files.iter().any(|(f, _)| *f == p) {
+            let digest = std::fs::read(&p).map(|b| sha256(&b)).unwrap_or_default();
+            files.push((p.clone(), digest));
+        }
         p
     }
 
-    /// The files resolved so far, sorted, each once.
-    pub fn files(&self) -> Vec<PathBuf> {
+    /// The files resolved so far, sorted, with their digests.
+    pub fn files(&self) -> Vec<(PathBuf, Vec<u8>)> {
         let mut f = self.files.borrow().clone();
         f.sort();
-        f.dedup();
         f
     }
 
@@ -313,6 +319,12 @@ impl<'c> Loader<'c> {
                     )
                 }
                 CrlSource::Url(u) => {
+                    if u.refresh.0 < std::time::Duration::from_secs(1) || u.timeout.0.is_zero() {
+                        self.problem(
+                            key.clone(),
+                            "refresh must be at least 1s and timeout more than 0",
+                        );
+                    }
                     self.crl_urls.push(CrlUrlUse {
                         url: u.url.clone(),
                         refresh: u.refresh.0,
@@ -320,7 +332,12 @@ impl<'c> Loader<'c> {
                         issuers: issuers.to_vec(),
                     });
                     let got = match self.state.crl_download(&u.url) {
-                        Some(Ok(der)) => {
+                        _ if u.url.split('/').nth(2).is_some_and(|a| a.contains('@')) => Err(format!(
+                            "{}: credentials in a CRL URL are not supported (CRLs are public, and URLs are logged)",
+                            u.url
+                        )),
+                        Some(Ok(copies)) => {
+                            let der = crate::reload::crl_fetch::choose(&copies, &u.url, issuers);
                             self.downloaded.push((u.url.clone(), der.clone()));
                             certs::parse_crls(&der, Path::new(&u.url)).map_err(|e| e.to_string())
                         }
@@ -507,4 +524,11 @@ impl<'c> Loader<'c> {
             .filter(|p| seen.insert((p.path.clone(), p.message.clone())))
             .collect()
     }
+}
+
+/// SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> Vec<u8> {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes)
+        .as_ref()
+        .to_vec()
 }

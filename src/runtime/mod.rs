@@ -78,8 +78,9 @@ pub struct Runtime {
     pub logs: LogGates,
     /// Metric handles for requests that matched no route (`route="none"`).
     pub unrouted: RouteCounters,
-    /// Every file the snapshot was built from, besides the config file.
-    pub files: Vec<PathBuf>,
+    /// Every file the snapshot was built from, besides the config file,
+    /// with the SHA-256 of its bytes.
+    pub files: Vec<(PathBuf, Vec<u8>)>,
     /// What this snapshot took from the state that outlives it.
     taken: Taken,
     replay_entries: usize,
@@ -96,6 +97,9 @@ impl Runtime {
     /// describe what is held (certificates) describe this snapshot.
     pub fn activate(&self, state: &State) {
         state.activate(&self.taken, self.replay_entries, self.blocking.as_ref());
+        for (url, der) in &self.downloaded {
+            state.crl_used(url, der);
+        }
         self.metrics.cert_expiry.reset();
         for c in &self.certs {
             self.metrics
@@ -160,6 +164,16 @@ impl Runtime {
             }
         }
         let blocking = block_settings(&mut ld, config);
+        // Deadlines are computed from these: bounded, so none overflows.
+        const WEEK: Duration = Duration::from_secs(7 * 86_400);
+        for (key, d) in [
+            ("server.grace_period", config.server.grace_period.0),
+            ("server.drain_delay", config.server.drain_delay.0),
+        ] {
+            if d > WEEK {
+                ld.problem(key, "at most 7 days");
+            }
+        }
         let blocker = blocking.as_ref().map(|s| {
             state.blocker(
                 s,

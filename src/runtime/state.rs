@@ -36,13 +36,21 @@ pub struct State {
     crl_downloads: Mutex<HashMap<String, Download>>,
 }
 
-/// What fetching one CRL URL has given: the last good copy (DER), and the
-/// last error when the latest attempt failed.
+/// The copies of one CRL URL a snapshot may choose from.
+#[derive(Debug, Clone)]
+pub struct CrlCopies {
+    pub good: Option<Vec<u8>>,
+    pub latest: Option<Vec<u8>>,
+}
+
+/// What fetching one CRL URL has given: the copy a snapshot went live with
+/// (verified against its issuing CA, the one a failed fetch falls back
+/// to), a newer download not yet verified against the CAs of a snapshot
+/// (the CAs may be changing with it), and the last error.
 #[derive(Debug, Clone, Default)]
 struct Download {
     good: Option<Vec<u8>>,
-    /// The copy was checked against its issuing CA by the background fetcher.
-    verified: bool,
+    latest: Option<Vec<u8>>,
     error: Option<String>,
 }
 
@@ -136,42 +144,70 @@ impl State {
         s
     }
 
-    /// The last good copy of the CRL at `url` (DER); the error when there
-    /// has never been one; `None` when it was never fetched.
-    pub fn crl_download(&self, url: &str) -> Option<Result<Vec<u8>, String>> {
+    /// What is held for `url`: the verified copy and a newer candidate;
+    /// the last error when neither exists; `None` when never fetched.
+    pub fn crl_download(&self, url: &str) -> Option<Result<CrlCopies, String>> {
         let m = self
             .crl_downloads
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let d = m.get(url)?;
-        Some(match (&d.good, &d.error) {
-            (Some(der), _) => Ok(der.clone()),
-            (None, e) => Err(e.clone().unwrap_or_else(|| "not fetched yet".into())),
+        Some(match (&d.good, &d.latest) {
+            (None, None) => Err(d.error.clone().unwrap_or_else(|| "not fetched yet".into())),
+            (good, latest) => Ok(CrlCopies {
+                good: good.clone(),
+                latest: latest.clone(),
+            }),
         })
     }
 
-    /// Whether the background fetcher has a verified copy of `url`.
+    /// Whether a verified copy of `url` is held.
     pub fn crl_verified(&self, url: &str) -> bool {
         let m = self
             .crl_downloads
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        m.get(url).is_some_and(|d| d.verified)
+        m.get(url).is_some_and(|d| d.good.is_some())
     }
 
-    /// Records a fetched CRL (`verified`: checked against its issuing CA);
-    /// whether it differs from the copy held.
-    pub fn crl_fetched(&self, url: &str, der: Vec<u8>, verified: bool) -> bool {
+    /// Records a download as the candidate for the next snapshot; whether it
+    /// differs from what is held.
+    pub fn crl_fetched(&self, url: &str, der: Vec<u8>) -> bool {
         let mut m = self
             .crl_downloads
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let d = m.entry(url.to_owned()).or_default();
         d.error = None;
-        d.verified = verified;
-        let changed = d.good.as_ref() != Some(&der);
-        d.good = Some(der);
+        if d.good.as_ref() == Some(&der) {
+            d.latest = None;
+            return false;
+        }
+        let changed = d.latest.as_ref() != Some(&der);
+        d.latest = Some(der);
         changed
+    }
+
+    /// A snapshot went live with `der` from `url`: it is the verified copy.
+    pub fn crl_used(&self, url: &str, der: &[u8]) {
+        let mut m = self
+            .crl_downloads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let d = m.entry(url.to_owned()).or_default();
+        if d.latest.as_deref() == Some(der) {
+            d.latest = None;
+        }
+        d.good = Some(der.to_vec());
+    }
+
+    /// Whether the verified copy of `url` is `der`.
+    pub fn crl_is_good(&self, url: &str, der: &[u8]) -> bool {
+        let m = self
+            .crl_downloads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        m.get(url).and_then(|d| d.good.as_deref()) == Some(der)
     }
 
     /// Records a failed fetch; the last good copy stays.

@@ -622,6 +622,44 @@ async fn a_crl_from_a_url_is_fetched_verified_rotated_and_kept_when_the_server_g
         "an unverified CRL replaced the good one"
     );
 
+    // An older CRL (a stale mirror, or someone on the plain-HTTP path) does
+    // not bring the stolen certificate back.
+    let errors = count(&gw, "sealgate_crl_fetches_total{result=\"error\"}").await;
+    server.serve(pki.ca.crl_between(&[], -5, 7).unwrap().der);
+    gw.wait_metric_within(
+        "sealgate_crl_fetches_total{result=\"error\"}",
+        &(errors + 1.0).to_string(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        !attempt(addr, as_client(&pki, &stolen)).await,
+        "an older CRL was rolled back in"
+    );
+
+    // A new CRL that arrives while another file is broken goes live once
+    // that file is fixed, without anyone asking.
+    let key = std::fs::read(pki.path("server.key")).unwrap();
+    pki.write("server.key", "not a key\n");
+    server.serve(pki.ca.crl(&[stolen.serial, valid.serial]).unwrap().der);
+    gw.wait_metric_within(
+        "sealgate_config_reloads_total{result=\"error\"}",
+        "1",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        attempt(addr, as_client(&pki, &valid)).await,
+        "a refused reload went live"
+    );
+    std::fs::write(pki.path("server.key"), key).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while attempt(addr, as_client(&pki, &valid)).await {
+        assert!(Instant::now() < deadline, "the waiting CRL never went live");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let valid = client_of(&pki.ca, "etl-b");
+
     // The server goes away: the last good copy stays, across reloads too.
     server.task.abort();
     let _ = server.task.await;
@@ -1136,4 +1174,26 @@ fn the_example_material_has_a_year_left() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// A client CA replaced together with the CRL its distribution point
+/// serves: the reload fetches the new CRL rather than refusing the new CA
+/// for want of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_client_ca_and_its_downloaded_crl_reload_together() {
+    let pki = Pki::new();
+    let server = CrlServer::start(pki.ca.crl(&[]).unwrap().der).await;
+    let url = format!("http://{}/client-ca.crl", server.addr);
+    let tls = format!("crls = [{{ url = {url:?}, refresh = \"1h\" }}]");
+    let gw = TestGateway::start(pki.dir.path(), &echo_config(&pki, &tls, "").await).await;
+    let addr = gw.addr("edge");
+    assert!(attempt(addr, as_client(&pki, &client_of(&pki.ca, "etl-a"))).await);
+
+    let ca2 = Ca::new("Test Client CA 2027", "sealgate tests", 30).unwrap();
+    server.serve(ca2.crl(&[]).unwrap().der);
+    pki.write("ca.crt", &ca2.cert_pem);
+    let r = gw.gw.reloader().reload("test").await;
+    assert!(r.is_ok(), "{:?}", r.map_err(|e| e.problems()));
+    assert!(attempt(addr, as_client(&pki, &client_of(&ca2, "etl-a"))).await);
+    assert!(!attempt(addr, as_client(&pki, &client_of(&pki.ca, "etl-a"))).await);
 }

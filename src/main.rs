@@ -44,6 +44,15 @@ enum Cmd {
         #[arg(long, value_parser = humantime::parse_duration)]
         fail_within: Option<std::time::Duration>,
     },
+    /// A tour on an embedded default, needing no files: a PKI made in
+    /// memory, the gateway and an upstream on 127.0.0.1, and real requests
+    /// that must pass or be refused, each with the metric that counted it.
+    /// Exits non-zero if any case did not come out as expected.
+    Demo {
+        /// Keep serving afterwards and print curl commands to try by hand.
+        #[arg(long)]
+        serve: bool,
+    },
     /// WS-Security on files: verify (with --explain), c14n, sign.
     Wssec {
         #[command(subcommand)]
@@ -83,6 +92,7 @@ fn main() -> ExitCode {
             config,
             fail_within,
         } => check(config, fail_within),
+        Cmd::Demo { serve } => demo(serve),
         Cmd::Wssec { cmd } => wssec_cli::run(*cmd),
         Cmd::Pki {
             cmd: PkiCmd::Init { dir, force, days },
@@ -273,6 +283,27 @@ fn check(path: PathBuf, fail_within: Option<std::time::Duration>) -> ExitCode {
         return ExitCode::from(EXIT_INVALID);
     }
     ExitCode::SUCCESS
+}
+
+fn demo(serve: bool) -> ExitCode {
+    let tokio = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_USAGE_OR_IO);
+        }
+    };
+    match tokio.block_on(sealgate::demo::run(serve)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(EXIT_INVALID),
+        Err(e) => {
+            eprintln!("sealgate demo: {e}");
+            ExitCode::from(EXIT_USAGE_OR_IO)
+        }
+    }
 }
 
 fn run(path: PathBuf, watch: bool) -> ExitCode {

@@ -5,6 +5,7 @@
 mod support;
 
 mod admission;
+mod demo;
 mod grpc;
 mod hardening;
 mod process;

@@ -1,0 +1,182 @@
+//! The demo's side of the wire: a mutual-TLS HTTP/1.1 client, a plain-HTTP
+//! scrape of `/metrics`, and counting one series in what it returns.
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+/// How long one demo exchange may take before it counts as failed.
+const EXCHANGE: Duration = Duration::from_secs(10);
+
+/// What came back for one request.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+}
+
+/// TLS settings of a client trusting `ca_der` for the gateway, presenting
+/// `identity` (certificate DER, PKCS#8 key DER) when given.
+pub fn tls(
+    ca_der: &[u8],
+    identity: Option<(&[u8], &[u8])>,
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(ca_der.to_vec()))
+        .map_err(|e| format!("demo CA: {e}"))?;
+    let b = rustls::ClientConfig::builder().with_root_certificates(roots);
+    let cfg = match identity {
+        Some((cert, key)) => b
+            .with_client_auth_cert(
+                vec![CertificateDer::from(cert.to_vec())],
+                PrivateKeyDer::Pkcs8(key.to_vec().into()),
+            )
+            .map_err(|e| format!("client certificate: {e}"))?,
+        None => b.with_no_client_auth(),
+    };
+    Ok(Arc::new(cfg))
+}
+
+/// One request over a new mutual-TLS connection. `Err` says where it ended
+/// (the handshake refused, or the connection closed without an answer).
+pub async fn send(
+    addr: SocketAddr,
+    cfg: Arc<rustls::ClientConfig>,
+    req: Request<Full<Bytes>>,
+) -> Result<Answer, String> {
+    match tokio::time::timeout(EXCHANGE, exchange(addr, cfg, req)).await {
+        Ok(r) => r,
+        Err(_) => Err("no answer in time".into()),
+    }
+}
+
+async fn exchange(
+    addr: SocketAddr,
+    cfg: Arc<rustls::ClientConfig>,
+    req: Request<Full<Bytes>>,
+) -> Result<Answer, String> {
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let name = ServerName::try_from("localhost").map_err(|e| e.to_string())?;
+    let tls = tokio_rustls::TlsConnector::from(cfg)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("handshake refused: {e}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| format!("handshake refused: {e}"))?;
+    tokio::spawn(conn);
+    // TLS 1.3 sends the server's verdict on the client certificate after
+    // the client thinks the handshake is done: it shows as a closed
+    // connection on the first request.
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("handshake refused (connection closed: {e})"))?;
+    let (parts, body) = resp.into_parts();
+    // Read to the end: an answer cut short is not an answer.
+    body.collect()
+        .await
+        .map_err(|e| format!("reading the answer: {e}"))?;
+    Ok(Answer {
+        status: parts.status,
+        headers: parts.headers,
+    })
+}
+
+/// `GET /metrics` on the admin endpoint.
+pub async fn scrape(admin: SocketAddr) -> Result<String, String> {
+    let get = async {
+        let tcp = TcpStream::connect(admin)
+            .await
+            .map_err(|e| format!("admin endpoint: {e}"))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let req = Request::get("/metrics")
+            .header("host", "admin")
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| e.to_string())?;
+        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    };
+    tokio::time::timeout(EXCHANGE, get)
+        .await
+        .unwrap_or_else(|_| Err("admin endpoint: no answer in time".into()))
+}
+
+/// One metric series: a name and the labels it must carry (others may be there too).
+#[derive(Clone, Copy)]
+pub struct Series {
+    pub name: &'static str,
+    pub labels: &'static [(&'static str, &'static str)],
+}
+
+impl Series {
+    /// The sum over every line of this series in a scrape.
+    pub fn value(&self, scrape: &str) -> f64 {
+        scrape
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (series, value) = l.rsplit_once(' ')?;
+                let rest = series.strip_prefix(self.name)?;
+                let labels = match rest {
+                    "" => "",
+                    r => r.strip_prefix('{')?.strip_suffix('}')?,
+                };
+                self.labels
+                    .iter()
+                    .all(|(k, v)| labels.split(',').any(|p| p == format!("{k}=\"{v}\"")))
+                    .then(|| value.parse::<f64>().ok())
+                    .flatten()
+            })
+            .sum()
+    }
+}
+
+impl std::fmt::Display for Series {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let labels: Vec<String> = self
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{v}\""))
+            .collect();
+        write!(f, "{}{{{}}}", self.name, labels.join(","))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_series_is_summed_over_the_lines_carrying_its_labels() {
+        let scrape = "# HELP x\nsealgate_x_total{a=\"1\",b=\"2\"} 3\nsealgate_x_total{a=\"1\",b=\"3\"} 4\nsealgate_x_total{a=\"2\",b=\"2\"} 5\nsealgate_xy_total{a=\"1\"} 9\n";
+        let s = Series {
+            name: "sealgate_x_total",
+            labels: &[("a", "1")],
+        };
+        assert_eq!(s.value(scrape), 7.0);
+        let s = Series {
+            name: "sealgate_x_total",
+            labels: &[("a", "1"), ("b", "3")],
+        };
+        assert_eq!(s.value(scrape), 4.0);
+        assert_eq!(s.to_string(), "sealgate_x_total{a=\"1\",b=\"3\"}");
+    }
+}

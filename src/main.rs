@@ -285,6 +285,33 @@ fn check(path: PathBuf, fail_within: Option<std::time::Duration>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The example PKI (`certs-example/`, `pki init`) has public or throwaway
+/// keys: serving with it must not go unnoticed.
+fn warn_example_material(rt: &Runtime) {
+    const MARK: &str = "NOT FOR PRODUCTION";
+    for c in rt
+        .certs
+        .iter()
+        .filter(|c| c.subject.contains(MARK) || c.issuer.contains(MARK))
+    {
+        eprintln!(
+            "WARNING: {} ({}) is example material ({}); its private key protects nothing — use your own PKI beyond 127.0.0.1",
+            c.path.display(),
+            c.held.as_str(),
+            c.subject
+        );
+        tracing::warn!(
+            target: "sealgate::audit",
+            event = "example_certificate",
+            role = c.held.as_str(),
+            name = %c.name,
+            path = %c.path.display(),
+            subject = %c.subject,
+            "serving with an example certificate: its private key protects nothing"
+        );
+    }
+}
+
 fn demo(serve: bool) -> ExitCode {
     let tokio = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -313,6 +340,7 @@ fn run(path: PathBuf, watch: bool) -> ExitCode {
         Ok(x) => x,
         Err(code) => return code,
     };
+    warn_example_material(&rt);
     let tokio = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

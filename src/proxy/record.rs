@@ -111,6 +111,10 @@ impl Drop for Record {
         let counters = self.counters();
         counters.count(self.status, outcome);
         counters.duration.observe(elapsed.as_secs_f64());
+        counters
+            .request_body
+            .observe(self.stats.bytes.load(Ordering::Relaxed) as f64);
+        counters.response_body.observe(self.bytes_out as f64);
         // Refusals pass a cap so a flood cannot flood the logs; served requests always log.
         let suppressed = match self.reason {
             None => 0,

@@ -80,6 +80,9 @@ pub struct RouteCounters {
     /// `sealgate_requests_total` by status class (1xx..5xx) and outcome.
     by_class: [[IntCounter; Outcome::ALL.len()]; 5],
     pub duration: Histogram,
+    /// `sealgate_request_body_bytes`, `sealgate_response_body_bytes`.
+    pub request_body: Histogram,
+    pub response_body: Histogram,
     /// `sealgate_rejections_total{route,stage,reason}` by refusal index.
     pub rejections: ReasonCounters,
     /// WS-Security outcomes by direction (`Direction as usize`).
@@ -123,6 +126,8 @@ impl RouteCounters {
                 Outcome::ALL.map(|o| metrics.requests.with_label_values(&[route, cls, o.label()]))
             }),
             duration: metrics.request_duration.with_label_values(&[route]),
+            request_body: metrics.request_body.with_label_values(&[route]),
+            response_body: metrics.response_body.with_label_values(&[route]),
             rejections: ReasonCounters::new(&metrics.rejections, &[route], refusal_count),
             wssec: Direction::ALL.map(|d| WssecCounters::new(metrics, route, d)),
         }
@@ -161,6 +166,41 @@ pub struct Route {
 
 impl Route {
     /// Whether requests on this route must carry a valid signature.
+    /// Every refusal this route can produce, given what it is configured
+    /// with: its `sealgate_rejections_total` series exist from the start,
+    /// at 0, so `rate()` and alerts work before the first refusal.
+    pub fn possible_refusals(&self) -> Vec<crate::refusal::Kind> {
+        use crate::refusal::{Kind, Reason as R, Stage};
+        let wssec = self.wssec_request.is_some() || self.wssec_response.is_some();
+        let response = self.wssec_response.as_deref();
+        let mut out: Vec<Kind> = R::ALL
+            .iter()
+            .copied()
+            .filter(|r| match r {
+                R::NoRoute | R::Blocked => false,
+                R::IpNotAllowed => !self.allow_ips.is_open(),
+                R::IdentityNotAllowed => !self.authz.rules.is_empty(),
+                R::RateLimited => !self.limits.is_empty(),
+                R::RouteBusy => self.gate.max.is_some(),
+                R::UpstreamBusy => self.upstream.gate.max.is_some(),
+                R::WssecResponseRefused => response.is_some_and(|s| s.verifies()),
+                R::WssecResponseUnsigned => response.is_some_and(|s| !s.verifies()),
+                r if r.stage() == Stage::Wssec => wssec,
+                _ => true,
+            })
+            .map(Kind::Proxy)
+            .collect();
+        if wssec {
+            out.extend(
+                crate::wssec::reason::Reason::ALL
+                    .iter()
+                    .copied()
+                    .map(Kind::Wssec),
+            );
+        }
+        out
+    }
+
     pub fn verifies_requests(&self) -> bool {
         self.wssec_request.as_ref().is_some_and(|s| s.verifies())
     }
@@ -298,7 +338,7 @@ impl Route {
             return None;
         }
         let default_max_body = config.server.limits.max_body.0;
-        Some(Route {
+        let route = Route {
             counters: RouteCounters::new(metrics, &c.name, crate::refusal::Kind::COUNT),
             name: c.name.clone(),
             // A route with WS-Security speaks SOAP, faults included.
@@ -333,7 +373,14 @@ impl Route {
             limits,
             body_idle_timeout,
             max_duration: c.max_duration.map(|d| d.0),
-        })
+        };
+        for k in route.possible_refusals() {
+            route
+                .counters
+                .rejections
+                .get(k.index(), &[k.stage().as_str(), k.as_str()]);
+        }
+        Some(route)
     }
 }
 

@@ -13,6 +13,8 @@ pub struct Metrics {
     pub tls_handshakes: IntCounterVec,
     pub requests: IntCounterVec,
     pub request_duration: HistogramVec,
+    pub request_body: HistogramVec,
+    pub response_body: HistogramVec,
     pub upstream_duration: HistogramVec,
     pub rejections: IntCounterVec,
     pub upstream_in_flight: IntGaugeVec,
@@ -55,13 +57,45 @@ fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterV
     c
 }
 
+/// Seconds: from 50 µs, so the gateway's own sub-millisecond overhead
+/// resolves, to two minutes for bulk transfers.
+const SECONDS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+/// Bytes: from 256 B to 1 GiB by fours (the "unexpected message size" alert).
+const BYTES: &[f64] = &[
+    256.0,
+    1024.0,
+    4096.0,
+    16384.0,
+    65536.0,
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
+    16_777_216.0,
+    67_108_864.0,
+    268_435_456.0,
+    1_073_741_824.0,
+];
+
 fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
-    let buckets = vec![
-        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-        120.0,
-    ];
-    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
-        .unwrap_or_else(|e| panic!("metric {name}: {e}")); // ok: constant names
+    histogram_in(r, name, help, labels, SECONDS)
+}
+
+fn histogram_in(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: &[f64],
+) -> HistogramVec {
+    let h = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+        labels,
+    )
+    .unwrap_or_else(|e| panic!("metric {name}: {e}")); // ok: constant names
     let _ = r.register(Box::new(h.clone()));
     h
 }
@@ -69,6 +103,18 @@ fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Histogram
 impl Metrics {
     pub fn new() -> Metrics {
         let r = Registry::new();
+        // CPU, memory, open files and start time of this process, as
+        // `process_*` (Linux; elsewhere the collector is absent).
+        let _ = r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
+        let build = gauge(
+            &r,
+            "sealgate_build_info",
+            "1, labelled with the version of the sealgate binary serving",
+            &["version"],
+        );
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         let upstream_in_flight = IntGaugeVec::new(
             Opts::new(
                 "sealgate_upstream_in_flight",
@@ -138,6 +184,20 @@ impl Metrics {
                 "sealgate_request_duration_seconds",
                 "Time from request headers to the end of the response body",
                 &["route"],
+            ),
+            request_body: histogram_in(
+                &r,
+                "sealgate_request_body_bytes",
+                "Request body bytes received from the client, by route",
+                &["route"],
+                BYTES,
+            ),
+            response_body: histogram_in(
+                &r,
+                "sealgate_response_body_bytes",
+                "Response body bytes sent to the client, by route",
+                &["route"],
+                BYTES,
             ),
             upstream_duration: histogram(
                 &r,

@@ -8,6 +8,7 @@ mod admission;
 mod demo;
 mod grpc;
 mod hardening;
+mod metrics;
 mod process;
 mod proxy;
 mod rate_memory;

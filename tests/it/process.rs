@@ -490,6 +490,18 @@ async fn readme_quickstart_answers_the_readme_curl_command() {
     std::fs::write(&file, text).unwrap();
     let mut gw = spawn_gateway(&file);
     let _ = std::fs::remove_file(&file);
+    // Serving the example PKI does not go unnoticed.
+    let example: Vec<_> = gw
+        .startup
+        .iter()
+        .filter(|v| v["event"] == "example_certificate")
+        .map(|v| v["role"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(
+        example.contains(&"listener".to_owned()) && example.contains(&"client_ca".to_owned()),
+        "{:?}",
+        gw.startup
+    );
     let curl = move |args: &[&str]| {
         Command::new("curl")
             .current_dir(root)

@@ -160,7 +160,7 @@ impl Metrics {
         )
         .unwrap_or_else(|e| panic!("metric: {e}")); // ok: constant names
         let _ = r.register(Box::new(open_connections.clone()));
-        Metrics {
+        let m = Metrics {
             connections: counter(
                 &r,
                 "sealgate_connections_total",
@@ -270,7 +270,19 @@ impl Metrics {
                 &["result"],
             ),
             registry: r,
+        };
+        // Series that exist before their first event, so rate() and alerts
+        // over them work from the start.
+        for result in ["ok", "error"] {
+            m.config_reloads.with_label_values(&[result]);
         }
+        for result in ["ok", "unchanged", "error"] {
+            m.crl_fetches.with_label_values(&[result]);
+        }
+        for kind in ["ip", "identity"] {
+            m.blocks.with_label_values(&[kind]);
+        }
+        m
     }
 
     /// Prometheus text exposition of every metric.

@@ -11,6 +11,7 @@ use http_body_util::Full;
 
 async fn gateway(pki: &Pki) -> TestGateway {
     let up = header_echo_upstream().await;
+    let crl = pki.write("ca.crl", &pki.ca.crl(&[]).unwrap().pem);
     let toml = config(
         pki,
         "required",
@@ -25,6 +26,10 @@ async fn gateway(pki: &Pki) -> TestGateway {
             route("ledger", "/soap/", ""),
             pki.path("ca.crt"),
         ),
+    )
+    .replace(
+        "client_auth = \"required\"\n",
+        &format!("client_auth = \"required\"\ncrls = [{crl:?}]\n"),
     );
     TestGateway::start(pki.dir.path(), &toml).await
 }
@@ -168,7 +173,7 @@ fn promtool_check(scrape: &str) {
 
 #[test]
 fn the_alert_rules_pass_promtool() {
-    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/alerts.yml");
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/alerts.yaml");
     let Ok(out) = std::process::Command::new("promtool")
         .args(["check", "rules", rules])
         .output()
@@ -181,6 +186,92 @@ fn the_alert_rules_pass_promtool() {
     assert!(
         out.status.success() && said.contains("SUCCESS"),
         "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_alert_rules_fire_on_the_series_sealgate_writes() {
+    let tests = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/alerts.test.yaml");
+    let Ok(out) = std::process::Command::new("promtool")
+        .args(["test", "rules", tests])
+        .output()
+    else {
+        assert!(std::env::var("CI").is_err(), "promtool is missing under CI");
+        eprintln!("SKIPPED promtool test rules: promtool not installed (Debian: prometheus)");
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The Grafana dashboard is valid JSON, every query names only metrics a
+/// running gateway exports, and each parses as PromQL (as a recording rule
+/// under `promtool check rules`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_queries_what_the_gateway_exports() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/grafana-dashboard.json");
+    let d: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let exprs: Vec<String> = d["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter())
+        .map(|t| t["expr"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(exprs.len() >= 10);
+    let pki = Pki::new();
+    let gw = gateway(&pki).await;
+    let m = gw.metrics().await;
+    let families: std::collections::HashSet<&str> = m
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    for e in &exprs {
+        for name in e
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("sealgate_"))
+        {
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(name);
+            assert!(families.contains(family), "{e}: no metric {family}");
+        }
+    }
+    let rules: String = exprs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            format!(
+                "      - record: dashboard:q{i}\n        expr: {}\n",
+                serde_json::to_string(e).unwrap()
+            )
+        })
+        .collect();
+    let file = pki.write(
+        "dashboard-rules.yaml",
+        &format!("groups:\n  - name: dashboard\n    rules:\n{rules}"),
+    );
+    let Ok(out) = std::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+    else {
+        assert!(std::env::var("CI").is_err(), "promtool is missing under CI");
+        eprintln!("SKIPPED promtool: not installed (Debian: prometheus)");
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
 }

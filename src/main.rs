@@ -33,6 +33,9 @@ enum Cmd {
         /// Do not reload when a configuration file changes.
         #[arg(long)]
         no_watch: bool,
+        /// `json` lines (the default, or `[log] format`) or plain `text`.
+        #[arg(long, value_enum)]
+        log_format: Option<sealgate::config::LogFormat>,
     },
     /// Validate everything `run` would load and print a summary, with the
     /// days left on every certificate and CRL.
@@ -87,7 +90,11 @@ const EXIT_GRACE_EXPIRED: u8 = 3;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Run { config, no_watch } => run(config, !no_watch),
+        Cmd::Run {
+            config,
+            no_watch,
+            log_format,
+        } => run(config, !no_watch, log_format),
         Cmd::Check {
             config,
             fail_within,
@@ -118,7 +125,6 @@ fn load(source: &Source) -> Result<(Config, Runtime), ExitCode> {
         Ok(Compiled { config, runtime }) => {
             for w in &runtime.warnings {
                 eprintln!("warning: {w}");
-                tracing::warn!(target: "sealgate", path = %w.path, "{}", w.message);
             }
             Ok((config, runtime))
         }
@@ -333,13 +339,34 @@ fn demo(serve: bool) -> ExitCode {
     }
 }
 
-fn run(path: PathBuf, watch: bool) -> ExitCode {
-    let _log = sealgate::telemetry::logging::init();
+fn run(path: PathBuf, watch: bool, log_format: Option<sealgate::config::LogFormat>) -> ExitCode {
     let source = Source::new(path);
-    let (_config, rt) = match load(&source) {
+    let (config, rt) = match load(&source) {
         Ok(x) => x,
         Err(code) => return code,
     };
+    let settings = sealgate::telemetry::logging::LogSettings {
+        format: log_format.unwrap_or(config.log.format),
+        audit_file: config.log.audit_file.as_deref().map(|p| config.resolve(p)),
+        max_line: usize::try_from(config.log.max_line.0).unwrap_or(usize::MAX),
+    };
+    let _log = match sealgate::telemetry::logging::init_with(&settings) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!(
+                "error: log.audit_file: cannot open {}: {e}",
+                settings
+                    .audit_file
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new("?"))
+                    .display()
+            );
+            return ExitCode::from(EXIT_USAGE_OR_IO);
+        }
+    };
+    for w in &rt.warnings {
+        tracing::warn!(target: "sealgate", path = %w.path, "{}", w.message);
+    }
     warn_example_material(&rt);
     let tokio = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

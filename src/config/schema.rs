@@ -23,12 +23,52 @@ pub struct Config {
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     /// A built-in echo server for trying sealgate out (quickstart, demos).
     pub echo: Option<EchoConfig>,
+    #[serde(default)]
+    pub log: LogConfig,
     /// Directory the config file sits in; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
     /// SHA-256 of the text this config was parsed from.
     #[serde(skip)]
     pub text_sha256: Vec<u8>,
+}
+
+/// How the gateway logs; read at start (a reload does not reopen logs).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `json` (default) or `text`; `run --log-format` overrides it.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// Audit events (target `sealgate::audit`) also go to this file, as JSON
+    /// lines appended.
+    pub audit_file: Option<PathBuf>,
+    /// No log line is longer than this (default 16 KiB): longer fields are
+    /// cut, and the line says so.
+    #[serde(default = "default_max_line")]
+    pub max_line: Size,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::default(),
+            audit_file: None,
+            max_line: default_max_line(),
+        }
+    }
+}
+
+fn default_max_line() -> Size {
+    Size(16 * 1024)
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Text,
 }
 
 #[derive(Debug, Deserialize)]

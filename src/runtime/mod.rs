@@ -164,6 +164,24 @@ impl Runtime {
             }
         }
         let blocking = block_settings(&mut ld, config);
+        let max_line = config.log.max_line.0;
+        if !(1024..=1 << 20).contains(&max_line) {
+            ld.problem("log.max_line", "between 1KiB and 1MiB");
+        }
+        if let Some(dir) = config
+            .log
+            .audit_file
+            .as_deref()
+            .map(|p| config.resolve(p))
+            .and_then(|p| p.parent().map(std::path::Path::to_path_buf))
+        {
+            if !dir.as_os_str().is_empty() && !dir.is_dir() {
+                ld.problem(
+                    "log.audit_file",
+                    format!("{} is not a directory", dir.display()),
+                );
+            }
+        }
         // Deadlines are computed from these: bounded, so none overflows.
         const WEEK: Duration = Duration::from_secs(7 * 86_400);
         for (key, d) in [

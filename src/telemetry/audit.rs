@@ -5,7 +5,7 @@
 
 use crate::tls::certs::CertSummary;
 
-const TARGET: &str = "sealgate::audit";
+pub const TARGET: &str = "sealgate::audit";
 
 pub fn reload_ok(trigger: &str, sha256: &str, generation: u64, changed: bool) {
     tracing::info!(

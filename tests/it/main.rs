@@ -8,6 +8,7 @@ mod admission;
 mod demo;
 mod grpc;
 mod hardening;
+mod logs;
 mod metrics;
 mod process;
 mod proxy;

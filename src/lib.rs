@@ -12,6 +12,7 @@ pub mod hex;
 pub mod hygiene;
 pub mod path;
 pub mod pki;
+pub mod probe;
 pub mod proxy;
 pub(crate) mod reason;
 pub mod refusal;

@@ -56,6 +56,32 @@ enum Cmd {
         #[arg(long)]
         serve: bool,
     },
+    /// After a deployment: try against the running gateway what FILE says
+    /// must be refused, and report each check as enforced, NOT ENFORCED or
+    /// skipped. Exits 1 if any enforcement is missing.
+    Probe {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// `https://host:port` of the gateway (default: the listener's address).
+        #[arg(long)]
+        target: Option<String>,
+        /// A client certificate (PEM chain) the probe may present.
+        #[arg(long, requires = "key")]
+        cert: Option<PathBuf>,
+        #[arg(long, requires = "cert")]
+        key: Option<PathBuf>,
+        /// A trusted signer's key and certificate, for tampered and replayed messages.
+        #[arg(long, requires = "signer_cert")]
+        signer_key: Option<PathBuf>,
+        #[arg(long, requires = "signer_key")]
+        signer_cert: Option<PathBuf>,
+        /// A route that requests which must pass may reach (repeatable).
+        #[arg(long)]
+        allow_forward: Vec<String>,
+        /// Also write the report as JSON to this file (`-`: stdout only JSON).
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// WS-Security on files: verify (with --explain), c14n, sign.
     Wssec {
         #[command(subcommand)]
@@ -100,6 +126,25 @@ fn main() -> ExitCode {
             fail_within,
         } => check(config, fail_within),
         Cmd::Demo { serve } => demo(serve),
+        Cmd::Probe {
+            config,
+            target,
+            cert,
+            key,
+            signer_key,
+            signer_cert,
+            allow_forward,
+            json,
+        } => probe(
+            sealgate::probe::ProbeOptions {
+                config,
+                target,
+                identity: cert.zip(key),
+                signer: signer_key.zip(signer_cert),
+                allow_forward,
+            },
+            json,
+        ),
         Cmd::Wssec { cmd } => wssec_cli::run(*cmd),
         Cmd::Pki {
             cmd: PkiCmd::Init { dir, force, days },
@@ -315,6 +360,75 @@ fn warn_example_material(rt: &Runtime) {
             subject = %c.subject,
             "serving with an example certificate: its private key protects nothing"
         );
+    }
+}
+
+fn probe(o: sealgate::probe::ProbeOptions, json: Option<PathBuf>) -> ExitCode {
+    let tokio = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_USAGE_OR_IO);
+        }
+    };
+    let checks = match tokio.block_on(sealgate::probe::run(&o)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sealgate probe: {e}");
+            return ExitCode::from(EXIT_USAGE_OR_IO);
+        }
+    };
+    let only_json = json.as_deref() == Some(std::path::Path::new("-"));
+    let missing = checks.iter().filter(|c| c.verdict.is_failure()).count();
+    let report = serde_json::json!({
+        "config": o.config.display().to_string(),
+        "checks": checks.iter().map(|c| c.json()).collect::<Vec<_>>(),
+        "not_enforced": missing,
+    });
+    if only_json {
+        println!("{report:#}");
+    } else {
+        for c in &checks {
+            let at = match &c.route {
+                Some(r) => format!("listener {} route {}", c.listener, r),
+                None => format!("listener {}", c.listener),
+            };
+            println!(
+                "{:<13} {at}: {} — {}",
+                c.verdict.as_str(),
+                c.check,
+                c.detail
+            );
+        }
+        println!(
+            "\n{} check(s): {} enforced or passed, {missing} NOT ENFORCED or failed, {} skipped",
+            checks.len(),
+            checks
+                .iter()
+                .filter(|c| matches!(
+                    c.verdict,
+                    sealgate::probe::Verdict::Enforced | sealgate::probe::Verdict::Passed
+                ))
+                .count(),
+            checks
+                .iter()
+                .filter(|c| c.verdict == sealgate::probe::Verdict::Skipped)
+                .count()
+        );
+        if let Some(path) = &json {
+            if let Err(e) = std::fs::write(path, format!("{report:#}\n")) {
+                eprintln!("sealgate probe: {}: {e}", path.display());
+                return ExitCode::from(EXIT_USAGE_OR_IO);
+            }
+        }
+    }
+    if missing > 0 {
+        ExitCode::from(EXIT_INVALID)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

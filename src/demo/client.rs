@@ -18,6 +18,7 @@ const EXCHANGE: Duration = Duration::from_secs(10);
 pub struct Answer {
     pub status: StatusCode,
     pub headers: HeaderMap,
+    pub body: Bytes,
 }
 
 /// TLS settings of a client trusting `ca_der` for the gateway, presenting
@@ -43,14 +44,98 @@ pub fn tls(
     Ok(Arc::new(cfg))
 }
 
-/// One request over a new mutual-TLS connection. `Err` says where it ended
-/// (the handshake refused, or the connection closed without an answer).
+/// TLS settings of a client that accepts exactly the server certificate
+/// `server_der` (the one a deployed config names), presenting `identity`
+/// (certificate chain DER, PKCS#8 key DER) when given.
+pub fn tls_pinned(
+    server_der: Vec<u8>,
+    identity: Option<(Vec<Vec<u8>>, Vec<u8>)>,
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let b = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Pinned {
+            der: server_der,
+            algorithms: provider.signature_verification_algorithms,
+        }));
+    let cfg = match identity {
+        Some((chain, key)) => b
+            .with_client_auth_cert(
+                chain.into_iter().map(CertificateDer::from).collect(),
+                PrivateKeyDer::Pkcs8(key.into()),
+            )
+            .map_err(|e| format!("client certificate: {e}"))?,
+        None => b.with_no_client_auth(),
+    };
+    Ok(Arc::new(cfg))
+}
+
+/// Trusts one server certificate, as itself.
+#[derive(Debug)]
+struct Pinned {
+    der: Vec<u8>,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl rustls::client::danger::ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if end_entity.as_ref() == self.der.as_slice() {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(
+                "the server presented another certificate than the configuration names".into(),
+            ))
+        }
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// One request over a new mutual-TLS connection to `localhost`. `Err` says
+/// where it ended (the handshake refused, or the connection closed without
+/// an answer).
 pub async fn send(
     addr: SocketAddr,
     cfg: Arc<rustls::ClientConfig>,
     req: Request<Full<Bytes>>,
 ) -> Result<Answer, String> {
-    match tokio::time::timeout(EXCHANGE, exchange(addr, cfg, req)).await {
+    send_to(addr, "localhost", cfg, req).await
+}
+
+/// As `send`, naming the server `name` (SNI).
+pub async fn send_to(
+    addr: SocketAddr,
+    name: &str,
+    cfg: Arc<rustls::ClientConfig>,
+    req: Request<Full<Bytes>>,
+) -> Result<Answer, String> {
+    match tokio::time::timeout(EXCHANGE, exchange(addr, name, cfg, req)).await {
         Ok(r) => r,
         Err(_) => Err("no answer in time".into()),
     }
@@ -58,13 +143,14 @@ pub async fn send(
 
 async fn exchange(
     addr: SocketAddr,
+    name: &str,
     cfg: Arc<rustls::ClientConfig>,
     req: Request<Full<Bytes>>,
 ) -> Result<Answer, String> {
     let tcp = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
-    let name = ServerName::try_from("localhost").map_err(|e| e.to_string())?;
+    let name = ServerName::try_from(name.to_owned()).map_err(|e| e.to_string())?;
     let tls = tokio_rustls::TlsConnector::from(cfg)
         .connect(name, tcp)
         .await
@@ -82,12 +168,15 @@ async fn exchange(
         .map_err(|e| format!("handshake refused (connection closed: {e})"))?;
     let (parts, body) = resp.into_parts();
     // Read to the end: an answer cut short is not an answer.
-    body.collect()
+    let body = body
+        .collect()
         .await
-        .map_err(|e| format!("reading the answer: {e}"))?;
+        .map_err(|e| format!("reading the answer: {e}"))?
+        .to_bytes();
     Ok(Answer {
         status: parts.status,
         headers: parts.headers,
+        body,
     })
 }
 

@@ -5,7 +5,7 @@
 //! counted it and where an operator would look next. `--serve` keeps it
 //! running with curl commands to try by hand.
 
-mod client;
+pub(crate) mod client;
 mod setup;
 
 use crate::proxy::server::{Gateway, Options};

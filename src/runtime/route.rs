@@ -164,6 +164,19 @@ pub struct Route {
     pub counters: RouteCounters,
 }
 
+impl Matcher {
+    pub fn host(&self) -> Option<&str> {
+        self.host.as_deref()
+    }
+    /// Methods the route takes; empty: any.
+    pub fn methods(&self) -> &[Method] {
+        &self.methods
+    }
+    pub fn soap_action(&self) -> Option<&str> {
+        self.soap_action.as_deref()
+    }
+}
+
 impl Route {
     /// Whether requests on this route must carry a valid signature.
     /// Every refusal this route can produce, given what it is configured

@@ -10,6 +10,7 @@ mod grpc;
 mod hardening;
 mod logs;
 mod metrics;
+mod probe;
 mod process;
 mod proxy;
 mod rate_memory;

@@ -1,0 +1,158 @@
+//! `sealgate probe` against a running gateway: everything its configuration
+//! demands is reported enforced; against a deliberately weakened gateway
+//! (a route without verification, a listener with optional client
+//! certificates) the gaps are reported NOT ENFORCED and the exit code says so.
+
+use crate::support::process::BIN;
+use crate::support::*;
+use std::process::Command;
+
+/// The deployed configuration: a required listener, a route only
+/// `CN=etl-reporting` may use, and a verifying SOAP route.
+fn intended(pki: &Pki, up: std::net::SocketAddr, client_auth: &str, verify: bool) -> String {
+    let wssec = if verify {
+        format!(
+            "[route.wssec.request]\nmode = \"verify\"\ntrust = {:?}\n",
+            pki.path("ca.crt")
+        )
+    } else {
+        String::new()
+    };
+    config(
+        pki,
+        client_auth,
+        &format!(
+            "{}{}{wssec}\n[upstream.up]\nurl = \"http://{up}\"\n",
+            route(
+                "reports",
+                "/reports/",
+                "allow = [{ cn = \"etl-reporting\" }]"
+            ),
+            route("ledger", "/soap/ledger", ""),
+        ),
+    )
+}
+
+struct Probe {
+    code: Option<i32>,
+    out: String,
+    report: serde_json::Value,
+}
+
+fn probe(pki: &Pki, config: &std::path::Path, addr: std::net::SocketAddr) -> Probe {
+    let client = pki.client("etl-prod", "ETL", sealgate::pki::KeyAlg::EcdsaP256);
+    pki.write("probe.crt", &client.cert_pem);
+    pki.write("probe.key", &client.key_pem);
+    let s = signer(pki, "etl-signer");
+    pki.write("signer.crt", &s.cert_pem);
+    pki.write("signer.key", &s.key_pem);
+    let json = pki.path("probe.json");
+    let out = Command::new(BIN)
+        .args(["probe", "--config"])
+        .arg(config)
+        .args(["--target", &format!("https://localhost:{}", addr.port())])
+        .arg("--cert")
+        .arg(pki.path("probe.crt"))
+        .arg("--key")
+        .arg(pki.path("probe.key"))
+        .arg("--signer-key")
+        .arg(pki.path("signer.key"))
+        .arg("--signer-cert")
+        .arg(pki.path("signer.crt"))
+        .args(["--allow-forward", "ledger", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Probe {
+        code: out.status.code(),
+        report: serde_json::from_str(&std::fs::read_to_string(&json).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}\n{text}")),
+        out: text,
+    }
+}
+
+fn result_of<'a>(p: &'a Probe, check: &str) -> &'a str {
+    p.report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == check)
+        .and_then(|c| c["result"].as_str())
+        .unwrap_or_else(|| panic!("no {check:?} in\n{}", p.out))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_that_enforces_its_config_passes_the_probe() {
+    let pki = Pki::new();
+    let up = header_echo_upstream().await;
+    let toml = intended(&pki, up, "required", true);
+    let gw = TestGateway::start(pki.dir.path(), &toml).await;
+    let p = tokio::task::spawn_blocking({
+        let (config, addr) = (gw.config.clone(), gw.addr("edge"));
+        move || probe(&pki, &config, addr)
+    })
+    .await
+    .unwrap();
+    assert_eq!(p.code, Some(0), "{}", p.out);
+    assert!(
+        !p.out.lines().any(|l| l.starts_with("NOT ENFORCED")),
+        "{}",
+        p.out
+    );
+    for (check, want) in [
+        ("handshake without a client certificate", "enforced"),
+        (
+            "handshake with a certificate from an unknown CA",
+            "enforced",
+        ),
+        ("identity not allowed on the route", "enforced"),
+        ("unsigned message refused", "enforced"),
+        ("message signed by an untrusted key refused", "enforced"),
+        ("tampered message refused", "enforced"),
+        ("signed message accepted", "passed"),
+        ("replayed message refused", "enforced"),
+    ] {
+        assert_eq!(result_of(&p, check), want, "{check}\n{}", p.out);
+    }
+    assert_eq!(p.report["not_enforced"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weakened_gateway_is_reported_not_enforced() {
+    let pki = Pki::new();
+    let up = header_echo_upstream().await;
+    // What runs: optional client certificates, and the ledger not verified.
+    let weakened = intended(&pki, up, "optional", false);
+    let gw = TestGateway::start(pki.dir.path(), &weakened).await;
+    // What was meant.
+    let meant = pki.write("meant.toml", &intended(&pki, up, "required", true));
+    let p = tokio::task::spawn_blocking({
+        let addr = gw.addr("edge");
+        move || probe(&pki, &meant, addr)
+    })
+    .await
+    .unwrap();
+    assert_eq!(p.code, Some(1), "{}", p.out);
+    assert!(
+        p.out.lines().any(|l| l.starts_with("NOT ENFORCED")),
+        "{}",
+        p.out
+    );
+    assert_eq!(
+        result_of(&p, "handshake without a client certificate"),
+        "not_enforced"
+    );
+    assert_eq!(result_of(&p, "unsigned message refused"), "not_enforced");
+    assert_eq!(result_of(&p, "tampered message refused"), "not_enforced");
+    // What the weakened gateway still does is still reported enforced.
+    assert_eq!(
+        result_of(&p, "identity not allowed on the route"),
+        "enforced"
+    );
+    assert!(p.report["not_enforced"].as_u64().unwrap() >= 3);
+}

@@ -454,15 +454,18 @@ fn demo(serve: bool) -> ExitCode {
 }
 
 fn run(path: PathBuf, watch: bool, log_format: Option<sealgate::config::LogFormat>) -> ExitCode {
-    let source = Source::new(path);
-    let (config, rt) = match load(&source) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
-    let settings = sealgate::telemetry::logging::LogSettings {
-        format: log_format.unwrap_or(config.log.format),
-        audit_file: config.log.audit_file.as_deref().map(|p| config.resolve(p)),
-        max_line: usize::try_from(config.log.max_line.0).unwrap_or(usize::MAX),
+    // Logging first (from the config's [log], read on its own), so what
+    // loading says — a CRL download failing, say — is logged and audited.
+    let settings = match sealgate::config::Config::load(&path) {
+        Ok(config) => sealgate::telemetry::logging::LogSettings {
+            format: log_format.unwrap_or(config.log.format),
+            audit_file: config.log.audit_file.as_deref().map(|p| config.resolve(p)),
+            max_line: usize::try_from(config.log.max_line.0).unwrap_or(usize::MAX),
+        },
+        Err(_) => sealgate::telemetry::logging::LogSettings {
+            format: log_format.unwrap_or_default(),
+            ..Default::default()
+        },
     };
     let _log = match sealgate::telemetry::logging::init_with(&settings) {
         Ok(g) => g,
@@ -477,6 +480,11 @@ fn run(path: PathBuf, watch: bool, log_format: Option<sealgate::config::LogForma
             );
             return ExitCode::from(EXIT_USAGE_OR_IO);
         }
+    };
+    let source = Source::new(path);
+    let (_config, rt) = match load(&source) {
+        Ok(x) => x,
+        Err(code) => return code,
     };
     for w in &rt.warnings {
         tracing::warn!(target: "sealgate", path = %w.path, "{}", w.message);

@@ -43,6 +43,9 @@ pub enum Verdict {
     NotEnforced,
     Passed,
     Failed,
+    /// The probe could not tell (an error on its side, no answer): a
+    /// pipeline gating on the probe must not pass on it.
+    Unknown,
     Skipped,
 }
 
@@ -53,12 +56,16 @@ impl Verdict {
             Verdict::NotEnforced => "NOT ENFORCED",
             Verdict::Passed => "passed",
             Verdict::Failed => "FAILED",
+            Verdict::Unknown => "COULD NOT TELL",
             Verdict::Skipped => "skipped",
         }
     }
     /// Whether the deployment is short of what its config demands.
     pub fn is_failure(self) -> bool {
-        matches!(self, Verdict::NotEnforced | Verdict::Failed)
+        matches!(
+            self,
+            Verdict::NotEnforced | Verdict::Failed | Verdict::Unknown
+        )
     }
 }
 
@@ -82,6 +89,7 @@ impl Check {
                 Verdict::NotEnforced => "not_enforced",
                 Verdict::Passed => "passed",
                 Verdict::Failed => "failed",
+                Verdict::Unknown => "unknown",
                 Verdict::Skipped => "skipped",
             },
             "detail": self.detail,
@@ -235,24 +243,53 @@ pub async fn run(o: &ProbeOptions) -> Result<Vec<Check>, ProbeError> {
                             Verdict::Skipped,
                             format!("{} may use this route", id.display_name()),
                         ));
+                    } else if !r.allow_ips.is_open() {
+                        out.push(check(
+                            "identity not allowed on the route",
+                            Some(r),
+                            Verdict::Skipped,
+                            "the route's allow_ips would decide first; probe from an allowed address".into(),
+                        ));
                     } else if let Some(req) = harmless_request(r) {
                         let got =
                             client::send_to(target.addr, &target.name, cfg.clone(), req).await;
-                        let (v, d) = refused_by_gateway(&got, "identity_not_allowed");
+                        let (v, d) = refused_by_gateway(&got, &["identity_not_allowed"]);
                         out.push(check("identity not allowed on the route", Some(r), v, d));
                     } else {
                         out.push(check(
                             "identity not allowed on the route",
                             Some(r),
                             Verdict::Skipped,
-                            "the route takes no GET or HEAD; the probe sends nothing else to it"
-                                .into(),
+                            "the route takes no GET; the probe sends nothing else to it".into(),
                         ));
                     }
                 }
                 _ => {}
             }
             if !r.verifies_requests() {
+                continue;
+            }
+            let allowed = match &identity {
+                Some((chain, _)) => crate::tls::identity::PeerIdentity::from_der(&chain[0])
+                    .is_ok_and(|id| r.authz.authorize(Some(&id)).is_ok()),
+                None => r.authz.authorize(None).is_ok(),
+            };
+            let why_not = if !allowed {
+                Some("the probe's identity may not use this route, so a refusal would say nothing about verification: give --cert/--key of one that may")
+            } else if !r.allow_ips.is_open() {
+                Some("the route's allow_ips would decide first; probe from an allowed address")
+            } else if r.matcher.soap_action().is_some() && !o.allow_forward.contains(&r.name) {
+                Some("the route matches on a SOAPAction, which an upstream may act on whatever the Body: name it with --allow-forward")
+            } else {
+                None
+            };
+            if let Some(why) = why_not {
+                out.push(check(
+                    "unsigned and forged messages refused",
+                    Some(r),
+                    Verdict::Skipped,
+                    why.into(),
+                ));
                 continue;
             }
             let reach = match (&mine, l.client_certs) {
@@ -282,7 +319,7 @@ pub async fn run(o: &ProbeOptions) -> Result<Vec<Check>, ProbeError> {
                 }
             };
             let got = send(PROBE_MESSAGE.as_bytes().to_vec()).await;
-            let (v, d) = refused_by_gateway(&got, FAULT);
+            let (v, d) = refused_by_gateway(&got, WSS_FAULT);
             out.push(check("unsigned message refused", Some(r), v, d));
             // Signed by a key of the probe's own CA: no trust path.
             let forged = crate::wssec::sign::SigningKey::from_pkcs8_der(&stranger.key_der)
@@ -299,7 +336,7 @@ pub async fn run(o: &ProbeOptions) -> Result<Vec<Check>, ProbeError> {
             match forged {
                 Some(m) => {
                     let got = send(m).await;
-                    let (v, d) = refused_by_gateway(&got, FAULT);
+                    let (v, d) = refused_by_gateway(&got, WSS_FAULT);
                     out.push(check(
                         "message signed by an untrusted key refused",
                         Some(r),
@@ -327,7 +364,7 @@ pub async fn run(o: &ProbeOptions) -> Result<Vec<Check>, ProbeError> {
                         .replacen(PROBE_MARK, "sealgate-probe-tampered", 1)
                         .into_bytes();
                     let got = send(tampered).await;
-                    let (v, d) = refused_by_gateway(&got, FAULT);
+                    let (v, d) = refused_by_gateway(&got, WSS_FAULT);
                     out.push(check("tampered message refused", Some(r), v, d));
                     if o.allow_forward.contains(&r.name) {
                         let first = send(signed.clone()).await;
@@ -342,9 +379,19 @@ pub async fn run(o: &ProbeOptions) -> Result<Vec<Check>, ProbeError> {
                             },
                             describe(&first),
                         ));
-                        let again = send(signed).await;
-                        let (v, d) = refused_by_gateway(&again, FAULT);
-                        out.push(check("replayed message refused", Some(r), v, d));
+                        if passed {
+                            let again = send(signed).await;
+                            let (v, d) = refused_by_gateway(&again, WSS_FAULT);
+                            out.push(check("replayed message refused", Some(r), v, d));
+                        } else {
+                            out.push(check(
+                                "replayed message refused",
+                                Some(r),
+                                Verdict::Skipped,
+                                "the first message was not accepted, so there is nothing to replay"
+                                    .into(),
+                            ));
+                        }
                     } else {
                         out.push(check(
                             "replayed message refused",
@@ -410,17 +457,16 @@ fn target_of(
 const PROBE_MARK: &str = "sealgate-probe";
 const PROBE_MESSAGE: &str = r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Header></soapenv:Header><soapenv:Body><sgp:Probe xmlns:sgp="urn:sealgate:probe">sealgate-probe</sgp:Probe></soapenv:Body></soapenv:Envelope>"#;
 
-/// A GET (or HEAD) of `{prefix}/sealgate-probe`: a safe method, and a path
+/// A GET of `{prefix}/sealgate-probe`: a safe method, and a path
 /// no application serves, should a gateway not enforce the route's rules.
 fn harmless_request(r: &Route) -> Option<Request<Full<Bytes>>> {
     let m = &r.matcher;
-    let method = if m.methods().is_empty() || m.methods().contains(&Method::GET) {
-        Method::GET
-    } else if m.methods().contains(&Method::HEAD) {
-        Method::HEAD
-    } else {
+    // GET only: a refusal of a HEAD has no body to tell the gateway's
+    // answer from an upstream's.
+    if !(m.methods().is_empty() || m.methods().contains(&Method::GET)) {
         return None;
-    };
+    }
+    let method = Method::GET;
     let prefix = m.path_prefix().trim_end_matches('/');
     let mut b = Request::builder()
         .method(method)
@@ -446,7 +492,7 @@ fn soap_request(r: &Route, body: Vec<u8>) -> Option<Request<Full<Bytes>>> {
         .header("content-type", "text/xml; charset=utf-8")
         .header(
             "soapaction",
-            m.soap_action().map_or("\"\"".to_owned(), |a| a.to_owned()),
+            m.soap_action().unwrap_or("\"urn:sealgate:probe\""),
         )
         .body(Full::new(Bytes::from(body)))
         .ok()
@@ -469,10 +515,8 @@ async fn handshake_refused(t: &Target, cfg: Arc<rustls::ClientConfig>) -> (Verdi
         return (Verdict::Skipped, "cannot build the request".into());
     };
     match client::send_to(t.addr, &t.name, cfg, req).await {
-        Err(e) if e.starts_with("handshake refused") => {
-            (Verdict::Enforced, "refused at the handshake".into())
-        }
-        Err(e) => (Verdict::Skipped, format!("could not tell: {e}")),
+        Err(e) if e.starts_with("handshake refused") => (Verdict::Enforced, e),
+        Err(e) => (Verdict::Unknown, e),
         Ok(a) => (
             Verdict::NotEnforced,
             format!("the handshake succeeded (then {})", a.status),
@@ -480,19 +524,27 @@ async fn handshake_refused(t: &Target, cfg: Arc<rustls::ClientConfig>) -> (Verdi
     }
 }
 
-/// What only the gateway's own SOAP faults carry.
-const FAULT: &str = "urn:sealgate:fault";
+/// What only the gateway's own WS-Security faults carry: its fault detail
+/// and a WSS fault code (other refusals — identity, rate, upstream — have
+/// SOAP's own codes and say nothing about verification).
+const WSS_FAULT: &[&str] = &["urn:sealgate:fault", ">wsse:"];
 
-/// A request the gateway itself must refuse: an error status with `mark` in
-/// the body (its fault namespace, or the refusal's reason), so an upstream's
-/// own error is never taken for enforcement.
-fn refused_by_gateway(r: &Result<Answer, String>, mark: &str) -> (Verdict, String) {
+/// A request the gateway itself must refuse: an error status with every one
+/// of `marks` in the body (its WSS fault, or the refusal's reason), so an
+/// upstream's own error is never taken for enforcement.
+fn refused_by_gateway(r: &Result<Answer, String>, marks: &[&str]) -> (Verdict, String) {
     match r {
         Ok(a) if a.status.is_success() => (Verdict::NotEnforced, format!("answered {}", a.status)),
-        Ok(a) if String::from_utf8_lossy(&a.body).contains(mark) => (
-            Verdict::Enforced,
-            format!("refused by the gateway with {}", a.status),
-        ),
+        Ok(a)
+            if marks
+                .iter()
+                .all(|m| String::from_utf8_lossy(&a.body).contains(m)) =>
+        {
+            (
+                Verdict::Enforced,
+                format!("refused by the gateway with {}", a.status),
+            )
+        }
         Ok(a) => (
             Verdict::NotEnforced,
             format!(
@@ -500,6 +552,6 @@ fn refused_by_gateway(r: &Result<Answer, String>, mark: &str) -> (Verdict, Strin
                 a.status
             ),
         ),
-        Err(e) => (Verdict::Skipped, format!("could not tell: {e}")),
+        Err(e) => (Verdict::Unknown, e.clone()),
     }
 }

@@ -154,18 +154,29 @@ async fn exchange(
     let tls = tokio_rustls::TlsConnector::from(cfg)
         .connect(name, tcp)
         .await
-        .map_err(|e| format!("handshake refused: {e}"))?;
+        .map_err(|e| ended(&e, "handshake"))?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
-        .map_err(|e| format!("handshake refused: {e}"))?;
-    tokio::spawn(conn);
+        .map_err(|e| ended(&e, "handshake"))?;
+    let conn = tokio::spawn(conn);
     // TLS 1.3 sends the server's verdict on the client certificate after
     // the client thinks the handshake is done: it shows as a closed
     // connection on the first request.
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| format!("handshake refused (connection closed: {e})"))?;
+    let resp = match sender.send_request(req).await {
+        Ok(r) => r,
+        Err(e) => {
+            // The connection's own error (a TLS alert) is where the reason is;
+            // the request only learns that it was cancelled.
+            let own = match tokio::time::timeout(Duration::from_secs(2), conn).await {
+                Ok(Ok(Err(ce))) => Some(ended(&ce, "request")),
+                _ => None,
+            };
+            return Err(match own {
+                Some(why) if why.starts_with("handshake refused") => why,
+                _ => ended(&e, "request"),
+            });
+        }
+    };
     let (parts, body) = resp.into_parts();
     // Read to the end: an answer cut short is not an answer.
     let body = body
@@ -178,6 +189,29 @@ async fn exchange(
         headers: parts.headers,
         body,
     })
+}
+
+/// Why an exchange ended, from the error's source chain: `handshake refused
+/// (ALERT)` only when the server sent a TLS alert — the gateway refusing
+/// the client — never for the client's own errors (the server's certificate
+/// not the one expected, a plain-HTTP port) or a connection that just closed.
+fn ended(e: &(dyn std::error::Error + 'static), during: &str) -> String {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let tls = err.downcast_ref::<rustls::Error>().or_else(|| {
+            err.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        match tls {
+            Some(rustls::Error::AlertReceived(alert)) => {
+                return format!("handshake refused ({alert:?})");
+            }
+            Some(other) => return format!("TLS error on our side: {other}"),
+            None => cur = err.source(),
+        }
+    }
+    format!("connection ended during the {during}: {e}")
 }
 
 /// `GET /metrics` on the admin endpoint.

@@ -74,8 +74,8 @@ impl Scratch {
         let mut b = [0u8; 8];
         let _ = aws_lc_rs::rand::fill(&mut b);
         let dir = std::env::temp_dir().join(format!("sealgate-demo-{}", crate::hex::lower(&b)));
-        std::fs::create_dir(&dir)?;
-        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(&dir)?;
         Ok(Scratch(dir))
     }
 
@@ -156,13 +156,13 @@ upstream = "app"
 match = {{ path_prefix = "/reports/" }}
 allow = [{{ cn = "etl-reporting", ou = "ETL" }}]
 
-# Bulk exports: one request a second per client, bursts of two.
+# Bulk exports: one request a minute per client, bursts of two.
 [[route]]
 name = "bulk"
 listener = "demo"
 upstream = "app"
 match = {{ path_prefix = "/bulk/" }}
-rate_limit = {{ key = "client", per_second = 1, burst = 2 }}
+rate_limit = {{ key = "client", per_minute = 1, burst = 2 }}
 
 # SOAP to the ledger: signed by a certificate of the demo CA, or refused.
 [[route]]

@@ -156,3 +156,46 @@ async fn a_weakened_gateway_is_reported_not_enforced() {
     );
     assert!(p.report["not_enforced"].as_u64().unwrap() >= 3);
 }
+
+/// A gateway serving another certificate than the configuration names (a
+/// rotation not reloaded, a load balancer in between) is not taken for one
+/// that refuses: the probe could not tell, and fails the gate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_serving_another_certificate_fails_the_probe() {
+    let pki = Pki::new();
+    let up = header_echo_upstream().await;
+    let gw = TestGateway::start(pki.dir.path(), &intended(&pki, up, "required", true)).await;
+    let mut other = sealgate::pki::Leaf::new("localhost", sealgate::pki::Usage::Server);
+    other.dns = vec!["localhost".into()];
+    let other = pki.issue(&other);
+    pki.write("other.crt", &other.cert_pem);
+    pki.write("other.key", &other.key_pem);
+    let meant = intended(&pki, up, "required", true)
+        .replace(
+            &format!("{:?}", pki.path("server.crt")),
+            &format!("{:?}", pki.path("other.crt")),
+        )
+        .replace(
+            &format!("{:?}", pki.path("server.key")),
+            &format!("{:?}", pki.path("other.key")),
+        );
+    let meant = pki.write("meant.toml", &meant);
+    let p = tokio::task::spawn_blocking({
+        let addr = gw.addr("edge");
+        move || probe(&pki, &meant, addr)
+    })
+    .await
+    .unwrap();
+    assert_eq!(p.code, Some(1), "{}", p.out);
+    assert_eq!(
+        result_of(&p, "handshake without a client certificate"),
+        "unknown",
+        "{}",
+        p.out
+    );
+    assert!(
+        !p.out.lines().any(|l| l.starts_with("enforced")),
+        "{}",
+        p.out
+    );
+}

@@ -363,16 +363,21 @@ fn warn_example_material(rt: &Runtime) {
     }
 }
 
-fn probe(o: sealgate::probe::ProbeOptions, json: Option<PathBuf>) -> ExitCode {
-    let tokio = match tokio::runtime::Builder::new_multi_thread()
+/// The multi-threaded runtime `run`, `demo` and `probe` work on.
+fn async_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(t) => t,
-        Err(e) => {
+        .map_err(|e| {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_USAGE_OR_IO);
-        }
+            ExitCode::from(EXIT_USAGE_OR_IO)
+        })
+}
+
+fn probe(o: sealgate::probe::ProbeOptions, json: Option<PathBuf>) -> ExitCode {
+    let tokio = match async_runtime() {
+        Ok(t) => t,
+        Err(code) => return code,
     };
     let checks = match tokio.block_on(sealgate::probe::run(&o)) {
         Ok(c) => c,
@@ -433,15 +438,9 @@ fn probe(o: sealgate::probe::ProbeOptions, json: Option<PathBuf>) -> ExitCode {
 }
 
 fn demo(serve: bool) -> ExitCode {
-    let tokio = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let tokio = match async_runtime() {
         Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_USAGE_OR_IO);
-        }
+        Err(code) => return code,
     };
     match tokio.block_on(sealgate::demo::run(serve)) {
         Ok(true) => ExitCode::SUCCESS,
@@ -490,15 +489,9 @@ fn run(path: PathBuf, watch: bool, log_format: Option<sealgate::config::LogForma
         tracing::warn!(target: "sealgate", path = %w.path, "{}", w.message);
     }
     warn_example_material(&rt);
-    let tokio = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let tokio = match async_runtime() {
         Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_USAGE_OR_IO);
-        }
+        Err(code) => return code,
     };
     tokio.block_on(async move {
         // Handlers first: a signal that arrives once the listeners are

@@ -4,6 +4,15 @@ use super::{Config, ConfigError, Problem};
 use std::path::{Path, PathBuf};
 
 impl Config {
+    /// Every WS-Security stage of every route, requests' and responses'.
+    pub fn wssec_stages(&self) -> impl Iterator<Item = &super::WssecStageConfig> {
+        self.routes
+            .iter()
+            .filter_map(|r| r.wssec.as_ref())
+            .flat_map(|w| [w.request.as_ref(), w.response.as_ref()])
+            .flatten()
+    }
+
     /// Reads and parses a config file; relative paths in it resolve against its
     /// directory. `Runtime::compile` validates it.
     pub fn load(file: &Path) -> Result<Config, ConfigError> {

@@ -23,13 +23,7 @@ const MAX_CRL_BYTES: usize = 32 << 20;
 /// Every CRL URL a config names, with its fetch timeout.
 fn urls(config: &Config) -> Vec<(String, Duration)> {
     let listener = config.listeners.iter().flat_map(|l| l.tls.crls.iter());
-    let stages = config
-        .routes
-        .iter()
-        .filter_map(|r| r.wssec.as_ref())
-        .flat_map(|w| [w.request.as_ref(), w.response.as_ref()])
-        .flatten()
-        .flat_map(|s| s.crls.iter());
+    let stages = config.wssec_stages().flat_map(|s| s.crls.iter());
     listener
         .chain(stages)
         .filter_map(|c| match c {

@@ -206,7 +206,7 @@ fn server_tls(
         (ClientCerts::Off, _) | (_, None) => (Vec::new(), Some(rustls::RootCertStore::empty())),
         (_, Some(ca)) => {
             let key = format!("{at}.client_ca");
-            match ld.anchors(Held(Role::ClientCa, &l.name), &key, ca) {
+            match ld.certificates(Held(Role::ClientCa, &l.name), &key, ca) {
                 Some(a) => (a.clone(), ld.root_store(&key, ca, a)),
                 None => (Vec::new(), None),
             }

@@ -186,8 +186,9 @@ impl<'c> Loader<'c> {
         }));
     }
 
-    /// Certificates from a PEM file, each one within its validity.
-    fn valid_certs(
+    /// Certificates from a PEM file, each one within its validity, as DER:
+    /// trust anchors, intermediates, pinned certificates alike.
+    pub fn certificates(
         &mut self,
         held: Held<'_>,
         at: &str,
@@ -221,7 +222,7 @@ impl<'c> Loader<'c> {
         at: &str,
         path: &Path,
     ) -> Option<rustls::RootCertStore> {
-        let anchors = self.valid_certs(held, at, path)?;
+        let anchors = self.certificates(held, at, path)?;
         self.root_store(at, path, anchors)
     }
 
@@ -248,26 +249,6 @@ impl<'c> Loader<'c> {
             }
         }
         Some(roots)
-    }
-
-    /// Trust anchors from a PEM bundle, as DER (for webpki-based checks).
-    pub fn anchors(
-        &mut self,
-        held: Held<'_>,
-        at: &str,
-        path: &Path,
-    ) -> Option<Vec<CertificateDer<'static>>> {
-        self.valid_certs(held, at, path)
-    }
-
-    /// Certificates that are not anchors (intermediates, pinned signers).
-    pub fn certificates(
-        &mut self,
-        held: Held<'_>,
-        at: &str,
-        path: &Path,
-    ) -> Option<Vec<CertificateDer<'static>>> {
-        self.valid_certs(held, at, path)
     }
 
     /// The operating system's roots (the `ca = "system"` of an upstream).

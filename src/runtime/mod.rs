@@ -142,11 +142,7 @@ impl Runtime {
         }
         // One replay cache for the gateway: a message seen on one route is a replay on any.
         let replay_entries = config
-            .routes
-            .iter()
-            .filter_map(|r| r.wssec.as_ref())
-            .flat_map(|w| [w.request.as_ref(), w.response.as_ref()])
-            .flatten()
+            .wssec_stages()
             .filter(|s| s.mode == crate::config::WssecMode::Verify)
             .map(|v| {
                 v.replay_cache_entries

@@ -84,16 +84,16 @@ impl State {
         rate: &Rate,
         max_keys: usize,
     ) -> Result<Arc<RateLimit>, RateError> {
-        let id = format!("{id} {rate:?} keys={max_keys}");
-        let mut m = self.limiters.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(Kept::Keyed(l)) = m.get(&id) {
-            taken.0.insert(id);
-            return Ok(l.clone());
-        }
-        let l = Arc::new(RateLimit::new(rate, max_keys)?);
-        m.insert(id.clone(), Kept::Keyed(l.clone()));
-        taken.0.insert(id);
-        Ok(l)
+        self.limiter(
+            taken,
+            format!("{id} {rate:?} keys={max_keys}"),
+            |k| match k {
+                Kept::Keyed(l) => Some(l.clone()),
+                Kept::Single(_) => None,
+            },
+            Kept::Keyed,
+            || RateLimit::new(rate, max_keys),
+        )
     }
 
     /// The single bucket for `id`; routes naming the same global rate pass the same id.
@@ -103,14 +103,36 @@ impl State {
         id: String,
         rate: &Rate,
     ) -> Result<Arc<SingleLimit>, RateError> {
-        let id = format!("{id} {rate:?}");
+        self.limiter(
+            taken,
+            format!("{id} {rate:?}"),
+            |k| match k {
+                Kept::Single(l) => Some(l.clone()),
+                Kept::Keyed(_) => None,
+            },
+            Kept::Single,
+            || SingleLimit::new(rate),
+        )
+    }
+
+    /// The limiter kept under `id`, or a new one kept from now on.
+    fn limiter<T>(
+        &self,
+        taken: &mut Taken,
+        id: String,
+        find: impl Fn(&Kept) -> Option<Arc<T>>,
+        keep: impl Fn(Arc<T>) -> Kept,
+        make: impl FnOnce() -> Result<T, RateError>,
+    ) -> Result<Arc<T>, RateError> {
         let mut m = self.limiters.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(Kept::Single(l)) = m.get(&id) {
-            taken.0.insert(id);
-            return Ok(l.clone());
-        }
-        let l = Arc::new(SingleLimit::new(rate)?);
-        m.insert(id.clone(), Kept::Single(l.clone()));
+        let l = match m.get(&id).and_then(&find) {
+            Some(l) => l,
+            None => {
+                let l = Arc::new(make()?);
+                m.insert(id.clone(), keep(l.clone()));
+                l
+            }
+        };
         taken.0.insert(id);
         Ok(l)
     }

@@ -39,7 +39,14 @@ struct Probe {
     report: serde_json::Value,
 }
 
-fn probe(pki: &Pki, config: &std::path::Path, addr: std::net::SocketAddr) -> Probe {
+/// Runs the probe binary off the async workers (the gateway is in this process).
+async fn probe(pki: Pki, config: std::path::PathBuf, addr: std::net::SocketAddr) -> Probe {
+    tokio::task::spawn_blocking(move || probe_blocking(&pki, &config, addr))
+        .await
+        .unwrap()
+}
+
+fn probe_blocking(pki: &Pki, config: &std::path::Path, addr: std::net::SocketAddr) -> Probe {
     let client = pki.client("etl-prod", "ETL", sealgate::pki::KeyAlg::EcdsaP256);
     pki.write("probe.crt", &client.cert_pem);
     pki.write("probe.key", &client.key_pem);
@@ -92,12 +99,7 @@ async fn a_gateway_that_enforces_its_config_passes_the_probe() {
     let up = header_echo_upstream().await;
     let toml = intended(&pki, up, "required", true);
     let gw = TestGateway::start(pki.dir.path(), &toml).await;
-    let p = tokio::task::spawn_blocking({
-        let (config, addr) = (gw.config.clone(), gw.addr("edge"));
-        move || probe(&pki, &config, addr)
-    })
-    .await
-    .unwrap();
+    let p = probe(pki, gw.config.clone(), gw.addr("edge")).await;
     assert_eq!(p.code, Some(0), "{}", p.out);
     assert!(
         !p.out.lines().any(|l| l.starts_with("NOT ENFORCED")),
@@ -131,12 +133,7 @@ async fn a_weakened_gateway_is_reported_not_enforced() {
     let gw = TestGateway::start(pki.dir.path(), &weakened).await;
     // What was meant.
     let meant = pki.write("meant.toml", &intended(&pki, up, "required", true));
-    let p = tokio::task::spawn_blocking({
-        let addr = gw.addr("edge");
-        move || probe(&pki, &meant, addr)
-    })
-    .await
-    .unwrap();
+    let p = probe(pki, meant, gw.addr("edge")).await;
     assert_eq!(p.code, Some(1), "{}", p.out);
     assert!(
         p.out.lines().any(|l| l.starts_with("NOT ENFORCED")),
@@ -180,12 +177,7 @@ async fn a_gateway_serving_another_certificate_fails_the_probe() {
             &format!("{:?}", pki.path("other.key")),
         );
     let meant = pki.write("meant.toml", &meant);
-    let p = tokio::task::spawn_blocking({
-        let addr = gw.addr("edge");
-        move || probe(&pki, &meant, addr)
-    })
-    .await
-    .unwrap();
+    let p = probe(pki, meant, gw.addr("edge")).await;
     assert_eq!(p.code, Some(1), "{}", p.out);
     assert_eq!(
         result_of(&p, "handshake without a client certificate"),

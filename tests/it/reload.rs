@@ -609,14 +609,7 @@ async fn a_crl_from_a_url_is_fetched_verified_rotated_and_kept_when_the_server_g
 
     // A CRL the CA did not sign is not used.
     let other = Ca::new("Some Other CA", "elsewhere", 30).unwrap();
-    let errors = count(&gw, "sealgate_crl_fetches_total{result=\"error\"}").await;
-    server.serve(other.crl(&[]).unwrap().der);
-    gw.wait_metric_within(
-        "sealgate_crl_fetches_total{result=\"error\"}",
-        &(errors + 1.0).to_string(),
-        Duration::from_secs(5),
-    )
-    .await;
+    one_more_fetch_error(&gw, || server.serve(other.crl(&[]).unwrap().der)).await;
     assert!(
         !attempt(addr, as_client(&pki, &stolen)).await,
         "an unverified CRL replaced the good one"
@@ -624,13 +617,9 @@ async fn a_crl_from_a_url_is_fetched_verified_rotated_and_kept_when_the_server_g
 
     // An older CRL (a stale mirror, or someone on the plain-HTTP path) does
     // not bring the stolen certificate back.
-    let errors = count(&gw, "sealgate_crl_fetches_total{result=\"error\"}").await;
-    server.serve(pki.ca.crl_between(&[], -5, 7).unwrap().der);
-    gw.wait_metric_within(
-        "sealgate_crl_fetches_total{result=\"error\"}",
-        &(errors + 1.0).to_string(),
-        Duration::from_secs(5),
-    )
+    one_more_fetch_error(&gw, || {
+        server.serve(pki.ca.crl_between(&[], -5, 7).unwrap().der)
+    })
     .await;
     assert!(
         !attempt(addr, as_client(&pki, &stolen)).await,
@@ -661,21 +650,22 @@ async fn a_crl_from_a_url_is_fetched_verified_rotated_and_kept_when_the_server_g
     let valid = client_of(&pki.ca, "etl-b");
 
     // The server goes away: the last good copy stays, across reloads too.
-    server.task.abort();
-    let _ = server.task.await;
-    let errors = count(&gw, "sealgate_crl_fetches_total{result=\"error\"}").await;
-    gw.wait_metric_within(
-        "sealgate_crl_fetches_total{result=\"error\"}",
-        &(errors + 1.0).to_string(),
-        Duration::from_secs(5),
-    )
-    .await;
+    one_more_fetch_error(&gw, || server.task.abort()).await;
     gw.gw.reloader().reload("test").await.unwrap();
     assert!(
         !attempt(addr, as_client(&pki, &stolen)).await,
         "revocation lost with the server"
     );
     assert!(attempt(addr, as_client(&pki, &valid)).await);
+}
+
+/// Does `change`, then waits for the CRL fetcher to count one more failure.
+async fn one_more_fetch_error(gw: &TestGateway, change: impl FnOnce()) {
+    let line = "sealgate_crl_fetches_total{result=\"error\"}";
+    let errors = count(gw, line).await;
+    change();
+    gw.wait_metric_within(line, &(errors + 1.0).to_string(), Duration::from_secs(5))
+        .await;
 }
 
 /// Connects with `cfg` (whose session store holds what earlier connections
@@ -836,7 +826,6 @@ async fn expiry_audit_events_fire_at_each_threshold_once() {
         "[server]\nexpiry_warnings = [\"1h\", \"5s\"]\n",
     );
     let file = pki.write("gw.toml", &toml);
-    let started = Instant::now();
     let gw = spawn_gateway_with(&file, &["--no-watch"]);
     let lines = gw.lines_within(Duration::from_secs(12));
     stop(gw);
@@ -867,7 +856,29 @@ async fn expiry_audit_events_fire_at_each_threshold_once() {
         .as_str()
         .unwrap()
         .ends_with("server.key"));
-    assert!(started.elapsed() >= Duration::from_secs(9));
+    // In the order of the certificate's life: 1h, 5s, then expired — logged
+    // once its notAfter has passed, not before.
+    let at = |event: &str, threshold: &str| {
+        lines
+            .iter()
+            .position(|v| {
+                v["event"] == event && v["role"] == "listener" && v["threshold"] == threshold
+            })
+            .unwrap_or_else(|| panic!("no {event} {threshold}: {lines:?}"))
+    };
+    assert!(at("certificate_expiring", "1h") < at("certificate_expiring", "5s"));
+    assert!(at("certificate_expiring", "5s") < at("certificate_expired", "expired"));
+    let expired = of("certificate_expired")[0];
+    let logged = time::OffsetDateTime::parse(
+        expired["timestamp"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap()
+    .unix_timestamp();
+    assert!(
+        logged >= expired["not_after_unix"].as_i64().unwrap(),
+        "{expired}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

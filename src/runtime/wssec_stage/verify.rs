@@ -82,7 +82,7 @@ impl VerifyStage {
             None => {}
             Some(p) => {
                 for der in ld
-                    .anchors(Held(Role::SignerTrust, owner), &at("trust"), p)
+                    .certificates(Held(Role::SignerTrust, owner), &at("trust"), p)
                     .unwrap_or_default()
                 {
                     if let Err(e) = trust.add_anchor_der(&der) {

@@ -11,7 +11,7 @@ cd "$(dirname "$0")"
 SECONDS_EACH=${1:-60}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(reader c14n verify sign)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(reader c14n verify sign redact)
 export RUSTC_BOOTSTRAP=${RUSTC_BOOTSTRAP:-1}
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1}
 

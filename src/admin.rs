@@ -162,3 +162,37 @@ fn blocked(state: &AdminState) -> Response<Full<Bytes>> {
         "blocked": list,
     }))
 }
+
+/// The status the admin endpoint at `listen` answers for `path`, asked over
+/// plain blocking HTTP/1.0 within `timeout` (`sealgate health`: no runtime,
+/// no client library for one line). A wildcard address is asked on loopback.
+pub fn health(
+    listen: std::net::SocketAddr,
+    path: &str,
+    timeout: std::time::Duration,
+) -> std::io::Result<u16> {
+    use std::io::{Read, Write};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    let ip = match listen.ip() {
+        IpAddr::V4(a) if a.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(a) if a.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let mut s = std::net::TcpStream::connect_timeout(&SocketAddr::new(ip, listen.port()), timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut head = [0u8; 32];
+    let mut n = 0;
+    while n < 12 {
+        match s.read(&mut head[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    let line = std::str::from_utf8(&head[..n]).unwrap_or("");
+    line.strip_prefix("HTTP/1.")
+        .and_then(|r| r.get(2..5))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {line:?}")))
+}

@@ -15,6 +15,7 @@ pub mod pki;
 pub mod probe;
 pub mod proxy;
 pub(crate) mod reason;
+pub mod redact;
 pub mod refusal;
 pub mod reload;
 pub mod runtime;

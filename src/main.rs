@@ -82,6 +82,17 @@ enum Cmd {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Ask the admin endpoint FILE names for /healthz (or /readyz with
+    /// --ready); exit 0 when it answers 200. The container's HEALTHCHECK,
+    /// for images with no curl.
+    Health {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        ready: bool,
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
+        timeout: std::time::Duration,
+    },
     /// WS-Security on files: verify (with --explain), c14n, sign.
     Wssec {
         #[command(subcommand)]
@@ -126,6 +137,11 @@ fn main() -> ExitCode {
             fail_within,
         } => check(config, fail_within),
         Cmd::Demo { serve } => demo(serve),
+        Cmd::Health {
+            config,
+            ready,
+            timeout,
+        } => health(config, ready, timeout),
         Cmd::Probe {
             config,
             target,
@@ -437,6 +453,28 @@ fn probe(o: sealgate::probe::ProbeOptions, json: Option<PathBuf>) -> ExitCode {
     }
 }
 
+fn health(path: PathBuf, ready: bool, timeout: std::time::Duration) -> ExitCode {
+    let config = match sealgate::config::Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE_OR_IO);
+        }
+    };
+    let path = if ready { "/readyz" } else { "/healthz" };
+    match sealgate::admin::health(config.admin.listen, path, timeout) {
+        Ok(200) => ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("{path}: {status}");
+            ExitCode::from(EXIT_INVALID)
+        }
+        Err(e) => {
+            eprintln!("{path}: {e}");
+            ExitCode::from(EXIT_INVALID)
+        }
+    }
+}
+
 fn demo(serve: bool) -> ExitCode {
     let tokio = match async_runtime() {
         Ok(t) => t,
@@ -456,11 +494,7 @@ fn run(path: PathBuf, watch: bool, log_format: Option<sealgate::config::LogForma
     // Logging first (from the config's [log], read on its own), so what
     // loading says — a CRL download failing, say — is logged and audited.
     let settings = match sealgate::config::Config::load(&path) {
-        Ok(config) => sealgate::telemetry::logging::LogSettings {
-            format: log_format.unwrap_or(config.log.format),
-            audit_file: config.log.audit_file.as_deref().map(|p| config.resolve(p)),
-            max_line: usize::try_from(config.log.max_line.0).unwrap_or(usize::MAX),
-        },
+        Ok(config) => sealgate::telemetry::logging::LogSettings::from_config(&config, log_format),
         Err(_) => sealgate::telemetry::logging::LogSettings {
             format: log_format.unwrap_or_default(),
             ..Default::default()

@@ -177,6 +177,8 @@ pub async fn run(o: &ProbeOptions) -> Result<Vec<Check>, ProbeError> {
         .and_then(|ca| ca.issue(&Leaf::new("sealgate-probe", Usage::Client)))
         .map_err(|e| ProbeError::Usage(format!("making the probe's own CA: {e}")))?;
     let mut out = Vec::new();
+    // Details quote what the gateway answered: masked as its logs are.
+    let redact = config.log.redactor().unwrap_or_default();
     for (l, lc) in rt.listeners.iter().zip(&config.listeners) {
         let server = pem_certs(&config.resolve(&lc.tls.cert))?.remove(0);
         let target = target_of(l, o.target.as_deref(), server)?;
@@ -202,7 +204,7 @@ pub async fn run(o: &ProbeOptions) -> Result<Vec<Check>, ProbeError> {
             route: route.map(|r| r.name.clone()),
             check,
             verdict,
-            detail,
+            detail: redact.text(&detail).into_owned(),
         };
 
         // The handshake: a certificate is required, and only from trusted CAs.

@@ -75,6 +75,14 @@ pub enum WssecCmd {
         /// refused before its References.
         #[arg(long)]
         explain: bool,
+        /// Element, attribute or field names whose values --explain masks,
+        /// comma-separated, on top of the credentials always masked
+        /// (Password, sessionId, Authorization, ...), as `[log] redact` does.
+        #[arg(long, value_delimiter = ',')]
+        redact: Vec<String>,
+        /// Keep the last N characters of values masked by --redact.
+        #[arg(long, default_value_t = 0)]
+        keep_last: usize,
         /// Write the verified message (Security header removed) here.
         #[arg(long, short)]
         output: Option<PathBuf>,
@@ -188,9 +196,15 @@ pub fn run(cmd: WssecCmd) -> ExitCode {
             actor,
             at,
             explain,
+            redact,
+            keep_last,
             output,
             file,
         } => {
+            let redactor = match sealgate::redact::Redactor::new(&redact, keep_last) {
+                Ok(r) => r,
+                Err(e) => return fail(format!("--redact: {e}")),
+            };
             let now = match at {
                 None => SystemTime::now(),
                 Some(t) => match tokens::parse_datetime(&t) {
@@ -255,7 +269,7 @@ pub fn run(cmd: WssecCmd) -> ExitCode {
             };
             let outcome = if explain {
                 let ex = verify::explain(&msg, &v.policy, now);
-                print_explanation(&ex);
+                print_explanation(&ex, &redactor);
                 ex.outcome
             } else {
                 verify::verify(&msg, &v.policy, now, &NoReplayCache)
@@ -493,7 +507,9 @@ fn body_ceiling(msg: &[u8]) -> Size {
     Size((msg.len() as u64).max(16 << 20))
 }
 
-fn print_explanation(ex: &verify::Explanation) {
+/// Message content (canonical bytes) goes out through `redact`: explain
+/// output is pasted into tickets.
+fn print_explanation(ex: &verify::Explanation, redact: &sealgate::redact::Redactor) {
     if ex.diagnostic {
         println!("DIAGNOSTICS: the message was refused before its References were checked.");
         println!("The digests below were computed afterwards, without checking the signer,");
@@ -522,11 +538,19 @@ fn print_explanation(ex: &verify::Explanation) {
         );
         if let Some(c) = &r.canonical {
             println!("  canonical bytes digested ({} bytes):", c.len());
-            println!("{}", String::from_utf8_lossy(c));
+            print_masked(c, redact);
         }
     }
     if let Some(si) = &ex.signed_info_canonical {
         println!("canonical SignedInfo ({} bytes){mark}:", si.len());
-        println!("{}", String::from_utf8_lossy(si));
+        print_masked(si, redact);
+    }
+}
+
+fn print_masked(bytes: &[u8], redact: &sealgate::redact::Redactor) {
+    let shown = redact.bytes(bytes);
+    println!("{}", String::from_utf8_lossy(&shown));
+    if matches!(shown, std::borrow::Cow::Owned(_)) {
+        println!("  ([redacted] stands for values the digest covered but this output masks)");
     }
 }

@@ -47,6 +47,15 @@ pub struct LogConfig {
     /// cut, and the line says so.
     #[serde(default = "default_max_line")]
     pub max_line: Size,
+    /// SOAP/XML element, attribute and JSON field names whose values are
+    /// masked wherever message content could reach a log line or report;
+    /// credentials (Authorization, Cookie, Password, sessionId, ...) always are.
+    #[serde(default)]
+    pub redact: Vec<String>,
+    /// Characters of a `redact` value kept at its end (0: none), as portals
+    /// show the last four digits of a card number.
+    #[serde(default)]
+    pub keep_last: usize,
 }
 
 impl Default for LogConfig {
@@ -55,7 +64,16 @@ impl Default for LogConfig {
             format: LogFormat::default(),
             audit_file: None,
             max_line: default_max_line(),
+            redact: Vec::new(),
+            keep_last: 0,
         }
+    }
+}
+
+impl LogConfig {
+    /// The masking `redact` and `keep_last` ask for.
+    pub fn redactor(&self) -> Result<crate::redact::Redactor, crate::redact::RedactError> {
+        crate::redact::Redactor::new(&self.redact, self.keep_last)
     }
 }
 

@@ -164,6 +164,9 @@ impl Runtime {
         if !(1024..=1 << 20).contains(&max_line) {
             ld.problem("log.max_line", "between 1KiB and 1MiB");
         }
+        if let Err(e) = config.log.redactor() {
+            ld.problem("log.redact", e.to_string());
+        }
         if let Some(dir) = config
             .log
             .audit_file

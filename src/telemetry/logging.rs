@@ -4,8 +4,11 @@
 //! line is longer than a bound: an oversized one has its longest fields cut
 //! and says so, and stays valid JSON.
 
+use crate::redact::Redactor;
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use tracing_appender::non_blocking::{NonBlocking, WorkerGuard};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -22,6 +25,23 @@ pub struct LogSettings {
     pub audit_file: Option<PathBuf>,
     /// The longest line written, in bytes.
     pub max_line: usize,
+    /// Masks secrets and `[log] redact` names in every line.
+    pub redact: Arc<Redactor>,
+}
+
+impl LogSettings {
+    /// What a config's `[log]` asks for; `format` overrides its format.
+    pub fn from_config(config: &crate::config::Config, format: Option<LogFormat>) -> LogSettings {
+        let log = &config.log;
+        LogSettings {
+            format: format.unwrap_or(log.format),
+            audit_file: log.audit_file.as_deref().map(|p| config.resolve(p)),
+            max_line: usize::try_from(log.max_line.0).unwrap_or(usize::MAX),
+            // An invalid list is refused when the config compiles; until
+            // then the credentials are masked all the same.
+            redact: Arc::new(log.redactor().unwrap_or_default()),
+        }
+    }
 }
 
 impl Default for LogSettings {
@@ -30,6 +50,7 @@ impl Default for LogSettings {
             format: LogFormat::Json,
             audit_file: None,
             max_line: 16 * 1024,
+            redact: Arc::default(),
         }
     }
 }
@@ -53,6 +74,7 @@ pub fn init_with(s: &LogSettings) -> std::io::Result<Option<LogGuards>> {
         inner: stdout,
         max: s.max_line,
         json: s.format == LogFormat::Json,
+        redact: s.redact.clone(),
     };
     let main: Box<dyn Layer<_> + Send + Sync> = match s.format {
         LogFormat::Json => json_layer(main).boxed(),
@@ -78,6 +100,7 @@ pub fn init_with(s: &LogSettings) -> std::io::Result<Option<LogGuards>> {
                     inner: w,
                     max: s.max_line,
                     json: true,
+                    redact: s.redact.clone(),
                 })
                 .with_filter(only_audit),
             )
@@ -105,12 +128,14 @@ where
         .with_writer(w)
 }
 
-/// A writer that keeps every line within `max` bytes.
+/// A writer that masks what `redact` names and keeps every line within
+/// `max` bytes.
 #[derive(Clone)]
 struct Bounded {
     inner: NonBlocking,
     max: usize,
     json: bool,
+    redact: Arc<Redactor>,
 }
 
 impl<'a> MakeWriter<'a> for Bounded {
@@ -126,10 +151,11 @@ struct BoundedLine(Bounded);
 impl Write for BoundedLine {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let b = &mut self.0;
-        if buf.len() <= b.max {
-            b.inner.write_all(buf)?;
+        let line = redacted(buf, &b.redact, b.json);
+        if line.len() <= b.max {
+            b.inner.write_all(&line)?;
         } else {
-            let mut line = bound(buf, b.max, b.json);
+            let mut line = bound(&line, b.max, b.json);
             line.push(b'\n');
             b.inner.write_all(&line)?;
         }
@@ -137,6 +163,25 @@ impl Write for BoundedLine {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         self.0.inner.flush()
+    }
+}
+
+/// `line` with what `redact` names masked. A JSON line is masked member by
+/// member, so it stays valid JSON whatever the masked values held.
+pub fn redacted<'l>(line: &'l [u8], redact: &Redactor, json: bool) -> Cow<'l, [u8]> {
+    let masked = redact.bytes(line);
+    if !json || matches!(masked, Cow::Borrowed(_)) {
+        return masked;
+    }
+    let trimmed = line.strip_suffix(b"\n").unwrap_or(line);
+    match serde_json::from_slice::<serde_json::Value>(trimmed) {
+        Ok(mut v) => {
+            redact.json(&mut v);
+            let mut out = serde_json::to_vec(&v).unwrap_or_default();
+            out.push(b'\n');
+            Cow::Owned(out)
+        }
+        Err(_) => masked,
     }
 }
 

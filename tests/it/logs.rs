@@ -162,3 +162,129 @@ async fn text_logs_on_request() {
     sigterm(child.id());
     assert!(child.wait().unwrap().success());
 }
+
+/// Credentials and `[log] redact` names never reach a log line or a fault:
+/// not from headers, a path's session parameter, a UsernameToken, nor a
+/// refusal's detail quoting what the client sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_and_redacted_fields_never_reach_logs_or_faults() {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use sealgate::wssec::sign::{sign, SignOptions, SigningKey, UsernameToken};
+    let pki = Pki::new();
+    let up = header_echo_upstream().await;
+    pki.write("pw", "right-password\n");
+    let toml = format!(
+        "[log]\nredact = [\"ssn\", \"creditCard\"]\nkeep_last = 4\n{}",
+        config(
+            &pki,
+            "required",
+            &format!(
+                "[[route]]\nname = \"ledger\"\nlistener = \"edge\"\nupstream = \"up\"\nmatch = {{ path_prefix = \"/services/Soap/\" }}\n[route.wssec.request]\nmode = \"verify\"\ntrust = \"ca.crt\"\nusernames = [{{ user = \"etl\", password_file = \"pw\" }}]\nrequire_username_token = true\n\n{}\n[upstream.up]\nurl = \"http://{up}\"\n",
+                route("rest", "/", "")
+            ),
+        )
+    );
+    let file = pki.write("gw.toml", &toml);
+    let gw = spawn_gateway(&file);
+    let post = |body: Vec<u8>| {
+        http::Request::post("/services/Soap/class/Ledger")
+            .header("host", "localhost")
+            .header("content-type", "text/xml; charset=utf-8")
+            .header("soapaction", "\"\"")
+            .header("authorization", "Bearer AUTHSECRET2")
+            .header("cookie", "c=COOKIESECRET3")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap()
+    };
+    let soap = |inner: &str| {
+        format!(
+            r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Header/><soap:Body><acct:Post xmlns:acct="urn:acct">{inner}</acct:Post></soap:Body></soap:Envelope>"#
+        )
+    };
+    let who = signer(&pki, "accounting-signer");
+    let key = {
+        use rustls::pki_types::pem::PemObject;
+        let der =
+            rustls::pki_types::PrivatePkcs8KeyDer::from_pem_slice(who.key_pem.as_bytes()).unwrap();
+        SigningKey::from_pkcs8_der(der.secret_pkcs8_der()).unwrap()
+    };
+    let body = soap("<ssn>123-45-6789</ssn><creditCard>4111111111111111</creditCard>");
+
+    // A wrong UsernameToken password, in a correctly signed message.
+    let mut o = SignOptions::new(std::time::SystemTime::now());
+    o.username_token = Some(UsernameToken {
+        username: "etl".into(),
+        password: sealgate::wssec::tokens::Secret::new(b"PWSECRET4".to_vec()),
+        digest: false,
+    });
+    let wrong_password = sign(body.as_bytes(), &key, &who.der, &o).unwrap();
+    // A Reference whose URI the refusal's detail quotes.
+    let signed = String::from_utf8(sign(body.as_bytes(), &key, &who.der, &o).unwrap()).unwrap();
+    let at = signed.find("URI=\"#").unwrap() + 5;
+    let end = at + signed[at..].find('"').unwrap();
+    let odd_uri = format!(
+        "{}https://x/?password=URISECRET5&amp;creditCard=5500000000000004{}",
+        &signed[..at],
+        &signed[end..]
+    );
+    let mut faults = String::new();
+    for msg in [
+        wrong_password,
+        odd_uri.into_bytes(),
+        body.clone().into_bytes(),
+    ] {
+        let r = send(gw.edge, pki.etl_client(&[]), post(msg)).await.unwrap();
+        assert!(r.status.as_u16() >= 400, "{}: {}", r.status, r.body);
+        faults.push_str(&r.body);
+    }
+    let r = send(
+        gw.edge,
+        pki.etl_client(&[]),
+        http::Request::get("/x;jsessionid=SESSIONSECRET1/y")
+            .header("host", "localhost")
+            .header("authorization", "Basic QVVUSFNFQ1JFVDI=")
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200);
+
+    let mut raw = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while let Ok(l) = gw
+        .lines
+        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+    {
+        let v: serde_json::Value = serde_json::from_str(&l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        assert!(v.is_object(), "{l}");
+        raw.push(l);
+    }
+    let logs = raw.join("\n");
+    for secret in [
+        "SESSIONSECRET1",
+        "AUTHSECRET2",
+        "QVVUSFNFQ1JFVDI",
+        "COOKIESECRET3",
+        "PWSECRET4",
+        "right-password",
+        "URISECRET5",
+        "123-45-6789",
+        "4111111111",
+        "550000000000",
+    ] {
+        assert!(!logs.contains(secret), "{secret} in the logs:\n{logs}");
+        assert!(!faults.contains(secret), "{secret} in a fault:\n{faults}");
+    }
+    // The refusals were logged, with what they quoted masked.
+    assert!(logs.contains("wssec_authentication_failed"), "{logs}");
+    assert!(
+        logs.contains("password=[redacted]") && logs.contains("creditCard=[redacted]0004"),
+        "the quoted URI, masked with its card number's last four: {logs}"
+    );
+    assert!(logs.contains("/x;jsessionid=[redacted]"), "{logs}");
+    let mut gw = gw;
+    sigterm(gw.child.id());
+    assert!(gw.child.wait().unwrap().success());
+}

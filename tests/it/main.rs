@@ -5,6 +5,7 @@
 mod support;
 
 mod admission;
+mod container;
 mod demo;
 mod grpc;
 mod hardening;

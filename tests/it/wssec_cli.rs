@@ -193,6 +193,52 @@ fn the_tampered_wcf_response_is_refused_for_its_body_digest_and_explained() {
 }
 
 #[test]
+fn explain_masks_what_redact_names() {
+    let pin = vector("signxml/server_public.pem");
+    let msg = vector("signxml/invalid-wss-resp---changed-content.xml");
+    let run = |extra: &[&str]| {
+        let mut a = vec![
+            "verify",
+            "--pin",
+            &pin,
+            "--allow-sha1",
+            "--allow-legacy-keys",
+            "--at",
+            "2012-05-21T19:20:10Z",
+            "--explain",
+        ];
+        a.extend_from_slice(extra);
+        a.push(&msg);
+        cli(&a).refused("wssec_digest_mismatch")
+    };
+    let r = run(&["--redact", "GetDataResult"]);
+    assert!(!r.stdout.contains("1234"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("<GetDataResult>[redacted]</GetDataResult>"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("([redacted] stands for"), "{}", r.stdout);
+    // The computed digest is of the real bytes, not the masked ones.
+    let plain = run(&[]);
+    let computed = |out: &str| {
+        out.lines()
+            .find(|l| l.starts_with("  computed:"))
+            .map(str::to_owned)
+    };
+    assert_eq!(computed(&r.stdout), computed(&plain.stdout));
+    let kept = run(&["--redact", "GetDataResult", "--keep-last", "4"]);
+    assert!(
+        kept.stdout
+            .contains("<GetDataResult>[redacted]1234</GetDataResult>"),
+        "{}",
+        kept.stdout
+    );
+    cli(&["verify", "--redact", "a b", &msg]).usage("--redact");
+}
+
+#[test]
 fn a_missing_reference_is_shown_as_such() {
     let sg = signer();
     let out = sg.pki.path("out.xml");

@@ -76,6 +76,16 @@ pub fn sigterm(pid: u32) {
         .success());
 }
 
+/// A test that fails leaves no gateway running behind it.
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Proc {
     /// The next log line whose JSON has `event` = `event` (and every other
     /// field in `with`), within `limit`; lines before it are passed over.

@@ -12,6 +12,7 @@
 
 use crate::demo::client::{self, Answer};
 use crate::pki::{Ca, Leaf, Usage};
+use crate::proxy::reply::REFUSAL_HEADER;
 use crate::reload::Source;
 use crate::runtime::listener::Listener;
 use crate::runtime::route::Route;
@@ -232,7 +233,41 @@ pub async fn run(o: &ProbeOptions) -> Result<Vec<Check>, ProbeError> {
             ));
         }
 
+        if let (Some(cfg), true) = (&mine, l.client_certs != ClientCerts::Off) {
+            let (v, d) = handshake_accepted(&target, cfg.clone()).await;
+            out.push(check("handshake with the given certificate", None, v, d));
+        }
+
         for r in &l.routes {
+            // What must pass: the given identity on a route it may use,
+            // only where the operator lets a request reach the upstream.
+            if let (Some((chain, _)), Some(cfg), false) = (&identity, &mine, r.verifies_requests())
+            {
+                let may = crate::tls::identity::PeerIdentity::from_der(&chain[0])
+                    .is_ok_and(|id| r.authz.authorize(Some(&id)).is_ok());
+                let name = "request with the given identity passes";
+                if !may {
+                    // Nothing must pass here; the refusal is checked below.
+                } else if !o.allow_forward.contains(&r.name) {
+                    out.push(check(
+                        name,
+                        Some(r),
+                        Verdict::Skipped,
+                        "a request that passes reaches the upstream: name the route with --allow-forward".into(),
+                    ));
+                } else if let Some(req) = harmless_request(r) {
+                    let got = client::send_to(target.addr, &target.name, cfg.clone(), req).await;
+                    let (v, d) = passed_gateway(&got);
+                    out.push(check(name, Some(r), v, d));
+                } else {
+                    out.push(check(
+                        name,
+                        Some(r),
+                        Verdict::Skipped,
+                        "the route takes no GET; the probe sends nothing else to it".into(),
+                    ));
+                }
+            }
             // Routes the given identity may not use.
             match (&identity, &mine) {
                 (Some((chain, _)), Some(cfg)) if !r.authz.rules.is_empty() => {
@@ -507,6 +542,41 @@ fn describe(r: &Result<Answer, String>) -> String {
     }
 }
 
+/// A handshake the gateway must accept (the request after it is the same
+/// malformed path as below: nothing is forwarded).
+async fn handshake_accepted(t: &Target, cfg: Arc<rustls::ClientConfig>) -> (Verdict, String) {
+    match handshake_refused(t, cfg).await {
+        (Verdict::NotEnforced, d) => (
+            Verdict::Passed,
+            d.replace("the handshake succeeded", "accepted"),
+        ),
+        (Verdict::Enforced, d) => (Verdict::Failed, d),
+        other => other,
+    }
+}
+
+/// A request that must reach the upstream: any answer without the gateway's
+/// refusal header passes, whatever the upstream made of it.
+fn passed_gateway(r: &Result<Answer, String>) -> (Verdict, String) {
+    match r {
+        Ok(a) => match a.headers.get(REFUSAL_HEADER) {
+            Some(reason) => (
+                Verdict::Failed,
+                format!(
+                    "refused by the gateway with {} ({})",
+                    a.status,
+                    String::from_utf8_lossy(reason.as_bytes())
+                ),
+            ),
+            None => (
+                Verdict::Passed,
+                format!("forwarded; the upstream answered {}", a.status),
+            ),
+        },
+        Err(e) => (Verdict::Unknown, e.clone()),
+    }
+}
+
 /// A handshake the gateway must refuse (the probe sends a malformed path
 /// after it, so an accepted one forwards nothing).
 async fn handshake_refused(t: &Target, cfg: Arc<rustls::ClientConfig>) -> (Verdict, String) {
@@ -538,9 +608,10 @@ fn refused_by_gateway(r: &Result<Answer, String>, marks: &[&str]) -> (Verdict, S
     match r {
         Ok(a) if a.status.is_success() => (Verdict::NotEnforced, format!("answered {}", a.status)),
         Ok(a)
-            if marks
-                .iter()
-                .all(|m| String::from_utf8_lossy(&a.body).contains(m)) =>
+            if a.headers.contains_key(REFUSAL_HEADER)
+                && marks
+                    .iter()
+                    .all(|m| String::from_utf8_lossy(&a.body).contains(m)) =>
         {
             (
                 Verdict::Enforced,

@@ -67,6 +67,12 @@ fn xml_escape(s: &str) -> String {
     o
 }
 
+/// Marks every answer the gateway gave itself, with the refusal's reason —
+/// `wssec` for WS-Security faults, whose reason stays in the logs — so a
+/// client or `sealgate probe` can tell it from an upstream's error. Removed
+/// from upstream answers.
+pub const REFUSAL_HEADER: &str = "x-sealgate-refusal";
+
 /// Renders a refusal: WS-Security ones carry their WSS fault code (and SOAP's
 /// HTTP binding status), the others their reason.
 pub fn render(r: &Refusal, flavor: Flavor, request_id: &str) -> Response<ProxyBody> {
@@ -150,6 +156,10 @@ pub fn render(r: &Refusal, flavor: Flavor, request_id: &str) -> Response<ProxyBo
     if let Some(s) = r.retry_after_secs {
         h.insert(header::RETRY_AFTER, HeaderValue::from(s));
     }
+    h.insert(
+        REFUSAL_HEADER,
+        HeaderValue::from_static(public_reason.unwrap_or("wssec")),
+    );
     resp
 }
 

@@ -511,6 +511,8 @@ fn respond(
             rec.reason = None;
             let (mut parts, body) = u.resp.into_parts();
             headers::strip_hop_by_hop(&mut parts.headers, false);
+            // Only the gateway says it refused.
+            parts.headers.remove(reply::REFUSAL_HEADER);
             let deadline = u
                 .route
                 .max_duration

@@ -8,8 +8,19 @@ use crate::support::*;
 use std::process::Command;
 
 /// The deployed configuration: a required listener, a route only
-/// `CN=etl-reporting` may use, and a verifying SOAP route.
+/// `CN=etl-reporting` may use, a verifying SOAP route, and a REST route the
+/// probe's `CN=etl-prod` may use (unless `rest_allow` says otherwise).
 fn intended(pki: &Pki, up: std::net::SocketAddr, client_auth: &str, verify: bool) -> String {
+    intended_with(pki, up, client_auth, verify, "")
+}
+
+fn intended_with(
+    pki: &Pki,
+    up: std::net::SocketAddr,
+    client_auth: &str,
+    verify: bool,
+    rest_allow: &str,
+) -> String {
     let wssec = if verify {
         format!(
             "[route.wssec.request]\nmode = \"verify\"\ntrust = {:?}\n",
@@ -22,7 +33,8 @@ fn intended(pki: &Pki, up: std::net::SocketAddr, client_auth: &str, verify: bool
         pki,
         client_auth,
         &format!(
-            "{}{}{wssec}\n[upstream.up]\nurl = \"http://{up}\"\n",
+            "{}{}{}{wssec}\n[upstream.up]\nurl = \"http://{up}\"\n",
+            route("rest", "/rest/", rest_allow),
             route(
                 "reports",
                 "/reports/",
@@ -66,7 +78,13 @@ fn probe_blocking(pki: &Pki, config: &std::path::Path, addr: std::net::SocketAdd
         .arg(pki.path("signer.key"))
         .arg("--signer-cert")
         .arg(pki.path("signer.crt"))
-        .args(["--allow-forward", "ledger", "--json"])
+        .args([
+            "--allow-forward",
+            "ledger",
+            "--allow-forward",
+            "rest",
+            "--json",
+        ])
         .arg(&json)
         .output()
         .unwrap();
@@ -118,6 +136,8 @@ async fn a_gateway_that_enforces_its_config_passes_the_probe() {
         ("tampered message refused", "enforced"),
         ("signed message accepted", "passed"),
         ("replayed message refused", "enforced"),
+        ("handshake with the given certificate", "passed"),
+        ("request with the given identity passes", "passed"),
     ] {
         assert_eq!(result_of(&p, check), want, "{check}\n{}", p.out);
     }
@@ -128,8 +148,9 @@ async fn a_gateway_that_enforces_its_config_passes_the_probe() {
 async fn a_weakened_gateway_is_reported_not_enforced() {
     let pki = Pki::new();
     let up = header_echo_upstream().await;
-    // What runs: optional client certificates, and the ledger not verified.
-    let weakened = intended(&pki, up, "optional", false);
+    // What runs: optional client certificates, the ledger not verified, and
+    // the REST route closed to the identity that should use it.
+    let weakened = intended_with(&pki, up, "optional", false, "allow = [{ cn = \"nobody\" }]");
     let gw = TestGateway::start(pki.dir.path(), &weakened).await;
     // What was meant.
     let meant = pki.write("meant.toml", &intended(&pki, up, "required", true));
@@ -152,6 +173,12 @@ async fn a_weakened_gateway_is_reported_not_enforced() {
         "enforced"
     );
     assert!(p.report["not_enforced"].as_u64().unwrap() >= 3);
+    // What must pass and did not fails the gate too, saying why.
+    assert_eq!(
+        result_of(&p, "request with the given identity passes"),
+        "failed"
+    );
+    assert!(p.out.contains("identity_not_allowed"), "{}", p.out);
 }
 
 /// A gateway serving another certificate than the configuration names (a

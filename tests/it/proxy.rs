@@ -952,3 +952,43 @@ async fn hostile_certificate_fields_cannot_forge_identity_header_fields_or_subje
         "{xfcc}"
     );
 }
+
+/// The gateway marks the answers it gives itself, and no upstream can
+/// pass one of its own off as a refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_gateway_marks_a_refusal() {
+    let pki = Pki::new();
+    let up = upstream(|_req: http::Request<hyper::body::Incoming>| async move {
+        let mut r = http::Response::new(full("upstream error"));
+        *r.status_mut() = http::StatusCode::FORBIDDEN;
+        r.headers_mut().insert(
+            "x-sealgate-refusal",
+            "identity_not_allowed".parse().unwrap(),
+        );
+        r
+    })
+    .await;
+    let toml = config(
+        &pki,
+        "required",
+        &format!(
+            "{}\n[upstream.up]\nurl = \"http://{up}\"\n",
+            route("api", "/api/", "")
+        ),
+    );
+    let gw = TestGateway::start(pki.dir.path(), &toml).await;
+    let r = send(gw.addr("edge"), pki.etl_client(&[]), get("/api/x"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403);
+    assert!(
+        r.headers.get("x-sealgate-refusal").is_none(),
+        "{:?}",
+        r.headers
+    );
+    let r = send(gw.addr("edge"), pki.etl_client(&[]), get("/elsewhere"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404);
+    assert_eq!(r.headers["x-sealgate-refusal"], "no_route");
+}

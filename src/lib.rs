@@ -19,6 +19,7 @@ pub mod redact;
 pub mod refusal;
 pub mod reload;
 pub mod runtime;
+pub mod store;
 pub mod telemetry;
 pub mod tls;
 pub mod wssec;

@@ -10,7 +10,7 @@ use sealgate::fingerprint::Fingerprint;
 use sealgate::runtime::material::Loader;
 use sealgate::runtime::wssec_stage::{Direction, Stage, Work};
 use sealgate::wssec::c14n::{self, Method};
-use sealgate::wssec::replay::{MemoryReplayCache, NoReplayCache};
+use sealgate::wssec::replay::NoReplayCache;
 use sealgate::wssec::tokens;
 use sealgate::wssec::verify;
 use sealgate::wssec::xml::Limits;
@@ -450,7 +450,7 @@ fn compile(c: &WssecStageConfig, signer_flags: &[&'static str]) -> Result<Stage,
     let state = sealgate::runtime::state::State::new();
     let metrics = sealgate::telemetry::metrics::Metrics::new();
     let mut ld = Loader::new(&config, &state, &metrics);
-    let replay = Arc::new(MemoryReplayCache::new(1));
+    let replay = Arc::new(sealgate::store::Replay::new(1));
     let stage = Stage::compile(&mut ld, c, "cli", "cli", Direction::Request, &replay);
     for w in &ld.warnings {
         eprintln!("warning: {}", on_flag(w, signer_flags));

@@ -25,12 +25,72 @@ pub struct Config {
     pub echo: Option<EchoConfig>,
     #[serde(default)]
     pub log: LogConfig,
+    /// Where replay entries, rate-limit buckets and blocks live: this
+    /// process, or a store the replicas share.
+    #[serde(default)]
+    pub state: StateConfig,
     /// Directory the config file sits in; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
     /// SHA-256 of the text this config was parsed from.
     #[serde(skip)]
     pub text_sha256: Vec<u8>,
+}
+
+/// `[state]`: the backend shared by replicas, and what each kind of state
+/// does while it cannot be reached.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    #[serde(default)]
+    pub backend: StateBackend,
+    /// `redis://host:port/db` or `rediss://` (TLS); a user name may be in
+    /// it, the password never is.
+    pub url: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// Prepended to every key, so several gateways can share one Redis
+    /// (default `sealgate:`).
+    pub key_prefix: Option<String>,
+    /// Deadline of every state operation (default 50 ms).
+    pub timeout: Option<Dur>,
+    /// Deadline of a connection attempt (default 1 s).
+    pub connect_timeout: Option<Dur>,
+    /// Multiplexed connections, used in turn (default 2).
+    pub pool_size: Option<usize>,
+    /// `rediss://`: CAs for the server certificate (default: the system's).
+    pub ca: Option<PathBuf>,
+    /// `rediss://`: a client certificate and key to present.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    #[serde(default)]
+    pub on_failure: StateFailureConfig,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateBackend {
+    #[default]
+    Memory,
+    Redis,
+}
+
+/// While the shared store cannot be reached.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StateFailureConfig {
+    #[serde(default)]
+    pub replay: ReplayFailure,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayFailure {
+    /// Refuse with 503 rather than risk accepting a replay.
+    #[default]
+    FailClosed,
+    /// This replica's own cache decides, and a metric says so.
+    Local,
 }
 
 /// How the gateway logs; read at start (a reload does not reopen logs).

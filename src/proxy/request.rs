@@ -43,7 +43,7 @@ struct Routed {
 /// unless the message was handed to the upstream: a sender's retry of a
 /// message that never arrived is not a replay.
 struct Undelivered {
-    replay: Option<Arc<crate::wssec::replay::MemoryReplayCache>>,
+    replay: Option<Arc<crate::store::Replay>>,
     keys: Vec<crate::wssec::replay::ReplayKey>,
 }
 

@@ -89,7 +89,7 @@ impl Listener {
         l: &ListenerConfig,
         i: usize,
         upstreams: &BTreeMap<String, Arc<Upstream>>,
-        replay: &Arc<crate::wssec::replay::MemoryReplayCache>,
+        replay: &Arc<crate::store::Replay>,
         metrics: &Metrics,
     ) -> Option<Listener> {
         let lp = format!("listener[{i}]");

@@ -85,6 +85,8 @@ pub struct Runtime {
     taken: Taken,
     replay_entries: usize,
     blocking: Option<BlockSettings>,
+    /// The shared state store (`[state] backend = "redis"`).
+    store: Option<Arc<crate::store::RedisStore>>,
 }
 
 impl Runtime {
@@ -96,7 +98,13 @@ impl Runtime {
     /// settings and drops what it no longer uses, and the gauges that
     /// describe what is held (certificates) describe this snapshot.
     pub fn activate(&self, state: &State) {
-        state.activate(&self.taken, self.replay_entries, self.blocking.as_ref());
+        state.activate(
+            &self.taken,
+            self.replay_entries,
+            self.blocking.as_ref(),
+            self.store.as_ref(),
+            &self.metrics,
+        );
         for (url, der) in &self.downloaded {
             state.crl_used(url, der);
         }
@@ -164,6 +172,15 @@ impl Runtime {
         if !(1024..=1 << 20).contains(&max_line) {
             ld.problem("log.max_line", "between 1KiB and 1MiB");
         }
+        let store = crate::store::compile(&mut ld, &config.state).and_then(|s| {
+            match state.store(&s, &metrics) {
+                Ok(store) => Some(store),
+                Err(e) => {
+                    ld.problem("state.url", e);
+                    None
+                }
+            }
+        });
         if let Err(e) = config.log.redactor() {
             ld.problem("log.redact", e.to_string());
         }
@@ -235,6 +252,7 @@ impl Runtime {
             taken,
             replay_entries,
             blocking,
+            store,
             unrouted: RouteCounters::new(&metrics, "none", crate::refusal::Kind::COUNT),
             listeners,
             upstreams,

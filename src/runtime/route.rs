@@ -224,7 +224,7 @@ impl Route {
         c: &RouteConfig,
         at: &str,
         upstream: Arc<Upstream>,
-        replay: &Arc<crate::wssec::replay::MemoryReplayCache>,
+        replay: &Arc<crate::store::Replay>,
         metrics: &Metrics,
     ) -> Option<Route> {
         let before = ld.problems.len();

@@ -9,7 +9,7 @@
 
 use crate::admission::block::{BlockMetrics, BlockSettings, Blocker};
 use crate::admission::rate::{Rate, RateError, RateLimit, SingleLimit};
-use crate::wssec::replay::MemoryReplayCache;
+use crate::store::{RedisStore, Replay, StoreSettings};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -30,7 +30,9 @@ pub struct TlsSessions {
 
 pub struct State {
     limiters: Mutex<HashMap<String, Kept>>,
-    replay: Arc<MemoryReplayCache>,
+    replay: Arc<Replay>,
+    /// The shared store, kept while its settings are.
+    store: Mutex<Option<Arc<RedisStore>>>,
     blocker: Mutex<Option<Arc<Blocker>>>,
     sessions: Mutex<HashMap<String, TlsSessions>>,
     crl_downloads: Mutex<HashMap<String, Download>>,
@@ -68,7 +70,8 @@ impl State {
     pub fn new() -> State {
         State {
             limiters: Mutex::new(HashMap::new()),
-            replay: Arc::new(MemoryReplayCache::new(DEFAULT_REPLAY_ENTRIES)),
+            replay: Arc::new(Replay::new(DEFAULT_REPLAY_ENTRIES)),
+            store: Mutex::new(None),
             blocker: Mutex::new(None),
             sessions: Mutex::new(HashMap::new()),
             crl_downloads: Mutex::new(HashMap::new()),
@@ -139,8 +142,23 @@ impl State {
 
     /// The gateway's one replay cache: a message seen on one route, or under
     /// an earlier snapshot, is a replay on any.
-    pub fn replay(&self) -> Arc<MemoryReplayCache> {
+    pub fn replay(&self) -> Arc<Replay> {
         self.replay.clone()
+    }
+
+    /// The shared store for `settings`: the one held when its settings are
+    /// the same (its connections stay), else a new one, connecting in the
+    /// background. Taken into use by `activate`.
+    pub fn store(
+        &self,
+        settings: &StoreSettings,
+        metrics: &crate::telemetry::metrics::Metrics,
+    ) -> Result<Arc<RedisStore>, String> {
+        let held = self.store.lock().unwrap_or_else(PoisonError::into_inner);
+        match held.as_ref() {
+            Some(s) if s.settings() == settings => Ok(s.clone()),
+            _ => RedisStore::new(settings.clone(), metrics),
+        }
     }
 
     /// The blocker, with its table of failures and blocks; made with
@@ -243,8 +261,23 @@ impl State {
 
     /// Called as a snapshot goes live: settings that are shared take its
     /// values, and what it did not take is dropped.
-    pub fn activate(&self, taken: &Taken, replay_entries: usize, blocking: Option<&BlockSettings>) {
+    pub fn activate(
+        &self,
+        taken: &Taken,
+        replay_entries: usize,
+        blocking: Option<&BlockSettings>,
+        store: Option<&Arc<RedisStore>>,
+        metrics: &crate::telemetry::metrics::Metrics,
+    ) {
         self.replay.set_capacity(replay_entries);
+        if let Some(s) = store {
+            s.connect();
+        }
+        self.replay.share(store.cloned());
+        *self.store.lock().unwrap_or_else(PoisonError::into_inner) = store.cloned();
+        if store.is_none() {
+            metrics.state_backend_up.set(1);
+        }
         if let (Some(b), Some(s)) = (
             self.blocker
                 .lock()

@@ -33,6 +33,27 @@ pub fn reload_failed(trigger: &str, problems: &[String]) {
     );
 }
 
+/// The shared state store stopped answering (`up` false: each kind of state
+/// now follows its on_failure policy) or answers again.
+pub fn state_backend(up: bool, url: &str, detail: &str) {
+    if up {
+        tracing::info!(
+            target: TARGET,
+            event = "state_backend_recovered",
+            url,
+            "the shared state store answers again; replicas share state"
+        );
+    } else {
+        tracing::error!(
+            target: TARGET,
+            event = "state_backend_unavailable",
+            url,
+            detail,
+            "the shared state store does not answer; each kind of state follows its on_failure policy"
+        );
+    }
+}
+
 pub fn listener_moved(listener: &str, from: &str, to: &str) {
     tracing::info!(
         target: TARGET,

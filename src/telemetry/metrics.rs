@@ -33,6 +33,8 @@ pub struct Metrics {
     /// Handshakes accepted on a CRL past its nextUpdate, within the configured grace.
     pub crl_stale_tolerated: IntCounterVec,
     pub crl_fetches: IntCounterVec,
+    pub state_backend_up: IntGauge,
+    pub state_operations: IntCounterVec,
 }
 
 fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -269,6 +271,17 @@ impl Metrics {
                 "CRL downloads from a URL by result (ok, unchanged, error)",
                 &["result"],
             ),
+            state_backend_up: single_gauge(
+                &r,
+                "sealgate_state_backend_up",
+                "1 while the state backend answers (always, in memory), 0 while a shared store does not",
+            ),
+            state_operations: counter(
+                &r,
+                "sealgate_state_operations_total",
+                "Operations on the shared state store by kind (replay) and result (ok, timeout, error; fallback and fail_closed for decisions made without it)",
+                &["kind", "result"],
+            ),
             registry: r,
         };
         // Series that exist before their first event, so rate() and alerts
@@ -282,6 +295,7 @@ impl Metrics {
         for kind in ["ip", "identity"] {
             m.blocks.with_label_values(&[kind]);
         }
+        m.state_backend_up.set(1);
         m
     }
 

@@ -81,6 +81,8 @@ reasons! {
         CommentInSignedPart = "wssec_comment_in_signed_part",
         Replay = "wssec_replay",
         ReplayCacheFull = "wssec_replay_cache_full",
+        /// The shared replay store did not answer (`on_failure.replay = "fail_closed"`).
+        ReplayStoreUnavailable = "wssec_replay_store_unavailable",
         IdentityMismatch = "wssec_identity_mismatch",
         NoUsernameToken = "wssec_no_username_token",
         BadUsernameToken = "wssec_bad_username_token",
@@ -148,6 +150,7 @@ impl Reason {
         matches!(
             self,
             R::ReplayCacheFull
+                | R::ReplayStoreUnavailable
                 | R::SignerCrlStale
                 | R::Internal
                 | R::Config

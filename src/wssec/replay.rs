@@ -30,6 +30,9 @@ pub enum ReplayError {
     Replay,
     #[error("replay cache is full")]
     Full,
+    /// A shared store did not answer, and the policy is to refuse.
+    #[error("replay store unavailable")]
+    Unavailable,
 }
 
 /// Remembers keys until a deadline. Implementations must be safe to share

@@ -122,6 +122,8 @@ pub enum WssecError {
     Replay,
     #[error("replay cache is full")]
     ReplayCacheFull,
+    #[error("the shared replay store did not answer")]
+    ReplayStoreUnavailable,
     /// The signer is not the one the caller's binding requires.
     #[error("the signer does not match the client identity the route requires")]
     IdentityMismatch,
@@ -205,6 +207,7 @@ impl WssecError {
             E::CommentInSignedPart(_) => R::CommentInSignedPart,
             E::Replay => R::Replay,
             E::ReplayCacheFull => R::ReplayCacheFull,
+            E::ReplayStoreUnavailable => R::ReplayStoreUnavailable,
             E::IdentityMismatch => R::IdentityMismatch,
             E::NoUsernameToken => R::NoUsernameToken,
             E::BadUsernameToken(_) => R::BadUsernameToken,
@@ -817,6 +820,7 @@ fn remember(
     let map = |e: ReplayError| match e {
         ReplayError::Replay => WssecError::Replay,
         ReplayError::Full => WssecError::ReplayCacheFull,
+        ReplayError::Unavailable => WssecError::ReplayStoreUnavailable,
     };
     if let Some(s) = signed {
         let created = ts.map_or("", |t| t.created_text.as_str());

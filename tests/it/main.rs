@@ -7,6 +7,7 @@ mod support;
 mod admission;
 mod container;
 mod demo;
+mod fleet;
 mod grpc;
 mod hardening;
 mod logs;

@@ -12,7 +12,7 @@ pub use verify::{part, VerifyStage};
 use super::material::Loader;
 use crate::config::{WssecMode, WssecStageConfig, XmlLimitsConfig};
 use crate::tls::identity::PeerIdentity;
-use crate::wssec::replay::{MemoryReplayCache, ReplayKey};
+use crate::wssec::replay::ReplayKey;
 use crate::wssec::verify::{SignerInfo, WssecError};
 use crate::wssec::xml::Limits;
 use std::sync::Arc;
@@ -78,7 +78,7 @@ impl Stage {
         owner: &str,
         path: &str,
         direction: Direction,
-        replay: &Arc<MemoryReplayCache>,
+        replay: &Arc<crate::store::Replay>,
     ) -> Option<Option<Stage>> {
         let before = ld.problems.len();
         misplaced(ld, c, path);
@@ -130,7 +130,7 @@ impl Stage {
     }
 
     /// The replay cache entries of a verified message go to, if any.
-    pub fn replay(&self) -> Option<&Arc<MemoryReplayCache>> {
+    pub fn replay(&self) -> Option<&Arc<crate::store::Replay>> {
         match &self.work {
             Work::Verify(v) => Some(&v.replay),
             Work::Sign(_) | Work::Strip { .. } => None,

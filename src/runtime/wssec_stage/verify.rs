@@ -9,7 +9,6 @@ use crate::runtime::material::{Held, Loader};
 use crate::tls::certs::Role;
 use crate::tls::identity::PeerIdentity;
 use crate::wssec::envelope::QName;
-use crate::wssec::replay::MemoryReplayCache;
 use crate::wssec::tokens::{MapPasswordStore, Secret, TrustStore};
 use crate::wssec::verify::{self, Part, Policy, SignerInfo, WssecError};
 use crate::wssec::xml::Limits;
@@ -20,7 +19,7 @@ use std::time::{Duration, SystemTime};
 pub struct VerifyStage {
     pub policy: Policy,
     /// The gateway's one replay cache, shared by every verifying stage.
-    pub replay: Arc<MemoryReplayCache>,
+    pub replay: Arc<crate::store::Replay>,
     bind: BindIdentity,
     /// Client subject -> signer subject.
     identity_map: BTreeMap<Name, Name>,
@@ -35,7 +34,7 @@ impl VerifyStage {
         path: &str,
         direction: Direction,
         limits: Limits,
-        replay: &Arc<MemoryReplayCache>,
+        replay: &Arc<crate::store::Replay>,
     ) -> Option<VerifyStage> {
         let before = ld.problems.len();
         let at = |k: &str| format!("{path}.{k}");

@@ -1,0 +1,245 @@
+//! The Redis backend: a few multiplexed connections (the `redis` crate's
+//! connection manager, which reconnects by itself), made in the background
+//! so a gateway starts while Redis is down, and one deadline on every call.
+
+use super::StoreSettings;
+use crate::telemetry::metrics::Metrics;
+use ::redis::aio::ConnectionManager;
+use arc_swap::ArcSwapOption;
+use prometheus::{IntCounterVec, IntGauge};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Why a state operation got no answer.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum StoreError {
+    #[error("not connected to the state store")]
+    NotConnected,
+    #[error("no answer from the state store within {0:?}")]
+    Timeout(Duration),
+    #[error("state store: {0}")]
+    Failed(String),
+}
+
+/// Whether the store answers, as the metrics and the audit log see it.
+struct Health {
+    up: IntGauge,
+    ops: IntCounterVec,
+    /// Down as last reported, so each change is logged once.
+    down: AtomicBool,
+}
+
+pub struct RedisStore {
+    settings: StoreSettings,
+    client: ::redis::Client,
+    /// Set once the connection tasks run.
+    connecting: AtomicBool,
+    conns: Vec<ArcSwapOption<ConnectionManager>>,
+    next: AtomicUsize,
+    health: Health,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// A store for `settings`, not yet connected (see `connect`): a config
+    /// may be compiled on a short-lived runtime (`check`, start-up).
+    pub fn new(settings: StoreSettings, metrics: &Metrics) -> Result<Arc<RedisStore>, String> {
+        let client = client(&settings)?;
+        Ok(Arc::new(RedisStore {
+            client,
+            connecting: AtomicBool::new(false),
+            conns: (0..settings.pool_size)
+                .map(|_| ArcSwapOption::empty())
+                .collect(),
+            next: AtomicUsize::new(0),
+            health: Health {
+                up: metrics.state_backend_up.clone(),
+                ops: metrics.state_operations.clone(),
+                down: AtomicBool::new(false),
+            },
+            settings,
+        }))
+    }
+
+    /// Starts making the connections on the current runtime, once (the
+    /// live snapshot's store, as it goes live). Until they stand, every
+    /// call fails fast.
+    pub fn connect(self: &Arc<Self>) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.connecting.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        self.health.up.set(0);
+        for i in 0..self.conns.len() {
+            rt.spawn(connect(Arc::downgrade(self), self.client.clone(), i));
+        }
+    }
+
+    pub fn settings(&self) -> &StoreSettings {
+        &self.settings
+    }
+
+    fn key(&self, kind: &str, rest: &str) -> String {
+        format!("{}{kind}:{rest}", self.settings.key_prefix)
+    }
+
+    fn conn(&self) -> Result<ConnectionManager, StoreError> {
+        let n = self.conns.len().max(1);
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .find_map(|k| {
+                self.conns
+                    .get((start + k) % n)
+                    .and_then(|c| c.load_full())
+                    .map(|c| (*c).clone())
+            })
+            .ok_or(StoreError::NotConnected)
+    }
+
+    /// Runs `cmd` within the deadline, counting it under `kind`.
+    async fn call<T: ::redis::FromRedisValue>(
+        &self,
+        kind: &'static str,
+        cmd: &::redis::Cmd,
+    ) -> Result<T, StoreError> {
+        let r = match self.conn() {
+            Err(e) => Err(e),
+            Ok(mut c) => {
+                match tokio::time::timeout(self.settings.timeout, cmd.query_async::<T>(&mut c))
+                    .await
+                {
+                    Err(_) => Err(StoreError::Timeout(self.settings.timeout)),
+                    Ok(Err(e)) => Err(StoreError::Failed(e.to_string())),
+                    Ok(Ok(v)) => Ok(v),
+                }
+            }
+        };
+        self.observe(kind, r.as_ref().err());
+        r
+    }
+
+    fn observe(&self, kind: &str, err: Option<&StoreError>) {
+        let result = match err {
+            None => "ok",
+            Some(StoreError::Timeout(_)) => "timeout",
+            Some(_) => "error",
+        };
+        self.health.ops.with_label_values(&[kind, result]).inc();
+        match err {
+            None => self.recovered(),
+            Some(e) => self.failed(e),
+        }
+    }
+
+    fn recovered(&self) {
+        self.health.up.set(1);
+        if self.health.down.swap(false, Ordering::Relaxed) {
+            crate::telemetry::audit::state_backend(true, &self.settings.url, "");
+        }
+    }
+
+    fn failed(&self, e: &StoreError) {
+        self.health.up.set(0);
+        if !self.health.down.swap(true, Ordering::Relaxed) {
+            crate::telemetry::audit::state_backend(false, &self.settings.url, &e.to_string());
+        }
+    }
+
+    /// Counts a decision made without the store (`fallback`, `fail_closed`).
+    pub fn count(&self, kind: &str, result: &str) {
+        self.health.ops.with_label_values(&[kind, result]).inc();
+    }
+
+    /// Records `key` until `until` unless it is already there: true when it
+    /// was not (SET NX PXAT, so of two replicas exactly one gets true).
+    pub async fn insert_new(
+        &self,
+        kind: &'static str,
+        key: &str,
+        until: SystemTime,
+    ) -> Result<bool, StoreError> {
+        let at_ms = until
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .max(1);
+        let mut cmd = ::redis::cmd("SET");
+        cmd.arg(self.key(kind, key))
+            .arg(1)
+            .arg("NX")
+            .arg("PXAT")
+            .arg(at_ms);
+        let v: Option<String> = self.call(kind, &cmd).await?;
+        Ok(v.is_some())
+    }
+
+    pub async fn remove(&self, kind: &'static str, key: &str) -> Result<(), StoreError> {
+        let mut cmd = ::redis::cmd("DEL");
+        cmd.arg(self.key(kind, key));
+        self.call::<i64>(kind, &cmd).await.map(|_| ())
+    }
+}
+
+fn client(s: &StoreSettings) -> Result<::redis::Client, String> {
+    use ::redis::IntoConnectionInfo;
+    let mut info = s
+        .url
+        .as_str()
+        .into_connection_info()
+        .map_err(|e| e.to_string())?;
+    if let Some(pw) = &s.password {
+        info.redis.password = Some(String::from_utf8_lossy(pw).into_owned());
+    }
+    if s.url.starts_with("rediss://") && (s.ca_pem.is_some() || s.client_pem.is_some()) {
+        let certs = ::redis::TlsCertificates {
+            client_tls: s
+                .client_pem
+                .as_ref()
+                .map(|(c, k)| ::redis::ClientTlsConfig {
+                    client_cert: c.clone(),
+                    client_key: k.clone(),
+                }),
+            root_cert: s.ca_pem.clone(),
+        };
+        ::redis::Client::build_with_tls(info, certs).map_err(|e| e.to_string())
+    } else {
+        ::redis::Client::open(info).map_err(|e| e.to_string())
+    }
+}
+
+/// Makes connection `i`, retrying with backoff until it stands or the store
+/// is dropped; the manager then reconnects by itself.
+async fn connect(store: std::sync::Weak<RedisStore>, client: ::redis::Client, i: usize) {
+    let mut wait = Duration::from_millis(100);
+    loop {
+        let Some(s) = store.upgrade() else { return };
+        let cfg = ::redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(s.settings.connect_timeout)
+            .set_response_timeout(s.settings.timeout)
+            .set_number_of_retries(2)
+            .set_max_delay(1000);
+        let made = client.get_connection_manager_with_config(cfg).await;
+        match made {
+            Ok(c) => {
+                if let Some(slot) = s.conns.get(i) {
+                    slot.store(Some(Arc::new(c)));
+                }
+                s.recovered();
+                return;
+            }
+            Err(e) => s.failed(&StoreError::Failed(e.to_string())),
+        }
+        drop(s);
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(5));
+    }
+}

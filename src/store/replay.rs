@@ -1,0 +1,117 @@
+//! The gateway's one replay cache: this process's, or — with a shared store —
+//! Redis's, where "seen" is an atomic set-if-absent, so a message replayed
+//! to another replica is refused there too.
+
+use super::RedisStore;
+use crate::config::ReplayFailure;
+use crate::wssec::replay::{MemoryReplayCache, ReplayCache, ReplayError, ReplayKey};
+use arc_swap::ArcSwapOption;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+struct Shared {
+    store: Arc<RedisStore>,
+    on_failure: ReplayFailure,
+}
+
+pub struct Replay {
+    /// The in-memory backend, and the fall-back under `on_failure = "local"`.
+    local: MemoryReplayCache,
+    shared: ArcSwapOption<Shared>,
+}
+
+impl std::fmt::Debug for Replay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replay")
+            .field("local", &self.local)
+            .field("shared", &self.shared.load().is_some())
+            .finish()
+    }
+}
+
+const KIND: &str = "replay";
+
+impl Replay {
+    pub fn new(max_entries: usize) -> Replay {
+        Replay {
+            local: MemoryReplayCache::new(max_entries),
+            shared: ArcSwapOption::empty(),
+        }
+    }
+
+    /// The in-memory cache's ceiling.
+    pub fn set_capacity(&self, max_entries: usize) {
+        self.local.set_capacity(max_entries);
+    }
+
+    /// Keeps entries in `store` from now on (`None`: in this process).
+    pub fn share(&self, store: Option<Arc<RedisStore>>) {
+        self.shared.store(store.map(|store| {
+            Arc::new(Shared {
+                on_failure: store.settings().replay_failure,
+                store,
+            })
+        }));
+    }
+
+    /// Entries held in this process.
+    pub fn len(&self) -> usize {
+        self.local.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.local.is_empty()
+    }
+}
+
+fn text(key: &ReplayKey) -> String {
+    crate::hex::lower(key)
+}
+
+impl ReplayCache for Replay {
+    fn check_and_insert(
+        &self,
+        key: ReplayKey,
+        keep_until: SystemTime,
+        now: SystemTime,
+    ) -> Result<(), ReplayError> {
+        let Some(sh) = self.shared.load_full() else {
+            return self.local.check_and_insert(key, keep_until, now);
+        };
+        // Verification runs on a blocking thread: wait there, within the
+        // store's deadline.
+        let answer = match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| {
+                    h.block_on(sh.store.insert_new(KIND, &text(&key), keep_until))
+                })
+            }
+            _ => Err(super::redis::StoreError::NotConnected),
+        };
+        match (answer, sh.on_failure) {
+            (Ok(true), _) => Ok(()),
+            (Ok(false), _) => Err(ReplayError::Replay),
+            (Err(_), ReplayFailure::FailClosed) => {
+                sh.store.count(KIND, "fail_closed");
+                Err(ReplayError::Unavailable)
+            }
+            (Err(_), ReplayFailure::Local) => {
+                sh.store.count(KIND, "fallback");
+                self.local.check_and_insert(key, keep_until, now)
+            }
+        }
+    }
+
+    fn forget(&self, key: &ReplayKey) {
+        self.local.forget(key);
+        if let (Some(sh), Ok(h)) = (
+            self.shared.load_full(),
+            tokio::runtime::Handle::try_current(),
+        ) {
+            let key = text(key);
+            h.spawn(async move {
+                let _ = sh.store.remove(KIND, &key).await;
+            });
+        }
+    }
+}

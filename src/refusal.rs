@@ -21,6 +21,8 @@ reasons! {
         NoClientIdentity = "no_client_identity",
         IdentityNotAllowed = "identity_not_allowed",
         RateLimited = "rate_limited",
+        /// The shared rate-limit store did not answer (`on_failure.rate = "fail_closed"`).
+        RateStoreUnavailable = "rate_store_unavailable",
         RouteBusy = "route_busy",
         TooManyHeaders = "too_many_headers",
         BodyTooLarge = "body_too_large",
@@ -96,7 +98,7 @@ impl Reason {
             | R::BadRequest => Stage::Route,
             R::Blocked | R::IpNotAllowed => Stage::Ip,
             R::NoClientIdentity | R::IdentityNotAllowed => Stage::Identity,
-            R::RateLimited => Stage::Rate,
+            R::RateLimited | R::RateStoreUnavailable => Stage::Rate,
             R::RouteBusy => Stage::Concurrency,
             R::TooManyHeaders | R::BodyTooLarge | R::BodyReadTimeout | R::ClientBodyError => {
                 Stage::Size
@@ -133,7 +135,9 @@ impl Reason {
                 S::FORBIDDEN
             }
             R::RateLimited => S::TOO_MANY_REQUESTS,
-            R::RouteBusy | R::UpstreamBusy | R::WssecUnavailable => S::SERVICE_UNAVAILABLE,
+            R::RouteBusy | R::UpstreamBusy | R::WssecUnavailable | R::RateStoreUnavailable => {
+                S::SERVICE_UNAVAILABLE
+            }
             R::TooManyHeaders => S::REQUEST_HEADER_FIELDS_TOO_LARGE,
             R::BodyTooLarge => S::PAYLOAD_TOO_LARGE,
             R::UnsupportedEncoding => S::UNSUPPORTED_MEDIA_TYPE,
@@ -171,6 +175,7 @@ impl Reason {
             R::NoClientIdentity => "This route requires a client certificate.",
             R::IdentityNotAllowed => "The client certificate is not allowed on this route.",
             R::RateLimited => "Too many requests; retry after the time given.",
+            R::RateStoreUnavailable => "Rate limits cannot be checked right now; retry later.",
             R::RouteBusy => "This route is at its concurrency limit; retry later.",
             R::TooManyHeaders => "The request has too many header fields.",
             R::BodyTooLarge => "The request body is larger than this route allows.",

@@ -201,10 +201,35 @@ pub fn quota(r: &Rate) -> Result<Quota, RateError> {
     Ok(q.allow_burst(burst))
 }
 
+/// The GCRA parameters of a rate, in microseconds, for a store that
+/// evaluates it elsewhere (Redis): the emission interval, and how far ahead
+/// of now the theoretical arrival time may run (interval × (burst − 1)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gcra {
+    pub interval_us: u64,
+    pub tolerance_us: u64,
+}
+
+impl Gcra {
+    fn of(q: &Quota) -> Gcra {
+        let interval_us = u64::try_from(q.replenish_interval().as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let burst = u64::from(q.burst_size().get());
+        Gcra {
+            interval_us,
+            tolerance_us: interval_us.saturating_mul(burst - 1),
+        }
+    }
+}
+
 /// A rate limit per key (client or address): governor's GCRA over a bounded store.
 pub struct RateLimit {
     limiter: RateLimiter<Key, SharedStore, MonotonicClock, NoOpMiddleware<Instant>>,
     store: Arc<BoundedStore>,
+    gcra: Gcra,
+    /// What names this limit in a shared store.
+    pub id: String,
 }
 
 impl RateLimit {
@@ -217,7 +242,18 @@ impl RateLimit {
         Ok(RateLimit {
             limiter: RateLimiter::new(q, SharedStore(store.clone()), MonotonicClock),
             store,
+            gcra: Gcra::of(&q),
+            id: String::new(),
         })
+    }
+
+    pub fn with_id(mut self, id: String) -> RateLimit {
+        self.id = id;
+        self
+    }
+
+    pub fn gcra(&self) -> Gcra {
+        self.gcra
     }
 
     /// Admits the key or says how long until it may try again.
@@ -241,13 +277,28 @@ pub struct SingleLimit {
         MonotonicClock,
         NoOpMiddleware<Instant>,
     >,
+    gcra: Gcra,
+    /// What names this bucket in a shared store.
+    pub id: String,
 }
 
 impl SingleLimit {
     pub fn new(rate: &Rate) -> Result<SingleLimit, RateError> {
+        let q = quota(rate)?;
         Ok(SingleLimit {
-            limiter: RateLimiter::direct_with_clock(quota(rate)?, MonotonicClock),
+            limiter: RateLimiter::direct_with_clock(q, MonotonicClock),
+            gcra: Gcra::of(&q),
+            id: String::new(),
         })
+    }
+
+    pub fn with_id(mut self, id: String) -> SingleLimit {
+        self.id = id;
+        self
+    }
+
+    pub fn gcra(&self) -> Gcra {
+        self.gcra
     }
 
     /// Admits or says how long until the next request may pass.

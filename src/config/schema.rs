@@ -81,6 +81,20 @@ pub enum StateBackend {
 pub struct StateFailureConfig {
     #[serde(default)]
     pub replay: ReplayFailure,
+    #[serde(default)]
+    pub rate: RateFailure,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateFailure {
+    /// Each replica's own buckets decide (limits then hold per replica).
+    #[default]
+    Local,
+    /// Admit, as if no limit were set.
+    FailOpen,
+    /// Refuse with 503 `rate_store_unavailable`.
+    FailClosed,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

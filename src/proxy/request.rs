@@ -110,9 +110,11 @@ async fn run(
     };
     rec.route = Some(routed.route.clone());
     let route = routed.route.clone();
-    let early = admit(ctx, &route)
-        .and_then(|()| authorize(ctx, &route))
-        .and_then(|()| limit(ctx, &route, &req));
+    let early = admit(ctx, &route).and_then(|()| authorize(ctx, &route));
+    let early = match early {
+        Ok(()) => limit(ctx, &route, &req).await,
+        Err(r) => Err(r),
+    };
     if let Err(refusal) = early {
         return Err(dispose(req, refusal));
     }
@@ -257,18 +259,14 @@ fn authorize(ctx: &ConnCtx, route: &Route) -> Result<(), Refusal> {
 }
 
 /// Rate limits, header count and the declared body size.
-fn limit<B>(ctx: &ConnCtx, route: &Route, req: &Request<B>) -> Result<(), Refusal> {
-    for l in &route.limits {
-        let verdict = match l {
-            // Anonymous callers are keyed by address (see ConnCtx::client_key).
-            Limit::Client(r) => r.check(&ctx.client_key),
-            Limit::Ip(r) => r.check(&Key::ip(ctx.peer.ip())),
-            Limit::One(r) => r.check(),
-        };
-        if let Err(wait) = verdict {
-            let secs = crate::admission::rate::retry_after_secs(wait);
-            return Err(Refusal::new(Reason::RateLimited).retry_after(secs));
-        }
+async fn limit<B>(ctx: &ConnCtx, route: &Route, req: &Request<B>) -> Result<(), Refusal> {
+    let wait = match ctx.rt.store() {
+        Some(store) if !route.limits.is_empty() => shared_limits(ctx, route, store).await?,
+        _ => local_limits(ctx, route),
+    };
+    if let Some(wait) = wait {
+        let secs = crate::admission::rate::retry_after_secs(wait);
+        return Err(Refusal::new(Reason::RateLimited).retry_after(secs));
     }
     if req.headers().len() > ctx.rt.limits.max_headers {
         return Err(Reason::TooManyHeaders.into());
@@ -282,6 +280,67 @@ fn limit<B>(ctx: &ConnCtx, route: &Route, req: &Request<B>) -> Result<(), Refusa
         return Err(Reason::BodyTooLarge.into());
     }
     Ok(())
+}
+
+/// The route's limits in this process: how long to wait, when one refuses.
+fn local_limits(ctx: &ConnCtx, route: &Route) -> Option<std::time::Duration> {
+    route.limits.iter().find_map(|l| {
+        let verdict = match l {
+            // Anonymous callers are keyed by address (see ConnCtx::client_key).
+            Limit::Client(r) => r.check(&ctx.client_key),
+            Limit::Ip(r) => r.check(&Key::ip(ctx.peer.ip())),
+            Limit::One(r) => r.check(),
+        };
+        verdict.err()
+    })
+}
+
+/// The route's limits in the shared store, in one round trip; while it does
+/// not answer, as `on_failure.rate` says.
+async fn shared_limits(
+    ctx: &ConnCtx,
+    route: &Route,
+    store: &crate::store::RedisStore,
+) -> Result<Option<std::time::Duration>, Refusal> {
+    use crate::store::rate::Bucket;
+    let buckets: Vec<Bucket<'_>> = route
+        .limits
+        .iter()
+        .map(|l| match l {
+            Limit::Client(r) => Bucket {
+                id: &r.id,
+                key: Some(ctx.client_key),
+                gcra: r.gcra(),
+            },
+            Limit::Ip(r) => Bucket {
+                id: &r.id,
+                key: Some(Key::ip(ctx.peer.ip())),
+                gcra: r.gcra(),
+            },
+            Limit::One(r) => Bucket {
+                id: &r.id,
+                key: None,
+                gcra: r.gcra(),
+            },
+        })
+        .collect();
+    match crate::store::rate::take(store, &buckets).await {
+        Ok(wait) => Ok(wait),
+        Err(_) => match store.settings().rate_failure {
+            crate::config::RateFailure::Local => {
+                store.count("rate", "fallback");
+                Ok(local_limits(ctx, route))
+            }
+            crate::config::RateFailure::FailOpen => {
+                store.count("rate", "fail_open");
+                Ok(None)
+            }
+            crate::config::RateFailure::FailClosed => {
+                store.count("rate", "fail_closed");
+                Err(Reason::RateStoreUnavailable.into())
+            }
+        },
+    }
 }
 
 // ---------- transform ----------

@@ -90,6 +90,11 @@ pub struct Runtime {
 }
 
 impl Runtime {
+    /// The shared state store, when `[state]` names one.
+    pub fn store(&self) -> Option<&Arc<crate::store::RedisStore>> {
+        self.store.as_ref()
+    }
+
     pub fn listener(&self, name: &str) -> Option<&Arc<Listener>> {
         self.listeners.iter().find(|l| l.name == name)
     }

@@ -151,6 +151,8 @@ pub struct Route {
     pub allow_ips: Allowlist,
     /// Every limit must admit the request.
     pub limits: Vec<Limit>,
+    /// The limits live in a shared store that may refuse when it cannot answer.
+    pub shared_rates: bool,
     /// Requests in flight on this route.
     pub gate: Gate,
     /// WS-Security on requests (verify or sign), when the route asks for it.
@@ -194,6 +196,7 @@ impl Route {
                 R::IpNotAllowed => !self.allow_ips.is_open(),
                 R::IdentityNotAllowed => !self.authz.rules.is_empty(),
                 R::RateLimited => !self.limits.is_empty(),
+                R::RateStoreUnavailable => !self.limits.is_empty() && self.shared_rates,
                 R::RouteBusy => self.gate.max.is_some(),
                 R::UpstreamBusy => self.upstream.gate.max.is_some(),
                 R::WssecResponseRefused => response.is_some_and(|s| s.verifies()),
@@ -384,6 +387,8 @@ impl Route {
             wssec_response,
             allow_ips,
             limits,
+            shared_rates: ld.config.state.backend == crate::config::StateBackend::Redis
+                && ld.config.state.on_failure.rate == crate::config::RateFailure::FailClosed,
             body_idle_timeout,
             max_duration: c.max_duration.map(|d| d.0),
         };

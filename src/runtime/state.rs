@@ -95,7 +95,7 @@ impl State {
                 Kept::Single(_) => None,
             },
             Kept::Keyed,
-            || RateLimit::new(rate, max_keys),
+            || RateLimit::new(rate, max_keys).map(|l| l.with_id(shared_id(&id, rate))),
         )
     }
 
@@ -114,7 +114,7 @@ impl State {
                 Kept::Keyed(_) => None,
             },
             Kept::Single,
-            || SingleLimit::new(rate),
+            || SingleLimit::new(rate).map(|l| l.with_id(shared_id(&id, rate))),
         )
     }
 
@@ -303,3 +303,11 @@ impl State {
 }
 
 pub const DEFAULT_REPLAY_ENTRIES: usize = 100_000;
+
+/// A limit's name in a shared store: the same on every replica with the
+/// same config, and a new one when its place or rate changes (as its
+/// in-memory buckets would be).
+fn shared_id(id: &str, rate: &Rate) -> String {
+    let digest = super::material::sha256(format!("{id} {rate:?}").as_bytes());
+    crate::hex::lower(&digest[..digest.len().min(8)])
+}

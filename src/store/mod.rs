@@ -1,16 +1,17 @@
-//! State that replicas share: the replay cache today (rate limits and blocks
+//! State that replicas share: the replay cache and the rate limits (blocks
 //! next), kept in this process by default or in Redis with `[state] backend
 //! = "redis"`. Every call to the shared store has a deadline; while the store
 //! cannot be reached each kind of state follows its `on_failure` policy, and
 //! the fall-back and the recovery are each logged once.
 
+pub mod rate;
 pub mod redis;
 pub mod replay;
 
 pub use self::redis::RedisStore;
 pub use replay::Replay;
 
-use crate::config::{ReplayFailure, StateBackend, StateConfig};
+use crate::config::{RateFailure, ReplayFailure, StateBackend, StateConfig};
 use crate::runtime::material::Loader;
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ pub struct StoreSettings {
     ca_pem: Option<Vec<u8>>,
     client_pem: Option<(Vec<u8>, Vec<u8>)>,
     pub replay_failure: ReplayFailure,
+    pub rate_failure: RateFailure,
 }
 
 impl std::fmt::Debug for StoreSettings {
@@ -174,6 +176,7 @@ pub fn compile(ld: &mut Loader<'_>, c: &StateConfig) -> Option<StoreSettings> {
         ca_pem,
         client_pem,
         replay_failure: c.on_failure.replay,
+        rate_failure: c.on_failure.rate,
     })
 }
 

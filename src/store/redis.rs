@@ -112,20 +112,55 @@ impl RedisStore {
         kind: &'static str,
         cmd: &::redis::Cmd,
     ) -> Result<T, StoreError> {
+        self.within(
+            kind,
+            |mut c| async move { cmd.query_async::<T>(&mut c).await },
+        )
+        .await
+    }
+
+    /// Runs `script` (by its SHA, loaded when Redis lacks it) within the
+    /// deadline: one round trip.
+    pub async fn script<T: ::redis::FromRedisValue>(
+        &self,
+        kind: &'static str,
+        script: &::redis::Script,
+        keys: &[String],
+        args: &[u64],
+    ) -> Result<T, StoreError> {
+        self.within(kind, |mut c| async move {
+            let mut inv = script.prepare_invoke();
+            for k in keys {
+                inv.key(k);
+            }
+            for a in args {
+                inv.arg(*a);
+            }
+            inv.invoke_async::<T>(&mut c).await
+        })
+        .await
+    }
+
+    async fn within<T, F, Fut>(&self, kind: &'static str, op: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = ::redis::RedisResult<T>>,
+    {
         let r = match self.conn() {
             Err(e) => Err(e),
-            Ok(mut c) => {
-                match tokio::time::timeout(self.settings.timeout, cmd.query_async::<T>(&mut c))
-                    .await
-                {
-                    Err(_) => Err(StoreError::Timeout(self.settings.timeout)),
-                    Ok(Err(e)) => Err(StoreError::Failed(e.to_string())),
-                    Ok(Ok(v)) => Ok(v),
-                }
-            }
+            Ok(c) => match tokio::time::timeout(self.settings.timeout, op(c)).await {
+                Err(_) => Err(StoreError::Timeout(self.settings.timeout)),
+                Ok(Err(e)) => Err(StoreError::Failed(e.to_string())),
+                Ok(Ok(v)) => Ok(v),
+            },
         };
         self.observe(kind, r.as_ref().err());
         r
+    }
+
+    /// A key of `kind` under the configured prefix.
+    pub fn key_of(&self, kind: &str, rest: &str) -> String {
+        self.key(kind, rest)
     }
 
     fn observe(&self, kind: &str, err: Option<&StoreError>) {

@@ -94,8 +94,13 @@ async fn replica_config(pki: &Pki, redis: &Redis, state: &str) -> std::path::Pat
             pki,
             "required",
             &format!(
-                "{}[route.wssec.request]\nmode = \"verify\"\ntrust = \"ca.crt\"\n\n[upstream.up]\nurl = \"http://{up}\"\n",
-                route("ledger", "/soap/", "")
+                "{}[route.wssec.request]\nmode = \"verify\"\ntrust = \"ca.crt\"\n\n{}\n[upstream.up]\nurl = \"http://{up}\"\n",
+                route("ledger", "/soap/", ""),
+                route(
+                    "bulk",
+                    "/bulk/",
+                    "rate_limit = { key = \"client\", per_minute = 5, burst = 5 }"
+                ),
             ),
         )
     );
@@ -250,6 +255,77 @@ async fn without_redis_replay_fails_closed_or_falls_back_and_recovers() {
     strict.wait_event("state_backend_recovered", &[], Duration::from_secs(10));
     stop(strict);
     stop(lenient);
+}
+
+/// A per-client limit of 5 a minute admits 5 across both replicas, not 10;
+/// with `on_failure.rate = "fail_closed"` a replica without Redis refuses
+/// with 503, with the default each replica's own buckets decide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_client_limit_holds_across_replicas() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let pki = Pki::new();
+    let file = replica_config(&pki, &redis, "[state.on_failure]\nrate = \"fail_closed\"\n").await;
+    let local = replica_config(&pki, &redis, "").await;
+    let (a, b, c) = (
+        spawn_gateway(&file),
+        spawn_gateway(&file),
+        spawn_gateway(&local),
+    );
+    for gw in [&a, &b, &c] {
+        connected(gw).await;
+    }
+    let client = pki.etl_client(&[]);
+    let mut passed = 0;
+    let mut waits = Vec::new();
+    for i in 0..10 {
+        let to = if i % 2 == 0 { a.edge } else { b.edge };
+        let r = send(to, client.clone(), get("/bulk/x")).await.unwrap();
+        match r.status.as_u16() {
+            200 => passed += 1,
+            429 => waits.push(r.headers["retry-after"].to_str().unwrap().to_owned()),
+            s => panic!("{s}: {}", r.body),
+        }
+    }
+    assert_eq!(passed, 5, "admitted across both replicas");
+    // 5 a minute: the next token is 12 s away.
+    assert!(
+        waits
+            .iter()
+            .all(|w| (1..=12).contains(&w.parse::<u32>().unwrap())),
+        "{waits:?}"
+    );
+
+    redis.down();
+    let started = Instant::now();
+    let r = send(a.edge, client.clone(), get("/bulk/x")).await.unwrap();
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.headers["x-sealgate-refusal"], "rate_store_unavailable");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // The default: this replica's own buckets (a fresh client's 5).
+    let other = client_tls(
+        &pki.ca.cert_pem,
+        Some(&pki.client("etl-other", "ETL", sealgate::pki::KeyAlg::EcdsaP256)),
+        &[],
+    );
+    let r = send(c.edge, other, get("/bulk/x")).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (_, m) = admin_get(c.admin, "/metrics").await;
+    assert!(
+        metric_value(
+            &m,
+            "sealgate_state_operations_total{kind=\"rate\",result=\"fallback\"}"
+        ) >= 1.0,
+        "{m}"
+    );
+    stop(a);
+    stop(b);
+    stop(c);
 }
 
 /// `[state]` mistakes are named by `check`, each with its key.

@@ -154,16 +154,19 @@ impl Redactor {
                 continue;
             };
             match value_span(s, i, end) {
-                Some(spans) => {
+                Some(spans) if spans.iter().any(|(a, b)| b > a) => {
                     let o = out.get_or_insert_with(|| Vec::with_capacity(s.len()));
                     let mut last = end;
-                    for (a, b) in spans.iter().copied() {
+                    for (a, b) in spans.iter().copied().filter(|(a, b)| b > a) {
                         o.extend_from_slice(&s[copied..a]);
                         o.extend_from_slice(mask(&s[a..b], name.keep_last).as_slice());
                         copied = b;
                         last = b;
                     }
                     i = last.max(end);
+                }
+                Some(spans) => {
+                    i = spans.iter().map(|(_, b)| *b).max().unwrap_or(end).max(end);
                 }
                 None => i = end,
             }
@@ -210,6 +213,18 @@ impl Redactor {
         }
     }
 
+    /// Whether any listed name appears in `s` at all, token or not: a cheap
+    /// test before the work of masking a JSON line member by member.
+    pub fn mentions(&self, s: &[u8]) -> bool {
+        s.iter().enumerate().any(|(i, b)| {
+            self.first[usize::from(b.to_ascii_lowercase())]
+                && self.names.iter().any(|n| {
+                    s.get(i..i + n.lower.len())
+                        .is_some_and(|w| w.eq_ignore_ascii_case(&n.lower))
+                })
+        })
+    }
+
     /// Whether anything in `s` would be masked.
     pub fn matches(&self, s: &[u8]) -> bool {
         matches!(self.bytes(s), Cow::Owned(_))
@@ -227,7 +242,10 @@ impl Redactor {
         if !self.first[usize::from(s[i].to_ascii_lowercase())] {
             return None;
         }
-        if i > 0 && is_name_byte(s[i - 1]) {
+        // A token starts after a non-name byte, a `.` (`user.password`) or
+        // an escaped line break or tab (`\nAuthorization:` in JSON text).
+        let escaped = i > 1 && s[i - 2] == b'\\' && matches!(s[i - 1], b'n' | b'r' | b't');
+        if i > 0 && is_name_byte(s[i - 1]) && s[i - 1] != b'.' && !escaped {
             return None;
         }
         self.names.iter().find_map(|n| {
@@ -296,10 +314,14 @@ fn value_span(s: &[u8], start: usize, end: usize) -> Option<Vec<(usize, usize)>>
             (v, b.min(s.len()))
         }
         Some(b'{' | b'[') => (j, matching_bracket(s, j)),
-        // A header line's value runs to the end of the line.
+        // A header line's value runs to the end of the line, quotes and
+        // all (`Cookie: s="x"`, `Authorization: Digest response="x"`).
         Some(_) if sep == b':' => {
             let b = (a..s.len())
-                .find(|k| matches!(s[*k], b'\r' | b'\n' | b'"' | b'\\'))
+                .find(|k| {
+                    matches!(s[*k], b'\r' | b'\n')
+                        || (s[*k] == b'\\' && matches!(s.get(k + 1), Some(b'r' | b'n')))
+                })
                 .unwrap_or(s.len());
             (a, b)
         }
@@ -331,29 +353,29 @@ fn value_span(s: &[u8], start: usize, end: usize) -> Option<Vec<(usize, usize)>>
     (span.1 > span.0).then(|| vec![span])
 }
 
-/// The character data inside the element whose start tag names `start..end`,
-/// up to its matching end tag (nested elements' text included, their markup
-/// kept). An element never closed is masked to the end.
+/// The content of the element whose start tag names `start..end`, up to
+/// its matching end tag: all of it, nested markup and CDATA included, so
+/// nothing inside (an attribute of a child, a CDATA section) survives. An
+/// element or tag never closed is masked to the end, which also keeps the
+/// scan linear.
 fn element_content(s: &[u8], start: usize, end: usize) -> Option<Vec<(usize, usize)>> {
     let local = &s[start..end];
-    let open_end = tag_end(s, end)?;
+    let Some(open_end) = tag_end(s, end) else {
+        return Some(vec![(end, s.len())]);
+    };
     if s[open_end - 1] == b'/' {
         return None;
     }
-    let mut spans = Vec::new();
+    let from = open_end + 1;
     let mut depth = 0usize;
-    let mut i = open_end + 1;
-    let mut text_from = i;
+    let mut i = from;
     while i < s.len() {
         if s[i] != b'<' {
             i += 1;
             continue;
         }
-        if i > text_from {
-            spans.push((text_from, i));
-        }
         let Some(close) = tag_end(s, i + 1) else {
-            return Some(spans);
+            return Some(vec![(from, s.len())]);
         };
         let tag = &s[i + 1..close];
         let (is_end, name) = match tag.strip_prefix(b"/") {
@@ -365,7 +387,7 @@ fn element_content(s: &[u8], start: usize, end: usize) -> Option<Vec<(usize, usi
         let tag_local = qname.rsplit(|b| *b == b':').next().unwrap_or(qname);
         if tag_local.eq_ignore_ascii_case(local) {
             if is_end && depth == 0 {
-                return Some(spans);
+                return Some(vec![(from, i)]);
             } else if is_end {
                 depth -= 1;
             } else if !tag.ends_with(b"/") {
@@ -373,12 +395,8 @@ fn element_content(s: &[u8], start: usize, end: usize) -> Option<Vec<(usize, usi
             }
         }
         i = close + 1;
-        text_from = i;
     }
-    if s.len() > text_from {
-        spans.push((text_from, s.len()));
-    }
-    Some(spans)
+    Some(vec![(from, s.len())])
 }
 
 /// The `>` closing the tag that goes on at `from`, past quoted attributes.
@@ -464,7 +482,15 @@ mod tests {
         assert!(
             out.contains(r#"<wsse:Password Type="urn:x#PasswordText">[redacted]</wsse:Password>"#)
         );
-        assert!(out.contains("<sessionId>[redacted]</sessionId>"), "{out}");
+        // A named element is masked whole, its children with it.
+        assert!(
+            out.contains(r#"<SessionHeader xmlns="urn:p">[redacted]</SessionHeader>"#),
+            "{out}"
+        );
+        assert_eq!(
+            r(&[], 0).text("<sessionId>00Dx</sessionId>"),
+            "<sessionId>[redacted]</sessionId>"
+        );
     }
 
     #[test]
@@ -540,5 +566,60 @@ mod tests {
         let red = r(&[], 0);
         assert_eq!(red.text("<Password>abc"), "<Password>[redacted]");
         assert_eq!(red.text("password=\"abc"), "password=\"[redacted]");
+        assert_eq!(red.text("<Password a=\"x>secret"), "<Password[redacted]");
+        assert!(!red
+            .text("<Password>ab<\" x>secret</Password>")
+            .contains("secret"));
+    }
+
+    #[test]
+    fn shapes_the_review_found() {
+        let red = r(&["ssn"], 0);
+        for (input, secret) in [
+            (
+                "<wsse:Password><![CDATA[hunter2]]></wsse:Password>",
+                "hunter2",
+            ),
+            ("<sid><x password=\"S3\"/>b</sid>", "S3"),
+            ("Cookie: session=\"SECRET\"", "SECRET"),
+            (
+                "Authorization: Digest username=\"bob\", response=\"R9R9\"",
+                "R9R9",
+            ),
+            ("x\\nAuthorization: Bearer TOK1", "TOK1"),
+            ("x\\npassword=PW22", "PW22"),
+            ("user.password=PW33", "PW33"),
+        ] {
+            let out = red.text(input);
+            assert!(!out.contains(secret), "{input} -> {out}");
+        }
+        // A JSON line whose only mention follows an escaped newline.
+        let line = br#"{"detail":"Host: a\r\nAuthorization: Bearer SECRETTOK"}"#;
+        let out = crate::telemetry::logging::redacted(line, &red, true);
+        assert!(!String::from_utf8_lossy(&out).contains("SECRETTOK"));
+        assert!(serde_json::from_slice::<serde_json::Value>(&out).is_ok());
+    }
+
+    #[test]
+    fn hostile_input_costs_linear_time() {
+        let red = r(&[], 0);
+        let line = "<sid>".repeat(20_000);
+        let t = std::time::Instant::now();
+        let _ = red.text(&line);
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(1),
+            "{:?}",
+            t.elapsed()
+        );
+        let red = r(&[], 0);
+        let line = "<password \"".repeat(20_000);
+        let t = std::time::Instant::now();
+        let out = red.text(&line);
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(1),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(out.len() < line.len());
     }
 }

@@ -22,6 +22,11 @@ fuzz_target!(|data: &[u8]| {
     ] {
         let out = r.text(&shape);
         assert!(!out.contains(SECRET), "{shape:?} -> {out:?}");
+        // The same text as a JSON log line's field (escaped), as the log
+        // writer sees it.
+        let line = serde_json::json!({ "message": "m", "detail": shape }).to_string();
+        let out = redacted(line.as_bytes(), &r, true);
+        assert!(!String::from_utf8_lossy(&out).contains(SECRET), "{line:?}");
     }
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
         if v.is_object() {

@@ -169,9 +169,13 @@ impl Write for BoundedLine {
 /// `line` with what `redact` names masked. A JSON line is masked member by
 /// member, so it stays valid JSON whatever the masked values held.
 pub fn redacted<'l>(line: &'l [u8], redact: &Redactor, json: bool) -> Cow<'l, [u8]> {
-    let masked = redact.bytes(line);
-    if !json || matches!(masked, Cow::Borrowed(_)) {
-        return masked;
+    if !json {
+        return redact.bytes(line);
+    }
+    // JSON escapes hide token boundaries (`\nAuthorization:`): any mention
+    // sends the line through the member-by-member pass, on decoded strings.
+    if !redact.mentions(line) {
+        return Cow::Borrowed(line);
     }
     let trimmed = line.strip_suffix(b"\n").unwrap_or(line);
     match serde_json::from_slice::<serde_json::Value>(trimmed) {
@@ -181,7 +185,7 @@ pub fn redacted<'l>(line: &'l [u8], redact: &Redactor, json: bool) -> Cow<'l, [u
             out.push(b'\n');
             Cow::Owned(out)
         }
-        Err(_) => masked,
+        Err(_) => redact.bytes(line),
     }
 }
 

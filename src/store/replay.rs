@@ -103,7 +103,11 @@ impl ReplayCache for Replay {
     }
 
     fn forget(&self, key: &ReplayKey) {
-        self.local.forget(key);
+        // Held here: it was recorded here (the store did not answer), so the
+        // store's entry, if any, is another replica's and stays.
+        if self.local.remove(key) {
+            return;
+        }
         if let (Some(sh), Ok(h)) = (
             self.shared.load_full(),
             tokio::runtime::Handle::try_current(),

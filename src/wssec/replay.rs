@@ -110,6 +110,19 @@ impl MemoryReplayCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Forgets `key`; whether it was held.
+    pub fn remove(&self, key: &ReplayKey) -> bool {
+        let shard = &self.shards[usize::from(key[0]) % SHARDS];
+        let mut s = shard.lock().unwrap_or_else(PoisonError::into_inner);
+        match s.until.remove(key) {
+            Some(until) => {
+                s.by_expiry.remove(&(until, *key));
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl std::fmt::Debug for MemoryReplayCache {
@@ -147,11 +160,7 @@ impl ReplayCache for MemoryReplayCache {
     }
 
     fn forget(&self, key: &ReplayKey) {
-        let shard = &self.shards[usize::from(key[0]) % SHARDS];
-        let mut s = shard.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(until) = s.until.remove(key) {
-            s.by_expiry.remove(&(until, *key));
-        }
+        self.remove(key);
     }
 }
 

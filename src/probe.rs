@@ -545,13 +545,10 @@ fn describe(r: &Result<Answer, String>) -> String {
 /// A handshake the gateway must accept (the request after it is the same
 /// malformed path as below: nothing is forwarded).
 async fn handshake_accepted(t: &Target, cfg: Arc<rustls::ClientConfig>) -> (Verdict, String) {
-    match handshake_refused(t, cfg).await {
-        (Verdict::NotEnforced, d) => (
-            Verdict::Passed,
-            d.replace("the handshake succeeded", "accepted"),
-        ),
-        (Verdict::Enforced, d) => (Verdict::Failed, d),
-        other => other,
+    match handshake(t, cfg).await {
+        Handshake::Refused(e) => (Verdict::Failed, e),
+        Handshake::Error(e) => (Verdict::Unknown, e),
+        Handshake::Accepted(status) => (Verdict::Passed, format!("accepted (then {status})")),
     }
 }
 
@@ -580,19 +577,38 @@ fn passed_gateway(r: &Result<Answer, String>) -> (Verdict, String) {
 /// A handshake the gateway must refuse (the probe sends a malformed path
 /// after it, so an accepted one forwards nothing).
 async fn handshake_refused(t: &Target, cfg: Arc<rustls::ClientConfig>) -> (Verdict, String) {
+    match handshake(t, cfg).await {
+        Handshake::Refused(e) => (Verdict::Enforced, e),
+        Handshake::Error(e) => (Verdict::Unknown, e),
+        Handshake::Accepted(status) => (
+            Verdict::NotEnforced,
+            format!("the handshake succeeded (then {status})"),
+        ),
+    }
+}
+
+/// How a handshake with `cfg` went.
+enum Handshake {
+    /// The gateway sent a TLS alert.
+    Refused(String),
+    /// It completed; the status the (malformed) request after it got.
+    Accepted(http::StatusCode),
+    /// The probe cannot tell.
+    Error(String),
+}
+
+/// A handshake, with a malformed path after it so an accepted one forwards nothing.
+async fn handshake(t: &Target, cfg: Arc<rustls::ClientConfig>) -> Handshake {
     let req = Request::get("/sealgate-probe/%2e%2e/x")
         .header("host", "localhost")
         .body(Full::new(Bytes::new()));
     let Ok(req) = req else {
-        return (Verdict::Skipped, "cannot build the request".into());
+        return Handshake::Error("cannot build the request".into());
     };
     match client::send_to(t.addr, &t.name, cfg, req).await {
-        Err(e) if e.starts_with("handshake refused") => (Verdict::Enforced, e),
-        Err(e) => (Verdict::Unknown, e),
-        Ok(a) => (
-            Verdict::NotEnforced,
-            format!("the handshake succeeded (then {})", a.status),
-        ),
+        Err(e) if e.starts_with("handshake refused") => Handshake::Refused(e),
+        Err(e) => Handshake::Error(e),
+        Ok(a) => Handshake::Accepted(a.status),
     }
 }
 

@@ -159,7 +159,7 @@ impl Redactor {
                     let mut last = end;
                     for (a, b) in spans.iter().copied().filter(|(a, b)| b > a) {
                         o.extend_from_slice(&s[copied..a]);
-                        o.extend_from_slice(mask(&s[a..b], name.keep_last).as_slice());
+                        o.extend_from_slice(masked_str(&s[a..b], name.keep_last).as_bytes());
                         copied = b;
                         last = b;
                     }
@@ -223,11 +223,6 @@ impl Redactor {
                         .is_some_and(|w| w.eq_ignore_ascii_case(&n.lower))
                 })
         })
-    }
-
-    /// Whether anything in `s` would be masked.
-    pub fn matches(&self, s: &[u8]) -> bool {
-        matches!(self.bytes(s), Cow::Owned(_))
     }
 
     fn named(&self, key: &[u8]) -> Option<&Name> {
@@ -446,10 +441,6 @@ fn matching_bracket(s: &[u8], open: usize) -> usize {
 
 /// The mask for `value`, ending in its last `keep` characters when it is
 /// more than twice that long (a short value is masked whole).
-fn mask(value: &[u8], keep: usize) -> Vec<u8> {
-    masked_str(value, keep).into_bytes()
-}
-
 fn masked_str(value: &[u8], keep: usize) -> String {
     let text = String::from_utf8_lossy(value);
     let chars = text.chars().count();

@@ -79,13 +79,12 @@ pub fn compile(ld: &mut Loader<'_>, c: &StateConfig) -> Option<StoreSettings> {
         }
         Some(u) => {
             let tls = u.starts_with("rediss://");
+            // The URL is never echoed: it may carry the very password refused.
+            let parsed = ::redis::parse_redis_url(u);
             if !tls && !u.starts_with("redis://") {
-                ld.problem(
-                    "state.url",
-                    format!("{u:?} is not a redis:// or rediss:// URL"),
-                );
-            } else if let Err(e) = ::redis::parse_redis_url(u).ok_or("unparsable") {
-                ld.problem("state.url", format!("{u:?}: {e}"));
+                ld.problem("state.url", "is not a redis:// or rediss:// URL");
+            } else if parsed.is_none() {
+                ld.problem("state.url", "is not a valid URL (redis://host:port/db)");
             } else if has_password(u) {
                 ld.problem(
                     "state.url",
@@ -181,11 +180,7 @@ pub fn compile(ld: &mut Loader<'_>, c: &StateConfig) -> Option<StoreSettings> {
 }
 
 fn has_password(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?']).next().unwrap_or("");
-    authority
-        .rsplit_once('@')
-        .is_some_and(|(user, _)| user.split_once(':').is_some_and(|(_, pw)| !pw.is_empty()))
+    ::redis::parse_redis_url(url).is_some_and(|p| p.password().is_some())
 }
 
 #[cfg(test)]

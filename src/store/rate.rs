@@ -57,7 +57,7 @@ pub async fn take(
 ) -> Result<Option<Duration>, StoreError> {
     let keys: Vec<String> = buckets
         .iter()
-        .map(|b| store.key_of("rate", &name(b)))
+        .map(|b| store.key("rate", &name(b)))
         .collect();
     let args: Vec<u64> = buckets
         .iter()

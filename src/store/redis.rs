@@ -89,7 +89,8 @@ impl RedisStore {
         &self.settings
     }
 
-    fn key(&self, kind: &str, rest: &str) -> String {
+    /// A key of `kind` under the configured prefix.
+    pub fn key(&self, kind: &str, rest: &str) -> String {
         format!("{}{kind}:{rest}", self.settings.key_prefix)
     }
 
@@ -156,11 +157,6 @@ impl RedisStore {
         };
         self.observe(kind, r.as_ref().err());
         r
-    }
-
-    /// A key of `kind` under the configured prefix.
-    pub fn key_of(&self, kind: &str, rest: &str) -> String {
-        self.key(kind, rest)
     }
 
     fn observe(&self, kind: &str, err: Option<&StoreError>) {

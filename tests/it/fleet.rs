@@ -342,6 +342,10 @@ fn state_settings_are_checked() {
         ("backend = \"redis\"", "state.url: backend = \"redis\" needs url"),
         ("backend = \"redis\"\nurl = \"http://h\"", "is not a redis:// or rediss:// URL"),
         (
+            "backend = \"redis\"\nurl = \"http://u:hunter2@h\"",
+            "is not a redis:// or rediss:// URL",
+        ),
+        (
             "backend = \"redis\"\nurl = \"redis://:hunter2@h:6379/0\"",
             "the URL carries a password: move it to password_file or password_env",
         ),
@@ -359,7 +363,7 @@ fn state_settings_are_checked() {
         ),
         (
             "backend = \"redis\"\nurl = \"redis://h:6379/0\"\n[state.on_failure]\nreplay = \"open\"",
-            "replay",
+            "unknown variant `open`",
         ),
     ] {
         let file = pki.write("state.toml", &format!("[state]\n{state}\n{base}"));

@@ -90,7 +90,7 @@ async fn answer(
             r
         }
         "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/blocked" => blocked(&state),
+        "/blocked" => blocked(&state).await,
         "/readyz" if state.ready.load(Ordering::SeqCst) => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         _ => text(
@@ -137,14 +137,16 @@ fn json(body: &serde_json::Value) -> Response<Full<Bytes>> {
     r
 }
 
-/// The clients blocked right now, with the evidence, as JSON.
-fn blocked(state: &AdminState) -> Response<Full<Bytes>> {
+/// The clients blocked right now, with the evidence, as JSON: across the
+/// fleet when the blocks are shared (and why not, when the store does not answer).
+async fn blocked(state: &AdminState) -> Response<Full<Bytes>> {
     let rt = state.live.current();
-    let list: Vec<serde_json::Value> = rt
-        .blocker
-        .as_ref()
-        .map(|b| b.active())
-        .unwrap_or_default()
+    let (list, store_error) = match &rt.blocker {
+        Some(b) => b.active().await,
+        None => (Vec::new(), None),
+    };
+    let now = std::time::Instant::now();
+    let list: Vec<serde_json::Value> = list
         .into_iter()
         .map(|(who, b)| {
             serde_json::json!({
@@ -153,14 +155,19 @@ fn blocked(state: &AdminState) -> Response<Full<Bytes>> {
                 "failures": b.failures,
                 "reasons": b.reasons,
                 "blocked_until_unix": b.until_unix,
-                "remaining_secs": b.until.saturating_duration_since(std::time::Instant::now()).as_secs(),
+                "remaining_secs": b.until.saturating_duration_since(now).as_secs(),
             })
         })
         .collect();
-    json(&serde_json::json!({
+    let mut body = serde_json::json!({
         "enabled": rt.blocker.is_some(),
+        "shared": rt.store().is_some(),
         "blocked": list,
-    }))
+    });
+    if let Some(e) = store_error {
+        body["store_error"] = serde_json::Value::String(e.to_string());
+    }
+    json(&body)
 }
 
 /// The status the admin endpoint at `listen` answers for `path`, asked over

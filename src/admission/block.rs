@@ -42,10 +42,46 @@ impl Who {
         }
     }
 
+    /// The entries that block an address: its own unit, and for IPv6 its /48.
+    pub fn units(ip: IpAddr) -> impl Iterator<Item = Who> {
+        std::iter::once(Who::ip(ip)).chain(Who::net48(ip))
+    }
+
+    /// The /48 a blocked /64 is aggregated into.
+    pub fn aggregate(&self) -> Option<Who> {
+        match self {
+            Who::Ip(ip, 64) => Who::net48(*ip),
+            _ => None,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Who::Ip(..) => "ip",
             Who::Identity(_) => "identity",
+        }
+    }
+}
+
+/// `kind:client`, the form a shared store keys a block by.
+impl std::str::FromStr for Who {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Who, ()> {
+        match s.split_once(':').ok_or(())? {
+            ("identity", fp) => Fingerprint::parse(fp).map(Who::Identity).map_err(|_| ()),
+            ("ip", net) => match net.split_once('/') {
+                None => match net.parse::<IpAddr>().map_err(|_| ())? {
+                    v4 @ IpAddr::V4(_) => Ok(Who::Ip(v4, 32)),
+                    IpAddr::V6(_) => Err(()),
+                },
+                Some((a, bits)) => match (a.parse::<IpAddr>(), bits) {
+                    (Ok(v6 @ IpAddr::V6(_)), "48") => Ok(Who::Ip(v6, 48)),
+                    (Ok(v6 @ IpAddr::V6(_)), "64") => Ok(Who::Ip(v6, 64)),
+                    _ => Err(()),
+                },
+            },
+            _ => Err(()),
         }
     }
 }
@@ -76,7 +112,7 @@ pub struct Block {
     pub until: Instant,
     pub until_unix: u64,
     pub failures: u32,
-    pub reasons: Vec<&'static str>,
+    pub reasons: Vec<String>,
 }
 
 /// Metric handles the blocker keeps current.
@@ -95,24 +131,24 @@ struct Blocked {
 
 impl Blocked {
     fn insert(&mut self, who: Who, block: Block) {
-        if let Who::Ip(ip, 64) = who {
-            if let Some(Who::Ip(net, _)) = Who::net48(ip) {
-                *self.per_48.entry(net).or_default() += 1;
-            }
+        // Replacing an entry (an expired one not yet pruned) adds no /64.
+        if self.map.insert(who, block).is_some() {
+            return;
         }
-        self.map.insert(who, block);
+        if let Some(Who::Ip(net, _)) = who.aggregate() {
+            *self.per_48.entry(net).or_default() += 1;
+        }
     }
 
     fn remove(&mut self, who: &Who) {
-        if self.map.remove(who).is_some() {
-            if let Who::Ip(ip, 64) = who {
-                if let Some(Who::Ip(net, _)) = Who::net48(*ip) {
-                    if let Some(n) = self.per_48.get_mut(&net) {
-                        *n = n.saturating_sub(1);
-                        if *n == 0 {
-                            self.per_48.remove(&net);
-                        }
-                    }
+        if self.map.remove(who).is_none() {
+            return;
+        }
+        if let Some(Who::Ip(net, _)) = who.aggregate() {
+            if let Some(n) = self.per_48.get_mut(&net) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.per_48.remove(&net);
                 }
             }
         }
@@ -154,9 +190,9 @@ const MAX_TRACKED: usize = 100_000;
 /// Most blocks held at once; beyond it the one ending soonest goes.
 const MAX_BLOCKED: usize = 50_000;
 /// Blocked /64s in one /48 that turn into one /48 block.
-const AGGREGATE_48_AT: u32 = 16;
+pub const AGGREGATE_48_AT: u32 = 16;
 /// Reasons kept as evidence per client.
-const EVIDENCE: usize = 8;
+pub const EVIDENCE: usize = 8;
 
 impl Blocker {
     pub fn new(mut settings: BlockSettings, metrics: Option<BlockMetrics>) -> Blocker {
@@ -186,35 +222,69 @@ impl Blocker {
     pub fn ip_blocked(&self, ip: IpAddr) -> bool {
         let now = Instant::now();
         let b = self.blocked.read().unwrap_or_else(PoisonError::into_inner);
-        let hit = |w: &Who| b.map.get(w).is_some_and(|x| x.until > now);
-        hit(&Who::ip(ip)) || Who::net48(ip).is_some_and(|w| hit(&w))
+        Who::units(ip).any(|w| b.map.get(&w).is_some_and(|x| x.until > now))
+    }
+
+    pub fn settings(&self) -> Arc<BlockSettings> {
+        self.settings.load_full()
+    }
+
+    /// Who one failure counts against: the address (unless it is never
+    /// blocked) and the verified identity, when there is one.
+    pub fn subjects(&self, ip: IpAddr, identity: Option<Fingerprint>) -> impl Iterator<Item = Who> {
+        let never = self.settings.load().never.contains(canonical(ip));
+        [(!never).then(|| Who::ip(ip)), identity.map(Who::Identity)]
+            .into_iter()
+            .flatten()
     }
 
     /// Records one authentication failure of an address (and of the verified
     /// identity, when there is one); imposes and logs a block when a client
     /// crosses the threshold.
     pub fn failed(&self, ip: IpAddr, identity: Option<Fingerprint>, reason: &'static str) {
-        let never = self.settings.load().never.contains(canonical(ip));
-        let whos = [(!never).then(|| Who::ip(ip)), identity.map(Who::Identity)];
-        for who in whos.into_iter().flatten() {
-            if let Some((who, block)) = self.record(who, reason) {
-                if let Some(m) = &self.metrics {
-                    match who {
-                        Who::Ip(..) => m.ip_blocks.inc(),
-                        Who::Identity(_) => m.identity_blocks.inc(),
-                    }
-                }
-                tracing::warn!(
-                    target: "sealgate::admission",
-                    client = %who,
-                    kind = who.kind(),
-                    failures = block.failures,
-                    evidence = ?block.reasons,
-                    blocked_until_unix = block.until_unix,
-                    "client blocked after repeated authentication failures"
-                );
+        for who in self.subjects(ip, identity) {
+            self.failed_one(who, reason);
+        }
+    }
+
+    /// One failure of one client, in this process alone.
+    pub fn failed_one(&self, who: Who, reason: &'static str) {
+        if let Some((who, block)) = self.record(who, reason) {
+            self.announce(who, &block);
+        }
+    }
+
+    /// Counts and logs a block the moment it is imposed (once, by whoever
+    /// imposed it).
+    pub fn announce(&self, who: Who, block: &Block) {
+        if let Some(m) = &self.metrics {
+            match who {
+                Who::Ip(..) => m.ip_blocks.inc(),
+                Who::Identity(_) => m.identity_blocks.inc(),
             }
         }
+        tracing::warn!(
+            target: "sealgate::admission",
+            client = %who,
+            kind = who.kind(),
+            failures = block.failures,
+            evidence = ?block.reasons,
+            blocked_until_unix = block.until_unix,
+            "client blocked after repeated authentication failures"
+        );
+    }
+
+    /// Holds a block imposed elsewhere (another replica, through the shared
+    /// store), so this process refuses the client without asking again.
+    pub fn hold(&self, who: Who, block: Block) {
+        let now = Instant::now();
+        let mut b = self.blocked.write().unwrap_or_else(PoisonError::into_inner);
+        if b.map.get(&who).is_some_and(|x| x.until >= block.until) {
+            return;
+        }
+        Self::make_room(&mut b, now);
+        b.insert(who, block);
+        self.set_gauge(b.map.len());
     }
 
     /// Records one failure; returns the block (and what it covers) when this
@@ -262,7 +332,7 @@ impl Blocker {
                 .map(|d| (d + settings.duration).as_secs())
                 .unwrap_or(0),
             failures: f.at.len() as u32,
-            reasons: f.reasons.iter().copied().collect(),
+            reasons: f.reasons.iter().map(|r| (*r).to_owned()).collect(),
         };
         map.remove(&who);
         drop(map);
@@ -297,6 +367,14 @@ impl Blocker {
                 }
             }
         }
+        Self::make_room(&mut b, now);
+        b.insert(target, block);
+        self.set_gauge(b.map.len());
+        target
+    }
+
+    /// Keeps the table within its bound before an insert.
+    fn make_room(b: &mut Blocked, now: Instant) {
         if b.map.len() >= MAX_BLOCKED {
             b.prune(now);
         }
@@ -306,9 +384,6 @@ impl Blocker {
                 b.remove(&w);
             }
         }
-        b.insert(target, block);
-        self.set_gauge(b.map.len());
-        target
     }
 
     fn set_gauge(&self, n: usize) {

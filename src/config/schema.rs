@@ -83,6 +83,18 @@ pub struct StateFailureConfig {
     pub replay: ReplayFailure,
     #[serde(default)]
     pub rate: RateFailure,
+    #[serde(default)]
+    pub blocks: BlockFailure,
+}
+
+/// Blocks while the store cannot be reached: the one choice there is, named
+/// so a config says what it relies on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockFailure {
+    /// Each replica counts failures and blocks on its own.
+    #[default]
+    Local,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -147,12 +147,10 @@ async fn admit(
     }
     client.set_ip(crate::admission::ip::canonical(client.ip()));
     // Cheap checks first: a peer refused here costs no waiting and no TLS.
-    if rt
-        .blocker
-        .as_ref()
-        .is_some_and(|b| b.ip_blocked(client.ip()))
-    {
-        return Err((Refused::Blocked, client));
+    if let Some(b) = &rt.blocker {
+        if b.ip_blocked(client.ip()).await {
+            return Err((Refused::Blocked, client));
+        }
     }
     if !l.allow_ips.admits(client.ip()) {
         return Err((Refused::IpNotAllowed, client));
@@ -319,21 +317,22 @@ async fn handshake(
         acceptor.accept(tcp),
     ))
     .await;
-    let refused = |reason: Handshake, detail: &str, presented| {
-        refuse_handshake(rt, l, peer, reason, detail, presented);
-    };
     let tls = match result {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            refused(Handshake::of_io(&e), &e.to_string(), presented);
+            refuse_handshake(rt, l, peer, Handshake::of_io(&e), &e.to_string(), presented).await;
             return None;
         }
         Err(_) => {
-            refused(
+            refuse_handshake(
+                rt,
+                l,
+                peer,
                 Handshake::Timeout,
                 "handshake not finished in time",
                 presented,
-            );
+            )
+            .await;
             return None;
         }
     };
@@ -342,7 +341,15 @@ async fn handshake(
         Some(der) => match PeerIdentity::from_der(der) {
             Ok(id) => Some(Arc::new(id)),
             Err(e) => {
-                refused(Handshake::BadCertificate, &e.to_string(), presented);
+                refuse_handshake(
+                    rt,
+                    l,
+                    peer,
+                    Handshake::BadCertificate,
+                    &e.to_string(),
+                    presented,
+                )
+                .await;
                 return None;
             }
         },
@@ -359,18 +366,22 @@ async fn handshake(
             if let Err(e) =
                 verifier.verify_client_cert(leaf, rest, rustls::pki_types::UnixTime::now())
             {
-                refused(
+                refuse_handshake(
+                    rt,
+                    l,
+                    peer,
                     Handshake::of(&e),
                     &format!("{e} (resumed session)"),
                     presented,
-                );
+                )
+                .await;
                 return None;
             }
         }
     }
     let block_identity = identity.as_deref().map(|id| Who::Identity(id.fingerprint));
-    if let (Some(b), Some(who)) = (&rt.blocker, &block_identity) {
-        if b.is_blocked(who) {
+    if let (Some(b), Some(id)) = (&rt.blocker, identity.as_deref()) {
+        if b.identity_blocked(id.fingerprint).await {
             refuse_connection(rt, l, tcp_peer, peer, Refused::Blocked);
             return None;
         }
@@ -405,7 +416,9 @@ async fn handshake(
     ))
 }
 
-fn refuse_handshake(
+/// Counts and logs a refused handshake, and (awaited, so the next connection
+/// on any replica sees it) records the failure towards a block.
+async fn refuse_handshake(
     rt: &Runtime,
     l: &Listener,
     peer: SocketAddr,
@@ -416,7 +429,7 @@ fn refuse_handshake(
     l.counters.handshake_refused(reason);
     if reason.is_auth_failure() {
         if let Some(b) = &rt.blocker {
-            b.failed(peer.ip(), None, reason.as_str());
+            b.failed(peer.ip(), None, reason.as_str()).await;
         }
     }
     // Peers that connect and leave (port scans, health checks) are only debug noise.

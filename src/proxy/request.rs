@@ -110,7 +110,10 @@ async fn run(
     };
     rec.route = Some(routed.route.clone());
     let route = routed.route.clone();
-    let early = admit(ctx, &route).and_then(|()| authorize(ctx, &route));
+    let early = match admit(ctx, &route) {
+        Ok(()) => authorize(ctx, &route).await,
+        Err(r) => Err(r),
+    };
     let early = match early {
         Ok(()) => limit(ctx, &route, &req).await,
         Err(r) => Err(r),
@@ -223,13 +226,13 @@ fn connection_names_routing_header(ctx: &ConnCtx, h: &HeaderMap) -> bool {
 
 // ---------- admit, authorize, limit ----------
 
-/// Blocks (imposed while this connection was already open apply to it too)
-/// and the route's address allowlist.
+/// Blocks this process holds (imposed while this connection was already
+/// open apply to it too; the shared store is asked in `limit`) and the
+/// route's address allowlist.
 fn admit(ctx: &ConnCtx, route: &Route) -> Result<(), Refusal> {
     let ip = ctx.peer.ip();
     if let Some(b) = &ctx.rt.blocker {
-        let id_blocked = ctx.block_identity.as_ref().is_some_and(|w| b.is_blocked(w));
-        if id_blocked || b.ip_blocked(ip) {
+        if b.held(ip, ctx.block_identity.as_ref()) {
             return Err(Reason::Blocked.into());
         }
     }
@@ -239,8 +242,9 @@ fn admit(ctx: &ConnCtx, route: &Route) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// The route's identity rules; a denial counts towards blocking.
-fn authorize(ctx: &ConnCtx, route: &Route) -> Result<(), Refusal> {
+/// The route's identity rules; a denial counts towards blocking (and is
+/// `blocked` when the shared store already holds a block on the client).
+async fn authorize(ctx: &ConnCtx, route: &Route) -> Result<(), Refusal> {
     let Err(d) = route.authz.authorize(ctx.identity.as_deref()) else {
         return Ok(());
     };
@@ -249,11 +253,10 @@ fn authorize(ctx: &ConnCtx, route: &Route) -> Result<(), Refusal> {
         Denied::NotAllowed => Reason::IdentityNotAllowed,
     };
     if let Some(b) = &ctx.rt.blocker {
-        b.failed(
-            ctx.peer.ip(),
-            ctx.identity.as_deref().map(|i| i.fingerprint),
-            reason.as_str(),
-        );
+        let fp = ctx.identity.as_deref().map(|i| i.fingerprint);
+        if b.failed(ctx.peer.ip(), fp, reason.as_str()).await {
+            return Err(Reason::Blocked.into());
+        }
     }
     Err(reason.into())
 }
@@ -261,7 +264,9 @@ fn authorize(ctx: &ConnCtx, route: &Route) -> Result<(), Refusal> {
 /// Rate limits, header count and the declared body size.
 async fn limit<B>(ctx: &ConnCtx, route: &Route, req: &Request<B>) -> Result<(), Refusal> {
     let wait = match ctx.rt.store() {
-        Some(store) if !route.limits.is_empty() => shared_limits(ctx, route, store).await?,
+        Some(store) if !route.limits.is_empty() || ctx.rt.blocker.is_some() => {
+            shared_admission(ctx, route, store).await?
+        }
         _ => local_limits(ctx, route),
     };
     if let Some(wait) = wait {
@@ -295,14 +300,21 @@ fn local_limits(ctx: &ConnCtx, route: &Route) -> Option<std::time::Duration> {
     })
 }
 
-/// The route's limits in the shared store, in one round trip; while it does
-/// not answer, as `on_failure.rate` says.
-async fn shared_limits(
+/// The client's blocks and the route's limits in the shared store, in one
+/// round trip; while it does not answer, blocks are this process's (already
+/// checked in `admit`) and limits as `on_failure.rate` says.
+async fn shared_admission(
     ctx: &ConnCtx,
     route: &Route,
     store: &crate::store::RedisStore,
 ) -> Result<Option<std::time::Duration>, Refusal> {
-    use crate::store::rate::Bucket;
+    use crate::store::rate::{Bucket, Verdict};
+    use crate::store::Blocks;
+    let lookups = match &ctx.rt.blocker {
+        Some(_) => Blocks::lookups(ctx.peer.ip(), ctx.block_identity.as_ref()),
+        None => Vec::new(),
+    };
+    let block_keys: Vec<String> = lookups.iter().map(|w| Blocks::key(store, w)).collect();
     let buckets: Vec<Bucket<'_>> = route
         .limits
         .iter()
@@ -324,8 +336,19 @@ async fn shared_limits(
             },
         })
         .collect();
-    match crate::store::rate::take(store, &buckets).await {
-        Ok(wait) => Ok(wait),
+    match crate::store::rate::check(store, &block_keys, &buckets).await {
+        Ok(Verdict::Admit) => Ok(None),
+        Ok(Verdict::Wait(wait)) => Ok(Some(wait)),
+        Ok(Verdict::Blocked(i, block)) => {
+            if let (Some(b), Some(who)) = (&ctx.rt.blocker, lookups.get(i)) {
+                b.met(*who, &block);
+            }
+            Err(Reason::Blocked.into())
+        }
+        Err(_) if buckets.is_empty() => {
+            store.count("block", "fallback");
+            Ok(None)
+        }
         Err(_) => match store.settings().rate_failure {
             crate::config::RateFailure::Local => {
                 store.count("rate", "fallback");

@@ -142,14 +142,19 @@ impl Gateway {
         for (name, configured, sock) in socks {
             inner.serve(name, configured, sock);
         }
-        // Expired blocks leave the table on a timer, never on the request path.
+        // Expired blocks leave the table on a timer, never on the request
+        // path; a shared store that stopped answering is asked again.
         let pruned = live.clone();
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                if let Some(b) = &pruned.current().blocker {
+                let rt = pruned.current();
+                if let Some(b) = &rt.blocker {
                     b.prune();
+                }
+                if let Some(s) = rt.store() {
+                    s.probe().await;
                 }
             }
         }));

@@ -110,11 +110,8 @@ pub async fn request(
     }
     if stage.verifies() {
         if let Some(b) = &ctx.rt.blocker {
-            b.failed(
-                ctx.peer.ip(),
-                ctx.identity.as_deref().map(|i| i.fingerprint),
-                reason.as_str(),
-            );
+            let fp = ctx.identity.as_deref().map(|i| i.fingerprint);
+            b.failed(ctx.peer.ip(), fp, reason.as_str()).await;
         }
     }
     Err(Refusal::wssec(reason))

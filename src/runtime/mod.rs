@@ -13,7 +13,7 @@ pub mod state;
 pub mod upstream;
 pub mod wssec_stage;
 
-use crate::admission::block::{BlockMetrics, BlockSettings, Blocker};
+use crate::admission::block::{BlockMetrics, BlockSettings};
 use crate::admission::ip::IpSet;
 use crate::config::{Config, LimitsConfig, Problem};
 use crate::telemetry::logging::LogGate;
@@ -72,7 +72,7 @@ pub struct Runtime {
     /// logged by `run`).
     pub warnings: Vec<Problem>,
     pub metrics: Arc<Metrics>,
-    pub blocker: Option<Arc<Blocker>>,
+    pub blocker: Option<crate::store::Blocks>,
     /// Caps on refusal log lines so a flood cannot flood the logs; one per kind,
     /// so a flood of one kind never hides the others.
     pub logs: LogGates,
@@ -214,14 +214,15 @@ impl Runtime {
             }
         }
         let blocker = blocking.as_ref().map(|s| {
-            state.blocker(
+            let local = state.blocker(
                 s,
                 BlockMetrics {
                     ip_blocks: metrics.blocks.with_label_values(&["ip"]),
                     identity_blocks: metrics.blocks.with_label_values(&["identity"]),
                     active: metrics.blocked_clients.clone(),
                 },
-            )
+            );
+            crate::store::Blocks::new(local, store.clone())
         });
         let header = |h: &str| HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).ok();
         let headers = match (
@@ -287,6 +288,9 @@ impl Runtime {
     }
 }
 
+/// Most failures a block may wait for.
+const MAX_FAILURES: u32 = 10_000;
+
 /// `[server.blocking]` compiled; `None` when blocking is off or wrong (the
 /// loader has the problem).
 fn block_settings(ld: &mut Loader<'_>, config: &Config) -> Option<BlockSettings> {
@@ -304,6 +308,13 @@ fn block_settings(ld: &mut Loader<'_>, config: &Config) -> Option<BlockSettings>
                 "must be above zero; remove [server.blocking] to turn blocking off",
             );
         }
+    }
+    if b.max_failures > MAX_FAILURES {
+        ok = false;
+        ld.problem(
+            "server.blocking.max_failures",
+            format!("at most {MAX_FAILURES}: each client's recent failures are kept"),
+        );
     }
     let never = ld.nets("server.blocking.never_block", &b.never_block)?;
     ok.then(|| BlockSettings {

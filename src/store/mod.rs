@@ -1,14 +1,16 @@
-//! State that replicas share: the replay cache and the rate limits (blocks
-//! next), kept in this process by default or in Redis with `[state] backend
+//! State that replicas share: the replay cache, the rate limits and the
+//! blocks, kept in this process by default or in Redis with `[state] backend
 //! = "redis"`. Every call to the shared store has a deadline; while the store
 //! cannot be reached each kind of state follows its `on_failure` policy, and
 //! the fall-back and the recovery are each logged once.
 
+pub mod block;
 pub mod rate;
 pub mod redis;
 pub mod replay;
 
 pub use self::redis::RedisStore;
+pub use block::Blocks;
 pub use replay::Replay;
 
 use crate::config::{RateFailure, ReplayFailure, StateBackend, StateConfig};

@@ -1,31 +1,39 @@
-//! Rate limits evaluated in the shared store: GCRA in one Lua script per
-//! request (every limit of the route in one round trip, on Redis's clock so
-//! replicas agree), giving the decision and wait the in-memory limiter
-//! gives. A bucket's key expires when the bucket is full again, so Redis
-//! holds only the clients active now.
+//! A request's admission in the shared store: its blocks, then its rate
+//! limits as GCRA, in one Lua script per request (one round trip, on Redis's
+//! clock so replicas agree), giving the decision and wait the in-memory
+//! limiter gives. A bucket's key expires when the bucket is full again, so
+//! Redis holds only the clients active now.
 
 use super::redis::{RedisStore, StoreError};
 use crate::admission::rate::{Gcra, Key};
 use std::time::Duration;
 
-/// KEYS: the buckets; ARGV: per bucket its interval and tolerance (µs).
-/// Buckets are taken in order until one refuses (as the in-memory checks
-/// are); returns 0, or the µs to wait.
+/// KEYS: the blocks to look up (ARGV[1] of them), then the buckets; ARGV
+/// after the count: per bucket its interval and tolerance (µs). A block
+/// refuses first: {2, its index from 1, the block}; then buckets are taken in
+/// order until one refuses (as the in-memory checks are): {1, µs to wait};
+/// else {0}.
 const GCRA: &str = r"
+local blocks = tonumber(ARGV[1])
+for i = 1, blocks do
+  local b = redis.call('GET', KEYS[i])
+  if b then return {2, i, b} end
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-for i, key in ipairs(KEYS) do
-  local interval = tonumber(ARGV[2 * i - 1])
-  local tolerance = tonumber(ARGV[2 * i])
-  local tat = tonumber(redis.call('GET', key)) or now
+for i = blocks + 1, #KEYS do
+  local j = i - blocks
+  local interval = tonumber(ARGV[2 * j])
+  local tolerance = tonumber(ARGV[2 * j + 1])
+  local tat = tonumber(redis.call('GET', KEYS[i])) or now
   if tat < now then tat = now end
   if tat - now > tolerance then
-    return tat - tolerance - now
+    return {1, tat - tolerance - now, ''}
   end
   local new = tat + interval
-  redis.call('SET', key, string.format('%.0f', new), 'PX', math.ceil((new - now) / 1000))
+  redis.call('SET', KEYS[i], string.format('%.0f', new), 'PX', math.ceil((new - now) / 1000))
 end
-return 0
+return {0, 0, ''}
 ";
 
 fn script() -> &'static ::redis::Script {
@@ -49,20 +57,38 @@ fn name(b: &Bucket<'_>) -> String {
     }
 }
 
-/// `Ok(None)` when every bucket admits the request, `Ok(Some(wait))` when one
-/// refuses it.
-pub async fn take(
+/// What the store said of one request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Admit,
+    /// The block at this index of the lookups, as the store keeps it.
+    Blocked(usize, String),
+    Wait(Duration),
+}
+
+/// Looks up `blocks` (keys from `Blocks::key`), then takes from `buckets`.
+pub async fn check(
     store: &RedisStore,
+    blocks: &[String],
     buckets: &[Bucket<'_>],
-) -> Result<Option<Duration>, StoreError> {
-    let keys: Vec<String> = buckets
+) -> Result<Verdict, StoreError> {
+    let keys: Vec<String> = blocks
         .iter()
-        .map(|b| store.key("rate", &name(b)))
+        .cloned()
+        .chain(buckets.iter().map(|b| store.key("rate", &name(b))))
         .collect();
-    let args: Vec<u64> = buckets
-        .iter()
-        .flat_map(|b| [b.gcra.interval_us, b.gcra.tolerance_us])
+    let args: Vec<u64> = std::iter::once(blocks.len() as u64)
+        .chain(
+            buckets
+                .iter()
+                .flat_map(|b| [b.gcra.interval_us, b.gcra.tolerance_us]),
+        )
         .collect();
-    let wait: i64 = store.script("rate", script(), &keys, &args).await?;
-    Ok((wait > 0).then(|| Duration::from_micros(wait.unsigned_abs())))
+    let kind = if buckets.is_empty() { "block" } else { "rate" };
+    let (code, n, block): (i64, i64, String) = store.script(kind, script(), &keys, &args).await?;
+    Ok(match code {
+        2 => Verdict::Blocked(usize::try_from(n - 1).unwrap_or(0), block),
+        1 => Verdict::Wait(Duration::from_micros(n.max(1).unsigned_abs())),
+        _ => Verdict::Admit,
+    })
 }

@@ -108,7 +108,7 @@ impl RedisStore {
     }
 
     /// Runs `cmd` within the deadline, counting it under `kind`.
-    async fn call<T: ::redis::FromRedisValue>(
+    pub(super) async fn call<T: ::redis::FromRedisValue>(
         &self,
         kind: &'static str,
         cmd: &::redis::Cmd,
@@ -122,12 +122,12 @@ impl RedisStore {
 
     /// Runs `script` (by its SHA, loaded when Redis lacks it) within the
     /// deadline: one round trip.
-    pub async fn script<T: ::redis::FromRedisValue>(
+    pub async fn script<T: ::redis::FromRedisValue, A: ::redis::ToRedisArgs>(
         &self,
         kind: &'static str,
         script: &::redis::Script,
         keys: &[String],
-        args: &[u64],
+        args: &[A],
     ) -> Result<T, StoreError> {
         self.within(kind, |mut c| async move {
             let mut inv = script.prepare_invoke();
@@ -135,7 +135,7 @@ impl RedisStore {
                 inv.key(k);
             }
             for a in args {
-                inv.arg(*a);
+                inv.arg(a);
             }
             inv.invoke_async::<T>(&mut c).await
         })
@@ -186,31 +186,59 @@ impl RedisStore {
         }
     }
 
+    /// While the store is down, asks it whether it answers again, so an idle
+    /// replica notices the recovery too (run on a timer).
+    pub async fn probe(&self) {
+        if self.health.down.load(Ordering::Relaxed) {
+            let _ = self.call::<String>("ping", &::redis::cmd("PING")).await;
+        }
+    }
+
     /// Counts a decision made without the store (`fallback`, `fail_closed`).
     pub fn count(&self, kind: &str, result: &str) {
         self.health.ops.with_label_values(&[kind, result]).inc();
     }
 
-    /// Records `key` until `until` unless it is already there: true when it
-    /// was not (SET NX PXAT, so of two replicas exactly one gets true).
+    /// Records each key until its time unless one of them is already there:
+    /// true when none was. One key is a SET NX PXAT, several one script; both
+    /// atomic, so of two replicas exactly one gets true.
     pub async fn insert_new(
         &self,
         kind: &'static str,
-        key: &str,
-        until: SystemTime,
+        entries: &[(String, SystemTime)],
     ) -> Result<bool, StoreError> {
-        let at_ms = until
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .max(1);
-        let mut cmd = ::redis::cmd("SET");
-        cmd.arg(self.key(kind, key))
-            .arg(1)
-            .arg("NX")
-            .arg("PXAT")
-            .arg(at_ms);
-        let v: Option<String> = self.call(kind, &cmd).await?;
-        Ok(v.is_some())
+        let at_ms = |t: &SystemTime| {
+            t.duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                .max(1)
+        };
+        if let [(key, until)] = entries {
+            let mut cmd = ::redis::cmd("SET");
+            cmd.arg(self.key(kind, key))
+                .arg(1)
+                .arg("NX")
+                .arg("PXAT")
+                .arg(at_ms(until));
+            let v: Option<String> = self.call(kind, &cmd).await?;
+            return Ok(v.is_some());
+        }
+        let keys: Vec<String> = entries.iter().map(|(k, _)| self.key(kind, k)).collect();
+        let ats: Vec<u64> = entries.iter().map(|(_, t)| at_ms(t)).collect();
+        let fresh: i64 = self.script(kind, insert_all(), &keys, &ats).await?;
+        Ok(fresh == 1)
+    }
+
+    /// The values of `keys` (of `kind`, prefixed here), `None` where absent.
+    pub async fn get_many(
+        &self,
+        kind: &'static str,
+        keys: &[String],
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        let mut cmd = ::redis::cmd("MGET");
+        for k in keys {
+            cmd.arg(self.key(kind, k));
+        }
+        self.call(kind, &cmd).await
     }
 
     pub async fn remove(&self, kind: &'static str, key: &str) -> Result<(), StoreError> {
@@ -218,6 +246,25 @@ impl RedisStore {
         cmd.arg(self.key(kind, key));
         self.call::<i64>(kind, &cmd).await.map(|_| ())
     }
+}
+
+/// Every key set (each until its ARGV, ms since the epoch) or, when one is
+/// already there, none: 1 or 0.
+fn insert_all() -> &'static ::redis::Script {
+    static S: std::sync::OnceLock<::redis::Script> = std::sync::OnceLock::new();
+    S.get_or_init(|| {
+        ::redis::Script::new(
+            r"
+for _, k in ipairs(KEYS) do
+  if redis.call('EXISTS', k) == 1 then return 0 end
+end
+for i, k in ipairs(KEYS) do
+  redis.call('SET', k, 1, 'PXAT', ARGV[i])
+end
+return 1
+",
+        )
+    })
 }
 
 fn client(s: &StoreSettings) -> Result<::redis::Client, String> {

@@ -75,16 +75,23 @@ impl ReplayCache for Replay {
         keep_until: SystemTime,
         now: SystemTime,
     ) -> Result<(), ReplayError> {
+        self.check_and_insert_all(&[(key, keep_until)], now)
+    }
+
+    fn check_and_insert_all(
+        &self,
+        entries: &[(ReplayKey, SystemTime)],
+        now: SystemTime,
+    ) -> Result<(), ReplayError> {
         let Some(sh) = self.shared.load_full() else {
-            return self.local.check_and_insert(key, keep_until, now);
+            return self.local.check_and_insert_all(entries, now);
         };
+        let named: Vec<(String, SystemTime)> = entries.iter().map(|(k, t)| (text(k), *t)).collect();
         // Verification runs on a blocking thread: wait there, within the
         // store's deadline.
         let answer = match tokio::runtime::Handle::try_current() {
             Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(|| {
-                    h.block_on(sh.store.insert_new(KIND, &text(&key), keep_until))
-                })
+                tokio::task::block_in_place(|| h.block_on(sh.store.insert_new(KIND, &named)))
             }
             _ => Err(super::redis::StoreError::NotConnected),
         };
@@ -97,7 +104,7 @@ impl ReplayCache for Replay {
             }
             (Err(_), ReplayFailure::Local) => {
                 sh.store.count(KIND, "fallback");
-                self.local.check_and_insert(key, keep_until, now)
+                self.local.check_and_insert_all(entries, now)
             }
         }
     }

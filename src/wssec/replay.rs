@@ -46,6 +46,24 @@ pub trait ReplayCache: Send + Sync {
         now: SystemTime,
     ) -> Result<(), ReplayError>;
 
+    /// Records every entry or none (a refused message leaves no record
+    /// behind); a shared store does it in one round trip.
+    fn check_and_insert_all(
+        &self,
+        entries: &[(ReplayKey, SystemTime)],
+        now: SystemTime,
+    ) -> Result<(), ReplayError> {
+        for (i, (key, until)) in entries.iter().enumerate() {
+            if let Err(e) = self.check_and_insert(*key, *until, now) {
+                for (k, _) in &entries[..i] {
+                    self.forget(k);
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     /// Forgets a key recorded by a message that was then never delivered (its
     /// upstream was busy or down), so the sender's retry is not a "replay".
     fn forget(&self, _key: &ReplayKey) {}

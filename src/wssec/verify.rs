@@ -816,7 +816,7 @@ fn remember(
     username: &Option<tokens::UsernameOutcome>,
 ) -> Result<Vec<ReplayKey>, WssecError> {
     let skew = policy.max_clock_skew;
-    let mut keys = Vec::new();
+    let mut entries = Vec::new();
     let map = |e: ReplayError| match e {
         ReplayError::Replay => WssecError::Replay,
         ReplayError::Full => WssecError::ReplayCacheFull,
@@ -839,8 +839,7 @@ fn remember(
                 &s.signed_info_digest,
             ],
         );
-        replay.check_and_insert(key, until, now).map_err(map)?;
-        keys.push(key);
+        entries.push((key, until));
     }
     if let Some(u) = username {
         if let Some((nonce, created, until)) = &u.replay {
@@ -848,15 +847,12 @@ fn remember(
                 "username-token",
                 &[u.username.as_bytes(), nonce, created.as_bytes()],
             );
-            if let Err(e) = replay.check_and_insert(key, *until, now) {
-                // All or nothing: a refused message leaves no record behind.
-                for k in &keys {
-                    replay.forget(k);
-                }
-                return Err(map(e));
-            }
-            keys.push(key);
+            entries.push((key, *until));
         }
     }
+    if !entries.is_empty() {
+        replay.check_and_insert_all(&entries, now).map_err(map)?;
+    }
+    let keys = entries.into_iter().map(|(k, _)| k).collect();
     Ok(keys)
 }

@@ -63,6 +63,23 @@ impl Redis {
         }
     }
 
+    /// Keys matching `pattern`, each with its time to live in ms (-1: none).
+    fn keys(&self, pattern: &str) -> Vec<(String, i64)> {
+        let cli = |args: &[&str]| {
+            let out = Command::new("redis-cli")
+                .args(["-p", &self.port.to_string()])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "redis-cli {args:?}");
+            String::from_utf8(out.stdout).unwrap()
+        };
+        cli(&["--scan", "--pattern", pattern])
+            .lines()
+            .map(|k| (k.to_owned(), cli(&["PTTL", k]).trim().parse().unwrap()))
+            .collect()
+    }
+
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
@@ -94,7 +111,7 @@ async fn replica_config(pki: &Pki, redis: &Redis, state: &str) -> std::path::Pat
             pki,
             "required",
             &format!(
-                "{}[route.wssec.request]\nmode = \"verify\"\ntrust = \"ca.crt\"\n\n{}\n[upstream.up]\nurl = \"http://{up}\"\n",
+                "{}[route.wssec.request]\nmode = \"verify\"\ntrust = \"ca.crt\"\nusernames = [{{ user = \"etl\", password_file = \"pw\" }}]\n\n{}\n[upstream.up]\nurl = \"http://{up}\"\n",
                 route("ledger", "/soap/", ""),
                 route(
                     "bulk",
@@ -104,7 +121,24 @@ async fn replica_config(pki: &Pki, redis: &Redis, state: &str) -> std::path::Pat
             ),
         )
     );
+    pki.write("pw", "etl-password\n");
     pki.write(&format!("replica-{}.toml", rand_suffix()), &toml)
+}
+
+/// `SOAP` signed now by `who`, with a digest UsernameToken (so a Nonce).
+fn signed_with_nonce(who: &sealgate::pki::Issued) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    use sealgate::wssec::sign::{sign, SignOptions, SigningKey, UsernameToken};
+    let der =
+        rustls::pki_types::PrivatePkcs8KeyDer::from_pem_slice(who.key_pem.as_bytes()).unwrap();
+    let key = SigningKey::from_pkcs8_der(der.secret_pkcs8_der()).unwrap();
+    let mut o = SignOptions::new(std::time::SystemTime::now());
+    o.username_token = Some(UsernameToken {
+        username: "etl".into(),
+        password: sealgate::wssec::tokens::Secret::new(b"etl-password".to_vec()),
+        digest: true,
+    });
+    sign(SOAP.as_bytes(), &key, &who.der, &o).unwrap()
 }
 
 fn post(body: Vec<u8>) -> http::Request<Full<Bytes>> {
@@ -145,11 +179,29 @@ async fn a_message_accepted_by_one_replica_is_a_replay_on_the_other() {
     let who = signer(&pki, "accounting-signer");
     let client = pki.etl_client(&[]);
 
-    let msg = signed(SOAP, &who);
+    // Signed, with a UsernameToken nonce: both recorded in one round trip,
+    // each expiring with the message's freshness.
+    let msg = signed_with_nonce(&who);
+    let before = metric_value(
+        &admin_get(a.admin, "/metrics").await.1,
+        "sealgate_state_operations_total{kind=\"replay\",result=\"ok\"}",
+    );
     let r = send(a.edge, client.clone(), post(msg.clone()))
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
+    let after = metric_value(
+        &admin_get(a.admin, "/metrics").await.1,
+        "sealgate_state_operations_total{kind=\"replay\",result=\"ok\"}",
+    );
+    assert_eq!(after - before, 1.0, "one round trip for both entries");
+    let keys = redis.keys("*replay:*");
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    // The Timestamp lives 5 minutes; kept that long plus the clock skew.
+    assert!(
+        keys.iter().all(|(_, ttl)| (60_000..=900_000).contains(ttl)),
+        "{keys:?}"
+    );
     let r = send(b.edge, client.clone(), post(msg)).await.unwrap();
     assert_eq!(r.status, 500, "{}", r.body);
     assert!(r.body.contains("wsse:"), "a WS-Security fault: {}", r.body);
@@ -289,6 +341,10 @@ async fn a_per_client_limit_holds_across_replicas() {
         }
     }
     assert_eq!(passed, 5, "admitted across both replicas");
+    // One bucket, gone once it is full again (5 a minute: within a minute).
+    let keys = redis.keys("*rate:*");
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!((1..=60_000).contains(&keys[0].1), "{keys:?}");
     // 5 a minute: the next token is 12 s away.
     assert!(
         waits
@@ -326,6 +382,313 @@ async fn a_per_client_limit_holds_across_replicas() {
     stop(a);
     stop(b);
     stop(c);
+}
+
+/// Replicas blocking together: `[server.blocking]` with `extra`, an open
+/// route and one for Finance only.
+async fn blocking_config(pki: &Pki, redis: &Redis, extra: &str) -> std::path::PathBuf {
+    let up = body_echo().await;
+    let toml = format!(
+        "[state]\nbackend = \"redis\"\nurl = \"{}\"\nkey_prefix = \"it{}:\"\n{}",
+        redis.url(),
+        rand_suffix(),
+        config(
+            pki,
+            "required",
+            &format!(
+                "{}{}[upstream.up]\nurl = \"http://{up}\"\n\n[server.blocking]\n{extra}\n",
+                route("open", "/open", ""),
+                route("finance", "/finance", "allow = [{ ou = \"Finance\" }]"),
+            ),
+        )
+    );
+    pki.write(&format!("blocking-{}.toml", rand_suffix()), &toml)
+}
+
+fn expired_client(pki: &Pki) -> std::sync::Arc<rustls::ClientConfig> {
+    let mut leaf = sealgate::pki::Leaf::new("stale", sealgate::pki::Usage::Client);
+    leaf.from_days = -9;
+    leaf.to_days = -1;
+    client_tls(&pki.ca.cert_pem, Some(&pki.issue(&leaf)), &[])
+}
+
+/// `n` handshakes with an expired certificate to `gw`, each refused.
+async fn fail_handshakes(gw: &Proc, pki: &Pki, n: usize) {
+    let expired = expired_client(pki);
+    for _ in 0..n {
+        let started = Instant::now();
+        assert!(send(gw.edge, expired.clone(), get("/open")).await.is_err());
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+}
+
+/// Waits until `gw` has imposed `n` address blocks: the failure that
+/// completes one is recorded just after the client saw its handshake fail.
+async fn imposed_blocks(gw: &Proc, n: f64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, m) = admin_get(gw.admin, "/metrics").await;
+        if metric_value(&m, "sealgate_blocks_total{kind=\"ip\"}") == n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "want {n} blocks:\n{m}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls `gw` until a valid client gets `want` (`None`: refused at accept).
+async fn until_admits(gw: &Proc, pki: &Pki, want: Option<u16>, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = send(gw.edge, pki.etl_client(&[]), get("/open"))
+            .await
+            .ok()
+            .map(|r| r.status.as_u16());
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "want {want:?}, got {got:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// An address that fails on replica A is refused at accept by replica B, and
+/// on B's connections already open; both list the block. Without Redis each
+/// replica blocks on its own; with Redis back they share again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_blocked_on_one_replica_is_refused_by_the_other() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let pki = Pki::new();
+    let file = blocking_config(
+        &pki,
+        &redis,
+        "max_failures = 3\nwindow = \"30s\"\nduration = \"3s\"",
+    )
+    .await;
+    let (a, b) = (spawn_gateway(&file), spawn_gateway(&file));
+    connected(&a).await;
+    connected(&b).await;
+    // A keep-alive connection to B, open before the block.
+    let tls = tls_connect(b.edge, pki.etl_client(&[])).await.unwrap();
+    let (mut open, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let ask = async |open: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>| {
+        open.ready().await.unwrap();
+        let r = open.send_request(get("/open")).await.unwrap();
+        let refusal = r.headers().get("x-sealgate-refusal").cloned();
+        http_body_util::BodyExt::collect(r.into_body())
+            .await
+            .unwrap();
+        refusal
+    };
+    assert_eq!(ask(&mut open).await, None);
+
+    fail_handshakes(&a, &pki, 3).await;
+    imposed_blocks(&a, 1.0).await;
+    let blocked_at = Instant::now();
+    // B refuses a valid client from that address at accept ...
+    assert!(send(b.edge, pki.etl_client(&[]), get("/open"))
+        .await
+        .is_err());
+    let (_, m) = admin_get(b.admin, "/metrics").await;
+    assert_eq!(
+        metric_value(
+            &m,
+            "sealgate_connections_total{listener=\"edge\",reason=\"blocked\",result=\"refused\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+    // ... and on the connection that was already open.
+    assert_eq!(ask(&mut open).await.unwrap(), "blocked");
+    for gw in [&a, &b] {
+        let (_, body) = admin_get(gw.admin, "/blocked").await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["shared"], true, "{body}");
+        assert_eq!(v["blocked"].as_array().unwrap().len(), 1, "{body}");
+        assert_eq!(v["blocked"][0]["client"], "127.0.0.1", "{body}");
+        assert_eq!(
+            v["blocked"][0]["reasons"],
+            serde_json::json!(["expired", "expired", "expired"]),
+            "{body}"
+        );
+    }
+    assert!(
+        blocked_at.elapsed() < Duration::from_secs(3),
+        "the test was too slow to see the block"
+    );
+    // The block expires with its duration; the failures went with it.
+    let keys = redis.keys("*block:ip:*");
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!((1..=3000).contains(&keys[0].1), "{keys:?}");
+    assert!(redis.keys("*failures:*").is_empty());
+    // Logged once, by the replica that imposed it.
+    let imposed = |gw: &Proc| {
+        gw.lines_within(Duration::from_millis(300))
+            .iter()
+            .filter(|v| v["message"] == "client blocked after repeated authentication failures")
+            .count()
+    };
+    assert_eq!((imposed(&a), imposed(&b)), (1, 0));
+
+    // The block lifts on both.
+    until_admits(&a, &pki, Some(200), Duration::from_secs(10)).await;
+    until_admits(&b, &pki, Some(200), Duration::from_secs(10)).await;
+
+    // Without Redis: A blocks on its own, B (which never heard) admits.
+    redis.down();
+    fail_handshakes(&a, &pki, 3).await;
+    imposed_blocks(&a, 2.0).await;
+    assert!(send(a.edge, pki.etl_client(&[]), get("/open"))
+        .await
+        .is_err());
+    let started = Instant::now();
+    let r = send(b.edge, pki.etl_client(&[]), get("/open"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let (_, m) = admin_get(a.admin, "/metrics").await;
+    assert!(
+        metric_value(
+            &m,
+            "sealgate_state_operations_total{kind=\"block\",result=\"fallback\"}"
+        ) >= 3.0,
+        "{m}"
+    );
+    let (_, body) = admin_get(a.admin, "/blocked").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["blocked"][0]["client"], "127.0.0.1", "{body}");
+    assert!(v["store_error"].is_string(), "{body}");
+
+    // Redis back: a block imposed on B reaches A again.
+    redis.up();
+    until_admits(&a, &pki, Some(200), Duration::from_secs(10)).await;
+    connected(&b).await;
+    fail_handshakes(&b, &pki, 3).await;
+    imposed_blocks(&b, 1.0).await;
+    assert!(send(a.edge, pki.etl_client(&[]), get("/open"))
+        .await
+        .is_err());
+    stop(a);
+    stop(b);
+}
+
+/// A certificate denied twice on A is closed after the handshake on B, while
+/// its address (on `never_block`) and other clients are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identity_blocked_on_one_replica_is_closed_by_the_other() {
+    let Some(redis) = Redis::start() else { return };
+    let pki = Pki::new();
+    let file = blocking_config(
+        &pki,
+        &redis,
+        "max_failures = 2\nwindow = \"30s\"\nduration = \"60s\"\nnever_block = [\"127.0.0.1/32\"]",
+    )
+    .await;
+    let (a, b) = (spawn_gateway(&file), spawn_gateway(&file));
+    connected(&a).await;
+    connected(&b).await;
+    let intruder = pki.etl_client(&[]);
+    for _ in 0..2 {
+        let r = send(a.edge, intruder.clone(), get("/finance"))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 403, "{}", r.body);
+        assert_eq!(r.headers["x-sealgate-refusal"], "identity_not_allowed");
+    }
+    assert!(send(b.edge, intruder, get("/open")).await.is_err());
+    let finance = client_tls(
+        &pki.ca.cert_pem,
+        Some(&pki.client("ledger", "Finance", sealgate::pki::KeyAlg::EcdsaP256)),
+        &[],
+    );
+    let r = send(b.edge, finance, get("/finance")).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (_, body) = admin_get(b.admin, "/blocked").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["blocked"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(v["blocked"][0]["kind"], "identity", "{body}");
+    assert_eq!(
+        v["blocked"][0]["reasons"],
+        serde_json::json!(["identity_not_allowed", "identity_not_allowed"]),
+        "{body}"
+    );
+    stop(a);
+    stop(b);
+}
+
+/// A reload moves the state from this process to Redis and back: limits
+/// counted in Redis once it is named, and in this process again after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_may_change_the_backend() {
+    let Some(redis) = Redis::start() else { return };
+    let pki = Pki::new();
+    let up = body_echo().await;
+    let toml = |state: &str| {
+        format!(
+            "{state}\n{}",
+            config(
+                &pki,
+                "required",
+                &format!(
+                    "{}[upstream.up]\nurl = \"http://{up}\"\n",
+                    route(
+                        "bulk",
+                        "/bulk/",
+                        "rate_limit = { key = \"client\", per_minute = 5, burst = 5 }"
+                    )
+                ),
+            )
+        )
+    };
+    let shared = format!("[state]\nbackend = \"redis\"\nurl = \"{}\"\n", redis.url());
+    let file = pki.write("moving.toml", &toml(""));
+    let gw = crate::support::process::spawn_gateway_with(&file, &["--no-watch"]);
+    let client = pki.etl_client(&[]);
+    let statuses = async |n: usize| {
+        let mut v = Vec::new();
+        for _ in 0..n {
+            v.push(
+                send(gw.edge, client.clone(), get("/bulk/x"))
+                    .await
+                    .unwrap()
+                    .status
+                    .as_u16(),
+            );
+        }
+        v
+    };
+    let rate_ops = async || {
+        metric_value(
+            &admin_get(gw.admin, "/metrics").await.1,
+            "sealgate_state_operations_total{kind=\"rate\",result=\"ok\"}",
+        )
+    };
+    assert_eq!(statuses(2).await, [200, 200]);
+    assert!(redis.keys("*").is_empty());
+
+    pki.write("moving.toml", &toml(&shared));
+    let (status, body) = admin_post(gw.admin, "/reload").await;
+    assert_eq!(status, 200, "{body}");
+    connected(&gw).await;
+    // A fresh bucket in Redis: 5, not the 3 this process had left.
+    assert_eq!(statuses(6).await, [200, 200, 200, 200, 200, 429]);
+    assert_eq!(redis.keys("*rate:*").len(), 1);
+    let ops = rate_ops().await;
+    assert_eq!(ops, 6.0);
+
+    pki.write("moving.toml", &toml(""));
+    let (status, body) = admin_post(gw.admin, "/reload").await;
+    assert_eq!(status, 200, "{body}");
+    // This process's bucket again (3 left), and Redis is not asked.
+    assert_eq!(statuses(4).await, [200, 200, 200, 429]);
+    assert_eq!(rate_ops().await, ops);
+    stop(gw);
 }
 
 /// `[state]` mistakes are named by `check`, each with its key.

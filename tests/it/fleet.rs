@@ -15,10 +15,17 @@ const SOAP: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap
 struct Redis {
     port: u16,
     child: Option<Child>,
+    /// How it listens: plain on `port`, or `--tls-port` and its files.
+    listen: Vec<String>,
 }
 
 impl Redis {
     fn start() -> Option<Redis> {
+        Redis::start_with(|port| vec!["--port".into(), port.to_string()])
+    }
+
+    /// A redis-server whose listening arguments `listen` gives for its port.
+    fn start_with(listen: impl Fn(u16) -> Vec<String>) -> Option<Redis> {
         if Command::new("redis-server")
             .arg("--version")
             .output()
@@ -36,14 +43,19 @@ impl Redis {
             .local_addr()
             .unwrap()
             .port();
-        let mut r = Redis { port, child: None };
+        let mut r = Redis {
+            port,
+            child: None,
+            listen: listen(port),
+        };
         r.up();
         Some(r)
     }
 
     fn up(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(&self.listen)
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .spawn()
@@ -102,10 +114,14 @@ async fn body_echo() -> std::net::SocketAddr {
 
 /// A verifying route on every replica, its state in `redis`.
 async fn replica_config(pki: &Pki, redis: &Redis, state: &str) -> std::path::PathBuf {
+    replica_config_at(pki, &format!("url = \"{}\"\n{state}", redis.url())).await
+}
+
+/// As `replica_config`, `[state]` saying where Redis is in `state`.
+async fn replica_config_at(pki: &Pki, state: &str) -> std::path::PathBuf {
     let up = body_echo().await;
     let toml = format!(
-        "[state]\nbackend = \"redis\"\nurl = \"{}\"\nkey_prefix = \"it{}:\"\n{state}\n{}",
-        redis.url(),
+        "[state]\nbackend = \"redis\"\nkey_prefix = \"it{}:\"\n{state}\n{}",
         rand_suffix(),
         config(
             pki,
@@ -689,6 +705,86 @@ async fn a_reload_may_change_the_backend() {
     assert_eq!(statuses(4).await, [200, 200, 200, 429]);
     assert_eq!(rate_ops().await, ops);
     stop(gw);
+}
+
+/// `rediss://` with the CA of Redis's certificate, a client certificate
+/// Redis requires, and a password from a file: replay shared over TLS. With
+/// the wrong password the store never answers, and replay fails closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_over_tls_with_a_client_certificate_and_a_password() {
+    let pki = Pki::new();
+    let redis_client = pki.client(
+        "sealgate-state",
+        "Gateways",
+        sealgate::pki::KeyAlg::EcdsaP256,
+    );
+    pki.write("state.crt", &redis_client.cert_pem);
+    pki.write("state.key", &redis_client.key_pem);
+    pki.write("state-password", "s3cret-for-redis\n");
+    pki.write("wrong-password", "not-it\n");
+    let files = [
+        pki.path("server.crt"),
+        pki.path("server.key"),
+        pki.path("ca.crt"),
+    ];
+    let Some(redis) = Redis::start_with(|port| {
+        let mut v: Vec<String> = ["--port", "0", "--tls-port", &port.to_string()]
+            .map(String::from)
+            .into();
+        for (flag, f) in ["--tls-cert-file", "--tls-key-file", "--tls-ca-cert-file"]
+            .iter()
+            .zip(&files)
+        {
+            v.push((*flag).into());
+            v.push(f.display().to_string());
+        }
+        v.extend(
+            [
+                "--tls-auth-clients",
+                "yes",
+                "--requirepass",
+                "s3cret-for-redis",
+            ]
+            .map(String::from),
+        );
+        v
+    }) else {
+        return;
+    };
+    let tls = |password: &str| {
+        format!(
+            "url = \"rediss://localhost:{}/0\"\nca = \"ca.crt\"\ncert = \"state.crt\"\nkey = \"state.key\"\npassword_file = \"{password}\"",
+            redis.port
+        )
+    };
+    let good = replica_config_at(&pki, &tls("state-password")).await;
+    let bad = replica_config_at(&pki, &tls("wrong-password")).await;
+    let (a, b, wrong) = (
+        spawn_gateway(&good),
+        spawn_gateway(&good),
+        spawn_gateway(&bad),
+    );
+    connected(&a).await;
+    connected(&b).await;
+    let who = signer(&pki, "accounting-signer");
+    let client = pki.etl_client(&[]);
+    let msg = signed(SOAP, &who);
+    let r = send(a.edge, client.clone(), post(msg.clone()))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = send(b.edge, client.clone(), post(msg)).await.unwrap();
+    assert_eq!(r.status, 500, "a replay over TLS too: {}", r.body);
+    let r = send(wrong.edge, client.clone(), post(signed(SOAP, &who)))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 503, "{}", r.body);
+    let ev = wrong.wait_event("state_backend_unavailable", &[], Duration::from_secs(10));
+    let detail = ev["detail"].as_str().unwrap_or_default().to_owned();
+    assert!(!detail.contains("not-it"), "{detail}");
+    for gw in [a, b, wrong] {
+        stop(gw);
+    }
 }
 
 /// `[state]` mistakes are named by `check`, each with its key.

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod admission;
 pub mod config;
+pub mod credentials;
 pub mod demo;
 pub mod dn;
 pub mod echo;

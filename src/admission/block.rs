@@ -191,6 +191,8 @@ const MAX_TRACKED: usize = 100_000;
 const MAX_BLOCKED: usize = 50_000;
 /// Blocked /64s in one /48 that turn into one /48 block.
 pub const AGGREGATE_48_AT: u32 = 16;
+/// The longest `window` or `duration` a config may set.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 86_400);
 /// Reasons kept as evidence per client.
 pub const EVIDENCE: usize = 8;
 

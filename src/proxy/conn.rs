@@ -147,10 +147,12 @@ async fn admit(
     }
     client.set_ip(crate::admission::ip::canonical(client.ip()));
     // Cheap checks first: a peer refused here costs no waiting and no TLS.
-    if let Some(b) = &rt.blocker {
-        if b.ip_blocked(client.ip()).await {
-            return Err((Refused::Blocked, client));
-        }
+    if rt
+        .blocker
+        .as_ref()
+        .is_some_and(|b| b.local().ip_blocked(client.ip()))
+    {
+        return Err((Refused::Blocked, client));
     }
     if !l.allow_ips.admits(client.ip()) {
         return Err((Refused::IpNotAllowed, client));
@@ -158,6 +160,12 @@ async fn admit(
     if let Some(h) = &l.handshake_rate {
         if h.check(&Key::ip(client.ip())).is_err() {
             return Err((Refused::HandshakeRate, client));
+        }
+    }
+    // The shared store last: a peer refused above costs it nothing.
+    if let Some(b) = &rt.blocker {
+        if b.ip_blocked_in_store(client.ip()).await {
+            return Err((Refused::Blocked, client));
         }
     }
     if let (false, Some(pp)) = (trusted_lb, &l.proxy_protocol) {

@@ -309,6 +309,12 @@ fn block_settings(ld: &mut Loader<'_>, config: &Config) -> Option<BlockSettings>
             );
         }
     }
+    for (key, d) in [("window", b.window.0), ("duration", b.duration.0)] {
+        if d > crate::admission::block::MAX_DURATION {
+            ok = false;
+            ld.problem(format!("server.blocking.{key}"), "at most 366 days");
+        }
+    }
     if b.max_failures > MAX_FAILURES {
         ok = false;
         ld.problem(

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Metric label of block operations.
 const KIND: &str = "block";
+/// A block the store says lasts longer than the longest configurable is not one.
+const MAX_BLOCK_MS: u64 = crate::admission::block::MAX_DURATION.as_millis() as u64;
 /// Most blocks `/blocked` lists from the store.
 const MAX_LISTED: usize = 10_000;
 
@@ -23,9 +25,22 @@ const MAX_LISTED: usize = 10_000;
 /// failure list, its block, its /48's block and its /48's count of blocked
 /// /64s. ARGV: max failures, window, duration (ms), reason, evidence kept,
 /// /64s that make a /48 block; then per subject its index member and its
-/// /48's ('' when it has none). Returns per subject a code (0 counted,
-/// 1 blocked now, 2 already blocked), the member blocked and the block.
+/// /48's ('' when it has none). A subject already blocked means the client
+/// is: nothing is counted and the answer is {2, its member, its block}, as
+/// the in-memory table refuses a blocked client before judging it.
+/// Otherwise per subject a code (0 counted, 1 blocked now), the member
+/// blocked and the block.
 const FAIL: &str = r"
+local subjects = (#KEYS - 1) / 4
+for i = 0, subjects - 1 do
+  local member, member48 = ARGV[7 + 2 * i], ARGV[8 + 2 * i]
+  local b = redis.call('GET', KEYS[3 + 4 * i])
+  if b then return {'2', member, b} end
+  if member48 ~= '' then
+    b = redis.call('GET', KEYS[4 + 4 * i])
+    if b then return {'2', member48, b} end
+  end
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local max = tonumber(ARGV[1])
@@ -34,12 +49,10 @@ local duration = tonumber(ARGV[3])
 local evidence = tonumber(ARGV[5])
 local keep = math.max(max, evidence)
 local out = {}
-for i = 0, (#KEYS - 1) / 4 - 1 do
+for i = 0, subjects - 1 do
   local fails, block, block48, count48 = KEYS[2 + 4 * i], KEYS[3 + 4 * i], KEYS[4 + 4 * i], KEYS[5 + 4 * i]
   local member, member48 = ARGV[7 + 2 * i], ARGV[8 + 2 * i]
-  if redis.call('EXISTS', block) == 1 or (member48 ~= '' and redis.call('EXISTS', block48) == 1) then
-    table.insert(out, '2'); table.insert(out, ''); table.insert(out, '')
-  else
+  do
     redis.call('RPUSH', fails, now .. ' ' .. ARGV[4])
     redis.call('LTRIM', fails, -keep, -1)
     redis.call('PEXPIRE', fails, window)
@@ -65,6 +78,9 @@ for i = 0, (#KEYS - 1) / 4 - 1 do
       redis.call('SET', target, value, 'PX', duration)
       redis.call('ZADD', KEYS[1], now + duration, blocked)
       redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+      -- The index lives as long as its last block.
+      local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+      if last[2] then redis.call('PEXPIREAT', KEYS[1], last[2]) end
       redis.call('DEL', fails)
       table.insert(out, '1'); table.insert(out, blocked); table.insert(out, value)
     end
@@ -99,9 +115,9 @@ impl Blocks {
         store.key(KIND, &member(who))
     }
 
-    /// Is this address blocked? This table first, then the store.
-    pub async fn ip_blocked(&self, ip: IpAddr) -> bool {
-        self.local.ip_blocked(ip) || self.shared_lookup(Who::units(ip).collect()).await
+    /// Is this address blocked in the shared store (this table asked first)?
+    pub async fn ip_blocked_in_store(&self, ip: IpAddr) -> bool {
+        self.shared_lookup(Who::units(ip).collect()).await
     }
 
     /// Is this certificate blocked? This table first, then the store.
@@ -178,7 +194,12 @@ impl Blocks {
                 for outcome in outcomes {
                     match outcome {
                         Failed::Counted => {}
-                        Failed::Already => already = true,
+                        Failed::Already(who, block) => {
+                            if let Some(block) = block {
+                                self.local.hold(who, block);
+                            }
+                            already = true;
+                        }
                         Failed::Blocked(who, block) => {
                             self.local.hold(who, block.clone());
                             self.local.announce(who, &block);
@@ -232,7 +253,8 @@ fn member(who: &Who) -> String {
 /// What one failure did to one subject.
 enum Failed {
     Counted,
-    Already,
+    /// The client was blocked already (by this block, when it reads).
+    Already(Who, Option<Block>),
     Blocked(Who, Block),
 }
 
@@ -265,16 +287,29 @@ async fn fail(
     }
     let out: Vec<String> = store.script(KIND, fail_script(), &keys, &args).await?;
     let bad = || StoreError::Failed("unexpected answer to the failure script".into());
+    if let [code, who, value] = out.as_slice() {
+        if code == "2" {
+            let who = who.parse::<Who>().map_err(|_| bad())?;
+            return Ok(vec![Failed::Already(who, parse(value))]);
+        }
+    }
     if out.len() != subjects.len() * 3 {
         return Err(bad());
     }
     out.chunks(3)
         .map(|c| match c {
             [code, ..] if code == "0" => Ok(Failed::Counted),
-            [code, ..] if code == "2" => Ok(Failed::Already),
             [code, who, value] if code == "1" => {
                 let who = who.parse::<Who>().map_err(|_| bad())?;
-                Ok(Failed::Blocked(who, parse(value).ok_or_else(bad)?))
+                // The store imposed it: so it is, even if this replica's
+                // clock reads its end as past.
+                let block = parse(value).unwrap_or_else(|| Block {
+                    until: Instant::now() + settings.duration,
+                    until_unix: unix_ms(SystemTime::now() + settings.duration) / 1000,
+                    failures: settings.max_failures,
+                    reasons: vec![reason.to_owned()],
+                });
+                Ok(Failed::Blocked(who, block))
             }
             _ => Err(bad()),
         })
@@ -291,11 +326,15 @@ async fn listed(store: &RedisStore) -> Result<Vec<(Who, Block)>, StoreError> {
         .arg("LIMIT")
         .arg(0)
         .arg(MAX_LISTED);
-    let members: Vec<String> = store.call(KIND, &cmd).await?;
+    let members: Vec<String> = store.admin_query(&cmd).await?;
     if members.is_empty() {
         return Ok(Vec::new());
     }
-    let values = store.get_many(KIND, &members).await?;
+    let mut get = ::redis::cmd("MGET");
+    for m in &members {
+        get.arg(store.key(KIND, m));
+    }
+    let values: Vec<Option<String>> = store.admin_query(&get).await?;
     Ok(members
         .iter()
         .zip(values)
@@ -322,8 +361,11 @@ fn parse(value: &str) -> Option<Block> {
         .map(str::to_owned)
         .collect();
     let left = until_ms.checked_sub(unix_ms(SystemTime::now()))?;
+    if left > MAX_BLOCK_MS {
+        return None;
+    }
     Some(Block {
-        until: Instant::now() + Duration::from_millis(left),
+        until: Instant::now().checked_add(Duration::from_millis(left))?,
         until_unix: until_ms / 1000,
         failures,
         reasons,
@@ -360,6 +402,10 @@ mod tests {
         assert_eq!(b.reasons, ["expired", "unknown_issuer"]);
         assert!(b.until > Instant::now() + Duration::from_secs(50));
         assert!(parse("1000 3 expired").is_none(), "ended long ago");
+        assert!(
+            parse("18446744073709551615 3 x").is_none(),
+            "no end in sight"
+        );
         assert!(parse("soon 3 x").is_none());
     }
 }

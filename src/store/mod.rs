@@ -35,7 +35,7 @@ pub struct StoreSettings {
 impl std::fmt::Debug for StoreSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoreSettings")
-            .field("url", &self.url)
+            .field("url", &shown_url(&self.url))
             .field("password", &self.password.as_ref().map(|_| "<set>"))
             .field("key_prefix", &self.key_prefix)
             .field("timeout", &self.timeout)
@@ -91,6 +91,12 @@ pub fn compile(ld: &mut Loader<'_>, c: &StateConfig) -> Option<StoreSettings> {
                 ld.problem(
                     "state.url",
                     "the URL carries a password: move it to password_file or password_env",
+                );
+            } else if parsed.as_ref().and_then(|p| p.fragment()).is_some() {
+                // `#insecure` would turn off the check of Redis's certificate.
+                ld.problem(
+                    "state.url",
+                    "a #fragment is not allowed (use ca = ... for a private CA)",
                 );
             }
             if !tls {
@@ -181,6 +187,20 @@ pub fn compile(ld: &mut Loader<'_>, c: &StateConfig) -> Option<StoreSettings> {
     })
 }
 
+/// The URL as logs show it: scheme, host, port and database, nothing an
+/// operator may have put in the user part.
+pub fn shown_url(url: &str) -> String {
+    match ::redis::parse_redis_url(url) {
+        Some(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_fragment(None);
+            u.to_string()
+        }
+        None => "(not a URL)".into(),
+    }
+}
+
 fn has_password(url: &str) -> bool {
     ::redis::parse_redis_url(url).is_some_and(|p| p.password().is_some())
 }
@@ -193,5 +213,14 @@ mod tests {
         assert!(super::has_password("rediss://user:secret@h/0"));
         assert!(!super::has_password("redis://user@h:6379/0"));
         assert!(!super::has_password("redis://h:6379/0"));
+    }
+
+    #[test]
+    fn a_url_is_shown_without_its_user_part() {
+        assert_eq!(
+            super::shown_url("redis://hunter2@h:6379/0#insecure"),
+            "redis://h:6379/0"
+        );
+        assert_eq!(super::shown_url("nonsense"), "(not a URL)");
     }
 }

@@ -87,7 +87,10 @@ pub async fn check(
     let kind = if buckets.is_empty() { "block" } else { "rate" };
     let (code, n, block): (i64, i64, String) = store.script(kind, script(), &keys, &args).await?;
     Ok(match code {
-        2 => Verdict::Blocked(usize::try_from(n - 1).unwrap_or(0), block),
+        2 => Verdict::Blocked(
+            usize::try_from(n.saturating_sub(1)).unwrap_or(usize::MAX),
+            block,
+        ),
         1 => Verdict::Wait(Duration::from_micros(n.max(1).unsigned_abs())),
         _ => Verdict::Admit,
     })

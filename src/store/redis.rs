@@ -11,6 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// The kind of the health probe's operations.
+const PING: &str = "ping";
+
 /// Why a state operation got no answer.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum StoreError {
@@ -100,7 +103,7 @@ impl RedisStore {
         (0..n)
             .find_map(|k| {
                 self.conns
-                    .get((start + k) % n)
+                    .get(start.wrapping_add(k) % n)
                     .and_then(|c| c.load_full())
                     .map(|c| (*c).clone())
             })
@@ -147,16 +150,44 @@ impl RedisStore {
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: std::future::Future<Output = ::redis::RedisResult<T>>,
     {
-        let r = match self.conn() {
+        // While down, calls fail at once (a partitioned Redis would make
+        // each wait its whole deadline); the timer's ping lifts it.
+        let down = kind != PING && self.health.down.load(Ordering::Relaxed);
+        let conn = if down {
+            Err(StoreError::NotConnected)
+        } else {
+            self.conn()
+        };
+        let r = match conn {
             Err(e) => Err(e),
             Ok(c) => match tokio::time::timeout(self.settings.timeout, op(c)).await {
                 Err(_) => Err(StoreError::Timeout(self.settings.timeout)),
+                // The client's own response timeout is the same deadline.
+                Ok(Err(e)) if e.is_timeout() => Err(StoreError::Timeout(self.settings.timeout)),
                 Ok(Err(e)) => Err(StoreError::Failed(e.to_string())),
                 Ok(Ok(v)) => Ok(v),
             },
         };
         self.observe(kind, r.as_ref().err());
         r
+    }
+
+    /// An operator's query (`/blocked`): a longer deadline than the request
+    /// path's, and slow answers do not count against the store's health.
+    pub(super) async fn admin_query<T: ::redis::FromRedisValue>(
+        &self,
+        cmd: &::redis::Cmd,
+    ) -> Result<T, StoreError> {
+        const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
+        if self.health.down.load(Ordering::Relaxed) {
+            return Err(StoreError::NotConnected);
+        }
+        let mut c = self.conn()?;
+        match tokio::time::timeout(ADMIN_TIMEOUT, cmd.query_async::<T>(&mut c)).await {
+            Err(_) => Err(StoreError::Timeout(ADMIN_TIMEOUT)),
+            Ok(Err(e)) => Err(StoreError::Failed(e.to_string())),
+            Ok(Ok(v)) => Ok(v),
+        }
     }
 
     fn observe(&self, kind: &str, err: Option<&StoreError>) {
@@ -175,14 +206,15 @@ impl RedisStore {
     fn recovered(&self) {
         self.health.up.set(1);
         if self.health.down.swap(false, Ordering::Relaxed) {
-            crate::telemetry::audit::state_backend(true, &self.settings.url, "");
+            crate::telemetry::audit::state_backend(true, &super::shown_url(&self.settings.url), "");
         }
     }
 
     fn failed(&self, e: &StoreError) {
         self.health.up.set(0);
         if !self.health.down.swap(true, Ordering::Relaxed) {
-            crate::telemetry::audit::state_backend(false, &self.settings.url, &e.to_string());
+            let url = super::shown_url(&self.settings.url);
+            crate::telemetry::audit::state_backend(false, &url, &e.to_string());
         }
     }
 
@@ -190,7 +222,7 @@ impl RedisStore {
     /// replica notices the recovery too (run on a timer).
     pub async fn probe(&self) {
         if self.health.down.load(Ordering::Relaxed) {
-            let _ = self.call::<String>("ping", &::redis::cmd("PING")).await;
+            let _ = self.call::<String>(PING, &::redis::cmd("PING")).await;
         }
     }
 
@@ -206,6 +238,7 @@ impl RedisStore {
         &self,
         kind: &'static str,
         entries: &[(String, SystemTime)],
+        mark: &str,
     ) -> Result<bool, StoreError> {
         let at_ms = |t: &SystemTime| {
             t.duration_since(UNIX_EPOCH)
@@ -215,7 +248,7 @@ impl RedisStore {
         if let [(key, until)] = entries {
             let mut cmd = ::redis::cmd("SET");
             cmd.arg(self.key(kind, key))
-                .arg(1)
+                .arg(mark)
                 .arg("NX")
                 .arg("PXAT")
                 .arg(at_ms(until));
@@ -223,9 +256,25 @@ impl RedisStore {
             return Ok(v.is_some());
         }
         let keys: Vec<String> = entries.iter().map(|(k, _)| self.key(kind, k)).collect();
-        let ats: Vec<u64> = entries.iter().map(|(_, t)| at_ms(t)).collect();
-        let fresh: i64 = self.script(kind, insert_all(), &keys, &ats).await?;
+        let args: Vec<String> = std::iter::once(mark.to_owned())
+            .chain(entries.iter().map(|(_, t)| at_ms(t).to_string()))
+            .collect();
+        let fresh: i64 = self.script(kind, insert_all(), &keys, &args).await?;
         Ok(fresh == 1)
+    }
+
+    /// Deletes those of `entries` that still hold `mark` (this replica's
+    /// write, not another's).
+    pub async fn remove_marked(
+        &self,
+        kind: &'static str,
+        entries: &[(String, SystemTime)],
+        mark: &str,
+    ) {
+        let keys: Vec<String> = entries.iter().map(|(k, _)| self.key(kind, k)).collect();
+        let _ = self
+            .script::<i64, _>(kind, remove_marked(), &keys, &[mark])
+            .await;
     }
 
     /// The values of `keys` (of `kind`, prefixed here), `None` where absent.
@@ -248,8 +297,8 @@ impl RedisStore {
     }
 }
 
-/// Every key set (each until its ARGV, ms since the epoch) or, when one is
-/// already there, none: 1 or 0.
+/// Every key set to ARGV[1] (each until its ARGV[i + 1], ms since the
+/// epoch) or, when one is already there, none: 1 or 0.
 fn insert_all() -> &'static ::redis::Script {
     static S: std::sync::OnceLock<::redis::Script> = std::sync::OnceLock::new();
     S.get_or_init(|| {
@@ -259,9 +308,25 @@ for _, k in ipairs(KEYS) do
   if redis.call('EXISTS', k) == 1 then return 0 end
 end
 for i, k in ipairs(KEYS) do
-  redis.call('SET', k, 1, 'PXAT', ARGV[i])
+  redis.call('SET', k, ARGV[1], 'PXAT', ARGV[i + 1])
 end
 return 1
+",
+        )
+    })
+}
+
+/// Deletes each key whose value is ARGV[1].
+fn remove_marked() -> &'static ::redis::Script {
+    static S: std::sync::OnceLock<::redis::Script> = std::sync::OnceLock::new();
+    S.get_or_init(|| {
+        ::redis::Script::new(
+            r"
+local n = 0
+for _, k in ipairs(KEYS) do
+  if redis.call('GET', k) == ARGV[1] then n = n + redis.call('DEL', k) end
+end
+return n
 ",
         )
     })

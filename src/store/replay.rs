@@ -86,12 +86,27 @@ impl ReplayCache for Replay {
         let Some(sh) = self.shared.load_full() else {
             return self.local.check_and_insert_all(entries, now);
         };
+        // Entries this replica recorded while the store did not answer (or
+        // before a reload named it) still count.
+        if entries.iter().any(|(k, _)| self.local.holds(k, now)) {
+            return Err(ReplayError::Replay);
+        }
         let named: Vec<(String, SystemTime)> = entries.iter().map(|(k, t)| (text(k), *t)).collect();
+        let mark = crate::credentials::jwt::fresh_id();
         // Verification runs on a blocking thread: wait there, within the
         // store's deadline.
         let answer = match tokio::runtime::Handle::try_current() {
             Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(|| h.block_on(sh.store.insert_new(KIND, &named)))
+                let answer = tokio::task::block_in_place(|| {
+                    h.block_on(sh.store.insert_new(KIND, &named, &mark))
+                });
+                if answer.is_err() {
+                    // The entries may have been written after the deadline:
+                    // take back ours, so the sender's retry is no replay.
+                    let store = sh.store.clone();
+                    h.spawn(async move { store.remove_marked(KIND, &named, &mark).await });
+                }
+                answer
             }
             _ => Err(super::redis::StoreError::NotConnected),
         };

@@ -279,7 +279,7 @@ impl Metrics {
             state_operations: counter(
                 &r,
                 "sealgate_state_operations_total",
-                "Operations on the shared state store by kind (replay, rate) and result (ok, timeout, error; fallback, fail_open and fail_closed for decisions made without it)",
+                "Operations on the shared state store by kind (replay, rate, block, ping) and result (ok, timeout, error; fallback, fail_open and fail_closed for decisions made without it)",
                 &["kind", "result"],
             ),
             registry: r,

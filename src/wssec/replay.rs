@@ -129,6 +129,13 @@ impl MemoryReplayCache {
         self.len() == 0
     }
 
+    /// Whether `key` is held and still fresh at `now`.
+    pub fn holds(&self, key: &ReplayKey, now: SystemTime) -> bool {
+        let shard = &self.shards[usize::from(key[0]) % SHARDS];
+        let s = shard.lock().unwrap_or_else(PoisonError::into_inner);
+        s.until.get(key).is_some_and(|t| *t >= now)
+    }
+
     /// Forgets `key`; whether it was held.
     pub fn remove(&self, key: &ReplayKey) -> bool {
         let shard = &self.shards[usize::from(key[0]) % SHARDS];

@@ -88,7 +88,7 @@ impl SigningKey {
         }
     }
 
-    pub(super) fn sign(&self, alg: SignatureAlgorithm, data: &[u8]) -> Result<Vec<u8>, WssecError> {
+    pub fn sign(&self, alg: SignatureAlgorithm, data: &[u8]) -> Result<Vec<u8>, WssecError> {
         let rng = SystemRandom::new();
         let failed = |_| WssecError::Internal("signing failed");
         match (self, alg) {

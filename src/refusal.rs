@@ -24,6 +24,10 @@ reasons! {
         /// The shared rate-limit store did not answer (`on_failure.rate = "fail_closed"`).
         RateStoreUnavailable = "rate_store_unavailable",
         RouteBusy = "route_busy",
+        /// No `[route.credentials]` principal maps the client identity.
+        NoPrincipal = "no_principal",
+        /// The upstream's token could not be had (endpoint down or refusing).
+        TokenUnavailable = "token_unavailable",
         TooManyHeaders = "too_many_headers",
         BodyTooLarge = "body_too_large",
         BadRequest = "bad_request",
@@ -65,6 +69,8 @@ pub enum Stage {
     Concurrency,
     Size,
     Wssec,
+    /// The upstream's credential, brokered by the gateway.
+    Credentials,
     Upstream,
     /// A body that stopped moving, or an exchange that ran too long.
     Transfer,
@@ -80,6 +86,7 @@ impl Stage {
             Stage::Concurrency => "concurrency",
             Stage::Size => "size",
             Stage::Wssec => "wssec",
+            Stage::Credentials => "credentials",
             Stage::Upstream => "upstream",
             Stage::Transfer => "transfer",
         }
@@ -100,6 +107,7 @@ impl Reason {
             R::NoClientIdentity | R::IdentityNotAllowed => Stage::Identity,
             R::RateLimited | R::RateStoreUnavailable => Stage::Rate,
             R::RouteBusy => Stage::Concurrency,
+            R::NoPrincipal | R::TokenUnavailable => Stage::Credentials,
             R::TooManyHeaders | R::BodyTooLarge | R::BodyReadTimeout | R::ClientBodyError => {
                 Stage::Size
             }
@@ -131,13 +139,17 @@ impl Reason {
             | R::BadRequest
             | R::ClientBodyError => S::BAD_REQUEST,
             R::NoRoute => S::NOT_FOUND,
-            R::Blocked | R::IpNotAllowed | R::NoClientIdentity | R::IdentityNotAllowed => {
-                S::FORBIDDEN
-            }
+            R::Blocked
+            | R::IpNotAllowed
+            | R::NoClientIdentity
+            | R::IdentityNotAllowed
+            | R::NoPrincipal => S::FORBIDDEN,
             R::RateLimited => S::TOO_MANY_REQUESTS,
-            R::RouteBusy | R::UpstreamBusy | R::WssecUnavailable | R::RateStoreUnavailable => {
-                S::SERVICE_UNAVAILABLE
-            }
+            R::RouteBusy
+            | R::UpstreamBusy
+            | R::WssecUnavailable
+            | R::RateStoreUnavailable
+            | R::TokenUnavailable => S::SERVICE_UNAVAILABLE,
             R::TooManyHeaders => S::REQUEST_HEADER_FIELDS_TOO_LARGE,
             R::BodyTooLarge => S::PAYLOAD_TOO_LARGE,
             R::UnsupportedEncoding => S::UNSUPPORTED_MEDIA_TYPE,
@@ -177,6 +189,8 @@ impl Reason {
             R::RateLimited => "Too many requests; retry after the time given.",
             R::RateStoreUnavailable => "Rate limits cannot be checked right now; retry later.",
             R::RouteBusy => "This route is at its concurrency limit; retry later.",
+            R::NoPrincipal => "No upstream account is mapped to this client certificate on this route.",
+            R::TokenUnavailable => "The gateway cannot obtain the upstream's credential right now; retry later.",
             R::TooManyHeaders => "The request has too many header fields.",
             R::BodyTooLarge => "The request body is larger than this route allows.",
             R::BadRequest => "The request could not be forwarded as sent.",

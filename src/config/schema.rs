@@ -636,6 +636,28 @@ pub struct RouteConfig {
     /// The whole exchange, from request headers to the end of the response.
     pub max_duration: Option<Dur>,
     pub wssec: Option<RouteWssec>,
+    /// How the upstream's credential (`[upstream.NAME.auth]`) is presented.
+    pub credentials: Option<RouteCredentials>,
+}
+
+/// A route's use of its upstream's credential.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RouteCredentials {
+    /// The client identity → the principal the token is for (the first
+    /// rule that matches); a caller no rule maps is refused (403).
+    #[serde(default)]
+    pub principals: Vec<PrincipalConfig>,
+    /// Let the client's own credentials through instead of removing them.
+    #[serde(default)]
+    pub pass_client_credentials: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalConfig {
+    pub principal: String,
+    pub when: AllowRuleConfig,
 }
 
 /// WS-Security on a route: for requests on their way upstream, and for the
@@ -921,6 +943,94 @@ pub struct UpstreamConfig {
     pub pool_idle_timeout: Dur,
     #[serde(default = "default_pool_max_idle")]
     pub pool_max_idle_per_host: usize,
+    /// A credential the gateway holds and presents on the callers' behalf.
+    pub auth: Option<AuthConfig>,
+}
+
+/// `[upstream.NAME.auth]`: where the upstream's credential comes from. A
+/// secret is never written here: `${VAR}` names an environment variable, or
+/// a `*_file` key a file.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AuthConfig {
+    /// OAuth 2.0 JWT bearer (RFC 7523) as Salesforce runs it.
+    SalesforceJwtBearer(SalesforceJwtConfig),
+    /// OAuth 2.0 client credentials (RFC 6749 section 4.4).
+    ClientCredentials(ClientCredentialsConfig),
+    /// A bearer token or API key that does not change.
+    Static(StaticTokenConfig),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SalesforceJwtConfig {
+    /// `https://login.salesforce.com`, `https://test.salesforce.com` or a My Domain URL.
+    #[serde(default = "default_salesforce_login")]
+    pub login: String,
+    /// The connected app's consumer key (the JWT's `iss`).
+    pub consumer_key: String,
+    /// The connected app's private key (PEM, RSA): signs the assertion.
+    pub key: PathBuf,
+    /// The Salesforce user when a route maps no principal.
+    pub username: Option<String>,
+    /// Fetched again after this long even if still accepted.
+    pub max_age: Option<Dur>,
+    /// Requests go to the token's `instance_url` instead of the upstream's host.
+    #[serde(default)]
+    pub use_instance_url: bool,
+    /// Hosts an `instance_url` may name (default: Salesforce's domains).
+    pub instance_hosts: Option<Vec<String>>,
+    /// `"system"` (default) or a PEM bundle path: the token endpoint's CAs.
+    pub token_ca: Option<String>,
+    /// One fetch, connection included (default 10s).
+    pub token_timeout: Option<Dur>,
+}
+
+fn default_salesforce_login() -> String {
+    "https://login.salesforce.com".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCredentialsConfig {
+    pub token_url: String,
+    pub client_id: String,
+    /// `${VAR}` only; or `client_secret_file`.
+    pub client_secret: Option<String>,
+    pub client_secret_file: Option<PathBuf>,
+    #[serde(default)]
+    pub auth_method: ClientAuthMethod,
+    /// `private_key_jwt`: the key signing the client assertion (PEM, RSA or
+    /// ECDSA P-256) and its `kid`.
+    pub key: Option<PathBuf>,
+    pub key_id: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// A token is fetched again this long before it expires.
+    pub refresh_margin: Option<Dur>,
+    pub token_ca: Option<String>,
+    pub token_timeout: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMethod {
+    #[default]
+    ClientSecretBasic,
+    ClientSecretPost,
+    PrivateKeyJwt,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticTokenConfig {
+    /// `${VAR}` only; or `token_file`.
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+    /// The header it goes in (default `authorization`).
+    pub header: Option<String>,
+    /// Written before the token: default `Bearer` in `authorization`, none elsewhere.
+    pub scheme: Option<String>,
 }
 
 fn default_connect_timeout() -> Dur {

@@ -69,7 +69,14 @@ pub fn body_replaced(h: &mut HeaderMap) {
 }
 
 pub fn strip_client_claims(h: &mut HeaderMap, identity: &HeaderName) {
-    let forbidden = |name: &str| name == identity.as_str() || CLIENT_CLAIMS.contains(&name);
+    strip_where(h, |name| {
+        name == identity.as_str() || CLIENT_CLAIMS.contains(&name)
+    });
+}
+
+/// Removes every header `forbidden` names, also when spelled with `_` for
+/// `-` (CGI-style servers read `x_api_key` as `x-api-key`).
+pub fn strip_where(h: &mut HeaderMap, forbidden: impl Fn(&str) -> bool) {
     let mut gone: Vec<HeaderName> = Vec::new();
     for k in h.keys() {
         let name = k.as_str();
@@ -91,6 +98,10 @@ pub fn strip_client_claims(h: &mut HeaderMap, identity: &HeaderName) {
 pub fn scrub_trailers(t: &mut HeaderMap, identity: &HeaderName) {
     strip_hop_by_hop(t, false);
     strip_client_claims(t, identity);
+    // Credentials have no place in trailers (RFC 9110 §6.5.1).
+    strip_where(t, |n| {
+        matches!(n, "authorization" | "proxy-authorization" | "cookie")
+    });
     t.remove(header::HOST);
     t.remove(header::CONTENT_LENGTH);
 }

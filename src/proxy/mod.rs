@@ -6,6 +6,7 @@
 
 pub mod body;
 pub mod conn;
+pub mod credentials;
 pub mod headers;
 pub mod record;
 pub mod reply;

@@ -11,6 +11,7 @@
 
 use super::body::{self, BodyStats, End, Finish, Limited, Tracked};
 use super::conn::ConnCtx;
+use super::credentials;
 use super::headers::{self, ForwardContext};
 use super::record::Record;
 use super::reply;
@@ -37,6 +38,8 @@ struct Routed {
     path: String,
     /// The host the client addressed, as sent (for `X-Forwarded-Host`).
     host: Option<String>,
+    /// Whom the upstream's brokered token is for, on a route with one.
+    principal: Option<String>,
 }
 
 /// Replay-cache entries of a verified message, forgotten again (on drop)
@@ -104,7 +107,7 @@ async fn run(
     rec: &mut Record,
     req: Request<Incoming>,
 ) -> Result<Upstreamed, Refusal> {
-    let routed = match route_phase(ctx, &req) {
+    let mut routed = match route_phase(ctx, &req) {
         Ok(r) => r,
         Err(refusal) => return Err(dispose(req, refusal)),
     };
@@ -114,6 +117,10 @@ async fn run(
         Ok(()) => authorize(ctx, &route).await,
         Err(r) => Err(r),
     };
+    let early = early.and_then(|()| {
+        routed.principal = credentials::principal(ctx, &route)?;
+        Ok(())
+    });
     let early = match early {
         Ok(()) => limit(ctx, &route, &req).await,
         Err(r) => Err(r),
@@ -128,11 +135,16 @@ async fn run(
             return Err(dispose(req, busy));
         }
     }
+    let carried = match credentials::token(ctx, &route, routed.principal.as_deref()).await {
+        Ok(c) => c,
+        Err(refusal) => return Err(dispose(req, refusal)),
+    };
     let deadline = route
         .max_duration
         .map(|d| tokio::time::Instant::from_std(rec.start + d));
-    let (upstream_req, undelivered) = transform(ctx, rec, &routed, req).await?;
+    let (upstream_req, undelivered) = transform(ctx, rec, &routed, carried.as_ref(), req).await?;
     let resp = forward(rec, &route, upstream_req, undelivered, deadline).await?;
+    credentials::answered(ctx, &route, carried.as_ref(), resp.status());
     let resp = match &route.wssec_response {
         Some(stage) => wssec::response(ctx, &route, stage, resp, deadline).await?,
         None => resp.map(|b| b.map_err(Into::into).boxed_unsync()),
@@ -182,7 +194,12 @@ fn route_phase(ctx: &ConnCtx, req: &Request<Incoming>) -> Result<Routed, Refusal
         })
         .cloned()
         .ok_or(Reason::NoRoute)?;
-    Ok(Routed { route, path, host })
+    Ok(Routed {
+        route,
+        path,
+        host,
+        principal: None,
+    })
 }
 
 /// The host the client addressed: the request target's authority (absolute
@@ -375,6 +392,7 @@ async fn transform(
     ctx: &ConnCtx,
     rec: &mut Record,
     routed: &Routed,
+    carried: Option<&credentials::Carried>,
     req: Request<Incoming>,
 ) -> Result<(Request<ProxyBody>, Undelivered), Refusal> {
     let route = &routed.route;
@@ -413,6 +431,9 @@ async fn transform(
         None => {
             parts.headers.remove(header::HOST);
         }
+    }
+    if let Some(c) = &route.credentials {
+        credentials::apply(c, carried, &mut parts)?;
     }
     let stats = rec.stats.clone();
     if route.wssec_response.is_some() {

@@ -153,6 +153,7 @@ impl Gateway {
                 if let Some(b) = &rt.blocker {
                     b.prune();
                 }
+                rt.broker.observe();
                 if let Some(s) = rt.store() {
                     s.probe().await;
                 }

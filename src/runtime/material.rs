@@ -470,6 +470,7 @@ impl<'c> Loader<'c> {
             },
             (None, Some(f)) => {
                 let p = self.resolve(f);
+                self.key_permissions(at, &p);
                 match std::fs::read(&p) {
                     Ok(mut bytes) => {
                         while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
@@ -497,6 +498,62 @@ impl<'c> Loader<'c> {
         }
     }
 
+    /// A secret the config names by `${VAR}` in `key` or by a file in
+    /// `{key}_file` (at `{at}.…`), never written in it: a literal is refused.
+    pub fn secret_ref(
+        &mut self,
+        at: &str,
+        key: &str,
+        what: &str,
+        value: Option<&str>,
+        file: Option<&Path>,
+    ) -> Option<Vec<u8>> {
+        match (value, file) {
+            (Some(v), None) => match env_name(v) {
+                Some(var) => self.secret(&format!("{at}.{key}"), what, Some(var), None),
+                None => {
+                    self.problem(
+                        format!("{at}.{key}"),
+                        format!("a secret is never written in the config: write \"${{VAR}}\" to read {what} from the environment, or use {key}_file"),
+                    );
+                    None
+                }
+            },
+            (None, Some(f)) => self.secret(&format!("{at}.{key}_file"), what, None, Some(f)),
+            (Some(_), Some(_)) => {
+                self.problem(
+                    format!("{at}.{key}"),
+                    format!("set {key} or {key}_file, not both"),
+                );
+                None
+            }
+            (None, None) => {
+                self.problem(
+                    format!("{at}.{key}"),
+                    format!("{what} is needed: {key} = \"${{VAR}}\" or {key}_file"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A setting that may come from the environment: `${VAR}`, or itself.
+    pub fn expand(&mut self, at: &str, value: &str) -> Option<String> {
+        let Some(var) = env_name(value) else {
+            return Some(value.to_owned());
+        };
+        match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Some(v),
+            _ => {
+                self.problem(
+                    at,
+                    format!("environment variable {var} is not set or empty"),
+                );
+                None
+            }
+        }
+    }
+
     /// Problems in first-seen order, each once.
     pub fn into_problems(self) -> Vec<Problem> {
         let mut seen = std::collections::HashSet::new();
@@ -512,4 +569,14 @@ pub fn sha256(bytes: &[u8]) -> Vec<u8> {
     aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes)
         .as_ref()
         .to_vec()
+}
+
+/// `VAR` of `${VAR}`, when the whole value is one.
+pub fn env_name(value: &str) -> Option<&str> {
+    let var = value.strip_prefix("${")?.strip_suffix('}')?;
+    let mut chars = var.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    (first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')).then_some(var)
 }

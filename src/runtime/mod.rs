@@ -73,6 +73,8 @@ pub struct Runtime {
     pub warnings: Vec<Problem>,
     pub metrics: Arc<Metrics>,
     pub blocker: Option<crate::store::Blocks>,
+    /// The brokered token cache (it outlives snapshots).
+    pub broker: Arc<crate::credentials::Broker>,
     /// Caps on refusal log lines so a flood cannot flood the logs; one per kind,
     /// so a flood of one kind never hides the others.
     pub logs: LogGates,
@@ -113,6 +115,12 @@ impl Runtime {
         for (url, der) in &self.downloaded {
             state.crl_used(url, der);
         }
+        let sources: std::collections::HashSet<&str> = self
+            .upstreams
+            .values()
+            .filter_map(|u| u.auth.as_deref().map(|a| a.id.as_str()))
+            .collect();
+        self.broker.retain(&sources);
         self.metrics.cert_expiry.reset();
         for c in &self.certs {
             self.metrics
@@ -277,6 +285,7 @@ impl Runtime {
             echo_listen: config.echo.as_ref().map(|e| e.listen),
             certs,
             warnings,
+            broker: state.broker(&metrics),
             metrics,
             blocker,
             logs: LogGates {

@@ -10,6 +10,7 @@ use crate::admission::ip::Allowlist;
 use crate::admission::rate::{Rate, RateLimit, SingleLimit};
 use crate::config::{RateKey, RouteConfig};
 use crate::telemetry::metrics::{Metrics, ReasonCounters};
+use crate::tls::identity::PeerIdentity;
 use http::{HeaderMap, Method};
 use prometheus::{Histogram, IntCounter};
 use std::sync::Arc;
@@ -163,7 +164,45 @@ pub struct Route {
     pub body_idle_timeout: Duration,
     /// The whole exchange, request to the end of the response, within this.
     pub max_duration: Option<Duration>,
+    /// The upstream's credential, presented on the callers' behalf.
+    pub credentials: Option<RouteCredentials>,
     pub counters: RouteCounters,
+}
+
+/// How a route presents its upstream's brokered credential.
+pub struct RouteCredentials {
+    pub source: Arc<crate::credentials::Source>,
+    /// The first rule matching the caller names its principal.
+    pub principals: Vec<(AllowRule, String)>,
+    /// The principal when no rule is configured.
+    pub default_principal: Option<String>,
+    /// The client's own Authorization and cookies reach the upstream.
+    pub pass_client_credentials: bool,
+}
+
+impl RouteCredentials {
+    /// The principal the caller's token is for; `None`: no rule maps it.
+    pub fn principal(&self, id: Option<&PeerIdentity>) -> Option<&str> {
+        if self.principals.is_empty() {
+            return Some(
+                self.default_principal
+                    .as_deref()
+                    .unwrap_or(crate::credentials::source::APPLICATION),
+            );
+        }
+        let id = id?;
+        self.principals
+            .iter()
+            .find(|(rule, _)| rule.matches(id))
+            .map(|(_, p)| p.as_str())
+    }
+
+    pub fn is_static(&self) -> bool {
+        matches!(
+            self.source.kind,
+            crate::credentials::source::Kind::Static { .. }
+        )
+    }
 }
 
 impl Matcher {
@@ -197,6 +236,11 @@ impl Route {
                 R::IdentityNotAllowed => !self.authz.rules.is_empty(),
                 R::RateLimited => !self.limits.is_empty(),
                 R::RateStoreUnavailable => !self.limits.is_empty() && self.shared_rates,
+                R::NoPrincipal => self
+                    .credentials
+                    .as_ref()
+                    .is_some_and(|c| !c.principals.is_empty()),
+                R::TokenUnavailable => self.credentials.as_ref().is_some_and(|c| !c.is_static()),
                 R::RouteBusy => self.gate.max.is_some(),
                 R::UpstreamBusy => self.upstream.gate.max.is_some(),
                 R::WssecResponseRefused => response.is_some_and(|s| s.verifies()),
@@ -350,6 +394,7 @@ impl Route {
         else {
             return None;
         };
+        let credentials = route_credentials(ld, at, c, &upstream);
         if ld.problems.len() > before {
             return None;
         }
@@ -391,6 +436,7 @@ impl Route {
                 && ld.config.state.on_failure.rate == crate::config::RateFailure::FailClosed,
             body_idle_timeout,
             max_duration: c.max_duration.map(|d| d.0),
+            credentials,
         };
         for k in route.possible_refusals() {
             route
@@ -486,4 +532,94 @@ pub fn ambiguous_soap_action(headers: &HeaderMap) -> bool {
         (Some(h), Some(a)) => h.trim().trim_matches('"') != a,
         _ => false,
     }
+}
+
+/// `[route.credentials]` with its upstream's `[upstream.NAME.auth]`.
+fn route_credentials(
+    ld: &mut Loader<'_>,
+    at: &str,
+    c: &RouteConfig,
+    upstream: &Upstream,
+) -> Option<RouteCredentials> {
+    let Some(source) = upstream.auth.clone() else {
+        if c.credentials.is_some() {
+            ld.problem(
+                format!("{at}.credentials"),
+                format!(
+                    "upstream {:?} has no [upstream.{}.auth]",
+                    upstream.name, upstream.name
+                ),
+            );
+        }
+        return None;
+    };
+    let rc = c.credentials.as_ref();
+    let mut principals = Vec::new();
+    for (j, p) in rc
+        .map(|r| r.principals.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let key = format!("{at}.credentials.principals[{j}]");
+        if !source.has_principals() {
+            ld.problem(
+                &key,
+                format!("a {} source issues one token for the application: principals apply to salesforce_jwt_bearer", source.kind_name()),
+            );
+            continue;
+        }
+        if p.principal.trim().is_empty() || p.principal.chars().any(char::is_control) {
+            ld.problem(
+                format!("{key}.principal"),
+                "a user name, such as etl-prod@acme.com",
+            );
+        }
+        match AllowRule::compile(&p.when) {
+            Ok(rule) => principals.push((rule, p.principal.trim().to_owned())),
+            Err(e) => ld.problem(format!("{key}.when"), e.to_string()),
+        }
+    }
+    let default_principal = match &source.kind {
+        crate::credentials::source::Kind::Fetched(f) => f.default_principal.clone(),
+        crate::credentials::source::Kind::Static { .. } => None,
+    };
+    if source.has_principals() && principals.is_empty() && default_principal.is_none() {
+        ld.problem(
+            format!("{at}.credentials.principals"),
+            format!(
+                "map client identities to Salesforce users here, or set username in [upstream.{}.auth]",
+                upstream.name
+            ),
+        );
+    }
+    if c.soap || c.wssec.is_some() {
+        ld.problem(
+            at,
+            format!(
+                "upstream {:?} has [upstream.{}.auth], and SOAP routes take the token in the SessionHeader, which this build does not inject yet: route REST calls to it",
+                upstream.name, upstream.name
+            ),
+        );
+    }
+    if c.allow_anonymous {
+        ld.problem(
+            format!("{at}.allow_anonymous"),
+            "a caller without a certificate would be given the upstream's credential",
+        );
+    } else if c.allow.is_empty() && principals.is_empty() {
+        ld.warn(
+            at,
+            format!(
+                "any client certificate the listener's CA issued gets upstream {:?}'s credential here: add allow rules or [route.credentials] principals",
+                upstream.name
+            ),
+        );
+    }
+    Some(RouteCredentials {
+        source,
+        principals,
+        default_principal,
+        pass_client_credentials: rc.is_some_and(|r| r.pass_client_credentials),
+    })
 }

@@ -34,6 +34,7 @@ pub struct State {
     /// The shared store, kept while its settings are.
     store: Mutex<Option<Arc<RedisStore>>>,
     blocker: Mutex<Option<Arc<Blocker>>>,
+    broker: Mutex<Option<Arc<crate::credentials::Broker>>>,
     sessions: Mutex<HashMap<String, TlsSessions>>,
     crl_downloads: Mutex<HashMap<String, Download>>,
 }
@@ -73,6 +74,7 @@ impl State {
             replay: Arc::new(Replay::new(DEFAULT_REPLAY_ENTRIES)),
             store: Mutex::new(None),
             blocker: Mutex::new(None),
+            broker: Mutex::new(None),
             sessions: Mutex::new(HashMap::new()),
             crl_downloads: Mutex::new(HashMap::new()),
         }
@@ -167,6 +169,24 @@ impl State {
         let mut b = self.blocker.lock().unwrap_or_else(PoisonError::into_inner);
         b.get_or_insert_with(|| Arc::new(Blocker::new(settings.clone(), Some(metrics))))
             .clone()
+    }
+
+    /// The brokered token cache, made on first use with `metrics`.
+    pub fn broker(
+        &self,
+        metrics: &crate::telemetry::metrics::Metrics,
+    ) -> Arc<crate::credentials::Broker> {
+        let mut b = self.broker.lock().unwrap_or_else(PoisonError::into_inner);
+        b.get_or_insert_with(|| {
+            Arc::new(crate::credentials::Broker::new(Some(
+                crate::credentials::broker::TokenMetrics {
+                    fetches: metrics.token_fetches.clone(),
+                    entries: metrics.token_cache_entries.clone(),
+                    age: metrics.token_age.clone(),
+                },
+            )))
+        })
+        .clone()
     }
 
     /// A listener's TLS session state, kept while its client-certificate mode is.

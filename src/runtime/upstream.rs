@@ -45,6 +45,8 @@ pub struct Upstream {
     /// The upstream's concurrency ceiling (Salesforce: 25 long-running calls per org).
     pub gate: Gate,
     pub duration: Histogram,
+    /// The credential the gateway holds for this upstream.
+    pub auth: Option<std::sync::Arc<crate::credentials::Source>>,
 }
 
 impl Upstream {
@@ -83,7 +85,29 @@ impl Upstream {
                 .map(Some),
             _ => Some(None),
         };
-        let (roots, identity) = (roots?, identity?);
+        let auth = match &u.auth {
+            None => Some(None),
+            Some(a) => crate::credentials::source::compile(ld, name, a)
+                .map(|s| Some(std::sync::Arc::new(s))),
+        };
+        let (roots, identity, auth) = (roots?, identity?, auth?);
+        let loopback = matches!(authority.host(), "127.0.0.1" | "localhost" | "[::1]");
+        if auth.is_some() && scheme == http::uri::Scheme::HTTP && !loopback {
+            ld.problem(
+                format!("{at}.url"),
+                "an upstream the gateway presents a credential to must be https:// (plain http only on loopback)",
+            );
+            return None;
+        }
+        if auth
+            .as_ref()
+            .is_some_and(|a| matches!(a.kind, crate::credentials::source::Kind::Fetched(_)))
+        {
+            // Series that exist before the first fetch, so alerts on them work.
+            for result in crate::credentials::fetch::RESULTS {
+                metrics.token_fetches.with_label_values(&[name, result]);
+            }
+        }
         let tls = match crate::tls::upstream::client_config(roots, identity) {
             Ok(t) => t,
             Err(e) => {
@@ -126,6 +150,7 @@ impl Upstream {
                 metrics.upstream_in_flight.with_label_values(&[name]),
             ),
             duration: metrics.upstream_histogram(name),
+            auth,
         })
     }
 

@@ -171,3 +171,48 @@ pub fn crl_fetch(url: &str, result: &str, detail: &str) {
         );
     }
 }
+
+/// A brokered token was issued (`refreshed`: it replaced an older one).
+/// Its scopes and expiry, never the token.
+pub fn token_issued(
+    upstream: &str,
+    principal: &str,
+    scopes: &str,
+    expires_unix: Option<u64>,
+    refreshed: bool,
+) {
+    tracing::info!(
+        target: TARGET,
+        event = if refreshed { "token_refreshed" } else { "token_issued" },
+        upstream,
+        principal,
+        scopes,
+        expires_unix,
+        "token fetched for the upstream"
+    );
+}
+
+/// A token endpoint gave no token: `result` as `sealgate_token_fetches_total`
+/// counts it, and what the endpoint said (its `error_description`).
+pub fn token_refused(upstream: &str, principal: &str, result: &str, detail: &str) {
+    tracing::error!(
+        target: TARGET,
+        event = "token_refused",
+        upstream,
+        principal,
+        result,
+        detail,
+        "no token from the upstream's token endpoint; its requests get 503 token_unavailable"
+    );
+}
+
+/// The upstream refused a brokered token (401): the next request fetches one.
+pub fn token_invalidated(upstream: &str, principal: &str) {
+    tracing::warn!(
+        target: TARGET,
+        event = "token_invalidated",
+        upstream,
+        principal,
+        "the upstream refused the brokered token; a new one is fetched"
+    );
+}

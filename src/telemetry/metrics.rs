@@ -35,6 +35,9 @@ pub struct Metrics {
     pub crl_fetches: IntCounterVec,
     pub state_backend_up: IntGauge,
     pub state_operations: IntCounterVec,
+    pub token_fetches: IntCounterVec,
+    pub token_cache_entries: IntGauge,
+    pub token_age: IntGaugeVec,
 }
 
 fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -281,6 +284,23 @@ impl Metrics {
                 "sealgate_state_operations_total",
                 "Operations on the shared state store by kind (replay, rate, block, ping) and result (ok, timeout, error; fallback, fail_open and fail_closed for decisions made without it)",
                 &["kind", "result"],
+            ),
+            token_fetches: counter(
+                &r,
+                "sealgate_token_fetches_total",
+                "Brokered token requests by upstream and result (ok, invalid_grant, invalid_client, refused, unavailable, timeout, bad_answer)",
+                &["upstream", "result"],
+            ),
+            token_cache_entries: single_gauge(
+                &r,
+                "sealgate_token_cache_entries",
+                "Entries in the brokered token cache, one per upstream and principal",
+            ),
+            token_age: gauge(
+                &r,
+                "sealgate_token_age_seconds",
+                "Age of the oldest cached token of each upstream",
+                &["upstream"],
             ),
             registry: r,
         };

@@ -6,6 +6,7 @@ mod support;
 
 mod admission;
 mod container;
+mod credentials;
 mod demo;
 mod fleet;
 mod grpc;

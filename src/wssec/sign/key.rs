@@ -76,6 +76,14 @@ impl SigningKey {
         }
     }
 
+    /// The public half's bytes (PKCS#1 for RSA, the point for ECDSA).
+    pub fn public_bytes(&self) -> Vec<u8> {
+        match self {
+            SigningKey::Rsa(k) => k.public_key().as_ref().to_vec(),
+            SigningKey::EcP256(k) | SigningKey::EcP384(k) => k.public_key().as_ref().to_vec(),
+        }
+    }
+
     /// Whether the certificate carries this key's public half.
     pub fn matches(&self, cert: &CertInfo) -> bool {
         match (self, &cert.key) {

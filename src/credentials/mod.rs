@@ -10,6 +10,7 @@
 pub mod broker;
 pub mod fetch;
 pub mod jwt;
+pub mod soap;
 pub mod source;
 
 pub use broker::{Broker, Token, TokenError};

@@ -614,3 +614,60 @@ impl Scanner {
         })
     }
 }
+
+/// An element's qualified name from its start tag's bytes.
+pub fn tag_name(tag: &[u8]) -> String {
+    let name: Vec<u8> = tag
+        .iter()
+        .skip(1)
+        .take_while(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'/' | b'>'))
+        .copied()
+        .collect();
+    String::from_utf8_lossy(&name).into_owned()
+}
+
+/// Where a new first child of the SOAP Header goes: at `at`, `delete` bytes
+/// replaced by `open` + the child + `close` (a Header made in the
+/// Envelope's namespace when there is none, a `<p:Header/>` opened).
+pub struct HeaderSlot {
+    pub at: usize,
+    pub delete: usize,
+    pub open: String,
+    pub close: String,
+}
+
+/// The slot for a new first Header child of `msg`, as `scan` found it.
+pub fn header_slot(msg: &[u8], scan: &Scanned) -> HeaderSlot {
+    match (scan.header, scan.header_start_tag) {
+        (Some(h), Some(st)) if h.end == st.end => {
+            // `<p:Header/>`: its `/>` becomes `>` ... `</p:Header>`.
+            let name = tag_name(msg.get(st.start..st.end).unwrap_or_default());
+            HeaderSlot {
+                at: st.end.saturating_sub(2),
+                delete: 2,
+                open: ">".to_owned(),
+                close: format!("</{name}>"),
+            }
+        }
+        (Some(_), Some(st)) => HeaderSlot {
+            at: st.end,
+            delete: 0,
+            open: String::new(),
+            close: String::new(),
+        },
+        _ => {
+            // The Envelope's own prefix is in scope for its children.
+            let envelope = tag_name(msg.get(scan.envelope.start..).unwrap_or_default());
+            let p = match envelope.split_once(':') {
+                Some((prefix, _)) => format!("{prefix}:"),
+                None => String::new(),
+            };
+            HeaderSlot {
+                at: scan.body.start,
+                delete: 0,
+                open: format!("<{p}Header>"),
+                close: format!("</{p}Header>"),
+            }
+        }
+    }
+}

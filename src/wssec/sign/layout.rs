@@ -24,8 +24,6 @@ pub struct Target {
 /// What one pass over the message found for the signer.
 #[derive(Debug, Clone)]
 pub struct Context {
-    /// The Envelope's prefix (`""` when it is in the default namespace).
-    pub envelope_prefix: String,
     pub body: Target,
     /// Header blocks to sign, in the order asked for.
     pub headers: Vec<Target>,
@@ -68,7 +66,6 @@ pub fn context(
     sign_headers: &[QName],
 ) -> Result<Context, WssecError> {
     let mut reader = Reader::new(msg, limits)?;
-    let mut envelope_prefix = String::new();
     let mut body = None;
     let mut headers: Vec<Option<Target>> = vec![None; sign_headers.len()];
     let mut value_prefixes = BTreeSet::new();
@@ -82,9 +79,7 @@ pub fn context(
         match ev {
             Event::Start(e) => {
                 let d = e.depth();
-                if d == 1 {
-                    envelope_prefix = e.prefix().to_owned();
-                } else if d == 2 {
+                if d == 2 {
                     in_header = Some(e.span().start) == header_start;
                     if e.span().start == scan.body.start {
                         body = Some(target(&e));
@@ -134,7 +129,6 @@ pub fn context(
         .map(|(t, q)| t.ok_or_else(|| WssecError::MissingHeaderBlock(q.to_string())))
         .collect::<Result<_, _>>()?;
     Ok(Context {
-        envelope_prefix,
         body,
         headers,
         value_prefixes,
@@ -186,15 +180,4 @@ pub fn apply(msg: &[u8], edits: &[Edit]) -> Result<Vec<u8>, WssecError> {
 pub fn attribute_point(msg: &[u8], tag: Span) -> usize {
     let empty = msg.get(..tag.end).is_some_and(|b| b.ends_with(b"/>"));
     tag.end.saturating_sub(if empty { 2 } else { 1 })
-}
-
-/// The qualified name at the start of a tag (`<p:Name ...`).
-pub fn tag_name(tag: &[u8]) -> String {
-    let name: Vec<u8> = tag
-        .iter()
-        .skip(1)
-        .take_while(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'/' | b'>'))
-        .copied()
-        .collect();
-    String::from_utf8_lossy(&name).into_owned()
 }

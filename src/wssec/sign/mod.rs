@@ -282,40 +282,19 @@ pub fn secure(
 
     // Where the Security header goes: in place of an old one, first in an
     // existing Header, or in a new Header in the Envelope's own namespace.
-    let (sec_at, sec_delete, open, close) =
-        match (&scan.security, scan.header, scan.header_start_tag) {
-            (Some(_), _, _) if !opts.replace_security => return Err(WssecError::AlreadySecured),
-            (Some(old), _, _) => (
-                old.span.start,
-                old.span.end - old.span.start,
-                String::new(),
-                String::new(),
-            ),
-            (None, Some(h), Some(st)) if h.end == st.end => {
-                // `<p:Header/>`: its `/>` becomes `>` ... `</p:Header>`.
-                let name = layout::tag_name(msg.get(st.start..st.end).unwrap_or_default());
-                (
-                    st.end.saturating_sub(2),
-                    2,
-                    ">".to_owned(),
-                    format!("</{name}>"),
-                )
-            }
-            (None, Some(_), Some(st)) => (st.end, 0, String::new(), String::new()),
-            _ => {
-                let p = if ctx.envelope_prefix.is_empty() {
-                    String::new()
-                } else {
-                    format!("{}:", ctx.envelope_prefix)
-                };
-                (
-                    scan.body.start,
-                    0,
-                    format!("<{p}Header>"),
-                    format!("</{p}Header>"),
-                )
-            }
-        };
+    let (sec_at, sec_delete, open, close) = match &scan.security {
+        Some(_) if !opts.replace_security => return Err(WssecError::AlreadySecured),
+        Some(old) => (
+            old.span.start,
+            old.span.end - old.span.start,
+            String::new(),
+            String::new(),
+        ),
+        None => {
+            let slot = envelope::header_slot(msg, &scan);
+            (slot.at, slot.delete, slot.open, slot.close)
+        }
+    };
 
     let mut refs: Vec<(String, Method)> = Vec::new();
     if signer.is_some() && opts.sign_body {

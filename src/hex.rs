@@ -21,6 +21,24 @@ pub fn lower(bytes: &[u8]) -> String {
     upper(bytes, "").to_ascii_lowercase()
 }
 
+/// A new random id (request ids, assertion ids, write marks): 128 bits as
+/// 32 hex digits.
+pub fn random_id() -> String {
+    let mut b = [0u8; 16];
+    if aws_lc_rs::rand::fill(&mut b).is_err() {
+        // The system RNG failing is not a reason to drop a request; fall back to time and a counter.
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        b[..8].copy_from_slice(&t.to_be_bytes());
+        b[8..].copy_from_slice(&N.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+    }
+    lower(&b)
+}
+
 /// Decodes hex as a person writes it: either case, with `:`, `-` or spaces
 /// between digit pairs. `None` for anything else (or an odd digit count).
 pub fn decode(s: &str) -> Option<Vec<u8>> {

@@ -25,6 +25,8 @@ const INVALIDATE_EVERY: Duration = Duration::from_secs(10);
 /// A token as the broker holds it. Debug shows no secret.
 pub struct Token {
     pub value: Secret,
+    /// `Authorization: Bearer` as sent (marked sensitive).
+    pub bearer: http::HeaderValue,
     pub instance_url: Option<String>,
     /// The organization id (Salesforce's `id` URL), for Pub/Sub's `tenantid`.
     pub tenant_id: Option<String>,
@@ -237,6 +239,7 @@ impl Broker {
                 };
                 let token = Arc::new(Token {
                     value: got.access_token,
+                    bearer: got.bearer,
                     tenant_id: got.id.as_deref().and_then(org_id),
                     instance_url: got.instance_url,
                     scope: got.scope,

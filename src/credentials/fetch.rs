@@ -21,6 +21,8 @@ const MAX_DESCRIPTION: usize = 300;
 /// What a token endpoint granted.
 pub struct Fetched {
     pub access_token: Secret,
+    /// `Bearer TOKEN`, made once for every request that carries it.
+    pub bearer: HeaderValue,
     pub instance_url: Option<String>,
     /// Salesforce's identity URL (`.../id/ORG/USER`).
     pub id: Option<String>,
@@ -157,11 +159,16 @@ async fn exchange(
     };
     let token = text(&json, "access_token").unwrap_or_default();
     // The token goes into a header: visible ASCII, no spaces.
-    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) || token.len() > 8192 {
-        return Err(FetchError::BadAnswer(
+    let unusable = || {
+        FetchError::BadAnswer(
             "no usable access_token (empty, too long or not visible ASCII)".into(),
-        ));
+        )
+    };
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) || token.len() > 8192 {
+        return Err(unusable());
     }
+    let mut bearer = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| unusable())?;
+    bearer.set_sensitive(true);
     let expires_in = match json.get("expires_in") {
         None | Some(serde_json::Value::Null) => None,
         Some(v) => Some(
@@ -184,6 +191,7 @@ async fn exchange(
     let instance_url = text(&json, "instance_url");
     Ok(Fetched {
         access_token: Secret::new(token.into_bytes()),
+        bearer,
         instance_url,
         id: text(&json, "id"),
         expires_in,

@@ -70,14 +70,6 @@ pub fn sign(
     Ok(format!("{signing_input}.{}", b64(&sig)))
 }
 
-/// A random `jti`: 16 bytes, hex.
-pub fn fresh_id() -> String {
-    let mut b = [0u8; 16];
-    // A failing system RNG leaves zeros: the id is then only less unique.
-    let _ = aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut b);
-    crate::hex::lower(&b)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -183,7 +183,7 @@ impl Fetcher {
                                 sub: client_id,
                                 aud: &aud,
                                 lifetime: CLIENT_ASSERTION_LIFETIME,
-                                jti: Some(jwt::fresh_id()),
+                                jti: Some(crate::hex::random_id()),
                             },
                             now,
                         )
@@ -217,7 +217,7 @@ pub fn instance_allowed(url: &str, hosts: &[String], token_url: &Uri) -> bool {
         return false;
     }
     let host = host.to_ascii_lowercase();
-    let loopback = |h: &str| matches!(h, "127.0.0.1" | "localhost" | "[::1]");
+    let loopback = crate::runtime::upstream::is_loopback;
     if loopback(&host) {
         return token_url.host().is_some_and(loopback)
             && matches!(uri.scheme_str(), Some("http" | "https"));
@@ -241,7 +241,9 @@ fn endpoint(ld: &mut Loader<'_>, at: &str, url: &str) -> Option<Uri> {
             return None;
         }
     };
-    let loopback = matches!(uri.host(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    let loopback = uri
+        .host()
+        .is_some_and(crate::runtime::upstream::is_loopback);
     match (uri.scheme_str(), uri.host()) {
         (Some("https"), Some(_)) => Some(uri),
         (Some("http"), Some(_)) if loopback => Some(uri),
@@ -296,13 +298,7 @@ fn client(
             return None;
         }
     };
-    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-    http.enforce_http(false);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
+    let https = crate::runtime::upstream::https_connector(tls);
     Some(
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))

@@ -86,11 +86,9 @@ pub fn apply(
             parts.headers.insert(header.clone(), value.clone());
         }
         (Kind::Fetched(f), Some(carried)) => {
-            let mut bearer = b"Bearer ".to_vec();
-            bearer.extend_from_slice(carried.token.value.expose());
-            let mut value = HeaderValue::from_bytes(&bearer).map_err(|_| Reason::Internal)?;
-            value.set_sensitive(true);
-            parts.headers.insert(header::AUTHORIZATION, value);
+            parts
+                .headers
+                .insert(header::AUTHORIZATION, carried.token.bearer.clone());
             if f.use_instance_url {
                 if let Some(instance) = carried.token.instance_url.as_deref() {
                     to_instance(parts, instance)?;

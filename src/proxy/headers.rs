@@ -118,23 +118,6 @@ pub fn well_formed_request_id(v: &HeaderValue) -> Option<&str> {
     ok.then_some(s)
 }
 
-/// A new random request id: 128 bits as 32 hex digits.
-pub fn new_request_id() -> String {
-    let mut b = [0u8; 16];
-    if aws_lc_rs::rand::fill(&mut b).is_err() {
-        // The system RNG failing is not a reason to drop a request; fall back to time and a counter.
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static N: AtomicU64 = AtomicU64::new(0);
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        b[..8].copy_from_slice(&t.to_be_bytes());
-        b[8..].copy_from_slice(&N.fetch_add(1, Ordering::Relaxed).to_be_bytes());
-    }
-    crate::hex::lower(&b)
-}
-
 /// What the pipeline knows about the client that the upstream should learn.
 pub struct ForwardContext<'a> {
     pub peer_ip: &'a HeaderValue,
@@ -265,8 +248,8 @@ mod tests {
         assert!(
             well_formed_request_id(&HeaderValue::from_str(&"a".repeat(129)).unwrap()).is_none()
         );
-        let id = new_request_id();
+        let id = crate::hex::random_id();
         assert_eq!(id.len(), 32);
-        assert_ne!(id, new_request_id());
+        assert_ne!(id, crate::hex::random_id());
     }
 }

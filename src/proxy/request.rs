@@ -89,7 +89,7 @@ pub async fn handle(
         .get(&ctx.rt.headers.request_id)
         .and_then(headers::well_formed_request_id)
         .map(str::to_owned)
-        .unwrap_or_else(headers::new_request_id);
+        .unwrap_or_else(crate::hex::random_id);
     let mut rec = Record::new(
         ctx.clone(),
         request_id,

@@ -49,6 +49,27 @@ pub struct Upstream {
     pub auth: Option<std::sync::Arc<crate::credentials::Source>>,
 }
 
+/// A host the gateway may reach over plain http (a local service or test
+/// peer, never a network hop).
+pub fn is_loopback(host: &str) -> bool {
+    matches!(host, "127.0.0.1" | "localhost" | "[::1]")
+}
+
+/// TCP (no Nagle, keep-alive) then TLS with `tls`, or plain http: the
+/// connector of every outbound client (upstreams, token endpoints).
+pub fn https_connector(tls: rustls::ClientConfig) -> HttpsConnector<HttpConnector> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_keepalive(Some(Duration::from_secs(60)));
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http)
+}
+
 impl Upstream {
     /// Builds one upstream; problems go to the loader.
     pub fn build(
@@ -91,8 +112,7 @@ impl Upstream {
                 .map(|s| Some(std::sync::Arc::new(s))),
         };
         let (roots, identity, auth) = (roots?, identity?, auth?);
-        let loopback = matches!(authority.host(), "127.0.0.1" | "localhost" | "[::1]");
-        if auth.is_some() && scheme == http::uri::Scheme::HTTP && !loopback {
+        if auth.is_some() && scheme == http::uri::Scheme::HTTP && !is_loopback(authority.host()) {
             ld.problem(
                 format!("{at}.url"),
                 "an upstream the gateway presents a credential to must be https:// (plain http only on loopback)",
@@ -115,16 +135,7 @@ impl Upstream {
                 return None;
             }
         };
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_keepalive(Some(Duration::from_secs(60)));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
+        let https = https_connector(tls);
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())

@@ -11,6 +11,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// The deadline of an operator's query; also the connections' own
+/// response timeout, every shorter deadline being the caller's.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The kind of the health probe's operations.
 const PING: &str = "ping";
 
@@ -145,7 +149,37 @@ impl RedisStore {
         .await
     }
 
+    /// `op` within the store's deadline, counted under `kind`.
     async fn within<T, F, Fut>(&self, kind: &'static str, op: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = ::redis::RedisResult<T>>,
+    {
+        self.bounded(kind, self.settings.timeout, true, op).await
+    }
+
+    /// An operator's query (`/blocked`): a longer deadline than the request
+    /// path's, and slow answers do not count against the store's health.
+    pub(super) async fn admin_query<T: ::redis::FromRedisValue>(
+        &self,
+        cmd: &::redis::Cmd,
+    ) -> Result<T, StoreError> {
+        self.bounded("admin", ADMIN_TIMEOUT, false, |mut c| async move {
+            cmd.query_async::<T>(&mut c).await
+        })
+        .await
+    }
+
+    /// `op` within `limit` (this deadline alone: the connections' own
+    /// response timeout is the longest any caller uses); `observed`: its
+    /// outcome counts and moves the store's health.
+    async fn bounded<T, F, Fut>(
+        &self,
+        kind: &'static str,
+        limit: Duration,
+        observed: bool,
+        op: F,
+    ) -> Result<T, StoreError>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: std::future::Future<Output = ::redis::RedisResult<T>>,
@@ -160,34 +194,17 @@ impl RedisStore {
         };
         let r = match conn {
             Err(e) => Err(e),
-            Ok(c) => match tokio::time::timeout(self.settings.timeout, op(c)).await {
-                Err(_) => Err(StoreError::Timeout(self.settings.timeout)),
-                // The client's own response timeout is the same deadline.
-                Ok(Err(e)) if e.is_timeout() => Err(StoreError::Timeout(self.settings.timeout)),
+            Ok(c) => match tokio::time::timeout(limit, op(c)).await {
+                Err(_) => Err(StoreError::Timeout(limit)),
+                Ok(Err(e)) if e.is_timeout() => Err(StoreError::Timeout(limit)),
                 Ok(Err(e)) => Err(StoreError::Failed(e.to_string())),
                 Ok(Ok(v)) => Ok(v),
             },
         };
-        self.observe(kind, r.as_ref().err());
+        if observed {
+            self.observe(kind, r.as_ref().err());
+        }
         r
-    }
-
-    /// An operator's query (`/blocked`): a longer deadline than the request
-    /// path's, and slow answers do not count against the store's health.
-    pub(super) async fn admin_query<T: ::redis::FromRedisValue>(
-        &self,
-        cmd: &::redis::Cmd,
-    ) -> Result<T, StoreError> {
-        const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
-        if self.health.down.load(Ordering::Relaxed) {
-            return Err(StoreError::NotConnected);
-        }
-        let mut c = self.conn()?;
-        match tokio::time::timeout(ADMIN_TIMEOUT, cmd.query_async::<T>(&mut c)).await {
-            Err(_) => Err(StoreError::Timeout(ADMIN_TIMEOUT)),
-            Ok(Err(e)) => Err(StoreError::Failed(e.to_string())),
-            Ok(Ok(v)) => Ok(v),
-        }
     }
 
     fn observe(&self, kind: &str, err: Option<&StoreError>) {
@@ -367,7 +384,7 @@ async fn connect(store: std::sync::Weak<RedisStore>, client: ::redis::Client, i:
         let Some(s) = store.upgrade() else { return };
         let cfg = ::redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(s.settings.connect_timeout)
-            .set_response_timeout(s.settings.timeout)
+            .set_response_timeout(ADMIN_TIMEOUT.max(s.settings.timeout))
             .set_number_of_retries(2)
             .set_max_delay(1000);
         let made = client.get_connection_manager_with_config(cfg).await;

@@ -92,7 +92,7 @@ impl ReplayCache for Replay {
             return Err(ReplayError::Replay);
         }
         let named: Vec<(String, SystemTime)> = entries.iter().map(|(k, t)| (text(k), *t)).collect();
-        let mark = crate::credentials::jwt::fresh_id();
+        let mark = crate::hex::random_id();
         // Verification runs on a blocking thread: wait there, within the
         // store's deadline.
         let answer = match tokio::runtime::Handle::try_current() {

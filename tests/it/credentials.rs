@@ -185,6 +185,13 @@ fn never_logged() -> Vec<String> {
     ]
 }
 
+/// A GET of `path` from a client with `CN=cn`, carrying its own credentials.
+async fn as_client(gw: &Proc, pki: &Pki, cn: &str, path: &str) -> Reply {
+    send(gw.edge, client(pki, cn), rest_get(path))
+        .await
+        .unwrap()
+}
+
 fn body_json(r: &Reply) -> serde_json::Value {
     serde_json::from_str(&r.body).unwrap_or_default()
 }
@@ -230,25 +237,13 @@ async fn tokens_are_brokered_per_identity_and_never_leak() {
     assert_eq!(peer.control("stats").await["fetches"]["jwt_bearer"], 1);
     peer.control("fast").await;
 
-    let r = send(
-        gw.edge,
-        client(&pki, "etl-reporting"),
-        rest_get("/services/data/v60.0/sobjects"),
-    )
-    .await
-    .unwrap();
+    let r = as_client(&gw, &pki, "etl-reporting", "/services/data/v60.0/sobjects").await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(body_json(&r)["sub"], "reporting@acme.com");
 
     // Unmapped: refused before anything is fetched or forwarded.
     let before = peer.upstream_requests().await.len();
-    let r = send(
-        gw.edge,
-        client(&pki, "etl-other"),
-        rest_get("/services/data/v60.0/query"),
-    )
-    .await
-    .unwrap();
+    let r = as_client(&gw, &pki, "etl-other", "/services/data/v60.0/query").await;
     assert_eq!(r.status, 403, "{}", r.body);
     assert_eq!(r.headers["x-sealgate-refusal"], "no_principal");
     assert_eq!(peer.upstream_requests().await.len(), before);
@@ -327,11 +322,7 @@ async fn tokens_are_brokered_per_identity_and_never_leak() {
         }
     }
     // Not a secret, token or assertion in the whole log.
-    let log: String = gw
-        .lines_within(Duration::from_millis(300))
-        .iter()
-        .map(|v| v.to_string())
-        .collect();
+    let log = gw.log_text(Duration::from_millis(300));
     assert!(log.contains("token_issued"), "the audit events were read");
     let stats = peer.control("stats").await;
     let mut secrets: Vec<String> = stats["issued"]
@@ -362,13 +353,7 @@ async fn without_a_token_requests_get_503_promptly() {
 
     // A user the connected app is not approved for.
     let started = Instant::now();
-    let r = send(
-        gw.edge,
-        client(&pki, "etl-unapproved"),
-        rest_get("/services/data/v60.0/query"),
-    )
-    .await
-    .unwrap();
+    let r = as_client(&gw, &pki, "etl-unapproved", "/services/data/v60.0/query").await;
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(r.headers["x-sealgate-refusal"], "token_unavailable");
     assert!(r.headers.contains_key("retry-after"));
@@ -413,13 +398,7 @@ async fn without_a_token_requests_get_503_promptly() {
     assert_eq!(r.headers["x-sealgate-refusal"], "token_unavailable");
     for _ in 0..3 {
         let started = Instant::now();
-        let r = send(
-            gw.edge,
-            client(&pki, "etl-prod"),
-            rest_get("/services/data/v60.0/query"),
-        )
-        .await
-        .unwrap();
+        let r = as_client(&gw, &pki, "etl-prod", "/services/data/v60.0/query").await;
         assert_eq!(r.status, 503, "{}", r.body);
         assert!(started.elapsed() < Duration::from_secs(2));
     }
@@ -437,13 +416,7 @@ async fn without_a_token_requests_get_503_promptly() {
     peer.control("up").await;
     peer.control("slow-2000").await;
     let started = Instant::now();
-    let r = send(
-        gw.edge,
-        client(&pki, "etl-reporting"),
-        rest_get("/services/data/v60.0/query"),
-    )
-    .await
-    .unwrap();
+    let r = as_client(&gw, &pki, "etl-reporting", "/services/data/v60.0/query").await;
     assert_eq!(r.status, 503, "{}", r.body);
     let took = started.elapsed();
     assert!(
@@ -458,11 +431,7 @@ async fn without_a_token_requests_get_503_promptly() {
         .await,
         1.0
     );
-    let log: String = gw
-        .lines_within(Duration::from_millis(300))
-        .iter()
-        .map(|v| v.to_string())
-        .collect();
+    let log = gw.log_text(Duration::from_millis(300));
     let stats = peer.control("stats").await;
     let assertions: Vec<String> = stats["assertions"]
         .as_array()

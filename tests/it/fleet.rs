@@ -872,11 +872,7 @@ async fn the_store_over_tls_with_a_client_certificate_and_a_password() {
     wrong.wait_event("state_backend_unavailable", &[], Duration::from_secs(10));
     // Neither password in any log line, metric or listing.
     for gw in [&a, &b, &wrong] {
-        let mut seen: String = gw
-            .lines_within(Duration::from_millis(300))
-            .iter()
-            .map(|v| v.to_string())
-            .collect();
+        let mut seen = gw.log_text(Duration::from_millis(300));
         seen.push_str(&admin_get(gw.admin, "/metrics").await.1);
         seen.push_str(&admin_get(gw.admin, "/blocked").await.1);
         assert!(seen.contains("state_backend"), "the log was read");

@@ -109,6 +109,21 @@ impl Proc {
         }
     }
 
+    /// The whole log as text (lines after start-up as written, JSON or
+    /// not), waiting `limit` for more: what a scan for secrets reads.
+    pub fn log_text(&self, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        let mut out: String = self.startup.iter().map(|v| format!("{v}\n")).collect();
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
+    }
+
     /// Every log line since start-up, waiting `limit` for more.
     pub fn lines_within(&self, limit: Duration) -> Vec<serde_json::Value> {
         let deadline = Instant::now() + limit;

@@ -93,6 +93,23 @@ enum Cmd {
         #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
         timeout: std::time::Duration,
     },
+    /// Fetch one token from an upstream's `[upstream.NAME.auth]`, as the
+    /// gateway would, and print what came back (the token only with
+    /// --show): for checking a connected app's or client's setup.
+    Token {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The upstream whose credential to fetch.
+        #[arg(long)]
+        upstream: String,
+        /// The Salesforce user the token is for (default: the source's
+        /// `username`).
+        #[arg(long)]
+        principal: Option<String>,
+        /// Print the token itself.
+        #[arg(long)]
+        show: bool,
+    },
     /// WS-Security on files: verify (with --explain), c14n, sign.
     Wssec {
         #[command(subcommand)]
@@ -161,6 +178,12 @@ fn main() -> ExitCode {
             },
             json,
         ),
+        Cmd::Token {
+            config,
+            upstream,
+            principal,
+            show,
+        } => token(config, &upstream, principal.as_deref(), show),
         Cmd::Wssec { cmd } => wssec_cli::run(*cmd),
         Cmd::Pki {
             cmd: PkiCmd::Init { dir, force, days },
@@ -196,6 +219,40 @@ fn load(source: &Source) -> Result<(Config, Runtime), ExitCode> {
         Err(e) => {
             eprintln!("error: {e}");
             Err(ExitCode::from(EXIT_INVALID))
+        }
+    }
+}
+
+fn token(path: PathBuf, upstream: &str, principal: Option<&str>, show: bool) -> ExitCode {
+    let (_, rt) = match load(&Source::new(path)) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let Some(up) = rt.upstreams.get(upstream) else {
+        let names: Vec<&str> = rt.upstreams.keys().map(String::as_str).collect();
+        eprintln!(
+            "error: no upstream {upstream:?} (the configuration has: {})",
+            names.join(", ")
+        );
+        return ExitCode::from(EXIT_USAGE_OR_IO);
+    };
+    let Some(src) = &up.auth else {
+        eprintln!("error: upstream {upstream:?} has no [upstream.{upstream}.auth]");
+        return ExitCode::from(EXIT_USAGE_OR_IO);
+    };
+    let fetched = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.block_on(sealgate::credentials::cli::fetch_once(src, principal, show)));
+    match fetched {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_INVALID)
         }
     }
 }

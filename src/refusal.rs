@@ -28,6 +28,9 @@ reasons! {
         NoPrincipal = "no_principal",
         /// The upstream's token could not be had (endpoint down or refusing).
         TokenUnavailable = "token_unavailable",
+        /// A Salesforce SOAP route's body is not one envelope a SessionHeader
+        /// can be written into.
+        NotASoapEnvelope = "not_a_soap_envelope",
         TooManyHeaders = "too_many_headers",
         BodyTooLarge = "body_too_large",
         BadRequest = "bad_request",
@@ -107,7 +110,7 @@ impl Reason {
             R::NoClientIdentity | R::IdentityNotAllowed => Stage::Identity,
             R::RateLimited | R::RateStoreUnavailable => Stage::Rate,
             R::RouteBusy => Stage::Concurrency,
-            R::NoPrincipal | R::TokenUnavailable => Stage::Credentials,
+            R::NoPrincipal | R::TokenUnavailable | R::NotASoapEnvelope => Stage::Credentials,
             R::TooManyHeaders | R::BodyTooLarge | R::BodyReadTimeout | R::ClientBodyError => {
                 Stage::Size
             }
@@ -137,6 +140,7 @@ impl Reason {
             | R::AmbiguousSoapAction
             | R::ConnectionNamesRoutingHeader
             | R::BadRequest
+            | R::NotASoapEnvelope
             | R::ClientBodyError => S::BAD_REQUEST,
             R::NoRoute => S::NOT_FOUND,
             R::Blocked
@@ -191,10 +195,11 @@ impl Reason {
             R::RouteBusy => "This route is at its concurrency limit; retry later.",
             R::NoPrincipal => "No upstream account is mapped to this client certificate on this route.",
             R::TokenUnavailable => "The gateway cannot obtain the upstream's credential right now; retry later.",
+            R::NotASoapEnvelope => "This route writes the upstream's session into the SOAP Header: send one well-formed SOAP envelope, with at most one SessionHeader.",
             R::TooManyHeaders => "The request has too many header fields.",
             R::BodyTooLarge => "The request body is larger than this route allows.",
             R::BadRequest => "The request could not be forwarded as sent.",
-            R::UnsupportedEncoding => "Signed messages must be sent unencoded (no Content-Encoding) in UTF-8.",
+            R::UnsupportedEncoding => "Messages this route reads whole (WS-Security, a SessionHeader) must be sent unencoded (no Content-Encoding) in UTF-8.",
             R::BodyReadTimeout => "The request body did not arrive in time.",
             R::ClientBodyError => "The request body could not be read from the client.",
             R::ClientStalled => "The request body stopped arriving.",

@@ -231,16 +231,12 @@ impl Broker {
                 let lifetime = got
                     .expires_in
                     .map(|secs| Duration::from_secs(secs).min(MAX_LIFETIME));
-                // Ahead of the end by the margin, but never sooner than
-                // halfway through a short life; and within max_age.
-                let refresh_in = match (lifetime, f.max_age) {
-                    (Some(l), age) => Some((l - f.refresh_margin.min(l / 2)).min(age.unwrap_or(l))),
-                    (None, age) => age,
-                };
+                let refresh_in = refresh_in(lifetime, f.max_age, f.refresh_margin);
+                let tenant_id = got.org_id();
                 let token = Arc::new(Token {
                     value: got.access_token,
+                    tenant_id,
                     bearer: got.bearer,
-                    tenant_id: got.id.as_deref().and_then(org_id),
                     instance_url: got.instance_url,
                     scope: got.scope,
                     fetched: now,
@@ -345,27 +341,41 @@ impl Broker {
     }
 }
 
+/// How long until a token is fetched anew: ahead of its end by the margin,
+/// but never sooner than halfway through a short life; and within max_age.
+/// `None`: when the upstream refuses it.
+fn refresh_in(
+    lifetime: Option<Duration>,
+    max_age: Option<Duration>,
+    margin: Duration,
+) -> Option<Duration> {
+    match (lifetime, max_age) {
+        (Some(l), age) => Some((l - margin.min(l / 2)).min(age.unwrap_or(l))),
+        (None, age) => age,
+    }
+}
+
 fn refused(upstream: &str, principal: &str, e: &FetchError) {
     crate::telemetry::audit::token_refused(upstream, principal, e.result(), &e.to_string());
 }
 
-/// `ORG` of Salesforce's identity URL `https://login…/id/ORG/USER`.
-fn org_id(id: &str) -> Option<String> {
-    let rest = &id[id.find("/id/")? + 4..];
-    let org = rest.split('/').next()?;
-    (!org.is_empty() && org.bytes().all(|b| b.is_ascii_alphanumeric())).then(|| org.to_owned())
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     #[test]
-    fn the_org_comes_from_the_identity_url() {
+    fn tokens_are_refreshed_ahead_of_their_end_and_within_max_age() {
+        let s = Duration::from_secs;
+        // Salesforce says no expires_in: max_age alone, or only when refused.
+        assert_eq!(super::refresh_in(None, Some(s(3600)), s(60)), Some(s(3600)));
+        assert_eq!(super::refresh_in(None, None, s(60)), None);
+        // The margin ahead of expires_in; never before half of a short life.
+        assert_eq!(super::refresh_in(Some(s(1800)), None, s(60)), Some(s(1740)));
+        assert_eq!(super::refresh_in(Some(s(60)), None, s(300)), Some(s(30)));
+        // max_age cuts a long one short.
         assert_eq!(
-            super::org_id("https://login.salesforce.com/id/00D5g000004ABCDEAZ/0055g00000XYZ12AAB")
-                .as_deref(),
-            Some("00D5g000004ABCDEAZ")
+            super::refresh_in(Some(s(7200)), Some(s(600)), s(60)),
+            Some(s(600))
         );
-        assert_eq!(super::org_id("https://x/id//005"), None);
-        assert_eq!(super::org_id("nonsense"), None);
     }
 }

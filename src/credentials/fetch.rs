@@ -30,6 +30,20 @@ pub struct Fetched {
     pub scope: Option<String>,
 }
 
+impl Fetched {
+    /// `ORG` of Salesforce's identity URL `https://login…/id/ORG/USER`
+    /// (Pub/Sub's `tenantid`).
+    pub fn org_id(&self) -> Option<String> {
+        org_id(self.id.as_deref()?)
+    }
+}
+
+fn org_id(id: &str) -> Option<String> {
+    let rest = &id[id.find("/id/")? + 4..];
+    let org = rest.split('/').next()?;
+    (!org.is_empty() && org.bytes().all(|b| b.is_ascii_alphanumeric())).then(|| org.to_owned())
+}
+
 /// Why no token came back; never carries a secret.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum FetchError {
@@ -197,4 +211,18 @@ async fn exchange(
         expires_in,
         scope: text(&json, "scope").map(|s| printable(&s, MAX_DESCRIPTION)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_org_comes_from_the_identity_url() {
+        assert_eq!(
+            super::org_id("https://login.salesforce.com/id/00D5g000004ABCDEAZ/0055g00000XYZ12AAB")
+                .as_deref(),
+            Some("00D5g000004ABCDEAZ")
+        );
+        assert_eq!(super::org_id("https://x/id//005"), None);
+        assert_eq!(super::org_id("nonsense"), None);
+    }
 }

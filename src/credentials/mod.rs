@@ -8,6 +8,7 @@
 //! and backs off while an endpoint refuses or does not answer.
 
 pub mod broker;
+pub mod cli;
 pub mod fetch;
 pub mod jwt;
 pub mod soap;

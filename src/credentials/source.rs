@@ -88,8 +88,9 @@ pub enum ClientAuth {
 }
 
 impl Source {
-    /// Whether tokens of this source are for a principal a route names.
-    pub fn has_principals(&self) -> bool {
+    /// Tokens of this source are Salesforce sessions, each for the user (the
+    /// principal) a route maps its callers to.
+    pub fn is_salesforce(&self) -> bool {
         matches!(&self.kind, Kind::Fetched(f) if matches!(f.flow, Flow::SalesforceJwt { .. }))
     }
 

@@ -499,3 +499,141 @@ pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
         .map_err(|never| match never {})
         .boxed_unsync()
 }
+
+/// A request body read whole before it goes on (to verify, sign or splice
+/// it): under the route's ceiling and idle timeout, all of it within
+/// `read_timeout`. Trailers are not kept: the message is the bytes.
+pub async fn read_whole(
+    body: hyper::body::Incoming,
+    limit: u64,
+    idle: Duration,
+    read_timeout: Duration,
+    stats: &Arc<BodyStats>,
+) -> Result<Bytes, Reason> {
+    use http_body_util::BodyExt;
+    let limited = Limited::new(body, limit, idle, stats.clone());
+    match tokio::time::timeout(read_timeout, limited.collect()).await {
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Err(e)) => Err(match Cut::find(e.as_ref()) {
+            Some(cut) => cut.reason(),
+            None if stats.too_large.load(Ordering::Relaxed) => Reason::BodyTooLarge,
+            None => Reason::ClientBodyError,
+        }),
+        Err(_) => Err(Reason::BodyReadTimeout),
+    }
+}
+
+/// The first bytes of a response body, read to look at, and what is left.
+pub struct Peeked {
+    pub head: Bytes,
+    /// More than the cap: `rest` holds the remainder.
+    pub over: bool,
+    /// Put back behind `head` with [`prefixed`] (trailers, or the remainder).
+    pub rest: Option<ProxyBody>,
+}
+
+/// Reads a body up to `cap` bytes (the frame that crosses it included).
+/// Written without `http_body_util::Limited`, whose error conversion a
+/// request's future cannot prove `Send` for every lifetime.
+pub async fn peek(mut body: ProxyBody, cap: usize) -> Result<Peeked, BoxError> {
+    use http_body_util::BodyExt;
+    let mut held = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => return Err(e),
+        };
+        match frame.into_data() {
+            Ok(data) => {
+                held.extend_from_slice(&data);
+                if held.len() > cap {
+                    return Ok(Peeked {
+                        head: held.freeze(),
+                        over: true,
+                        rest: Some(body),
+                    });
+                }
+            }
+            // Trailers: the body has ended; they go on after the data.
+            Err(trailers) => {
+                let trailers = trailers.into_trailers().ok();
+                let rest = http_body_util::Empty::new()
+                    .map_err(|never| match never {})
+                    .with_trailers(std::future::ready(trailers.map(Ok)))
+                    .boxed_unsync();
+                return Ok(Peeked {
+                    head: held.freeze(),
+                    over: false,
+                    rest: Some(rest),
+                });
+            }
+        }
+    }
+    Ok(Peeked {
+        head: held.freeze(),
+        over: false,
+        rest: None,
+    })
+}
+
+/// `first`, then whatever `rest` still has.
+pub fn prefixed(first: Bytes, rest: Option<ProxyBody>) -> ProxyBody {
+    use http_body_util::BodyExt;
+    match rest {
+        None => full(first),
+        Some(rest) => {
+            let head = http_body_util::Full::new(first).map_err(|never| match never {});
+            Chain::new(head.boxed_unsync(), rest).boxed_unsync()
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// One body after the other.
+    struct Chain {
+        #[pin]
+        first: ProxyBody,
+        #[pin]
+        then: ProxyBody,
+        first_done: bool,
+    }
+}
+
+impl Chain {
+    fn new(first: ProxyBody, then: ProxyBody) -> Chain {
+        Chain {
+            first,
+            then,
+            first_done: false,
+        }
+    }
+}
+
+impl Body for Chain {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        if !*this.first_done {
+            match this.first.as_mut().poll_frame(cx) {
+                Poll::Ready(None) => *this.first_done = true,
+                other => return other,
+            }
+        }
+        this.then.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first_done && self.then.is_end_stream()
+    }
+}
+
+/// An upstream's body as the pipeline passes it on.
+pub fn boxed(b: hyper::body::Incoming) -> ProxyBody {
+    use http_body_util::BodyExt;
+    b.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync()
+}

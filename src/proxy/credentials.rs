@@ -3,11 +3,15 @@
 //! carry that token instead of whatever credential the client sent.
 
 use super::conn::ConnCtx;
+use crate::credentials::soap;
 use crate::credentials::source::Kind;
 use crate::credentials::Token;
 use crate::refusal::{Reason, Refusal};
-use crate::runtime::route::{Route, RouteCredentials};
-use http::{header, HeaderValue};
+use crate::runtime::route::{Route, RouteCredentials, SessionSplice};
+use crate::runtime::upstream::ProxyBody;
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response};
+use hyper::body::Incoming;
 use std::sync::Arc;
 
 /// A token a request carries: invalidated when the upstream refuses it.
@@ -57,13 +61,25 @@ pub async fn token(
 
 /// Headers that carry a client's own credential (and, with `_` for `-`,
 /// what CGI-style servers read as the same).
-const CLIENT_CREDENTIALS: [&str; 4] = [
+const CLIENT_CREDENTIALS: [&str; 5] = [
     "authorization",
     "proxy-authorization",
     "cookie",
     // Salesforce's session header (Bulk API 1.0).
     "x-sfdc-session",
+    // Salesforce's Pub/Sub API (gRPC) session.
+    "accesstoken",
 ];
+
+/// A gRPC call (`application/grpc`, `application/grpc+proto`, ...).
+fn is_grpc(h: &http::HeaderMap) -> bool {
+    h.get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.get(..16)
+                .is_some_and(|p| p.eq_ignore_ascii_case("application/grpc"))
+        })
+}
 
 /// The client's credentials out (unless the route passes them), the
 /// upstream's in.
@@ -86,11 +102,28 @@ pub fn apply(
             parts.headers.insert(header.clone(), value.clone());
         }
         (Kind::Fetched(f), Some(carried)) => {
-            parts
-                .headers
-                .insert(header::AUTHORIZATION, carried.token.bearer.clone());
+            let t = &carried.token;
+            if c.salesforce && is_grpc(&parts.headers) {
+                // Pub/Sub API: the session, its instance and its org.
+                let mut token =
+                    HeaderValue::from_bytes(t.value.expose()).map_err(|_| Reason::Internal)?;
+                token.set_sensitive(true);
+                parts.headers.insert("accesstoken", token);
+                for (name, value) in [("instanceurl", &t.instance_url), ("tenantid", &t.tenant_id)]
+                {
+                    match value.as_deref().map(HeaderValue::from_str) {
+                        Some(Ok(v)) => parts.headers.insert(name, v),
+                        _ => parts.headers.remove(name),
+                    };
+                }
+            } else if c.session.is_none() {
+                // (A SOAP call carries it in its SessionHeader: `splice`.)
+                parts
+                    .headers
+                    .insert(header::AUTHORIZATION, t.bearer.clone());
+            }
             if f.use_instance_url {
-                if let Some(instance) = carried.token.instance_url.as_deref() {
+                if let Some(instance) = t.instance_url.as_deref() {
                     to_instance(parts, instance)?;
                 }
             }
@@ -126,14 +159,178 @@ fn to_instance(parts: &mut http::request::Parts, instance: &str) -> Result<(), R
     Ok(())
 }
 
-/// After the upstream answered: a 401 means it no longer takes the token,
-/// which the broker then fetches anew for the next request.
-pub fn answered(ctx: &ConnCtx, route: &Route, carried: Option<&Carried>, status: http::StatusCode) {
-    if let (Some(c), Some(carried)) = (&route.credentials, carried) {
-        if status == http::StatusCode::UNAUTHORIZED {
-            ctx.rt
-                .broker
-                .invalidate(&c.source, &carried.principal, &carried.token);
+/// A SOAP message read whole to write its SessionHeader into: as sent (not
+/// compressed, UTF-8), under the splice's ceiling and its share of the
+/// messages buffered at once (503 `route_busy` past the route's queue
+/// timeout), within the read timeout.
+pub async fn read_soap(
+    route: &Route,
+    session: &SessionSplice,
+    headers: &http::HeaderMap,
+    body: Incoming,
+    stats: &Arc<super::body::BodyStats>,
+) -> Result<Bytes, Refusal> {
+    if !super::wssec::readable_as_sent(headers) {
+        return Err(super::wssec::refuse_early(
+            headers,
+            body,
+            Reason::UnsupportedEncoding,
+        ));
+    }
+    let _permit = match tokio::time::timeout(
+        route.gate.queue_timeout,
+        session.slots.clone().acquire_owned(),
+    )
+    .await
+    {
+        Ok(Ok(p)) => p,
+        _ => {
+            let busy = super::wssec::refuse_early(headers, body, Reason::RouteBusy);
+            return Err(busy.retry_after(route.gate.retry_after_secs()));
+        }
+    };
+    super::body::read_whole(
+        body,
+        session.max_body,
+        route.body_idle_timeout,
+        SESSION_READ_TIMEOUT,
+        stats,
+    )
+    .await
+    .map_err(Refusal::from)
+}
+
+/// The whole SOAP message arrives within this (as WS-Security's default).
+const SESSION_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A SOAP message to Salesforce with the brokered session as its
+/// `SessionHeader/sessionId` (the client's replaced), in the namespace of
+/// the endpoint's API; large messages are spliced off the async threads.
+pub async fn splice(
+    c: &RouteCredentials,
+    carried: Option<&Carried>,
+    path: &str,
+    msg: Bytes,
+) -> Result<Bytes, Refusal> {
+    let (Some(session), Some(carried)) = (&c.session, carried) else {
+        return Ok(msg);
+    };
+    let namespace = soap::namespace_for(path);
+    let limits = session.limits.clone();
+    let token = carried.token.clone();
+    let small = msg.len() <= INLINE_SPLICE;
+    let run = move || soap::set_session_id(&msg, &limits, &namespace, token.value.expose());
+    let out = if small {
+        run()
+    } else {
+        tokio::task::spawn_blocking(run)
+            .await
+            .map_err(|_| Reason::Internal)?
+    };
+    out.map(Bytes::from).map_err(|e| {
+        // What was wrong is for the operator; the caller reads the reason.
+        tracing::warn!(
+            target: "sealgate::credentials",
+            upstream = %c.source.upstream,
+            reason = Reason::NotASoapEnvelope.as_str(),
+            detail = %e,
+            "the SessionHeader could not be written into the request"
+        );
+        Reason::NotASoapEnvelope.into()
+    })
+}
+
+/// Messages up to this size are spliced on the request's own thread (the
+/// scan takes microseconds); larger ones would hold it for milliseconds.
+const INLINE_SPLICE: usize = 64 << 10;
+
+/// What it takes to send a request again with a new token: its head as
+/// prepared for the upstream (the token in it is replaced) and its whole body.
+pub struct Resend {
+    method: http::Method,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+    /// Before the SessionHeader splice, on a SOAP route.
+    body: Bytes,
+}
+
+impl Resend {
+    /// `parts` as prepared for the upstream, and the body that goes with it.
+    pub fn new(parts: &http::request::Parts, body: Bytes) -> Resend {
+        Resend {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+            body,
         }
     }
+}
+
+/// The upstream no longer takes the token: 401 (REST), or a SOAP fault
+/// `INVALID_SESSION_ID` (Salesforce answers 500; the fault is read from at
+/// most the first 64 KiB, which go on to the caller if it is another). The
+/// broker forgets the token, so the next request fetches a new one.
+pub async fn refused(
+    ctx: &ConnCtx,
+    c: &RouteCredentials,
+    carried: &Carried,
+    resp: Response<ProxyBody>,
+) -> Result<(Response<ProxyBody>, bool), Refusal> {
+    let status = resp.status();
+    let answer = if status == http::StatusCode::UNAUTHORIZED {
+        (resp, true)
+    } else if status == http::StatusCode::INTERNAL_SERVER_ERROR && c.session.is_some() {
+        let (parts, body) = resp.into_parts();
+        let p = super::body::peek(body, FAULT_PEEK)
+            .await
+            .map_err(|_| Reason::UpstreamError)?;
+        let expired = !p.over && session_expired(&p.head);
+        (
+            Response::from_parts(parts, super::body::prefixed(p.head, p.rest)),
+            expired,
+        )
+    } else {
+        (resp, false)
+    };
+    if answer.1 {
+        ctx.rt
+            .broker
+            .invalidate(&c.source, &carried.principal, &carried.token);
+    }
+    Ok(answer)
+}
+
+const FAULT_PEEK: usize = 64 << 10;
+
+/// Salesforce's fault for a session that ended: `sf:INVALID_SESSION_ID` as
+/// the faultcode (SOAP 1.1) or the Code's Value (SOAP 1.2).
+fn session_expired(fault: &[u8]) -> bool {
+    const CODE: &[u8] = b":INVALID_SESSION_ID<";
+    fault.windows(CODE.len()).any(|w| w == CODE)
+}
+
+/// After a refused token: the request again with a new one, when the broker
+/// has one that is not the refused token (fetched anew, by this request or
+/// another); `None` leaves the refusal as the answer.
+pub async fn again(
+    ctx: &ConnCtx,
+    route: &Route,
+    carried: &Carried,
+    resend: Resend,
+) -> Option<Request<ProxyBody>> {
+    let c = route.credentials.as_ref()?;
+    let fresh = token(ctx, route, Some(&carried.principal)).await.ok()??;
+    if fresh.token.serial == carried.token.serial {
+        return None;
+    }
+    let (mut parts, ()) = Request::new(()).into_parts();
+    parts.method = resend.method;
+    parts.uri = resend.uri;
+    parts.version = http::Version::HTTP_11;
+    parts.headers = resend.headers;
+    apply(c, Some(&fresh), &mut parts).ok()?;
+    let body = splice(c, Some(&fresh), parts.uri.path(), resend.body)
+        .await
+        .ok()?;
+    Some(Request::from_parts(parts, super::body::full(body)))
 }

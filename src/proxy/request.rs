@@ -24,6 +24,7 @@ use crate::runtime::route::{self, Limit, Route};
 use crate::runtime::upstream::ProxyBody;
 use crate::wssec::replay::ReplayCache;
 use http::{header, HeaderMap, HeaderValue, Request, Response, Version};
+use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::convert::Infallible;
@@ -142,14 +143,47 @@ async fn run(
     let deadline = route
         .max_duration
         .map(|d| tokio::time::Instant::from_std(rec.start + d));
-    let (upstream_req, undelivered) = transform(ctx, rec, &routed, carried.as_ref(), req).await?;
-    let resp = forward(rec, &route, upstream_req, undelivered, deadline).await?;
-    credentials::answered(ctx, &route, carried.as_ref(), resp.status());
+    let (upstream_req, undelivered, resend) =
+        transform(ctx, rec, &routed, carried.as_ref(), req).await?;
+    let mut resp = forward(rec, &route, upstream_req, undelivered, deadline)
+        .await?
+        .map(body::boxed);
+    if let Some(carried) = &carried {
+        resp = retry_refused(ctx, rec, &route, carried, resend, resp, deadline).await?;
+    }
     let resp = match &route.wssec_response {
         Some(stage) => wssec::response(ctx, &route, stage, resp, deadline).await?,
-        None => resp.map(|b| b.map_err(Into::into).boxed_unsync()),
+        None => resp,
     };
     Ok(Upstreamed { resp, route })
+}
+
+/// A token the upstream refused: forgotten, and the request sent once more
+/// with a new one when its whole body is at hand.
+async fn retry_refused(
+    ctx: &ConnCtx,
+    rec: &mut Record,
+    route: &Route,
+    carried: &credentials::Carried,
+    resend: Option<credentials::Resend>,
+    resp: Response<ProxyBody>,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<Response<ProxyBody>, Refusal> {
+    let Some(c) = &route.credentials else {
+        return Ok(resp);
+    };
+    let (resp, refused) = credentials::refused(ctx, c, carried, resp).await?;
+    let Some(resend) = resend.filter(|_| refused) else {
+        return Ok(resp);
+    };
+    let Some(req) = credentials::again(ctx, route, carried, resend).await else {
+        return Ok(resp);
+    };
+    drop(resp);
+    // The first attempt's upstream slot goes back before the second takes one.
+    rec.slots.pop();
+    let resp = forward(rec, route, req, Undelivered::none(), deadline).await?;
+    Ok(resp.map(body::boxed))
 }
 
 /// Disposes of the body of a request refused before it was read: a client
@@ -387,14 +421,17 @@ async fn shared_admission(
 
 /// The request as the upstream receives it: its URI and headers rewritten,
 /// its body streamed under the route's bounds — or buffered and verified on a
-/// WS-Security route. Returns the replay keys a verified message recorded.
+/// WS-Security route, and given its SessionHeader on a Salesforce SOAP
+/// route. Returns the replay keys a verified message recorded, and, for a
+/// brokered token, what it takes to send the request again (when its whole
+/// body is at hand).
 async fn transform(
     ctx: &ConnCtx,
     rec: &mut Record,
     routed: &Routed,
     carried: Option<&credentials::Carried>,
     req: Request<Incoming>,
-) -> Result<(Request<ProxyBody>, Undelivered), Refusal> {
+) -> Result<(Request<ProxyBody>, Undelivered, Option<credentials::Resend>), Refusal> {
     let route = &routed.route;
     let up = &route.upstream;
     let (mut parts, body) = req.into_parts();
@@ -443,30 +480,49 @@ async fn transform(
             HeaderValue::from_static("identity"),
         );
     }
-    match &route.wssec_request {
-        None => {
+    let session = route.credentials.as_ref().and_then(|c| c.session.as_ref());
+    let (output, undelivered) = match (&route.wssec_request, session) {
+        (None, None) if carried.is_none() || !body.is_end_stream() => {
             let limited = Limited::new(body, route.max_body, route.body_idle_timeout, stats)
                 .scrubbing(&hdrs.identity);
-            Ok((
+            return Ok((
                 Request::from_parts(parts, limited.boxed_unsync()),
                 Undelivered::none(),
-            ))
+                None,
+            ));
         }
-        Some(stage) => {
+        // No body: a request that can be sent again as it is.
+        (None, None) => (bytes::Bytes::new(), Undelivered::none()),
+        (Some(stage), _) => {
             let done = wssec::request(ctx, route, stage, &parts.headers, body, &stats).await?;
             rec.signer = done.signer.as_ref().map(|s| s.subject.to_string());
-            // The body lost or gained a Security header: its length and
-            // digests were the old one's.
-            super::headers::body_replaced(&mut parts.headers);
-            stats.mark_done();
-            let body = body::full(done.output);
             let undelivered = Undelivered {
                 replay: stage.replay().cloned(),
                 keys: done.replay_keys,
             };
-            Ok((Request::from_parts(parts, body), undelivered))
+            (done.output.into(), undelivered)
         }
+        (None, Some(session)) => (
+            credentials::read_soap(route, session, &parts.headers, body, &stats).await?,
+            Undelivered::none(),
+        ),
+    };
+    if route.wssec_request.is_some() || session.is_some() {
+        // The body lost or gained a Security header or a SessionHeader: its
+        // length and digests were the old one's.
+        super::headers::body_replaced(&mut parts.headers);
     }
+    stats.mark_done();
+    let resend = carried.map(|_| credentials::Resend::new(&parts, output.clone()));
+    let output = match route.credentials.as_ref().filter(|_| session.is_some()) {
+        Some(c) => credentials::splice(c, carried, parts.uri.path(), output).await?,
+        None => output,
+    };
+    Ok((
+        Request::from_parts(parts, body::full(output)),
+        undelivered,
+        resend,
+    ))
 }
 
 // ---------- forward ----------

@@ -20,16 +20,14 @@ use crate::tls::identity::PeerIdentity;
 use crate::wssec::reason::Reason as WssecReason;
 use bytes::Bytes;
 use http::{header, HeaderMap, Response};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::sync::OwnedSemaphorePermit;
 
 /// Refused from headers alone: the body is not asked for when the client
 /// waits for `100 Continue`, otherwise drained for a bounded time.
-fn refuse_early(headers: &HeaderMap, body: Incoming, reason: Reason) -> Refusal {
+pub(super) fn refuse_early(headers: &HeaderMap, body: Incoming, reason: Reason) -> Refusal {
     let expects_continue = headers
         .get(header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
@@ -42,7 +40,7 @@ fn refuse_early(headers: &HeaderMap, body: Incoming, reason: Reason) -> Refusal 
 /// The body is identity-encoded UTF-8 (or says no charset), said once:
 /// anything else could be read one way here and another way by the receiver
 /// (a second `Content-Type` with `charset=utf-7`, a `Charset = UTF-16`).
-fn readable_as_sent(headers: &HeaderMap) -> bool {
+pub(super) fn readable_as_sent(headers: &HeaderMap) -> bool {
     let single = |h: &header::HeaderName| headers.get_all(h).iter().count() <= 1;
     if !single(&header::CONTENT_TYPE) || !single(&header::CONTENT_ENCODING) {
         return false;
@@ -82,21 +80,14 @@ pub async fn request(
             return Err(busy.retry_after(route.gate.retry_after_secs()));
         }
     };
-    let limited =
-        super::body::Limited::new(body, route.max_body, route.body_idle_timeout, stats.clone());
-    let collected = tokio::time::timeout(stage.read_timeout, limited.collect()).await;
-    let bytes = match collected {
-        Ok(Ok(c)) => c.to_bytes(),
-        Ok(Err(e)) => {
-            let reason = match super::body::Cut::find(e.as_ref()) {
-                Some(cut) => cut.reason(),
-                None if stats.too_large.load(Ordering::Relaxed) => Reason::BodyTooLarge,
-                None => Reason::ClientBodyError,
-            };
-            return Err(reason.into());
-        }
-        Err(_) => return Err(Reason::BodyReadTimeout.into()),
-    };
+    let bytes = super::body::read_whole(
+        body,
+        route.max_body,
+        route.body_idle_timeout,
+        stage.read_timeout,
+        stats,
+    )
+    .await?;
     let e = match work(ctx, route, stage, bytes, permit).await {
         Ok(p) => return Ok(p),
         Err(e) => e,
@@ -124,7 +115,7 @@ pub async fn response(
     ctx: &ConnCtx,
     route: &Route,
     stage: &Arc<Stage>,
-    resp: Response<Incoming>,
+    resp: Response<ProxyBody>,
     deadline: Option<tokio::time::Instant>,
 ) -> Result<Response<ProxyBody>, Refusal> {
     let failed = match stage.work {
@@ -157,15 +148,13 @@ pub async fn response(
     let buffered = tokio::time::timeout_at(until, async {
         let permit = stage.slots.clone().acquire_owned().await;
         let limit = usize::try_from(stage.max_body).unwrap_or(usize::MAX);
-        let collected = http_body_util::Limited::new(body, limit).collect().await;
+        let collected = super::body::peek(body, limit).await;
         (permit, collected)
     })
     .await;
     let (permit, bytes) = match buffered {
-        Ok((Ok(p), Ok(c))) => (p, c.to_bytes()),
-        Ok((_, Err(e))) if e.is::<http_body_util::LengthLimitError>() => {
-            return Err(Reason::UpstreamResponseTooLarge.into())
-        }
+        Ok((Ok(p), Ok(c))) if !c.over => (p, c.head),
+        Ok((_, Ok(_))) => return Err(Reason::UpstreamResponseTooLarge.into()),
         Ok(_) => return Err(Reason::UpstreamError.into()),
         Err(_) if until < read_by => return Err(Reason::MaxDuration.into()),
         Err(_) => return Err(Reason::UpstreamTimeout.into()),

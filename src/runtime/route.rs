@@ -178,6 +178,21 @@ pub struct RouteCredentials {
     pub default_principal: Option<String>,
     /// The client's own Authorization and cookies reach the upstream.
     pub pass_client_credentials: bool,
+    /// A SOAP route to Salesforce: the session goes in the envelope's
+    /// `SessionHeader`, not in `Authorization`.
+    pub session: Option<SessionSplice>,
+    /// The token is a Salesforce session (gRPC calls carry it as Pub/Sub's
+    /// `accesstoken`, `instanceurl` and `tenantid` metadata).
+    pub salesforce: bool,
+}
+
+/// How a SOAP message is read to write its SessionHeader.
+pub struct SessionSplice {
+    pub limits: crate::wssec::xml::Limits,
+    /// The message is buffered up to this size (413 above it).
+    pub max_body: u64,
+    /// Bounds the memory buffered messages take.
+    pub slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl RouteCredentials {
@@ -219,13 +234,16 @@ impl Matcher {
 }
 
 impl Route {
-    /// Whether requests on this route must carry a valid signature.
     /// Every refusal this route can produce, given what it is configured
     /// with: its `sealgate_rejections_total` series exist from the start,
     /// at 0, so `rate()` and alerts work before the first refusal.
     pub fn possible_refusals(&self) -> Vec<crate::refusal::Kind> {
         use crate::refusal::{Kind, Reason as R, Stage};
         let wssec = self.wssec_request.is_some() || self.wssec_response.is_some();
+        let session = self
+            .credentials
+            .as_ref()
+            .is_some_and(|c| c.session.is_some());
         let response = self.wssec_response.as_deref();
         let mut out: Vec<Kind> = R::ALL
             .iter()
@@ -241,6 +259,8 @@ impl Route {
                     .as_ref()
                     .is_some_and(|c| !c.principals.is_empty()),
                 R::TokenUnavailable => self.credentials.as_ref().is_some_and(|c| !c.is_static()),
+                R::NotASoapEnvelope => session,
+                R::UnsupportedEncoding => wssec || session,
                 R::RouteBusy => self.gate.max.is_some(),
                 R::UpstreamBusy => self.upstream.gate.max.is_some(),
                 R::WssecResponseRefused => response.is_some_and(|s| s.verifies()),
@@ -261,6 +281,7 @@ impl Route {
         out
     }
 
+    /// Whether requests on this route must carry a valid signature.
     pub fn verifies_requests(&self) -> bool {
         self.wssec_request.as_ref().is_some_and(|s| s.verifies())
     }
@@ -415,11 +436,17 @@ impl Route {
                 allow_anonymous: c.allow_anonymous,
             },
             upstream,
-            // WS-Security buffers the body, so its own, smaller ceiling applies.
+            // WS-Security (or the SessionHeader) buffers the body, so its
+            // own, smaller ceiling applies.
             max_body: match (&wssec_request, c.max_body) {
                 (Some(w), Some(m)) => w.max_body.min(m.0),
                 (Some(w), None) => w.max_body,
-                (None, m) => m.map(|s| s.0).unwrap_or(default_max_body),
+                (None, m) => credentials
+                    .as_ref()
+                    .and_then(|c| c.session.as_ref())
+                    .map(|s| s.max_body)
+                    .or(m.map(|s| s.0))
+                    .unwrap_or(default_max_body),
             },
             gate: Gate::new(
                 c.max_concurrent,
@@ -562,7 +589,7 @@ fn route_credentials(
         .enumerate()
     {
         let key = format!("{at}.credentials.principals[{j}]");
-        if !source.has_principals() {
+        if !source.is_salesforce() {
             ld.problem(
                 &key,
                 format!("a {} source issues one token for the application: principals apply to salesforce_jwt_bearer", source.kind_name()),
@@ -584,7 +611,7 @@ fn route_credentials(
         crate::credentials::source::Kind::Fetched(f) => f.default_principal.clone(),
         crate::credentials::source::Kind::Static { .. } => None,
     };
-    if source.has_principals() && principals.is_empty() && default_principal.is_none() {
+    if source.is_salesforce() && principals.is_empty() && default_principal.is_none() {
         ld.problem(
             format!("{at}.credentials.principals"),
             format!(
@@ -593,15 +620,38 @@ fn route_credentials(
             ),
         );
     }
-    if c.soap || c.wssec.is_some() {
-        ld.problem(
-            at,
-            format!(
-                "upstream {:?} has [upstream.{}.auth], and SOAP routes take the token in the SessionHeader, which this build does not inject yet: route REST calls to it",
-                upstream.name, upstream.name
-            ),
-        );
+    let salesforce = source.is_salesforce();
+    let soap = c.soap || c.wssec.is_some();
+    let signs = c
+        .wssec
+        .as_ref()
+        .and_then(|w| w.request.as_ref())
+        .filter(|r| r.mode == crate::config::WssecMode::Sign);
+    if let Some(sign) = signs.filter(|_| salesforce) {
+        if sign
+            .sign_headers
+            .iter()
+            .any(|h| h.ends_with("}SessionHeader"))
+        {
+            ld.problem(
+                format!("{at}.wssec.request.sign_headers"),
+                "the SessionHeader is written after signing, with the brokered session: it cannot be signed",
+            );
+        }
     }
+    // The SOAP API reads its session from the envelope: the message is
+    // buffered (as WS-Security does) to write it there.
+    let session = (soap && salesforce).then(|| {
+        let max_body = c.max_body.map_or(
+            SESSION_MAX_BODY.min(ld.config.server.limits.max_body.0),
+            |m| m.0,
+        );
+        SessionSplice {
+            limits: crate::runtime::wssec_stage::xml_limits(&Default::default(), max_body),
+            max_body,
+            slots: Arc::new(tokio::sync::Semaphore::new(SESSION_BUFFERED)),
+        }
+    });
     if c.allow_anonymous {
         ld.problem(
             format!("{at}.allow_anonymous"),
@@ -621,5 +671,14 @@ fn route_credentials(
         principals,
         default_principal,
         pass_client_credentials: rc.is_some_and(|r| r.pass_client_credentials),
+        session,
+        salesforce,
     })
 }
+
+/// The largest SOAP message buffered to write a SessionHeader into, unless
+/// the route sets `max_body` (WS-Security's default ceiling too).
+const SESSION_MAX_BODY: u64 = 16 << 20;
+/// SOAP messages a route buffers at once for their SessionHeader
+/// (WS-Security's default `max_concurrent`).
+const SESSION_BUFFERED: usize = 16;

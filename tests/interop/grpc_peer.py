@@ -4,9 +4,11 @@
 No generated code: methods take and return raw bytes.
 
   grpc_peer.py serve CERT KEY
-      Serves /sealgate.Echo/Unary and /sealgate.Echo/Stream over TLS on a free
-      port of 127.0.0.1 and prints "PORT <n>". Unary echoes the request; a
-      request "fail" answers NOT_FOUND with the message "no such order".
+      Serves /sealgate.Echo/Unary, /sealgate.Echo/Metadata and
+      /sealgate.Echo/Stream over TLS on a free port of 127.0.0.1 and prints
+      "PORT <n>". Unary echoes the request; a request "fail" answers NOT_FOUND
+      with the message "no such order". Metadata answers the call's metadata
+      as a JSON object.
       Stream reads "COUNT PAUSE" and sends COUNT messages, PAUSE seconds apart.
 
   grpc_peer.py call ADDR CA CERT KEY METHOD PAYLOAD
@@ -15,6 +17,7 @@ No generated code: methods take and return raw bytes.
       "OK" or "STATUS <code name> <details>".
 """
 
+import json
 import sys
 import time
 from concurrent import futures
@@ -28,6 +31,9 @@ def serve(cert, key):
             context.abort(grpc.StatusCode.NOT_FOUND, "no such order")
         return b"echo:" + request
 
+    def metadata(request, context):
+        return json.dumps(dict(context.invocation_metadata())).encode()
+
     def stream(request, context):
         count, pause = request.decode().split()
         for i in range(int(count)):
@@ -39,6 +45,7 @@ def serve(cert, key):
         "sealgate.Echo",
         {
             "Unary": grpc.unary_unary_rpc_method_handler(unary),
+            "Metadata": grpc.unary_unary_rpc_method_handler(metadata),
             "Stream": grpc.unary_stream_rpc_method_handler(stream),
         },
     )
@@ -63,9 +70,12 @@ def call(addr, ca, cert, key, method, payload):
     start = time.monotonic()
     with grpc.secure_channel(addr, creds, options=options) as channel:
         try:
-            if method == "Unary":
-                rpc = channel.unary_unary("/sealgate.Echo/Unary")
-                out = rpc(payload.encode(), timeout=20)
+            if method in ("Unary", "Metadata"):
+                rpc = channel.unary_unary("/sealgate.Echo/" + method)
+                # A credential of the client's own, which a gateway brokering
+                # the upstream's must not pass on.
+                own = [("accesstoken", "CLIENTGRPCTOKEN")] if method == "Metadata" else None
+                out = rpc(payload.encode(), timeout=20, metadata=own)
                 print("MSG %s %.2f" % (out.decode(), time.monotonic() - start))
             else:
                 rpc = channel.unary_stream("/sealgate.Echo/Stream")

@@ -248,16 +248,18 @@ async fn tokens_are_brokered_per_identity_and_never_leak() {
     assert_eq!(r.headers["x-sealgate-refusal"], "no_principal");
     assert_eq!(peer.upstream_requests().await.len(), before);
 
-    // The upstream stops taking the token: its 401 passes back, and the
-    // next request carries a new one.
+    // The upstream stops taking the token. An upload (its body streamed,
+    // so not held to send again) gets the upstream's 401; the next request
+    // carries a new token.
     peer.control("expire").await;
-    let r = send(
-        gw.edge,
-        prod.clone(),
-        rest_get("/services/data/v60.0/query"),
-    )
-    .await
-    .unwrap();
+    let upload = http::Request::post("/services/data/v60.0/sobjects/Account")
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            b"{\"Name\":\"Acme\"}",
+        )))
+        .unwrap();
+    let r = send(gw.edge, prod.clone(), upload).await.unwrap();
     assert_eq!(r.status, 401, "{}", r.body);
     let r = send(
         gw.edge,
@@ -502,4 +504,407 @@ fn check_refuses_a_literal_secret() {
         assert!(text.contains(says), "{auth}: want {says:?} in {text}");
         assert!(!text.contains("hunter2"), "{text}");
     }
+}
+
+const S11: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+const S12: &str = "http://www.w3.org/2003/05/soap-envelope";
+
+fn soap_call(
+    path: &str,
+    version: &str,
+    msg: &str,
+) -> http::Request<http_body_util::Full<bytes::Bytes>> {
+    let ct = match version {
+        "1.1" => "text/xml; charset=utf-8",
+        _ => "application/soap+xml; charset=utf-8",
+    };
+    http::Request::post(path)
+        .header("host", "localhost")
+        .header("content-type", ct)
+        .header("soapaction", "\"\"")
+        .header("authorization", "Bearer CLIENTOWNSECRET")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            msg.to_owned(),
+        )))
+        .unwrap()
+}
+
+fn session(ns: &str, token: &str) -> String {
+    format!("<SessionHeader xmlns=\"{ns}\"><sessionId>{token}</sessionId></SessionHeader>")
+}
+
+/// On a SOAP route the brokered session is the envelope's
+/// SessionHeader/sessionId — the client's replaced, one added to a Header
+/// or an empty one, or a Header made — in SOAP 1.1 and 1.2, every other byte
+/// as sent; no Authorization reaches the upstream. A token the upstream
+/// stops taking (a SOAP `INVALID_SESSION_ID` fault, a REST 401) is fetched
+/// anew once and the request sent again, and succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soap_sessions_go_in_the_envelope_and_a_refused_token_is_renewed_once() {
+    let pki = Pki::new();
+    keys(&pki);
+    let Some(peer) = Peer::start(&pki) else {
+        return;
+    };
+    let soap_route = "[[route]]\nname = \"sf-soap\"\nlistener = \"edge\"\nupstream = \"sf\"\nsoap = true\nmatch = { path_prefix = \"/services/Soap/\" }\n[route.credentials]\nprincipals = [ { principal = \"etl-prod@acme.com\", when = { cn = \"etl-prod\" } } ]\n";
+    let gw = spawn_gateway(&gateway_config(&pki, &peer, soap_route));
+    let prod = client(&pki, "etl-prod");
+    let body = "<soapenv:Body>\n  <urn:query><urn:queryString>SELECT Id FROM Account</urn:queryString></urn:query>\n </soapenv:Body>";
+    let partner = "urn:partner.soap.sforce.com";
+    let cases = [
+        // SOAP 1.1, the client's own SessionHeader and another header block.
+        (
+            "/services/Soap/u/60.0",
+            "1.1",
+            format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<soapenv:Envelope xmlns:soapenv=\"{S11}\" xmlns:urn=\"{partner}\">\n <soapenv:Header>\n  <urn:SessionHeader><urn:sessionId>CLIENTSOAPSESSION</urn:sessionId></urn:SessionHeader>\n  <urn:CallOptions><urn:client>etl</urn:client></urn:CallOptions>\n </soapenv:Header>\n {body}\n</soapenv:Envelope>"),
+            "<urn:SessionHeader><urn:sessionId>CLIENTSOAPSESSION</urn:sessionId></urn:SessionHeader>".to_owned(),
+            partner,
+            true,
+        ),
+        // SOAP 1.1 without a Header.
+        (
+            "/services/Soap/u/60.0",
+            "1.1",
+            format!("<soapenv:Envelope xmlns:soapenv=\"{S11}\" xmlns:urn=\"{partner}\">\n {body}\n</soapenv:Envelope>"),
+            "<soapenv:Body>".to_owned(),
+            partner,
+            false,
+        ),
+        // SOAP 1.2, an empty Header, the enterprise API.
+        (
+            "/services/Soap/c/60.0",
+            "1.2",
+            format!("<soapenv:Envelope xmlns:soapenv=\"{S12}\" xmlns:urn=\"{partner}\">\n <soapenv:Header/>\n {body}\n</soapenv:Envelope>"),
+            "<soapenv:Header/>".to_owned(),
+            "urn:enterprise.soap.sforce.com",
+            false,
+        ),
+        // SOAP 1.2 without a Header, an Apex SOAP class.
+        (
+            "/services/Soap/class/LedgerService",
+            "1.2",
+            format!("<soapenv:Envelope xmlns:soapenv=\"{S12}\" xmlns:urn=\"{partner}\">\n {body}\n</soapenv:Envelope>"),
+            "<soapenv:Body>".to_owned(),
+            "http://soap.sforce.com/schemas/class/LedgerService",
+            false,
+        ),
+    ];
+    let expected = |msg: &str, at: &str, ns: &str, replaces: bool, token: &str| {
+        let s = session(ns, token);
+        let with = if replaces {
+            s
+        } else if at == "<soapenv:Header/>" {
+            format!("<soapenv:Header>{s}</soapenv:Header>")
+        } else {
+            format!("<soapenv:Header>{s}</soapenv:Header><soapenv:Body>")
+        };
+        msg.replacen(at, &with, 1)
+    };
+    let mut token = String::new();
+    for (path, version, msg, at, ns, replaces) in &cases {
+        let r = send(gw.edge, prod.clone(), soap_call(path, version, msg))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{path} {version}: {}", r.body);
+        token = peer.control("stats").await["issued"][0]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        // The upstream echoes what reached it.
+        assert_eq!(
+            r.body,
+            expected(msg, at, ns, *replaces, &token),
+            "{path} {version}"
+        );
+    }
+    for req in peer.upstream_requests().await {
+        let headers = req["headers"].as_array().unwrap();
+        assert!(!headers.iter().any(|h| h[0] == "authorization"), "{req}");
+        assert!(!req.to_string().contains("CLIENTSOAPSESSION"), "{req}");
+    }
+    assert_eq!(peer.control("stats").await["fetches"]["jwt_bearer"], 1);
+
+    // A REST token for another user, then every session ends upstream.
+    let r = as_client(&gw, &pki, "etl-reporting", "/services/data/v60.0/query").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    peer.control("expire").await;
+    let seen = peer.upstream_requests().await.len();
+
+    // SOAP: the fault is not the answer; one new session, sent again.
+    let (path, version, msg, at, ns, replaces) = &cases[0];
+    let r = send(gw.edge, prod.clone(), soap_call(path, version, msg))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let stats = peer.control("stats").await;
+    assert_eq!(stats["fetches"]["jwt_bearer"], 3, "{stats}");
+    let renewed = stats["issued"][2].as_str().unwrap();
+    assert_ne!(renewed, token);
+    assert_eq!(r.body, expected(msg, at, ns, *replaces, renewed));
+    // REST: the 401 is not the answer either.
+    let r = as_client(&gw, &pki, "etl-reporting", "/services/data/v60.0/query").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(body_json(&r)["sub"], "reporting@acme.com");
+    assert_eq!(peer.control("stats").await["fetches"]["jwt_bearer"], 4);
+    // Each was sent twice: with the old session, then the new.
+    assert_eq!(peer.upstream_requests().await.len(), seen + 4);
+    gw.wait_event(
+        "token_invalidated",
+        &[("principal", "reporting@acme.com")],
+        Duration::from_secs(5),
+    );
+
+    // Not a SOAP envelope: refused, nothing forwarded.
+    let r = send(
+        gw.edge,
+        prod.clone(),
+        soap_call("/services/Soap/u/60.0", "1.1", "{\"not\": \"xml\"}"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.headers["x-sealgate-refusal"], "not_a_soap_envelope");
+    assert_eq!(peer.upstream_requests().await.len(), seen + 4);
+
+    let log = gw.log_text(Duration::from_millis(300));
+    for t in peer.control("stats").await["issued"].as_array().unwrap() {
+        assert!(!log.contains(t.as_str().unwrap()), "a token in the log");
+    }
+    assert!(!log.contains("CLIENTSOAPSESSION"));
+}
+
+/// Salesforce's Pub/Sub API over gRPC: the session, its instance and its org
+/// as the `accesstoken`, `instanceurl` and `tenantid` metadata, the client's
+/// own `accesstoken` replaced; a real gRPC client and server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_calls_carry_the_pubsub_session_metadata() {
+    if !crate::grpc::grpc_ready() {
+        return;
+    }
+    let pki = Pki::new();
+    keys(&pki);
+    let Some(peer) = Peer::start(&pki) else {
+        return;
+    };
+    let grpc_client = pki.client("etl-prod", "ETL", KeyAlg::EcdsaP256);
+    pki.write("grpc-client.crt", &grpc_client.cert_pem);
+    pki.write("grpc-client.key", &grpc_client.key_pem);
+    let (_server, port) = crate::grpc::serve(&pki);
+    let u = peer.url();
+    let pubsub = tls_upstream_cfg(
+        &pki,
+        "pubsub",
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        &format!("[upstream.pubsub.auth]\nkind = \"salesforce_jwt_bearer\"\nlogin = \"{u}\"\nconsumer_key = \"{CONSUMER_KEY}\"\nkey = \"app.key\"\nusername = \"etl-prod@acme.com\"\n"),
+    );
+    let extra = format!("{pubsub}\n[[route]]\nname = \"pubsub\"\nlistener = \"edge\"\nupstream = \"pubsub\"\nallow = [ {{ cn = \"etl-prod\" }} ]\nmatch = {{ path_prefix = \"/sealgate.Echo/\" }}\n");
+    let gw = spawn_gateway(&gateway_config(&pki, &peer, &extra));
+    // The client blocks; the gateway runs on the other worker meanwhile.
+    let lines = tokio::task::block_in_place(|| crate::grpc::call(&pki, gw.edge, "Metadata", "x"));
+    let msg = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("MSG "))
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    let json = msg.rsplit_once(' ').unwrap().0;
+    let md: serde_json::Value = serde_json::from_str(json).unwrap();
+    let stats = peer.control("stats").await;
+    assert_eq!(md["accesstoken"], stats["issued"][0], "{md}");
+    assert_eq!(md["instanceurl"], u.as_str(), "{md}");
+    assert_eq!(md["tenantid"], "00D5g000004ABCDEAZ", "{md}");
+    assert!(md.get("authorization").is_none(), "{md}");
+    assert!(!md.to_string().contains("CLIENTGRPCTOKEN"), "{md}");
+}
+
+/// `use_instance_url` sends requests to the token's instance; a token with
+/// `expires_in` is fetched anew ahead of its end (never sooner than halfway
+/// through a short life); `sealgate token` fetches one and prints what came
+/// back, the token only with `--show`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_lifetimes_and_the_token_command() {
+    let pki = Pki::new();
+    keys(&pki);
+    let Some(peer) = Peer::start(&pki) else {
+        return;
+    };
+    let u = peer.url();
+    // Nothing listens at the configured address: only the instance answers.
+    let moved = format!("[upstream.moved]\nurl = \"http://127.0.0.1:9\"\n[upstream.moved.auth]\nkind = \"salesforce_jwt_bearer\"\nlogin = \"{u}\"\nconsumer_key = \"{CONSUMER_KEY}\"\nkey = \"app.key\"\nusername = \"reporting@acme.com\"\nuse_instance_url = true\n\n[[route]]\nname = \"moved\"\nlistener = \"edge\"\nupstream = \"moved\"\nallow = [ {{ cn = \"etl-prod\" }} ]\nmatch = {{ path_prefix = \"/services/data/v61.0/\" }}\n");
+    let file = gateway_config(&pki, &peer, &moved);
+    let gw = spawn_gateway(&file);
+    let r = as_client(&gw, &pki, "etl-prod", "/services/data/v61.0/limits").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(body_json(&r)["sub"], "reporting@acme.com");
+    let reached = peer.upstream_requests().await.pop().unwrap();
+    let host = u.trim_start_matches("http://");
+    assert!(
+        reached["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h[0] == "host" && h[1] == host),
+        "{reached}"
+    );
+
+    // Client credentials lasting 3 s: refreshed after 1.5 s.
+    peer.control("expires_in-3").await;
+    let cc = "/services/data/erp/client_secret_post/x";
+    let fetches = |s: serde_json::Value| s["fetches"]["client_credentials"].as_u64().unwrap();
+    for _ in 0..2 {
+        let r = as_client(&gw, &pki, "etl-prod", cc).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    assert_eq!(fetches(peer.control("stats").await), 1);
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    let r = as_client(&gw, &pki, "etl-prod", cc).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let started = Instant::now();
+    while fetches(peer.control("stats").await) < 2 {
+        assert!(started.elapsed() < Duration::from_secs(3), "not refreshed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The command, as an operator checks a connected app.
+    let token = |args: &[&str]| {
+        let out = Command::new(crate::support::process::BIN)
+            .args(["token", "--config"])
+            .arg(&file)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = token(&["--upstream", "sf", "--principal", "etl-prod@acme.com"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    for says in [
+        "salesforce_jwt_bearer".to_owned(),
+        "principal: etl-prod@acme.com".to_owned(),
+        format!("instance_url: {u}"),
+        "org (Pub/Sub tenantid): 00D5g000004ABCDEAZ".to_owned(),
+        "not shown: --show prints it".to_owned(),
+    ] {
+        assert!(out.contains(&says), "want {says:?} in {out}");
+    }
+    let issued = |s: serde_json::Value| -> Vec<String> {
+        s["issued"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all = issued(peer.control("stats").await);
+    for t in &all {
+        assert!(
+            !out.contains(t.as_str()) && !err.contains(t.as_str()),
+            "{out}"
+        );
+    }
+    let (code, out, _) = token(&[
+        "--upstream",
+        "sf",
+        "--principal",
+        "etl-prod@acme.com",
+        "--show",
+    ]);
+    assert_eq!(code, Some(0));
+    let last = issued(peer.control("stats").await).pop().unwrap();
+    assert!(out.contains(&format!("token: {last}")), "{out}");
+    let (code, out, err) = token(&["--upstream", "sf", "--principal", "stranger@acme.com"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        err.contains("invalid_grant") && err.contains("user hasn't approved this consumer"),
+        "{err}"
+    );
+    let (code, _, err) = token(&["--upstream", "sf"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("--principal"), "{err}");
+    let (code, out, _) = token(&["--upstream", "erp-client_secret_basic"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("client_id: erp-connector") && out.contains("expires_in 3 s"),
+        "{out}"
+    );
+    let (code, out, _) = token(&["--upstream", "keyed"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("static credential in header x-api-key") && !out.contains("STATICAPIKEY"),
+        "{out}"
+    );
+    let (code, _, err) = token(&["--upstream", "nowhere"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("no upstream \"nowhere\""), "{err}");
+}
+
+/// A route that signs its requests (WS-Security) and holds a Salesforce
+/// session: the signature is made first and the SessionHeader written
+/// beside it, so the upstream gets a message that still verifies and
+/// carries the session; signing the SessionHeader itself is refused by
+/// `check`, since the session replaces it after signing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_soap_call_carries_the_session_beside_its_signature() {
+    use crate::support::wssec::{policy, verify_now};
+    let pki = Pki::new();
+    keys(&pki);
+    let Some(peer) = Peer::start(&pki) else {
+        return;
+    };
+    let mut signer = Leaf::new("gateway-signer", Usage::Signer);
+    signer.alg = KeyAlg::Rsa2048;
+    let signer = pki.ca.issue(&signer).unwrap();
+    let key = pki.write("signer.key", &signer.key_pem);
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let cert = pki.write("signer.crt", &signer.cert_pem);
+    let signed = |extra: &str| {
+        format!("[[route]]\nname = \"sf-signed\"\nlistener = \"edge\"\nupstream = \"sf\"\nmatch = {{ path_prefix = \"/services/Soap/\" }}\n[route.credentials]\nprincipals = [ {{ principal = \"etl-prod@acme.com\", when = {{ cn = \"etl-prod\" }} }} ]\n[route.wssec.request]\nmode = \"sign\"\nkey = {key:?}\ncert = {cert:?}\n{extra}\n")
+    };
+    let file = gateway_config(&pki, &peer, &signed(""));
+    let gw = spawn_gateway(&file);
+    let msg = format!("<soapenv:Envelope xmlns:soapenv=\"{S11}\">\n <soapenv:Body><query xmlns=\"urn:partner.soap.sforce.com\"><queryString>SELECT Id FROM Account</queryString></query></soapenv:Body>\n</soapenv:Envelope>");
+    let r = send(
+        gw.edge,
+        client(&pki, "etl-prod"),
+        soap_call("/services/Soap/u/60.0", "1.1", &msg),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let token = peer.control("stats").await["issued"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        r.body
+            .contains(&session("urn:partner.soap.sforce.com", &token)),
+        "{}",
+        r.body
+    );
+    verify_now(
+        r.body.as_bytes(),
+        &policy(&pki.ca, &[&signer]),
+        std::time::SystemTime::now(),
+    )
+    .unwrap_or_else(|e| panic!("{e}: {}", r.body));
+
+    let bad = pki.write(
+        "signs-session.toml",
+        &std::fs::read_to_string(&file).unwrap().replace(
+            &signed(""),
+            &signed("sign_headers = [\"{urn:partner.soap.sforce.com}SessionHeader\"]"),
+        ),
+    );
+    let out = Command::new(crate::support::process::BIN)
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("sign_headers: the SessionHeader is written after signing"),
+        "{text}"
+    );
 }

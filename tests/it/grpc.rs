@@ -15,7 +15,7 @@ fn peer() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/grpc_peer.py")
 }
 
-fn grpc_ready() -> bool {
+pub(crate) fn grpc_ready() -> bool {
     let ok = Command::new(PYTHON)
         .args(["-c", "import grpc"])
         .output()
@@ -31,7 +31,7 @@ fn grpc_ready() -> bool {
     ok
 }
 
-struct Server(Child);
+pub(crate) struct Server(Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -41,7 +41,7 @@ impl Drop for Server {
 }
 
 /// Starts the gRPC server with the PKI's server certificate; returns its port.
-fn serve(pki: &Pki) -> (Server, u16) {
+pub(crate) fn serve(pki: &Pki) -> (Server, u16) {
     let mut child = Command::new(PYTHON)
         .arg(peer())
         .arg("serve")
@@ -63,7 +63,12 @@ fn serve(pki: &Pki) -> (Server, u16) {
 }
 
 /// One call through `addr`; returns the client's output lines.
-fn call(pki: &Pki, addr: std::net::SocketAddr, method: &str, payload: &str) -> Vec<String> {
+pub(crate) fn call(
+    pki: &Pki,
+    addr: std::net::SocketAddr,
+    method: &str,
+    payload: &str,
+) -> Vec<String> {
     let out = Command::new(PYTHON)
         .arg(peer())
         .arg("call")

@@ -14,7 +14,8 @@ independent JWT implementation (PyJWT with cryptography):
   SessionHeader's sessionId (500 sf:INVALID_SESSION_ID fault otherwise);
   anything else: 200 with what reached it.
 - /control/...: expire (every token stops working), down/up (the token
-  endpoint answers 503), slow-MS/fast (it waits MS ms), stats.
+  endpoint answers 503), slow-MS/fast (it waits MS ms), expires_in-N (client
+  credentials tokens say they last N s), stats.
 
 Run: python3 token_peer.py CONFIG.json; prints "listening PORT" and serves
 until killed. Every request is recorded (method, path, headers, body) for
@@ -120,6 +121,8 @@ class Handler(BaseHTTPRequestHandler):
                 STATE["slow"] = int(what[len("slow-"):]) / 1000
             elif what == "fast":
                 STATE["slow"] = 0
+            elif what.startswith("expires_in-"):
+                CFG["expires_in"] = int(what[len("expires_in-"):])
             elif what != "stats":
                 return self.reply(404, {"error": what})
             stats = {

@@ -167,7 +167,7 @@ impl Stage {
 
 /// The hardened reader's limits for a stage: the defaults, the body ceiling,
 /// and the route's overrides.
-fn xml_limits(x: &XmlLimitsConfig, max_body: u64) -> Limits {
+pub(crate) fn xml_limits(x: &XmlLimitsConfig, max_body: u64) -> Limits {
     let mut l = Limits::default();
     let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
     l.max_bytes = size(max_body);

@@ -1,6 +1,8 @@
 //! Micro-benchmarks of per-connection and per-request work on the proxy path:
 //! parsing a client identity (once per connection), matching allow rules and
-//! rewriting headers (once per request).
+//! rewriting headers (once per request), and writing a brokered Salesforce
+//! session into a SOAP message (beside a plain copy of the same bytes, the
+//! least any rewrite costs).
 //!
 //!   cargo bench --bench request_path
 
@@ -85,5 +87,38 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// A Salesforce SOAP call of about `size` bytes: a Header with the client's
+/// own SessionHeader, and a Body of records.
+fn soap_call(size: usize) -> Vec<u8> {
+    let record = "<urn:sObjects><urn:Name>Acme &amp; Co</urn:Name><urn:AccountNumber>CD355118</urn:AccountNumber></urn:sObjects>\n";
+    let records = record.repeat(size / record.len() + 1);
+    format!("<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:urn=\"urn:partner.soap.sforce.com\">\n<soapenv:Header><urn:SessionHeader><urn:sessionId>CLIENT</urn:sessionId></urn:SessionHeader></soapenv:Header>\n<soapenv:Body><urn:create>\n{records}</urn:create></soapenv:Body>\n</soapenv:Envelope>").into_bytes()
+}
+
+fn session(c: &mut Criterion) {
+    use sealgate::credentials::soap::set_session_id;
+    use sealgate::wssec::xml::Limits;
+    let limits = Limits::default();
+    let token = b"00D5g000004ABCD!AQ4AQFakeSessionTokenOfTheUsualLength0123456789abcdefghij";
+    for (name, size) in [("5k", 5 << 10), ("1m", 1 << 20)] {
+        let msg = soap_call(size);
+        let mut g = c.benchmark_group(format!("soap_session_{name}"));
+        g.throughput(criterion::Throughput::Bytes(msg.len() as u64));
+        g.bench_function("splice", |b| {
+            b.iter(|| {
+                set_session_id(
+                    black_box(&msg),
+                    &limits,
+                    "urn:partner.soap.sforce.com",
+                    token,
+                )
+                .expect("splice")
+            })
+        });
+        g.bench_function("copy", |b| b.iter(|| black_box(&msg).to_vec()));
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench, session);
 criterion_main!(benches);

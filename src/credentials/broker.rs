@@ -209,7 +209,15 @@ impl Broker {
             Err(None) => {}
         }
         let seen = slot.serial();
-        let _flight = slot.flight.lock().await;
+        let _flight = match slot.flight.try_lock() {
+            Ok(g) => g,
+            Err(_) => match slot.cached(Instant::now()) {
+                // Another request is refreshing it: this one goes on with
+                // the token that still serves, not waiting on the endpoint.
+                Cached::Due(t) => return Ok(t),
+                _ => slot.flight.lock().await,
+            },
+        };
         // Whoever held the flight before may have fetched a token: take it,
         // however short its life. Or it failed, and the back-off answers.
         if let Cached::Fresh(t) | Cached::Due(t) = slot.cached(Instant::now()) {

@@ -44,6 +44,22 @@ fn org_id(id: &str) -> Option<String> {
     (!org.is_empty() && org.bytes().all(|b| b.is_ascii_alphanumeric())).then(|| org.to_owned())
 }
 
+/// An error and what caused it (`client error (Connect): dns error: ...`):
+/// the outer one alone rarely says what to fix.
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let said = c.to_string();
+        if !out.ends_with(&said) {
+            out.push_str(": ");
+            out.push_str(&said);
+        }
+        cur = c.source();
+    }
+    out
+}
+
 /// Why no token came back; never carries a secret.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum FetchError {
@@ -129,7 +145,7 @@ async fn exchange(
     let resp = client
         .request(req)
         .await
-        .map_err(|e| FetchError::Unavailable(printable(&e.to_string(), MAX_DESCRIPTION)))?;
+        .map_err(|e| FetchError::Unavailable(printable(&causes(&e), MAX_DESCRIPTION)))?;
     let status = resp.status();
     let body = Limited::new(resp.into_body(), MAX_ANSWER)
         .collect()

@@ -7,18 +7,31 @@ use crate::wssec::envelope;
 use crate::wssec::verify::WssecError;
 use crate::wssec::xml::Limits;
 
+/// Where Salesforce serves its SOAP APIs.
+const SOAP_PATH: &str = "/services/Soap/";
+
+/// A request to one of Salesforce's SOAP endpoints.
+pub fn is_soap_endpoint(path: &str) -> bool {
+    path.contains(SOAP_PATH)
+}
+
 /// The `SessionHeader` namespace of a Salesforce SOAP endpoint, by its path:
 /// partner (`/services/Soap/u/`), enterprise (`/c/`), Apex class
-/// (`/class/NAME`), metadata (`/m/`), tooling (`/T/`).
+/// (`/class/NAME`, `/class/NAMESPACE/NAME`), Apex (`/s/`), metadata (`/m/`),
+/// tooling (`/T/`).
 pub fn namespace_for(path: &str) -> String {
-    let rest = path.split_once("/services/Soap/").map_or("", |(_, r)| r);
+    let rest = path.split_once(SOAP_PATH).map_or("", |(_, r)| r);
     let mut parts = rest.split('/');
     match parts.next() {
         Some("c") => "urn:enterprise.soap.sforce.com".into(),
-        Some("class") => match parts.next().filter(|c| !c.is_empty()) {
-            Some(class) => format!("http://soap.sforce.com/schemas/class/{class}"),
-            None => "urn:partner.soap.sforce.com".into(),
-        },
+        Some("class") => {
+            let class: Vec<&str> = parts.filter(|p| !p.is_empty()).collect();
+            match class.is_empty() {
+                false => format!("http://soap.sforce.com/schemas/class/{}", class.join("/")),
+                true => "urn:partner.soap.sforce.com".into(),
+            }
+        }
+        Some("s") => "http://soap.sforce.com/2006/08/apex".into(),
         Some("m") => "http://soap.sforce.com/2006/04/metadata".into(),
         Some("T") => "urn:tooling.soap.sforce.com".into(),
         _ => "urn:partner.soap.sforce.com".into(),
@@ -40,9 +53,9 @@ fn escape(text: &[u8]) -> String {
     out
 }
 
-/// `msg` with `session` as its `SessionHeader/sessionId`: in place of the
-/// client's SessionHeader (its namespace kept), else first in the Header
-/// (`namespace` for it), else in a new Header.
+/// `msg` with `session` as its `SessionHeader/sessionId` in `namespace` (the
+/// endpoint's, never one the client chose): in place of the client's
+/// SessionHeader, else first in the Header, else in a new Header.
 pub fn set_session_id(
     msg: &[u8],
     limits: &Limits,
@@ -69,7 +82,7 @@ pub fn set_session_id(
         Some(old) => (
             old.span.start,
             old.span.end - old.span.start,
-            element(&old.name.namespace),
+            element(namespace),
         ),
         None => {
             let slot = envelope::header_slot(msg, &scan);
@@ -140,13 +153,15 @@ mod tests {
     }
 
     #[test]
-    fn the_clients_session_header_is_replaced_in_its_namespace() {
-        let msg = format!("<s:Envelope xmlns:s=\"{S11}\"><s:Header><e:SessionHeader xmlns:e=\"urn:enterprise.soap.sforce.com\"><e:sessionId>CLIENTS</e:sessionId></e:SessionHeader></s:Header><s:Body><q/></s:Body></s:Envelope>");
+    fn the_clients_session_header_is_replaced_in_the_endpoints_namespace() {
+        // A namespace of the client's choosing would make Salesforce refuse
+        // a good session, and the gateway fetch a new one for nothing.
+        let msg = format!("<s:Envelope xmlns:s=\"{S11}\"><s:Header><e:SessionHeader xmlns:e=\"urn:bogus\"><e:sessionId>CLIENTS</e:sessionId></e:SessionHeader></s:Header><s:Body><q/></s:Body></s:Envelope>");
         let out = set(&msg);
         assert!(!out.contains("CLIENTS"), "{out}");
         assert_eq!(
             out,
-            format!("<s:Envelope xmlns:s=\"{S11}\"><s:Header><SessionHeader xmlns=\"urn:enterprise.soap.sforce.com\"><sessionId>00D!AQ&lt;&amp;&gt;</sessionId></SessionHeader></s:Header><s:Body><q/></s:Body></s:Envelope>")
+            format!("<s:Envelope xmlns:s=\"{S11}\"><s:Header><SessionHeader xmlns=\"urn:partner.soap.sforce.com\"><sessionId>00D!AQ&lt;&amp;&gt;</sessionId></SessionHeader></s:Header><s:Body><q/></s:Body></s:Envelope>")
         );
         let twice = msg.replace("</s:Header>", "<SessionHeader xmlns=\"urn:x\"/></s:Header>");
         assert!(set_session_id(twice.as_bytes(), &Limits::default(), "urn:x", b"t").is_err());
@@ -163,6 +178,14 @@ mod tests {
             (
                 "/services/Soap/class/LedgerService",
                 "http://soap.sforce.com/schemas/class/LedgerService",
+            ),
+            (
+                "/services/Soap/class/acme/Ledger",
+                "http://soap.sforce.com/schemas/class/acme/Ledger",
+            ),
+            (
+                "/services/Soap/s/60.0",
+                "http://soap.sforce.com/2006/08/apex",
             ),
             (
                 "/services/Soap/m/60.0",

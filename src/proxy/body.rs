@@ -139,6 +139,8 @@ pub struct Limited<B> {
     idle: Duration,
     timer: Option<Pin<Box<Sleep>>>,
     identity_header: Option<http::HeaderName>,
+    /// A static credential's header, out of trailers too (`-` for `_`).
+    own_credential: Option<String>,
 }
 
 impl<B: Body> Limited<B> {
@@ -153,12 +155,19 @@ impl<B: Body> Limited<B> {
             idle,
             timer: None,
             identity_header: None,
+            own_credential: None,
         }
     }
 
     /// Trailers lose the identity header (and hop-by-hop and origin claims) too.
     pub fn scrubbing(mut self, identity_header: &http::HeaderName) -> Self {
         self.identity_header = Some(identity_header.clone());
+        self
+    }
+
+    /// Trailers lose this header (the route's own credential) too.
+    pub fn scrubbing_also(mut self, name: Option<&http::HeaderName>) -> Self {
+        self.own_credential = name.map(|n| n.as_str().replace('_', "-"));
         self
     }
 }
@@ -205,6 +214,9 @@ where
                 }
                 if let (Some(t), Some(id)) = (frame.trailers_mut(), &this.identity_header) {
                     headers::scrub_trailers(t, id);
+                    if let Some(own) = &this.own_credential {
+                        headers::strip_where(t, |n| n == own);
+                    }
                 }
                 if this.inner.as_ref().is_some_and(|b| b.is_end_stream()) {
                     this.stats.mark_done();

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use std::sync::Arc;
+use tokio::sync::OwnedSemaphorePermit;
 
 /// A token a request carries: invalidated when the upstream refuses it.
 pub struct Carried {
@@ -59,17 +60,13 @@ pub async fn token(
     }))
 }
 
-/// Headers that carry a client's own credential (and, with `_` for `-`,
-/// what CGI-style servers read as the same).
-const CLIENT_CREDENTIALS: [&str; 5] = [
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    // Salesforce's session header (Bulk API 1.0).
-    "x-sfdc-session",
-    // Salesforce's Pub/Sub API (gRPC) session.
-    "accesstoken",
-];
+/// The header a `static` source puts its credential in.
+pub fn own_header(c: &RouteCredentials) -> Option<&http::HeaderName> {
+    match &c.source.kind {
+        Kind::Static { header, .. } => Some(header),
+        Kind::Fetched(_) => None,
+    }
+}
 
 /// A gRPC call (`application/grpc`, `application/grpc+proto`, ...).
 fn is_grpc(h: &http::HeaderMap) -> bool {
@@ -82,19 +79,19 @@ fn is_grpc(h: &http::HeaderMap) -> bool {
 }
 
 /// The client's credentials out (unless the route passes them), the
-/// upstream's in.
+/// upstream's in: `Authorization`, Pub/Sub's metadata on a gRPC call, or
+/// nothing here on a SOAP call (its SessionHeader: `splice`).
 pub fn apply(
     c: &RouteCredentials,
+    soap_call: bool,
     carried: Option<&Carried>,
     parts: &mut http::request::Parts,
 ) -> Result<(), Refusal> {
-    let own = match &c.source.kind {
-        Kind::Static { header, .. } => Some(header.as_str()),
-        Kind::Fetched(_) => None,
-    };
+    // Compared as `strip_where` names them: `-` for `_`.
+    let own = own_header(c).map(|h| h.as_str().replace('_', "-"));
     if !c.pass_client_credentials {
         super::headers::strip_where(&mut parts.headers, |n| {
-            CLIENT_CREDENTIALS.contains(&n) || own == Some(n)
+            super::headers::CLIENT_CREDENTIALS.contains(&n) || own.as_deref() == Some(n)
         });
     }
     match (&c.source.kind, carried) {
@@ -116,7 +113,7 @@ pub fn apply(
                         _ => parts.headers.remove(name),
                     };
                 }
-            } else if c.session.is_none() {
+            } else if !soap_call {
                 // (A SOAP call carries it in its SessionHeader: `splice`.)
                 parts
                     .headers
@@ -162,14 +159,15 @@ fn to_instance(parts: &mut http::request::Parts, instance: &str) -> Result<(), R
 /// A SOAP message read whole to write its SessionHeader into: as sent (not
 /// compressed, UTF-8), under the splice's ceiling and its share of the
 /// messages buffered at once (503 `route_busy` past the route's queue
-/// timeout), within the read timeout.
+/// timeout), within the read timeout. The share is held until the upstream
+/// has answered (it goes with the `Resend`).
 pub async fn read_soap(
     route: &Route,
     session: &SessionSplice,
     headers: &http::HeaderMap,
     body: Incoming,
     stats: &Arc<super::body::BodyStats>,
-) -> Result<Bytes, Refusal> {
+) -> Result<(Bytes, OwnedSemaphorePermit), Refusal> {
     if !super::wssec::readable_as_sent(headers) {
         return Err(super::wssec::refuse_early(
             headers,
@@ -177,7 +175,7 @@ pub async fn read_soap(
             Reason::UnsupportedEncoding,
         ));
     }
-    let _permit = match tokio::time::timeout(
+    let permit = match tokio::time::timeout(
         route.gate.queue_timeout,
         session.slots.clone().acquire_owned(),
     )
@@ -189,15 +187,23 @@ pub async fn read_soap(
             return Err(busy.retry_after(route.gate.retry_after_secs()));
         }
     };
-    super::body::read_whole(
+    let msg = super::body::read_whole(
         body,
         session.max_body,
         route.body_idle_timeout,
         SESSION_READ_TIMEOUT,
         stats,
     )
-    .await
-    .map_err(Refusal::from)
+    .await?;
+    Ok((msg, permit))
+}
+
+/// How this request's session is written, if in a SessionHeader: on a SOAP
+/// route to Salesforce, or to a SOAP endpoint's path on any route to it (so
+/// a client's own SessionHeader cannot pass there either).
+pub fn session_for<'r>(route: &'r Route, path: &str) -> Option<&'r SessionSplice> {
+    let s = route.credentials.as_ref()?.session.as_ref()?;
+    (s.soap_route || soap::is_soap_endpoint(path)).then_some(s)
 }
 
 /// The whole SOAP message arrives within this (as WS-Security's default).
@@ -208,11 +214,12 @@ const SESSION_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 /// the endpoint's API; large messages are spliced off the async threads.
 pub async fn splice(
     c: &RouteCredentials,
+    session: &SessionSplice,
     carried: Option<&Carried>,
     path: &str,
     msg: Bytes,
 ) -> Result<Bytes, Refusal> {
-    let (Some(session), Some(carried)) = (&c.session, carried) else {
+    let Some(carried) = carried else {
         return Ok(msg);
     };
     let namespace = soap::namespace_for(path);
@@ -240,29 +247,48 @@ pub async fn splice(
     })
 }
 
-/// Messages up to this size are spliced on the request's own thread (the
-/// scan takes microseconds); larger ones would hold it for milliseconds.
-const INLINE_SPLICE: usize = 64 << 10;
+/// Messages up to this size are spliced on the request's own thread: the
+/// envelope reader takes about 100 µs for 5 KiB (BENCHMARKS.md), about what
+/// a task should run between awaits; larger ones go to the blocking pool.
+const INLINE_SPLICE: usize = 4 << 10;
 
 /// What it takes to send a request again with a new token: its head as
-/// prepared for the upstream (the token in it is replaced) and its whole body.
+/// prepared for the upstream before a token went in (the client's
+/// credentials are taken out again), and its whole body.
 pub struct Resend {
     method: http::Method,
     uri: http::Uri,
     headers: http::HeaderMap,
-    /// Before the SessionHeader splice, on a SOAP route.
+    /// Before the SessionHeader splice, on a SOAP call.
     body: Bytes,
+    /// A SOAP message's share of what is buffered, held until it is answered.
+    _buffered: Option<OwnedSemaphorePermit>,
 }
 
 impl Resend {
-    /// `parts` as prepared for the upstream, and the body that goes with it.
-    pub fn new(parts: &http::request::Parts, body: Bytes) -> Resend {
+    /// `parts` as prepared for the upstream, before `apply`.
+    pub fn head(parts: &http::request::Parts) -> Resend {
         Resend {
             method: parts.method.clone(),
             uri: parts.uri.clone(),
             headers: parts.headers.clone(),
-            body,
+            body: Bytes::new(),
+            _buffered: None,
         }
+    }
+
+    /// The whole body that goes with it (before any splice); it is sent
+    /// whole, so what described the body as the client sent it goes.
+    pub fn with_body(mut self, body: Bytes, buffered: Option<OwnedSemaphorePermit>) -> Resend {
+        super::headers::body_replaced(&mut self.headers);
+        self.body = body;
+        self._buffered = buffered;
+        self
+    }
+
+    /// The request was a SOAP call with the session in its SessionHeader.
+    pub fn soap_call(&self, route: &Route) -> bool {
+        session_for(route, self.uri.path()).is_some()
     }
 }
 
@@ -272,18 +298,32 @@ impl Resend {
 /// broker forgets the token, so the next request fetches a new one.
 pub async fn refused(
     ctx: &ConnCtx,
+    route: &Route,
     c: &RouteCredentials,
     carried: &Carried,
     resp: Response<ProxyBody>,
+    soap_call: bool,
+    deadline: Option<tokio::time::Instant>,
 ) -> Result<(Response<ProxyBody>, bool), Refusal> {
     let status = resp.status();
+    let soap = soap_call && status == http::StatusCode::INTERNAL_SERVER_ERROR;
     let answer = if status == http::StatusCode::UNAUTHORIZED {
         (resp, true)
-    } else if status == http::StatusCode::INTERNAL_SERVER_ERROR && c.session.is_some() {
+    } else if c.salesforce && grpc_unauthenticated(resp.headers()) {
+        // Pub/Sub: a trailers-only answer, grpc-status 16 (UNAUTHENTICATED).
+        (resp, true)
+    } else if soap {
         let (parts, body) = resp.into_parts();
-        let p = super::body::peek(body, FAULT_PEEK)
-            .await
-            .map_err(|_| Reason::UpstreamError)?;
+        // The fault is read within the route's idle timeout and deadline:
+        // an upstream that stalls after the status line holds nothing.
+        let idle = tokio::time::Instant::now() + route.body_idle_timeout;
+        let until = deadline.map_or(idle, |d| d.min(idle));
+        let p = match tokio::time::timeout_at(until, super::body::peek(body, FAULT_PEEK)).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(_)) => return Err(Reason::UpstreamError.into()),
+            Err(_) if until < idle => return Err(Reason::MaxDuration.into()),
+            Err(_) => return Err(Reason::UpstreamStalled.into()),
+        };
         let expired = !p.over && session_expired(&p.head);
         (
             Response::from_parts(parts, super::body::prefixed(p.head, p.rest)),
@@ -298,6 +338,10 @@ pub async fn refused(
             .invalidate(&c.source, &carried.principal, &carried.token);
     }
     Ok(answer)
+}
+
+fn grpc_unauthenticated(h: &http::HeaderMap) -> bool {
+    h.get("grpc-status").is_some_and(|v| v.as_bytes() == b"16")
 }
 
 const FAULT_PEEK: usize = 64 << 10;
@@ -316,21 +360,26 @@ pub async fn again(
     ctx: &ConnCtx,
     route: &Route,
     carried: &Carried,
-    resend: Resend,
-) -> Option<Request<ProxyBody>> {
+    mut resend: Resend,
+) -> Option<(Request<ProxyBody>, Resend)> {
     let c = route.credentials.as_ref()?;
     let fresh = token(ctx, route, Some(&carried.principal)).await.ok()??;
     if fresh.token.serial == carried.token.serial {
         return None;
     }
     let (mut parts, ()) = Request::new(()).into_parts();
-    parts.method = resend.method;
-    parts.uri = resend.uri;
+    parts.method = resend.method.clone();
+    parts.uri = resend.uri.clone();
     parts.version = http::Version::HTTP_11;
-    parts.headers = resend.headers;
-    apply(c, Some(&fresh), &mut parts).ok()?;
-    let body = splice(c, Some(&fresh), parts.uri.path(), resend.body)
-        .await
-        .ok()?;
-    Some(Request::from_parts(parts, super::body::full(body)))
+    parts.headers = std::mem::take(&mut resend.headers);
+    let session = session_for(route, parts.uri.path());
+    apply(c, session.is_some(), Some(&fresh), &mut parts).ok()?;
+    let body = match session {
+        Some(s) => splice(c, s, Some(&fresh), parts.uri.path(), resend.body.clone())
+            .await
+            .ok()?,
+        None => resend.body.clone(),
+    };
+    // (The buffered share stays held until this answer, with `resend`.)
+    Some((Request::from_parts(parts, super::body::full(body)), resend))
 }

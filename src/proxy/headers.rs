@@ -95,13 +95,23 @@ pub fn strip_where(h: &mut HeaderMap, forbidden: impl Fn(&str) -> bool) {
 }
 
 /// Request trailers get the same treatment as request headers.
+/// Headers that carry a client's own credential for an upstream (and, with
+/// `_` for `-`, what CGI-style servers read as the same).
+pub const CLIENT_CREDENTIALS: [&str; 5] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    // Salesforce's session header (Bulk API 1.0).
+    "x-sfdc-session",
+    // Salesforce's Pub/Sub API (gRPC) session.
+    "accesstoken",
+];
+
 pub fn scrub_trailers(t: &mut HeaderMap, identity: &HeaderName) {
     strip_hop_by_hop(t, false);
     strip_client_claims(t, identity);
     // Credentials have no place in trailers (RFC 9110 §6.5.1).
-    strip_where(t, |n| {
-        matches!(n, "authorization" | "proxy-authorization" | "cookie")
-    });
+    strip_where(t, |n| CLIENT_CREDENTIALS.contains(&n));
     t.remove(header::HOST);
     t.remove(header::CONTENT_LENGTH);
 }

@@ -145,12 +145,14 @@ async fn run(
         .map(|d| tokio::time::Instant::from_std(rec.start + d));
     let (upstream_req, undelivered, resend) =
         transform(ctx, rec, &routed, carried.as_ref(), req).await?;
-    let mut resp = forward(rec, &route, upstream_req, undelivered, deadline)
-        .await?
-        .map(body::boxed);
+    let (resp, mut slot) = forward(rec, &route, upstream_req, undelivered, deadline).await?;
+    let mut resp = resp.map(body::boxed);
     if let Some(carried) = &carried {
-        resp = retry_refused(ctx, rec, &route, carried, resend, resp, deadline).await?;
+        (resp, slot) =
+            retry_refused(ctx, rec, &route, carried, resend, (resp, slot), deadline).await?;
     }
+    // Held until the answer has been passed on.
+    rec.slots.push(slot);
     let resp = match &route.wssec_response {
         Some(stage) => wssec::response(ctx, &route, stage, resp, deadline).await?,
         None => resp,
@@ -166,24 +168,26 @@ async fn retry_refused(
     route: &Route,
     carried: &credentials::Carried,
     resend: Option<credentials::Resend>,
-    resp: Response<ProxyBody>,
+    (resp, slot): (Response<ProxyBody>, Slot),
     deadline: Option<tokio::time::Instant>,
-) -> Result<Response<ProxyBody>, Refusal> {
+) -> Result<(Response<ProxyBody>, Slot), Refusal> {
     let Some(c) = &route.credentials else {
-        return Ok(resp);
+        return Ok((resp, slot));
     };
-    let (resp, refused) = credentials::refused(ctx, c, carried, resp).await?;
+    let soap_call = resend.as_ref().is_some_and(|r| r.soap_call(route));
+    let (resp, refused) =
+        credentials::refused(ctx, route, c, carried, resp, soap_call, deadline).await?;
     let Some(resend) = resend.filter(|_| refused) else {
-        return Ok(resp);
+        return Ok((resp, slot));
     };
-    let Some(req) = credentials::again(ctx, route, carried, resend).await else {
-        return Ok(resp);
+    let Some((req, _held)) = credentials::again(ctx, route, carried, resend).await else {
+        return Ok((resp, slot));
     };
+    // The first attempt's answer and upstream slot go before the second.
     drop(resp);
-    // The first attempt's upstream slot goes back before the second takes one.
-    rec.slots.pop();
-    let resp = forward(rec, route, req, Undelivered::none(), deadline).await?;
-    Ok(resp.map(body::boxed))
+    drop(slot);
+    let (resp, slot) = forward(rec, route, req, Undelivered::none(), deadline).await?;
+    Ok((resp.map(body::boxed), slot))
 }
 
 /// Disposes of the body of a request refused before it was read: a client
@@ -469,22 +473,27 @@ async fn transform(
             parts.headers.remove(header::HOST);
         }
     }
+    let session = credentials::session_for(route, parts.uri.path());
+    let resend = carried.map(|_| credentials::Resend::head(&parts));
     if let Some(c) = &route.credentials {
-        credentials::apply(c, carried, &mut parts)?;
+        credentials::apply(c, session.is_some(), carried, &mut parts)?;
     }
     let stats = rec.stats.clone();
-    if route.wssec_response.is_some() {
-        // The answer is verified or signed as sent: it must come unencoded.
+    if route.wssec_response.is_some() || session.is_some() {
+        // The answer is verified, signed or read for a fault as sent: it
+        // must come unencoded.
         parts.headers.insert(
             header::ACCEPT_ENCODING,
             HeaderValue::from_static("identity"),
         );
     }
-    let session = route.credentials.as_ref().and_then(|c| c.session.as_ref());
+    let mut buffered = None;
     let (output, undelivered) = match (&route.wssec_request, session) {
         (None, None) if carried.is_none() || !body.is_end_stream() => {
+            let own = route.credentials.as_ref().and_then(credentials::own_header);
             let limited = Limited::new(body, route.max_body, route.body_idle_timeout, stats)
-                .scrubbing(&hdrs.identity);
+                .scrubbing(&hdrs.identity)
+                .scrubbing_also(own);
             return Ok((
                 Request::from_parts(parts, limited.boxed_unsync()),
                 Undelivered::none(),
@@ -502,10 +511,12 @@ async fn transform(
             };
             (done.output.into(), undelivered)
         }
-        (None, Some(session)) => (
-            credentials::read_soap(route, session, &parts.headers, body, &stats).await?,
-            Undelivered::none(),
-        ),
+        (None, Some(session)) => {
+            let (msg, permit) =
+                credentials::read_soap(route, session, &parts.headers, body, &stats).await?;
+            buffered = Some(permit);
+            (msg, Undelivered::none())
+        }
     };
     if route.wssec_request.is_some() || session.is_some() {
         // The body lost or gained a Security header or a SessionHeader: its
@@ -513,11 +524,14 @@ async fn transform(
         super::headers::body_replaced(&mut parts.headers);
     }
     stats.mark_done();
-    let resend = carried.map(|_| credentials::Resend::new(&parts, output.clone()));
-    let output = match route.credentials.as_ref().filter(|_| session.is_some()) {
-        Some(c) => credentials::splice(c, carried, parts.uri.path(), output).await?,
-        None => output,
+    let output = match (&route.credentials, session) {
+        (Some(c), Some(s)) => credentials::splice(c, s, carried, parts.uri.path(), output.clone())
+            .await
+            .map(|spliced| (spliced, output)),
+        _ => Ok((output.clone(), output)),
     };
+    let (output, unspliced) = output?;
+    let resend = resend.map(|r| r.with_body(unspliced, buffered));
     Ok((
         Request::from_parts(parts, body::full(output)),
         undelivered,
@@ -537,7 +551,7 @@ async fn forward(
     req: Request<ProxyBody>,
     mut undelivered: Undelivered,
     deadline: Option<tokio::time::Instant>,
-) -> Result<Response<Incoming>, Refusal> {
+) -> Result<(Response<Incoming>, Slot), Refusal> {
     let up = &route.upstream;
     let slot: Slot = match up.gate.acquire().await {
         Ok(s) => s,
@@ -546,7 +560,6 @@ async fn forward(
             return Err(Refusal::new(Reason::UpstreamBusy).retry_after(up.gate.retry_after_secs()))
         }
     };
-    rec.slots.push(slot);
     let stats = rec.stats.clone();
     let t0 = Instant::now();
     let sending = up.client.request(req);
@@ -599,7 +612,7 @@ async fn forward(
     match result {
         Ok(resp) => {
             undelivered.sent();
-            Ok(resp)
+            Ok((resp, slot))
         }
         Err(e) => {
             // A message that failed to connect never left; any other failure

@@ -178,8 +178,8 @@ pub struct RouteCredentials {
     pub default_principal: Option<String>,
     /// The client's own Authorization and cookies reach the upstream.
     pub pass_client_credentials: bool,
-    /// A SOAP route to Salesforce: the session goes in the envelope's
-    /// `SessionHeader`, not in `Authorization`.
+    /// A route to Salesforce: on SOAP calls the session goes in the
+    /// envelope's `SessionHeader`, not in `Authorization`.
     pub session: Option<SessionSplice>,
     /// The token is a Salesforce session (gRPC calls carry it as Pub/Sub's
     /// `accesstoken`, `instanceurl` and `tenantid` metadata).
@@ -188,6 +188,9 @@ pub struct RouteCredentials {
 
 /// How a SOAP message is read to write its SessionHeader.
 pub struct SessionSplice {
+    /// Every request of the route is a SOAP call (else: those to a SOAP
+    /// endpoint's path, `/services/Soap/`).
+    pub soap_route: bool,
     pub limits: crate::wssec::xml::Limits,
     /// The message is buffered up to this size (413 above it).
     pub max_body: u64,
@@ -261,7 +264,7 @@ impl Route {
                 R::TokenUnavailable => self.credentials.as_ref().is_some_and(|c| !c.is_static()),
                 R::NotASoapEnvelope => session,
                 R::UnsupportedEncoding => wssec || session,
-                R::RouteBusy => self.gate.max.is_some(),
+                R::RouteBusy => self.gate.max.is_some() || session,
                 R::UpstreamBusy => self.upstream.gate.max.is_some(),
                 R::WssecResponseRefused => response.is_some_and(|s| s.verifies()),
                 R::WssecResponseUnsigned => response.is_some_and(|s| !s.verifies()),
@@ -444,6 +447,7 @@ impl Route {
                 (None, m) => credentials
                     .as_ref()
                     .and_then(|c| c.session.as_ref())
+                    .filter(|s| s.soap_route)
                     .map(|s| s.max_body)
                     .or(m.map(|s| s.0))
                     .unwrap_or(default_max_body),
@@ -640,13 +644,15 @@ fn route_credentials(
         }
     }
     // The SOAP API reads its session from the envelope: the message is
-    // buffered (as WS-Security does) to write it there.
-    let session = (soap && salesforce).then(|| {
+    // buffered (as WS-Security does) to write it there — on a SOAP route, and
+    // for a SOAP endpoint's path on any other route to Salesforce.
+    let session = salesforce.then(|| {
         let max_body = c.max_body.map_or(
             SESSION_MAX_BODY.min(ld.config.server.limits.max_body.0),
             |m| m.0,
         );
         SessionSplice {
+            soap_route: soap,
             limits: crate::runtime::wssec_stage::xml_limits(&Default::default(), max_body),
             max_body,
             slots: Arc::new(tokio::sync::Semaphore::new(SESSION_BUFFERED)),

@@ -8,7 +8,7 @@ No generated code: methods take and return raw bytes.
       /sealgate.Echo/Stream over TLS on a free port of 127.0.0.1 and prints
       "PORT <n>". Unary echoes the request; a request "fail" answers NOT_FOUND
       with the message "no such order". Metadata answers the call's metadata
-      as a JSON object.
+      as a JSON object (a request "unauthenticated": UNAUTHENTICATED).
       Stream reads "COUNT PAUSE" and sends COUNT messages, PAUSE seconds apart.
 
   grpc_peer.py call ADDR CA CERT KEY METHOD PAYLOAD
@@ -32,6 +32,9 @@ def serve(cert, key):
         return b"echo:" + request
 
     def metadata(request, context):
+        if request == b"unauthenticated":
+            # How Pub/Sub answers a session that ended.
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "session expired")
         return json.dumps(dict(context.invocation_metadata())).encode()
 
     def stream(request, context):

@@ -139,7 +139,9 @@ fn gateway_config(pki: &Pki, peer: &Peer, extra: &str) -> std::path::PathBuf {
          [[route]]\nname = \"sf-rest\"\nlistener = \"edge\"\nupstream = \"sf\"\nmatch = {{ path_prefix = \"/services/data/v60.0/\" }}\n\
          [route.credentials]\nprincipals = [\n  {{ principal = \"etl-prod@acme.com\", when = {{ cn = \"etl-prod\" }} }},\n  {{ principal = \"reporting@acme.com\", when = {{ cn = \"etl-reporting\" }} }},\n  {{ principal = \"stranger@acme.com\", when = {{ cn = \"etl-unapproved\" }} }},\n]\n\n\
          [upstream.keyed]\nurl = \"{u}\"\n[upstream.keyed.auth]\nkind = \"static\"\ntoken_file = \"static-token\"\nheader = \"x-api-key\"\n\n\
-         [[route]]\nname = \"keyed\"\nlistener = \"edge\"\nupstream = \"keyed\"\nmatch = {{ path_prefix = \"/keyed/\" }}\n\n{}{}{}{extra}",
+         [[route]]\nname = \"keyed\"\nlistener = \"edge\"\nupstream = \"keyed\"\nmatch = {{ path_prefix = \"/keyed/\" }}\n\n\
+         [upstream.keyed2]\nurl = \"{u}\"\n[upstream.keyed2.auth]\nkind = \"static\"\ntoken_file = \"static-token\"\nheader = \"x_api_key\"\n\n\
+         [[route]]\nname = \"keyed2\"\nlistener = \"edge\"\nupstream = \"keyed2\"\nmatch = {{ path_prefix = \"/keyed2/\" }}\n\n{}{}{}{extra}",
         cc("client_secret_basic", "client_secret_file = \"cc-secret\""),
         cc("client_secret_post", "client_secret_file = \"cc-secret\""),
         cc("private_key_jwt", "key = \"cc-client.key\"\nkey_id = \"erp-1\""),
@@ -301,6 +303,16 @@ async fn tokens_are_brokered_per_identity_and_never_leak() {
     let has = |name: &str, value: &str| headers.iter().any(|h| h[0] == name && h[1] == value);
     assert!(has("x-api-key", "STATICAPIKEY-0123456789"), "{keyed}");
     assert!(!headers.iter().any(|h| h[0] == "authorization"), "{keyed}");
+    // Configured with `_`: the client's `-` spelling goes too.
+    let mut req = rest_get("/keyed2/thing");
+    req.headers_mut()
+        .insert("x-api-key", "CLIENTAPIKEY-DASHED".parse().unwrap());
+    let r = send(gw.edge, prod.clone(), req).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let keyed = peer.upstream_requests().await.pop().unwrap();
+    let text = keyed.to_string();
+    assert!(text.contains("STATICAPIKEY-0123456789"), "{text}");
+    assert!(!text.contains("CLIENTAPIKEY"), "{text}");
 
     assert_eq!(
         metric(
@@ -319,7 +331,7 @@ async fn tokens_are_brokered_per_identity_and_never_leak() {
             assert!(!text.contains(own), "{own} reached the upstream: {text}");
         }
         // `x_api_key` is the static route's header, underscores or not.
-        if req["path"].as_str().unwrap().starts_with("/keyed/") {
+        if req["path"].as_str().unwrap().starts_with("/keyed") {
             assert!(!text.contains("CLIENTAPIKEY"), "{text}");
         }
     }
@@ -546,7 +558,9 @@ async fn soap_sessions_go_in_the_envelope_and_a_refused_token_is_renewed_once() 
     let Some(peer) = Peer::start(&pki) else {
         return;
     };
-    let soap_route = "[[route]]\nname = \"sf-soap\"\nlistener = \"edge\"\nupstream = \"sf\"\nsoap = true\nmatch = { path_prefix = \"/services/Soap/\" }\n[route.credentials]\nprincipals = [ { principal = \"etl-prod@acme.com\", when = { cn = \"etl-prod\" } } ]\n";
+    // A route to Salesforce not marked SOAP still writes the session into
+    // calls to a SOAP endpoint's path (here the tooling API).
+    let soap_route = "[[route]]\nname = \"sf-tooling\"\nlistener = \"edge\"\nupstream = \"sf\"\nmatch = { path_prefix = \"/services/Soap/T/\" }\n[route.credentials]\nprincipals = [ { principal = \"etl-prod@acme.com\", when = { cn = \"etl-prod\" } } ]\n\n[[route]]\nname = \"sf-soap\"\nlistener = \"edge\"\nupstream = \"sf\"\nsoap = true\nmatch = { path_prefix = \"/services/Soap/\" }\n[route.credentials]\nprincipals = [ { principal = \"etl-prod@acme.com\", when = { cn = \"etl-prod\" } } ]\n";
     let gw = spawn_gateway(&gateway_config(&pki, &peer, soap_route));
     let prod = client(&pki, "etl-prod");
     let body = "<soapenv:Body>\n  <urn:query><urn:queryString>SELECT Id FROM Account</urn:queryString></urn:query>\n </soapenv:Body>";
@@ -578,6 +592,16 @@ async fn soap_sessions_go_in_the_envelope_and_a_refused_token_is_renewed_once() 
             "<soapenv:Header/>".to_owned(),
             "urn:enterprise.soap.sforce.com",
             false,
+        ),
+        // The tooling API, through a route not marked SOAP, the client's
+        // SessionHeader in a namespace of its own.
+        (
+            "/services/Soap/T/60.0",
+            "1.1",
+            format!("<soapenv:Envelope xmlns:soapenv=\"{S11}\" xmlns:urn=\"{partner}\">\n <soapenv:Header><SessionHeader xmlns=\"urn:bogus\"><sessionId>CLIENTSOAPSESSION</sessionId></SessionHeader></soapenv:Header>\n {body}\n</soapenv:Envelope>"),
+            "<SessionHeader xmlns=\"urn:bogus\"><sessionId>CLIENTSOAPSESSION</sessionId></SessionHeader>".to_owned(),
+            "urn:tooling.soap.sforce.com",
+            true,
         ),
         // SOAP 1.2 without a Header, an Apex SOAP class.
         (
@@ -621,6 +645,13 @@ async fn soap_sessions_go_in_the_envelope_and_a_refused_token_is_renewed_once() 
         let headers = req["headers"].as_array().unwrap();
         assert!(!headers.iter().any(|h| h[0] == "authorization"), "{req}");
         assert!(!req.to_string().contains("CLIENTSOAPSESSION"), "{req}");
+        // Unencoded, so a fault can be read.
+        assert!(
+            headers
+                .iter()
+                .any(|h| h[0] == "accept-encoding" && h[1] == "identity"),
+            "{req}"
+        );
     }
     assert_eq!(peer.control("stats").await["fetches"]["jwt_bearer"], 1);
 
@@ -713,6 +744,30 @@ async fn grpc_calls_carry_the_pubsub_session_metadata() {
     assert_eq!(md["tenantid"], "00D5g000004ABCDEAZ", "{md}");
     assert!(md.get("authorization").is_none(), "{md}");
     assert!(!md.to_string().contains("CLIENTGRPCTOKEN"), "{md}");
+
+    // UNAUTHENTICATED (trailers only): the session is fetched anew for the
+    // next call.
+    let lines = tokio::task::block_in_place(|| {
+        crate::grpc::call(&pki, gw.edge, "Metadata", "unauthenticated")
+    });
+    assert_eq!(lines, ["STATUS UNAUTHENTICATED session expired"]);
+    gw.wait_event(
+        "token_invalidated",
+        &[("upstream", "pubsub")],
+        Duration::from_secs(5),
+    );
+    let lines = tokio::task::block_in_place(|| crate::grpc::call(&pki, gw.edge, "Metadata", "x"));
+    assert!(lines.last().is_some_and(|l| l == "OK"), "{lines:?}");
+    let stats = peer.control("stats").await;
+    assert_eq!(stats["fetches"]["jwt_bearer"], 2, "{stats}");
+    let json = lines[0]
+        .strip_prefix("MSG ")
+        .unwrap()
+        .rsplit_once(' ')
+        .unwrap()
+        .0;
+    let md: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(md["accesstoken"], stats["issued"][1], "{md}");
 }
 
 /// `use_instance_url` sends requests to the token's instance; a token with
@@ -907,4 +962,55 @@ async fn a_signed_soap_call_carries_the_session_beside_its_signature() {
         text.contains("sign_headers: the SessionHeader is written after signing"),
         "{text}"
     );
+}
+
+/// An upstream that sends a SOAP route's 500 and then nothing: the fault
+/// is read within the route's idle timeout, not waited on for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_that_stalls_is_not_waited_on() {
+    struct Stalls(bool);
+    impl http_body::Body for Stalls {
+        type Data = bytes::Bytes;
+        type Error = crate::support::BoxError;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+            if std::mem::replace(&mut self.0, true) {
+                return std::task::Poll::Pending;
+            }
+            let start = bytes::Bytes::from_static(b"<soapenv:Envelope");
+            std::task::Poll::Ready(Some(Ok(http_body::Frame::data(start))))
+        }
+    }
+    let pki = Pki::new();
+    keys(&pki);
+    let Some(peer) = Peer::start(&pki) else {
+        return;
+    };
+    let stall = upstream(|_req| async {
+        use http_body_util::BodyExt;
+        let mut r = http::Response::new(Stalls(false).boxed());
+        *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+        r.headers_mut()
+            .insert("content-type", "text/xml; charset=utf-8".parse().unwrap());
+        r
+    })
+    .await;
+    let u = peer.url();
+    let extra = format!("[upstream.stall]\nurl = \"http://{stall}\"\n[upstream.stall.auth]\nkind = \"salesforce_jwt_bearer\"\nlogin = \"{u}\"\nconsumer_key = \"{CONSUMER_KEY}\"\nkey = \"app.key\"\nusername = \"etl-prod@acme.com\"\n\n[[route]]\nname = \"stall\"\nlistener = \"edge\"\nupstream = \"stall\"\nsoap = true\nbody_idle_timeout = \"1s\"\nallow = [ {{ cn = \"etl-prod\" }} ]\nmatch = {{ path_prefix = \"/services/Soap/\" }}\n");
+    let gw = spawn_gateway(&gateway_config(&pki, &peer, &extra));
+    let msg = format!("<soapenv:Envelope xmlns:soapenv=\"{S11}\"><soapenv:Body><q/></soapenv:Body></soapenv:Envelope>");
+    let started = Instant::now();
+    let r = send(
+        gw.edge,
+        client(&pki, "etl-prod"),
+        soap_call("/services/Soap/u/60.0", "1.1", &msg),
+    )
+    .await
+    .unwrap();
+    let took = started.elapsed();
+    assert_eq!(r.status, 504, "{}", r.body);
+    assert_eq!(r.headers["x-sealgate-refusal"], "upstream_stalled");
+    assert!(took < Duration::from_secs(3), "{took:?}");
 }

@@ -355,6 +355,10 @@ async fn underscore_twins_renamed_identity_headers_and_request_trailers_are_scru
         ("x-client-identity", "forged"),
         ("x-forwarded-client-cert", "forged"),
         ("x-forwarded-for", "10.9.9.9"),
+        // Credentials, which have no place in trailers.
+        ("authorization", "Bearer forged"),
+        ("x-sfdc-session", "forged"),
+        ("accesstoken", "forged"),
         ("x-keep-trailer", "1"),
     ] {
         trailers.insert(http::HeaderName::from_static(k), v.parse().unwrap());
@@ -384,6 +388,9 @@ async fn underscore_twins_renamed_identity_headers_and_request_trailers_are_scru
         "trailer:x-client-identity",
         "trailer:x-forwarded-client-cert",
         "trailer:x-forwarded-for",
+        "trailer:authorization",
+        "trailer:x-sfdc-session",
+        "trailer:accesstoken",
     ] {
         assert!(
             !names.iter().any(|n| n == gone),

@@ -156,11 +156,9 @@ fn to_instance(parts: &mut http::request::Parts, instance: &str) -> Result<(), R
     Ok(())
 }
 
-/// A SOAP message read whole to write its SessionHeader into: as sent (not
-/// compressed, UTF-8), under the splice's ceiling and its share of the
-/// messages buffered at once (503 `route_busy` past the route's queue
-/// timeout), within the read timeout. The share is held until the upstream
-/// has answered (it goes with the `Resend`).
+/// A SOAP message read whole to write its SessionHeader into, under the
+/// splice's ceiling and its share of the messages buffered at once; the
+/// share is held until the upstream has answered (it goes with the `Resend`).
 pub async fn read_soap(
     route: &Route,
     session: &SessionSplice,
@@ -168,34 +166,8 @@ pub async fn read_soap(
     body: Incoming,
     stats: &Arc<super::body::BodyStats>,
 ) -> Result<(Bytes, OwnedSemaphorePermit), Refusal> {
-    if !super::wssec::readable_as_sent(headers) {
-        return Err(super::wssec::refuse_early(
-            headers,
-            body,
-            Reason::UnsupportedEncoding,
-        ));
-    }
-    let permit = match tokio::time::timeout(
-        route.gate.queue_timeout,
-        session.slots.clone().acquire_owned(),
-    )
-    .await
-    {
-        Ok(Ok(p)) => p,
-        _ => {
-            let busy = super::wssec::refuse_early(headers, body, Reason::RouteBusy);
-            return Err(busy.retry_after(route.gate.retry_after_secs()));
-        }
-    };
-    let msg = super::body::read_whole(
-        body,
-        session.max_body,
-        route.body_idle_timeout,
-        SESSION_READ_TIMEOUT,
-        stats,
-    )
-    .await?;
-    Ok((msg, permit))
+    let bounds = (session.max_body, SESSION_READ_TIMEOUT);
+    super::wssec::buffer(route, &session.slots, headers, body, bounds, stats).await
 }
 
 /// How this request's session is written, if in a SessionHeader: on a SOAP

@@ -27,7 +27,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 /// Refused from headers alone: the body is not asked for when the client
 /// waits for `100 Continue`, otherwise drained for a bounded time.
-pub(super) fn refuse_early(headers: &HeaderMap, body: Incoming, reason: Reason) -> Refusal {
+fn refuse_early(headers: &HeaderMap, body: Incoming, reason: Reason) -> Refusal {
     let expects_continue = headers
         .get(header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
@@ -40,7 +40,7 @@ pub(super) fn refuse_early(headers: &HeaderMap, body: Incoming, reason: Reason) 
 /// The body is identity-encoded UTF-8 (or says no charset), said once:
 /// anything else could be read one way here and another way by the receiver
 /// (a second `Content-Type` with `charset=utf-7`, a `Charset = UTF-16`).
-pub(super) fn readable_as_sent(headers: &HeaderMap) -> bool {
+fn readable_as_sent(headers: &HeaderMap) -> bool {
     let single = |h: &header::HeaderName| headers.get_all(h).iter().count() <= 1;
     if !single(&header::CONTENT_TYPE) || !single(&header::CONTENT_ENCODING) {
         return false;
@@ -57,6 +57,35 @@ pub(super) fn readable_as_sent(headers: &HeaderMap) -> bool {
     !encoded && charset.is_none_or(utf8)
 }
 
+/// A request body read whole to work on (verify, sign, splice): as sent
+/// (not compressed, UTF-8: 415 otherwise), once it has one of `slots`
+/// (503 `route_busy` past the route's queue timeout, the body not asked for),
+/// under `limit`, within `read_timeout`. The slot bounds what is buffered at
+/// once; it goes with the message.
+pub(super) async fn buffer(
+    route: &Route,
+    slots: &Arc<tokio::sync::Semaphore>,
+    headers: &HeaderMap,
+    body: Incoming,
+    (limit, read_timeout): (u64, std::time::Duration),
+    stats: &Arc<super::body::BodyStats>,
+) -> Result<(Bytes, OwnedSemaphorePermit), Refusal> {
+    if !readable_as_sent(headers) {
+        return Err(refuse_early(headers, body, Reason::UnsupportedEncoding));
+    }
+    let permit =
+        match tokio::time::timeout(route.gate.queue_timeout, slots.clone().acquire_owned()).await {
+            Ok(Ok(p)) => p,
+            _ => {
+                let busy = refuse_early(headers, body, Reason::RouteBusy);
+                return Err(busy.retry_after(route.gate.retry_after_secs()));
+            }
+        };
+    let bytes =
+        super::body::read_whole(body, limit, route.body_idle_timeout, read_timeout, stats).await?;
+    Ok((bytes, permit))
+}
+
 pub async fn request(
     ctx: &ConnCtx,
     route: &Route,
@@ -65,26 +94,12 @@ pub async fn request(
     body: Incoming,
     stats: &Arc<super::body::BodyStats>,
 ) -> Result<Processed, Refusal> {
-    if !readable_as_sent(headers) {
-        return Err(refuse_early(headers, body, Reason::UnsupportedEncoding));
-    }
-    let permit = match tokio::time::timeout(
-        route.gate.queue_timeout,
-        stage.slots.clone().acquire_owned(),
-    )
-    .await
-    {
-        Ok(Ok(p)) => p,
-        _ => {
-            let busy = refuse_early(headers, body, Reason::RouteBusy);
-            return Err(busy.retry_after(route.gate.retry_after_secs()));
-        }
-    };
-    let bytes = super::body::read_whole(
+    let (bytes, permit) = buffer(
+        route,
+        &stage.slots,
+        headers,
         body,
-        route.max_body,
-        route.body_idle_timeout,
-        stage.read_timeout,
+        (route.max_body, stage.read_timeout),
         stats,
     )
     .await?;

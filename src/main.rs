@@ -133,7 +133,17 @@ enum PkiCmd {
         /// Validity of every certificate, in days.
         #[arg(long, default_value_t = 825)]
         days: i64,
+        /// Key of the CA, gateway and client certificates (some ETL tools
+        /// and Java stacks still take RSA only).
+        #[arg(long, value_enum, default_value = "ecdsa-p256")]
+        key_alg: InitKeyAlg,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum InitKeyAlg {
+    EcdsaP256,
+    Rsa2048,
 }
 
 const EXIT_INVALID: u8 = 1;
@@ -186,8 +196,22 @@ fn main() -> ExitCode {
         } => token(config, &upstream, principal.as_deref(), show),
         Cmd::Wssec { cmd } => wssec_cli::run(*cmd),
         Cmd::Pki {
-            cmd: PkiCmd::Init { dir, force, days },
-        } => match sealgate::pki::init(&dir, force, days) {
+            cmd:
+                PkiCmd::Init {
+                    dir,
+                    force,
+                    days,
+                    key_alg,
+                },
+        } => match sealgate::pki::init(
+            &dir,
+            force,
+            days,
+            match key_alg {
+                InitKeyAlg::EcdsaP256 => sealgate::pki::KeyAlg::EcdsaP256,
+                InitKeyAlg::Rsa2048 => sealgate::pki::KeyAlg::Rsa2048,
+            },
+        ) {
             Ok(files) => {
                 println!("example PKI written (NOT FOR PRODUCTION):");
                 for f in files {

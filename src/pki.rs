@@ -165,7 +165,12 @@ fn days(n: i64) -> OffsetDateTime {
 impl Ca {
     /// A new self-signed CA valid for `valid_days` from yesterday.
     pub fn new(cn: &str, org: &str, valid_days: i64) -> Result<Ca, Error> {
-        let key = keypair(KeyAlg::EcdsaP256)?;
+        Ca::new_with(cn, org, valid_days, KeyAlg::EcdsaP256)
+    }
+
+    /// A CA whose own key is `alg`.
+    pub fn new_with(cn: &str, org: &str, valid_days: i64, alg: KeyAlg) -> Result<Ca, Error> {
+        let key = keypair(alg)?;
         let mut p = ca_params(cn, org, -1, valid_days);
         let serial = next_serial();
         p.serial_number = Some(SerialNumber::from(serial));
@@ -351,8 +356,14 @@ pub enum InitError {
 
 /// Writes an example PKI into `dir`: one CA that issues the gateway's server
 /// certificate (localhost), an ETL client certificate, the gateway's own
-/// client certificate for upstreams, a WS-Security signer, and an empty CRL.
-pub fn init(dir: &Path, force: bool, valid_days: i64) -> Result<Vec<String>, InitError> {
+/// client certificate for upstreams, a WS-Security signer, and an empty CRL;
+/// the CA, gateway and client keys are `alg` (the signers stay as they are).
+pub fn init(
+    dir: &Path,
+    force: bool,
+    valid_days: i64,
+    alg: KeyAlg,
+) -> Result<Vec<String>, InitError> {
     if !force {
         if let Some(f) = INIT_FILES.iter().find(|f| dir.join(f).exists()) {
             return Err(InitError::Exists(dir.join(f).display().to_string()));
@@ -362,10 +373,11 @@ pub fn init(dir: &Path, force: bool, valid_days: i64) -> Result<Vec<String>, Ini
         path: dir.display().to_string(),
         source,
     })?;
-    let ca = Ca::new(
+    let ca = Ca::new_with(
         "sealgate example CA",
         "sealgate example (NOT FOR PRODUCTION)",
         valid_days,
+        alg,
     )?;
     let issue = |cn: &str, ou: &str, usage: Usage, dns: &[&str], uris: &[&str]| {
         let mut l = Leaf::new(cn, usage);
@@ -374,6 +386,9 @@ pub fn init(dir: &Path, force: bool, valid_days: i64) -> Result<Vec<String>, Ini
         l.dns = dns.iter().map(|s| s.to_string()).collect();
         l.uris = uris.iter().map(|s| s.to_string()).collect();
         l.to_days = valid_days;
+        if usage != Usage::Signer {
+            l.alg = alg;
+        }
         if usage == Usage::Server {
             l.ips = vec![
                 IpAddr::from([127, 0, 0, 1]),

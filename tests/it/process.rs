@@ -255,6 +255,44 @@ fn pki_init_writes_a_usable_pki_and_refuses_to_overwrite() {
         .unwrap();
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+
+    // RSA-2048 for the CA, gateway and client, as openssl reads them.
+    let rsa = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["pki", "init", "--key-alg", "rsa2048"])
+        .arg(rsa.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in ["ca.crt", "gateway.crt", "client.crt"] {
+        let text = Command::new("openssl")
+            .args(["x509", "-noout", "-text", "-in"])
+            .arg(rsa.path().join(f))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&text.stdout);
+        assert!(
+            text.contains("Public-Key: (2048 bit)") && text.contains("rsaEncryption"),
+            "{f}: {text}"
+        );
+    }
+    let verify = Command::new("openssl")
+        .args(["verify", "-crl_check", "-CAfile"])
+        .arg(rsa.path().join("ca.crt"))
+        .arg("-CRLfile")
+        .arg(rsa.path().join("ca.crl"))
+        .arg(rsa.path().join("client.crt"))
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
 }
 
 fn peak_rss_kib(pid: u32) -> u64 {

@@ -24,26 +24,7 @@ if [ -n "$missing" ]; then
   exit 2
 fi
 
-DIR=$(mktemp -d)
-PIDS=""
-cleanup() {
-  for p in $PIDS; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$DIR"
-}
-trap cleanup EXIT INT TERM
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_port() {
-  i=0
-  until python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),1)" 2>/dev/null; do
-    i=$((i + 1))
-    [ $i -lt 100 ] || { echo "nothing listens on $1" >&2; exit 1; }
-    sleep 0.1
-  done
-}
+. "$(dirname "$0")/common.sh"
 
 "$BIN" pki init "$DIR/pki" >/dev/null
 REDIS=$(free_port)

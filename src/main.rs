@@ -264,12 +264,11 @@ fn token(path: PathBuf, upstream: &str, principal: Option<&str>, show: bool) -> 
         eprintln!("error: upstream {upstream:?} has no [upstream.{upstream}.auth]");
         return ExitCode::from(EXIT_USAGE_OR_IO);
     };
-    let fetched = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.block_on(sealgate::credentials::cli::fetch_once(src, principal, show)));
-    match fetched {
+    let tokio = match async_runtime() {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    match tokio.block_on(sealgate::credentials::cli::fetch_once(src, principal, show)) {
         Ok(report) => {
             print!("{report}");
             ExitCode::SUCCESS

@@ -140,7 +140,7 @@ pub struct Limited<B> {
     timer: Option<Pin<Box<Sleep>>>,
     identity_header: Option<http::HeaderName>,
     /// A static credential's header, out of trailers too (`-` for `_`).
-    own_credential: Option<String>,
+    own_credential: Option<Arc<str>>,
 }
 
 impl<B: Body> Limited<B> {
@@ -166,8 +166,9 @@ impl<B: Body> Limited<B> {
     }
 
     /// Trailers lose this header (the route's own credential) too.
-    pub fn scrubbing_also(mut self, name: Option<&http::HeaderName>) -> Self {
-        self.own_credential = name.map(|n| n.as_str().replace('_', "-"));
+    /// `name` as `headers::strip_where` compares names (`-` for `_`).
+    pub fn scrubbing_also(mut self, name: Option<Arc<str>>) -> Self {
+        self.own_credential = name;
         self
     }
 }
@@ -215,7 +216,7 @@ where
                 if let (Some(t), Some(id)) = (frame.trailers_mut(), &this.identity_header) {
                     headers::scrub_trailers(t, id);
                     if let Some(own) = &this.own_credential {
-                        headers::strip_where(t, |n| n == own);
+                        headers::strip_where(t, |n| n == &**own);
                     }
                 }
                 if this.inner.as_ref().is_some_and(|b| b.is_end_stream()) {

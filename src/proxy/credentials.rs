@@ -60,14 +60,6 @@ pub async fn token(
     }))
 }
 
-/// The header a `static` source puts its credential in.
-pub fn own_header(c: &RouteCredentials) -> Option<&http::HeaderName> {
-    match &c.source.kind {
-        Kind::Static { header, .. } => Some(header),
-        Kind::Fetched(_) => None,
-    }
-}
-
 /// A gRPC call (`application/grpc`, `application/grpc+proto`, ...).
 fn is_grpc(h: &http::HeaderMap) -> bool {
     h.get(header::CONTENT_TYPE)
@@ -87,11 +79,9 @@ pub fn apply(
     carried: Option<&Carried>,
     parts: &mut http::request::Parts,
 ) -> Result<(), Refusal> {
-    // Compared as `strip_where` names them: `-` for `_`.
-    let own = own_header(c).map(|h| h.as_str().replace('_', "-"));
     if !c.pass_client_credentials {
         super::headers::strip_where(&mut parts.headers, |n| {
-            super::headers::CLIENT_CREDENTIALS.contains(&n) || own.as_deref() == Some(n)
+            super::headers::CLIENT_CREDENTIALS.contains(&n) || c.own_header.as_deref() == Some(n)
         });
     }
     match (&c.source.kind, carried) {

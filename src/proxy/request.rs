@@ -474,7 +474,11 @@ async fn transform(
         }
     }
     let session = credentials::session_for(route, parts.uri.path());
-    let resend = carried.map(|_| credentials::Resend::head(&parts));
+    // Only a body held whole (or none) can be sent again with a new token.
+    let held = route.wssec_request.is_some() || session.is_some() || body.is_end_stream();
+    let resend = carried
+        .filter(|_| held)
+        .map(|_| credentials::Resend::head(&parts));
     if let Some(c) = &route.credentials {
         credentials::apply(c, session.is_some(), carried, &mut parts)?;
     }
@@ -490,7 +494,10 @@ async fn transform(
     let mut buffered = None;
     let (output, undelivered) = match (&route.wssec_request, session) {
         (None, None) if carried.is_none() || !body.is_end_stream() => {
-            let own = route.credentials.as_ref().and_then(credentials::own_header);
+            let own = route
+                .credentials
+                .as_ref()
+                .and_then(|c| c.own_header.clone());
             let limited = Limited::new(body, route.max_body, route.body_idle_timeout, stats)
                 .scrubbing(&hdrs.identity)
                 .scrubbing_also(own);
@@ -524,14 +531,12 @@ async fn transform(
         super::headers::body_replaced(&mut parts.headers);
     }
     stats.mark_done();
+    // Sent again, the message is spliced anew with the new token.
+    let resend = resend.map(|r| r.with_body(output.clone(), buffered));
     let output = match (&route.credentials, session) {
-        (Some(c), Some(s)) => credentials::splice(c, s, carried, parts.uri.path(), output.clone())
-            .await
-            .map(|spliced| (spliced, output)),
-        _ => Ok((output.clone(), output)),
+        (Some(c), Some(s)) => credentials::splice(c, s, carried, parts.uri.path(), output).await?,
+        _ => output,
     };
-    let (output, unspliced) = output?;
-    let resend = resend.map(|r| r.with_body(unspliced, buffered));
     Ok((
         Request::from_parts(parts, body::full(output)),
         undelivered,

@@ -184,6 +184,9 @@ pub struct RouteCredentials {
     /// The token is a Salesforce session (gRPC calls carry it as Pub/Sub's
     /// `accesstoken`, `instanceurl` and `tenantid` metadata).
     pub salesforce: bool,
+    /// A `static` source's header, as `proxy::headers::strip_where` compares
+    /// names (`-` for `_`): the client's is removed, trailers included.
+    pub own_header: Option<Arc<str>>,
 }
 
 /// How a SOAP message is read to write its SessionHeader.
@@ -672,11 +675,18 @@ fn route_credentials(
             ),
         );
     }
+    let own_header = match &source.kind {
+        crate::credentials::source::Kind::Static { header, .. } => {
+            Some(header.as_str().replace('_', "-").into())
+        }
+        crate::credentials::source::Kind::Fetched(_) => None,
+    };
     Some(RouteCredentials {
         source,
         principals,
         default_principal,
         pass_client_credentials: rc.is_some_and(|r| r.pass_client_credentials),
+        own_header,
         session,
         salesforce,
     })

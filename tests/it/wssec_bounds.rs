@@ -3,7 +3,7 @@
 //! URIs named by thousands of attributes, thousands of declarations, deep
 //! nesting, huge PrefixLists, many References, huge base64) are refused with
 //! peak memory under 8x their size and, before the signature is verified,
-//! under 50 ms of CPU per MiB. They carry a trusted signer's certificate (it
+//! under 4x the CPU of an ordinary message of the same size. They carry a trusted signer's certificate (it
 //! travels in every BinarySecurityToken) but not its signature.
 //!
 //! Measured in a child process of its own, so the peak is this work's alone.
@@ -16,6 +16,11 @@ use sealgate::wssec::sign::KeyReference;
 use sealgate::wssec::verify::verify;
 
 const MIB: usize = 1 << 20;
+
+/// How many times the CPU of ordinary content of the same size a hostile
+/// shape may cost: a blow-up (quadratic namespace lookups, copied
+/// attributes) shows as tens or hundreds.
+const RATIO: f64 = 4.0;
 
 /// Resident set now and the peak since the last reset, in KiB.
 fn rss_and_peak() -> (u64, u64) {
@@ -263,28 +268,49 @@ fn measure_in_own_process() {
         );
     }
     // CPU: the machine is shared (two cores, and the rest of the suite runs
-    // beside this), and a busy sibling core inflates even CPU time. Each
-    // case's cost is the least over rounds spread across up to 40 s — so a
-    // quiet moment is found — stopping as soon as every case is well under.
-    let mut best = vec![f64::MAX; cases.len()];
+    // beside this), and a busy sibling core inflates even CPU time, so no
+    // absolute figure holds. What a hostile shape must not do is cost more
+    // than ordinary content of the same size: each round measures an
+    // ordinary message beside every case, and a case's figure is the least
+    // ratio over rounds spread across up to 40 s, stopping once all are low.
+    let ordinary = hostile(
+        &base,
+        none,
+        &repeat_to(
+            |i| {
+                format!("<urn:line n=\"{i}\"><urn:sku>A-{i}</urn:sku><urn:note>two &amp; three</urn:note></urn:line>")
+            },
+            15 * MIB,
+        ),
+        None,
+    );
+    let cpu_per_mib = |msg: &[u8]| {
+        let cpu0 = thread_cpu_ns();
+        let _ = verify(msg, &policy, now, &NoReplayCache);
+        (thread_cpu_ns() - cpu0) as f64 / 1e6 / (msg.len() as f64 / MIB as f64)
+    };
+    let mut best = vec![(f64::MAX, 0.0, 0.0); cases.len()];
     let started = std::time::Instant::now();
     while started.elapsed() < std::time::Duration::from_secs(40) {
         for (i, (_, msg)) in cases.iter().enumerate() {
-            let cpu0 = thread_cpu_ns();
-            let _ = verify(msg, &policy, now, &NoReplayCache);
-            let ms = (thread_cpu_ns() - cpu0) as f64 / 1e6;
-            best[i] = best[i].min(ms / (msg.len() as f64 / MIB as f64));
+            let base_ms = cpu_per_mib(&ordinary);
+            let ms = cpu_per_mib(msg);
+            if ms / base_ms < best[i].0 {
+                best[i] = (ms / base_ms, ms, base_ms);
+            }
         }
-        if best.iter().all(|b| *b < 40.0) {
+        if best.iter().all(|b| b.0 < RATIO / 2.0) {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(1500));
     }
-    for ((name, _), ms_per_mib) in cases.iter().zip(&best) {
-        println!("bound {name}: cpu {ms_per_mib:.1} ms/MiB before the signature was checked");
+    for ((name, _), (ratio, ms, base_ms)) in cases.iter().zip(&best) {
+        println!(
+            "bound {name}: cpu {ms:.1} ms/MiB before the signature was checked, {ratio:.2}x ordinary content ({base_ms:.1} ms/MiB)"
+        );
         assert!(
-            report_only || *ms_per_mib < 50.0,
-            "{name}: {ms_per_mib:.1} ms of CPU per MiB before the signature was checked"
+            report_only || *ratio < RATIO,
+            "{name}: {ratio:.2}x the CPU of ordinary content ({ms:.1} against {base_ms:.1} ms/MiB) before the signature was checked"
         );
     }
 }

@@ -1,6 +1,7 @@
 //! Per-request admission cost, each against a peer in the same run:
 //! - allowlist lookup in 10,000 CIDRs: sealgate's merged-range binary search
 //!   vs a linear scan of `ipnet::IpNet::contains` (what a naive list check does);
+//! - the same lookup as the list grows (10, 1,000, 100,000 CIDRs);
 //! - a keyed rate-limit check over 10,000 clients: sealgate's bounded store vs
 //!   governor's default keyed store (DashMap, unbounded).
 //!
@@ -16,9 +17,9 @@ use sealgate::admission::rate::{Key, Rate, RateLimit};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 
-/// 10,000 distinct /24s and /28s spread over the IPv4 space.
-fn cidrs() -> Vec<IpNet> {
-    (0..10_000u32)
+/// `n` distinct /24s and /28s spread over the IPv4 space.
+fn cidrs(n: u32) -> Vec<IpNet> {
+    (0..n)
         .map(|i| {
             let base = i.wrapping_mul(2_654_435_761) & 0xffff_ff00;
             let prefix = if i % 2 == 0 { 24 } else { 28 };
@@ -40,7 +41,7 @@ fn probes(nets: &[IpNet]) -> Vec<IpAddr> {
 }
 
 fn allowlist(c: &mut Criterion) {
-    let nets = cidrs();
+    let nets = cidrs(10_000);
     let set = IpSet::from_nets(&nets);
     let ips = probes(&nets);
     let mut g = c.benchmark_group("allowlist_10k_cidrs");
@@ -59,6 +60,25 @@ fn allowlist(c: &mut Criterion) {
             nets.iter().any(|n| n.contains(&ip))
         })
     });
+    g.finish();
+}
+
+/// How the lookup grows with the allowlist: a binary search over merged
+/// ranges, so logarithmic in the list's size.
+fn allowlist_growth(c: &mut Criterion) {
+    let mut g = c.benchmark_group("allowlist_growth");
+    for n in [10u32, 1_000, 100_000] {
+        let nets = cidrs(n);
+        let set = IpSet::from_nets(&nets);
+        let ips = probes(&nets);
+        g.bench_function(criterion::BenchmarkId::from_parameter(n), |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) % ips.len();
+                set.contains(black_box(ips[i]))
+            })
+        });
+    }
     g.finish();
 }
 
@@ -97,5 +117,5 @@ fn rate(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, allowlist, rate);
+criterion_group!(benches, allowlist, allowlist_growth, rate);
 criterion_main!(benches);

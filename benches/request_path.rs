@@ -2,7 +2,8 @@
 //! parsing a client identity (once per connection), matching allow rules and
 //! rewriting headers (once per request), and writing a brokered Salesforce
 //! session into a SOAP message (beside a plain copy of the same bytes, the
-//! least any rewrite costs).
+//! least any rewrite costs), and finding a request's route as the listener's
+//! routes grow.
 //!
 //!   cargo bench --bench request_path
 
@@ -120,5 +121,44 @@ fn session(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench, session);
+/// How finding a request's route grows with the listener's routes (10,
+/// 1,000, 100,000 tenant prefixes, the request taking the last one, and a
+/// request no route takes): sealgate's index beside trying every route in
+/// order, the same answer.
+fn route_match_growth(c: &mut Criterion) {
+    use http::Method;
+    use sealgate::runtime::route::Matcher;
+    use sealgate::runtime::route_table::MatcherIndex;
+    let mut g = c.benchmark_group("route_match_growth");
+    for n in [10usize, 1_000, 100_000] {
+        let matchers: Vec<Matcher> = (0..n)
+            .map(|i| {
+                let methods = if i % 3 == 0 {
+                    vec![Method::POST]
+                } else {
+                    vec![]
+                };
+                Matcher::new(None, format!("/tenant/{i:06}/services/"), methods, None)
+            })
+            .collect();
+        let index = MatcherIndex::new(matchers.clone());
+        let last = format!("/tenant/{:06}/services/Soap/u/60.0", n - 1);
+        let miss = "/portal/orders/17";
+        for (case, path) in [("last", last.as_str()), ("none", miss)] {
+            g.bench_function(format!("index_{case}/{n}"), |b| {
+                b.iter(|| index.first(None, &Method::POST, black_box(path), None))
+            });
+            g.bench_function(format!("scan_{case}/{n}"), |b| {
+                b.iter(|| {
+                    matchers
+                        .iter()
+                        .position(|m| m.matches(None, &Method::POST, black_box(path), None))
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, session, route_match_growth);
 criterion_main!(benches);

@@ -3,6 +3,12 @@
 
 mod wssec_cli;
 
+/// mimalloc instead of glibc's malloc: under keep-alive load glibc showed
+/// lock contention and consolidation between the runtime's threads
+/// (`__lll_lock_wait_private`, `malloc_consolidate`; BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use sealgate::config::{Config, ConfigError};
 use sealgate::proxy::server::{Drained, Gateway, Options};

@@ -238,7 +238,7 @@ pub async fn run(o: &ProbeOptions) -> Result<Vec<Check>, ProbeError> {
             out.push(check("handshake with the given certificate", None, v, d));
         }
 
-        for r in &l.routes {
+        for r in l.routes.iter() {
             // What must pass: the given identity on a route it may use,
             // only where the operator lets a request reach the upstream.
             if let (Some((chain, _)), Some(cfg), false) = (&identity, &mine, r.verifies_requests())

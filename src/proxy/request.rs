@@ -225,11 +225,7 @@ fn route_phase(ctx: &ConnCtx, req: &Request<Incoming>) -> Result<Routed, Refusal
     let route = ctx
         .listener
         .routes
-        .iter()
-        .find(|r| {
-            r.matcher
-                .matches(bare.as_deref(), req.method(), &route_path, action)
-        })
+        .select(bare.as_deref(), req.method(), &route_path, action)
         .cloned()
         .ok_or(Reason::NoRoute)?;
     Ok(Routed {

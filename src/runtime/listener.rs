@@ -3,6 +3,7 @@
 
 use super::material::{Held, Loader};
 use super::route::Route;
+use super::route_table::RouteTable;
 use super::upstream::Upstream;
 use crate::admission::ip::{Allowlist, IpSet};
 use crate::admission::rate::{Rate, RateLimit};
@@ -70,7 +71,7 @@ pub struct Listener {
     pub client_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
     pub client_certs: ClientCerts,
     /// Routes of this listener, most specific first.
-    pub routes: Vec<Arc<Route>>,
+    pub routes: RouteTable,
     /// Client addresses admitted at accept, before any TLS work.
     pub allow_ips: Allowlist,
     pub proxy_protocol: Option<ProxyProtocol>,
@@ -171,7 +172,7 @@ impl Listener {
             tls: tls.config,
             client_verifier: tls.client_verifier,
             client_certs: client_certs(l.tls.client_auth),
-            routes,
+            routes: RouteTable::new(routes),
             allow_ips,
             proxy_protocol,
             handshake_rate,

@@ -2,13 +2,15 @@
 //! never changed afterwards. A new config means a new `Runtime`.
 //!
 //! `material` loads every file the config names, `listener`, `route`,
-//! `authz`, `upstream` and `wssec_stage` compile their parts; nothing on the
-//! request path parses, formats or loads.
+//! `authz`, `upstream` and `wssec_stage` compile their parts, `route_table`
+//! indexes a listener's routes; nothing on the request path parses, formats
+//! or loads.
 
 pub mod authz;
 pub mod listener;
 pub mod material;
 pub mod route;
+pub mod route_table;
 pub mod state;
 pub mod upstream;
 pub mod wssec_stage;

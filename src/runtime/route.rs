@@ -38,6 +38,22 @@ pub struct Matcher {
 }
 
 impl Matcher {
+    /// `host` lower case without a port, `path_prefix` normalised like
+    /// request paths; no methods means any.
+    pub fn new(
+        host: Option<String>,
+        path_prefix: String,
+        methods: Vec<Method>,
+        soap_action: Option<String>,
+    ) -> Matcher {
+        Matcher {
+            host,
+            path_prefix,
+            methods,
+            soap_action,
+        }
+    }
+
     pub fn path_prefix(&self) -> &str {
         &self.path_prefix
     }
@@ -431,12 +447,12 @@ impl Route {
             name: c.name.clone(),
             // A route with WS-Security speaks SOAP, faults included.
             soap: c.soap || wssec_request.is_some() || wssec_response.is_some(),
-            matcher: Matcher {
-                host: c.matcher.host.as_ref().map(|h| h.to_ascii_lowercase()),
+            matcher: Matcher::new(
+                c.matcher.host.as_ref().map(|h| h.to_ascii_lowercase()),
                 path_prefix,
                 methods,
-                soap_action: c.matcher.soap_action.clone(),
-            },
+                c.matcher.soap_action.clone(),
+            ),
             authz: Authz {
                 rules,
                 allow_anonymous: c.allow_anonymous,

@@ -349,30 +349,61 @@ pub fn decode_base64(text: &str) -> Result<Vec<u8>, WssecError> {
 }
 
 /// `io::Write` into a running digest, optionally keeping the bytes (explain mode).
+///
+/// Canonicalization writes many short pieces (a `<`, a name, a `="`); they
+/// are gathered into a buffer and digested in blocks, since every digest
+/// update has a fixed cost that dominated short writes.
 pub struct DigestWriter {
     ctx: digest::Context,
+    pending: Vec<u8>,
     keep: Option<Vec<u8>>,
 }
+
+/// How much is gathered before the digest takes it.
+const DIGEST_BLOCK: usize = 16 << 10;
 
 impl DigestWriter {
     pub fn new(alg: DigestAlgorithm, keep: bool) -> Self {
         DigestWriter {
             ctx: digest::Context::new(alg.aws()),
+            pending: Vec::with_capacity(DIGEST_BLOCK),
             keep: keep.then(Vec::new),
         }
     }
 
+    /// Digests `bytes`, and keeps them if asked to.
+    fn digest(&mut self, bytes: &[u8]) {
+        self.ctx.update(bytes);
+        if let Some(k) = &mut self.keep {
+            k.extend_from_slice(bytes);
+        }
+    }
+
+    /// Digests what is gathered.
+    fn absorb(&mut self) {
+        let mut pending = std::mem::take(&mut self.pending);
+        self.digest(&pending);
+        pending.clear();
+        self.pending = pending;
+    }
+
     /// The digest and, if kept, the canonical bytes.
-    pub fn finish(self) -> (Vec<u8>, Option<Vec<u8>>) {
+    pub fn finish(mut self) -> (Vec<u8>, Option<Vec<u8>>) {
+        self.absorb();
         (self.ctx.finish().as_ref().to_vec(), self.keep)
     }
 }
 
 impl Write for DigestWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.ctx.update(buf);
-        if let Some(k) = &mut self.keep {
-            k.extend_from_slice(buf);
+        if self.pending.len() + buf.len() > DIGEST_BLOCK {
+            self.absorb();
+        }
+        if buf.len() >= DIGEST_BLOCK {
+            // Large pieces go straight in, after what was gathered before them.
+            self.digest(buf);
+        } else {
+            self.pending.extend_from_slice(buf);
         }
         Ok(buf.len())
     }

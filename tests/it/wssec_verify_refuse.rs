@@ -200,6 +200,38 @@ fn expired_and_revoked_signers() {
     .unwrap();
 }
 
+/// A signer's chain is remembered once verified (the same certificate
+/// arrives in every message), but never past its dates: the same signer,
+/// the same policy, a message fresh in its own Timestamp, refused once the
+/// certificate has expired; and a CRL added to a copy of the policy
+/// revokes a signer the original still remembers.
+#[test]
+fn a_remembered_signer_is_still_judged_by_its_dates() {
+    let t = setup();
+    let day = std::time::Duration::from_secs(86_400);
+    verify_now(&t.msg, &t.policy, t.now).unwrap();
+    let later = t.now + 31 * day;
+    let fresh_then = signed(&t.leaf, later, KeyReference::BinarySecurityToken);
+    refused(&fresh_then, &t.policy, later, "wssec_signer_expired");
+    verify_now(&t.msg, &t.policy, t.now).unwrap();
+    let early = t.now - 2 * day;
+    let fresh_before = signed(&t.leaf, early, KeyReference::BinarySecurityToken);
+    refused(
+        &fresh_before,
+        &t.policy,
+        early,
+        "wssec_signer_not_yet_valid",
+    );
+
+    let mut revoking = t.policy.clone();
+    revoking
+        .trust
+        .add_crl_der(&crl_revoking(&t.ca, t.leaf.serial))
+        .unwrap();
+    refused(&t.msg, &revoking, t.now, "wssec_signer_revoked");
+    verify_now(&t.msg, &t.policy, t.now).unwrap();
+}
+
 #[test]
 fn keyvalue_only_and_retrieval_method() {
     let t = setup();

@@ -1,6 +1,8 @@
 //! Trust for signer certificates: anchors, intermediates, CRLs and the
 //! configured signer set, checked through webpki.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rustls_pki_types::pem::PemObject;
@@ -20,7 +22,7 @@ pub struct TrustStore {
     anchors: Vec<TrustAnchor<'static>>,
     intermediates: Vec<CertificateDer<'static>>,
     // Arc: webpki's CRL type is not Clone, and a policy is cloned per snapshot.
-    crls: Vec<std::sync::Arc<CertRevocationList<'static>>>,
+    crls: Vec<Arc<CertRevocationList<'static>>>,
     pub(super) signers: Vec<CertInfo>,
     /// Certificates trusted as themselves, with no chain (also signers).
     pinned: Vec<Fingerprint>,
@@ -32,7 +34,26 @@ pub struct TrustStore {
     /// Pinned certificates are not judged by their dates (the signer's
     /// self-check only: it checks the form of what it wrote).
     pub(crate) ignore_validity: bool,
+    /// Signers whose chain verified, with when that holds: an ETL job sends
+    /// the same certificate in every message, and its chain's signatures
+    /// cost more than the message's own. Replaced (never shared) by any
+    /// change to what is trusted.
+    verified: Arc<Mutex<HashMap<Fingerprint, VerifiedChain>>>,
 }
+
+/// A signer's chain that verified: valid strictly between `from` and
+/// `until` (Unix seconds; the leaf's and the intermediates' dates — webpki
+/// does not judge an anchor's), and the certificates whose issuers' CRLs
+/// the freshness policy judges each time.
+#[derive(Debug, Clone)]
+struct VerifiedChain {
+    from: i64,
+    until: i64,
+    issuers: Vec<Vec<u8>>,
+}
+
+/// Signers remembered at most; past this the memory starts over.
+const MAX_VERIFIED: usize = 4096;
 
 fn config(what: &str) -> WssecError {
     WssecError::Config(what.to_owned())
@@ -44,6 +65,7 @@ impl TrustStore {
     }
 
     pub fn add_anchor_der(&mut self, der: &[u8]) -> Result<(), WssecError> {
+        self.forget_verified();
         let der = CertificateDer::from(der.to_vec());
         let ta = webpki::anchor_from_trusted_cert(&der)
             .map_err(|e| config(&format!("trust anchor: {e}")))?;
@@ -61,14 +83,15 @@ impl TrustStore {
     }
 
     pub fn add_intermediate_der(&mut self, der: &[u8]) {
+        self.forget_verified();
         self.intermediates.push(CertificateDer::from(der.to_vec()));
     }
 
     pub fn add_crl_der(&mut self, der: &[u8]) -> Result<(), WssecError> {
+        self.forget_verified();
         let crl =
             OwnedCertRevocationList::from_der(der).map_err(|e| config(&format!("CRL: {e}")))?;
-        self.crls
-            .push(std::sync::Arc::new(CertRevocationList::from(crl)));
+        self.crls.push(Arc::new(CertRevocationList::from(crl)));
         Ok(())
     }
 
@@ -85,6 +108,7 @@ impl TrustStore {
     /// A certificate that X509IssuerSerial, SubjectKeyIdentifier or thumbprint
     /// references may name. It must still chain to an anchor.
     pub fn add_signer_der(&mut self, der: &[u8]) -> Result<(), WssecError> {
+        self.forget_verified();
         self.signers
             .push(CertInfo::from_der(der).map_err(|e| config(&e.to_string()))?);
         Ok(())
@@ -95,6 +119,7 @@ impl TrustStore {
     /// self-signed certificates, test roots). Still checked for validity and
     /// key strength. It may also be named by key references.
     pub fn add_pinned_der(&mut self, der: &[u8]) -> Result<(), WssecError> {
+        self.forget_verified();
         let cert = CertInfo::from_der(der).map_err(|e| config(&e.to_string()))?;
         self.pinned.push(cert.fingerprint);
         if !self
@@ -110,7 +135,13 @@ impl TrustStore {
     /// A certificate trusted as itself when it arrives (in a token) with this
     /// SHA-256 fingerprint.
     pub fn pin_fingerprint(&mut self, fp: Fingerprint) {
+        self.forget_verified();
         self.pinned.push(fp);
+    }
+
+    /// What was remembered held for what was trusted before.
+    fn forget_verified(&mut self) {
+        self.verified = Arc::default();
     }
 
     pub fn is_pinned(&self, cert: &CertInfo) -> bool {
@@ -154,6 +185,36 @@ impl TrustStore {
             }
             return Ok(());
         }
+        let t = i64::try_from(since.as_secs()).unwrap_or(i64::MAX);
+        let remembered = self
+            .verified
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&cert.fingerprint)
+            .filter(|v| v.from < t && t < v.until)
+            .cloned();
+        let chain = match remembered {
+            Some(chain) => chain,
+            None => self.verify_chain(cert, since)?,
+        };
+        if !self.crl_freshness.is_empty()
+            && self
+                .crl_freshness
+                .judge(chain.issuers.iter().map(Vec::as_slice), t)
+                == crate::tls::crl::Verdict::Stale
+        {
+            return Err(WssecError::SignerCrlStale);
+        }
+        Ok(())
+    }
+
+    /// The chain to an anchor, validity and revocation, through webpki;
+    /// remembered when it holds.
+    fn verify_chain(
+        &self,
+        cert: &CertInfo,
+        since: std::time::Duration,
+    ) -> Result<VerifiedChain, WssecError> {
         let der = CertificateDer::from(cert.der.as_slice());
         let ee = EndEntityCert::try_from(&der).map_err(|_| WssecError::BadToken("certificate"))?;
         let crls: Vec<&CertRevocationList<'_>> = self.crls.iter().map(|c| c.as_ref()).collect();
@@ -176,23 +237,34 @@ impl TrustStore {
                 None,
             )
             .map_err(|e| self.chain_error(cert, e))?;
-        if !self.crl_freshness.is_empty() {
-            let mut checked = vec![cert.der.clone()];
-            checked.extend(
-                path.intermediate_certificates()
-                    .map(|c| c.der().as_ref().to_vec()),
-            );
-            let issuers = crate::tls::crl::issuers_of(checked.iter().map(Vec::as_slice));
-            let now = i64::try_from(since.as_secs()).unwrap_or(i64::MAX);
-            if self
-                .crl_freshness
-                .judge(issuers.iter().map(Vec::as_slice), now)
-                == crate::tls::crl::Verdict::Stale
-            {
-                return Err(WssecError::SignerCrlStale);
-            }
+        let mut checked = vec![cert.der.clone()];
+        checked.extend(
+            path.intermediate_certificates()
+                .map(|c| c.der().as_ref().to_vec()),
+        );
+        let (mut from, mut until) = (cert.not_before, cert.not_after);
+        for der in checked.iter().skip(1) {
+            // An intermediate whose dates cannot be read is not remembered.
+            let (nb, na) = x509_parser::parse_x509_certificate(der)
+                .map(|(_, c)| {
+                    let v = c.validity();
+                    (v.not_before.timestamp(), v.not_after.timestamp())
+                })
+                .unwrap_or((i64::MAX, i64::MIN));
+            from = from.max(nb);
+            until = until.min(na);
         }
-        Ok(())
+        let chain = VerifiedChain {
+            from,
+            until,
+            issuers: crate::tls::crl::issuers_of(checked.iter().map(Vec::as_slice)),
+        };
+        let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        if verified.len() >= MAX_VERIFIED {
+            verified.clear();
+        }
+        verified.insert(cert.fingerprint, chain.clone());
+        Ok(chain)
     }
 
     fn chain_error(&self, cert: &CertInfo, e: webpki::Error) -> WssecError {

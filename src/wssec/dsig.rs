@@ -366,7 +366,8 @@ impl DigestWriter {
     pub fn new(alg: DigestAlgorithm, keep: bool) -> Self {
         DigestWriter {
             ctx: digest::Context::new(alg.aws()),
-            pending: Vec::with_capacity(DIGEST_BLOCK),
+            // Grows to a block only for what is that long (a Timestamp is not).
+            pending: Vec::new(),
             keep: keep.then(Vec::new),
         }
     }

@@ -38,14 +38,14 @@ pub struct TrustStore {
     /// the same certificate in every message, and its chain's signatures
     /// cost more than the message's own. Replaced (never shared) by any
     /// change to what is trusted.
-    verified: Arc<Mutex<HashMap<Fingerprint, VerifiedChain>>>,
+    verified: Arc<Mutex<HashMap<Fingerprint, Arc<VerifiedChain>>>>,
 }
 
 /// A signer's chain that verified: valid strictly between `from` and
 /// `until` (Unix seconds; the leaf's and the intermediates' dates — webpki
 /// does not judge an anchor's), and the certificates whose issuers' CRLs
 /// the freshness policy judges each time.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct VerifiedChain {
     from: i64,
     until: i64,
@@ -172,11 +172,11 @@ impl TrustStore {
         let since = now
             .duration_since(UNIX_EPOCH)
             .map_err(|_| WssecError::Internal("clock before 1970"))?;
+        let t = i64::try_from(since.as_secs()).unwrap_or(i64::MAX);
         if self.is_pinned(cert) {
             if self.ignore_validity {
                 return Ok(());
             }
-            let t = i64::try_from(since.as_secs()).unwrap_or(i64::MAX);
             if t > cert.not_after {
                 return Err(WssecError::SignerExpired);
             }
@@ -185,14 +185,13 @@ impl TrustStore {
             }
             return Ok(());
         }
-        let t = i64::try_from(since.as_secs()).unwrap_or(i64::MAX);
         let remembered = self
             .verified
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&cert.fingerprint)
             .filter(|v| v.from < t && t < v.until)
-            .cloned();
+            .map(Arc::clone);
         let chain = match remembered {
             Some(chain) => chain,
             None => self.verify_chain(cert, since)?,
@@ -214,7 +213,7 @@ impl TrustStore {
         &self,
         cert: &CertInfo,
         since: std::time::Duration,
-    ) -> Result<VerifiedChain, WssecError> {
+    ) -> Result<Arc<VerifiedChain>, WssecError> {
         let der = CertificateDer::from(cert.der.as_slice());
         let ee = EndEntityCert::try_from(&der).map_err(|_| WssecError::BadToken("certificate"))?;
         let crls: Vec<&CertRevocationList<'_>> = self.crls.iter().map(|c| c.as_ref()).collect();
@@ -254,16 +253,16 @@ impl TrustStore {
             from = from.max(nb);
             until = until.min(na);
         }
-        let chain = VerifiedChain {
+        let chain = Arc::new(VerifiedChain {
             from,
             until,
             issuers: crate::tls::crl::issuers_of(checked.iter().map(Vec::as_slice)),
-        };
+        });
         let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
         if verified.len() >= MAX_VERIFIED {
             verified.clear();
         }
-        verified.insert(cert.fingerprint, chain.clone());
+        verified.insert(cert.fingerprint, Arc::clone(&chain));
         Ok(chain)
     }
 

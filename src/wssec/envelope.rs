@@ -343,29 +343,72 @@ pub fn scan(msg: &[u8], limits: &Limits) -> Result<Scanned, WssecError> {
 /// actor or 1.2 role URI). Security headers for other actors are left alone.
 pub fn scan_for(msg: &[u8], limits: &Limits, actor: Option<&str>) -> Result<Scanned, WssecError> {
     let mut reader = Reader::new(msg, limits)?;
-    let mut sc: Option<Scanner> = None;
-    let mut envelope_end = 0;
+    let mut scan = StreamScan::new(actor);
     while let Some(ev) = reader.next()? {
-        match (&ev, sc.as_mut()) {
+        scan.event(&ev)?;
+    }
+    scan.finish()
+}
+
+/// The scan fed event by event, for a message read in windows as it
+/// arrives (the same rules as [`scan_for`], which feeds it one document).
+pub struct StreamScan {
+    sc: Option<Scanner>,
+    actor: Option<String>,
+    envelope_end: usize,
+}
+
+impl StreamScan {
+    pub fn new(actor: Option<&str>) -> Self {
+        StreamScan {
+            sc: None,
+            actor: actor.map(str::to_owned),
+            envelope_end: 0,
+        }
+    }
+
+    pub fn event(&mut self, ev: &Event<'_>) -> Result<(), WssecError> {
+        match (ev, self.sc.as_mut()) {
             (Event::Start(e), None) => {
                 let mut root = Scanner::root(e)?;
-                root.actor = actor.map(str::to_owned);
-                sc = Some(root);
+                root.actor = self.actor.take();
+                self.sc = Some(root);
             }
             (Event::Start(e), Some(s)) => s.start(e)?,
             (Event::End(e), Some(s)) => {
                 s.end(e.span().end)?;
                 if s.depth == 0 {
-                    envelope_end = e.span().end;
+                    self.envelope_end = e.span().end;
                 }
             }
             (Event::Text(t), Some(s)) => s.text(t.text())?,
             (Event::Comment(_), Some(s)) => s.holder.comment(),
             _ => {}
         }
+        Ok(())
     }
-    let sc = sc.ok_or(bad("no envelope"))?;
-    sc.finish(envelope_end)
+
+    /// True right after the Body's start tag was fed.
+    pub fn body_opened(&self) -> bool {
+        self.sc
+            .as_ref()
+            .is_some_and(|s| s.stage == Stage::InBody && s.depth == 2)
+    }
+
+    /// The Security header for this receiver, once the Header has closed.
+    pub fn security(&self) -> Option<&Security> {
+        self.sc.as_ref().and_then(|s| s.security.as_ref())
+    }
+
+    /// Every Id seen so far, mapped to the start of its element.
+    pub fn ids(&self) -> Option<&HashMap<String, usize>> {
+        self.sc.as_ref().map(|s| &s.ids)
+    }
+
+    pub fn finish(self) -> Result<Scanned, WssecError> {
+        let sc = self.sc.ok_or(bad("no envelope"))?;
+        sc.finish(self.envelope_end)
+    }
 }
 
 impl Scanner {

@@ -13,6 +13,7 @@ pub mod envelope;
 pub mod reason;
 pub mod replay;
 pub mod sign;
+pub mod stream;
 pub mod tokens;
 pub mod verify;
 pub mod xml;

@@ -498,7 +498,36 @@ fn run(
         .max_work
         .and_then(|d| std::time::Instant::now().checked_add(d));
     let scan = envelope::scan_for(msg, &limits, policy.actor.as_deref())?;
-    check_header_blocks(&scan, policy)?;
+    judge(
+        msg, &scan, policy, &limits, now, replay, accept, explain, None,
+    )
+}
+
+/// The Body's digest computed as it streamed past, for the one Reference
+/// that named it (see `stream`).
+pub(super) struct StreamedDigest {
+    pub target: DigestTarget,
+    pub value: Vec<u8>,
+}
+
+/// Everything after the scan. `msg` holds at least the message up to the
+/// Body's content; with `streamed`, only that (the Body's digest came as it
+/// passed), and the bytes to forward are that part's.
+// The pieces of one verification; bundling them would only rename them.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn judge(
+    msg: &[u8],
+    scan: &Scanned,
+    policy: &Policy,
+    limits: &Limits,
+    now: SystemTime,
+    replay: &dyn ReplayCache,
+    accept: &dyn Fn(Option<&SignerInfo>) -> Result<(), WssecError>,
+    explain: Option<&mut Explanation>,
+    streamed: Option<&StreamedDigest>,
+) -> Result<Verified, WssecError> {
+    let limits = limits.clone();
+    check_header_blocks(scan, policy)?;
     let Some(sec) = &scan.security else {
         let needed = !policy.require_signed.is_empty()
             || policy.require_timestamp
@@ -506,7 +535,7 @@ fn run(
         if needed {
             return Err(WssecError::NoSecurityHeader);
         }
-        return Ok(verified_without_header(&scan, msg));
+        return Ok(verified_without_header(scan, msg));
     };
     let timestamp = match &sec.timestamp {
         Some(ts) => Some(tokens::check_timestamp(
@@ -521,8 +550,13 @@ fn run(
     let signed = match &sec.signature {
         Some(node) => {
             let parsed = dsig::parse_signature(node, policy.allow_sha1, policy.max_references)?;
+            let at = Passes {
+                msg,
+                limits: &limits,
+                streamed,
+            };
             Some(check_signature(
-                msg, &scan, sec, &parsed, policy, &limits, now, explain,
+                &at, scan, sec, &parsed, policy, now, explain,
             )?)
         }
         None if !policy.require_signed.is_empty() => return Err(WssecError::Unsigned),
@@ -598,6 +632,49 @@ fn output(msg: &[u8], security: Span, forward: bool) -> Vec<u8> {
     out
 }
 
+/// What the later passes read: the message (or its part before the Body's
+/// content, when the Body streamed past) and the Body's streamed digest.
+struct Passes<'m> {
+    msg: &'m [u8],
+    limits: &'m Limits,
+    streamed: Option<&'m StreamedDigest>,
+}
+
+impl Passes<'_> {
+    /// Each target's digest, in order: the streamed Body's as computed while
+    /// it passed (for exactly the Reference it was computed for), the others
+    /// in one pass over `msg`.
+    fn digests(&self, targets: &[DigestTarget]) -> Result<Vec<dsig::DigestOutput>, WssecError> {
+        let Some(s) = self.streamed else {
+            return dsig::digest_targets(self.msg, self.limits, targets);
+        };
+        let is_body = |t: &DigestTarget| t.start == s.target.start;
+        let rest: Vec<DigestTarget> = targets.iter().filter(|t| !is_body(t)).cloned().collect();
+        let mut rest = dsig::digest_targets(self.msg, self.limits, &rest)?.into_iter();
+        let mut out = Vec::with_capacity(targets.len());
+        for t in targets {
+            if !is_body(t) {
+                out.push(rest.next().ok_or(WssecError::Internal("digest missing"))?);
+                continue;
+            }
+            let same = t.id == s.target.id
+                && t.method == s.target.method
+                && t.digest == s.target.digest
+                && t.skip == s.target.skip;
+            if !same {
+                return Err(WssecError::Internal(
+                    "the Body was digested for another Reference",
+                ));
+            }
+            out.push(dsig::DigestOutput {
+                value: s.value.clone(),
+                canonical: None,
+            });
+        }
+        Ok(out)
+    }
+}
+
 struct SignatureOutcome {
     signer: SignerInfo,
     parts: Vec<SignedPart>,
@@ -649,15 +726,15 @@ fn describe(start: usize, scan: &Scanned, sec: &Security) -> &'static str {
 // The pieces of one verification; bundling them would only rename them.
 #[allow(clippy::too_many_arguments)]
 fn check_signature(
-    msg: &[u8],
+    at: &Passes<'_>,
     scan: &Scanned,
     sec: &Security,
     parsed: &ParsedSignature<'_>,
     policy: &Policy,
-    limits: &Limits,
     now: SystemTime,
     mut explain: Option<&mut Explanation>,
 ) -> Result<SignatureOutcome, WssecError> {
+    let (msg, limits) = (at.msg, at.limits);
     let si = &parsed.signed_info;
     let (cert, source) = tokens::resolve_signer(parsed.key_info, sec, &policy.trust)?;
     dsig::check_key_type(si.algorithm, &cert.key)?;
@@ -699,7 +776,7 @@ fn check_signature(
         (Err(e), None) => return Err(e),
         (result, _) => result,
     };
-    let digests = dsig::digest_targets(msg, limits, &targets)?;
+    let digests = at.digests(&targets)?;
     let mut mismatch = None;
     for ((r, d), part) in si.references.iter().zip(&digests).zip(&parts) {
         let ok = dsig::digests_equal(&d.value, &r.digest_value);

@@ -8,8 +8,11 @@
 //! `element` holds names, namespaces and attributes (start tags); `text`
 //! character data, references and line ends; this module the event loop.
 
+mod cut;
 mod element;
 mod text;
+
+pub use cut::Cutter;
 
 use element::State;
 pub(super) use element::Sub;
@@ -249,6 +252,17 @@ pub struct Reader<'a> {
     /// Events handed out, for checking the deadline now and then.
     events: u32,
     run: TextRun<'a>,
+    /// False for a window of a message that goes on after it.
+    last: bool,
+}
+
+/// What the reader of one window of a message leaves for the next window's:
+/// the open elements, namespaces in scope and where in the document it is.
+pub struct Carry {
+    st: State,
+    phase: Phase,
+    seen_any: bool,
+    events: u32,
 }
 
 /// Progress through a run of adjacent text, CDATA and references.
@@ -274,39 +288,76 @@ impl<'a> Reader<'a> {
                 limit: limits.max_bytes,
             });
         }
-        // UTF-16/32 (with or without BOM) shows as a BOM or a NUL in the first bytes.
-        if input.starts_with(&[0xFE, 0xFF])
-            || input.starts_with(&[0xFF, 0xFE])
-            || input.iter().take(4).any(|&b| b == 0)
-        {
-            return Err(XmlError::NotUtf8 { at: 0 });
+        Reader::window(input, 0, limits, None, true)
+    }
+
+    /// A reader over one window of a message that arrives in pieces: the
+    /// window starts at byte `offset` of the message and ends where a
+    /// [`Cutter`] said it may; `carry` is what the previous window's reader
+    /// left (`None` for the first window). Unless `last`, reaching the
+    /// window's end inside the document is not an error: `next` returns
+    /// `None` and [`Reader::suspend`] hands the state on. Sizes are the
+    /// caller's to bound.
+    pub fn window(
+        input: &'a [u8],
+        offset: usize,
+        limits: &Limits,
+        carry: Option<Carry>,
+        last: bool,
+    ) -> Result<Reader<'a>, XmlError> {
+        let mut base = offset;
+        if carry.is_none() {
+            // UTF-16/32 (with or without BOM) shows as a BOM or a NUL in the first bytes.
+            if input.starts_with(&[0xFE, 0xFF])
+                || input.starts_with(&[0xFF, 0xFE])
+                || input.iter().take(4).any(|&b| b == 0)
+            {
+                return Err(XmlError::NotUtf8 { at: 0 });
+            }
+            if input.starts_with(&[0xEF, 0xBB, 0xBF]) {
+                base += 3;
+            }
         }
-        let base = if input.starts_with(&[0xEF, 0xBB, 0xBF]) {
-            3
-        } else {
-            0
-        };
-        let mut q = QReader::from_reader(input.get(base..).unwrap_or_default());
+        let mut q = QReader::from_reader(input.get(base - offset..).unwrap_or_default());
         let cfg = q.config_mut();
         cfg.check_comments = true;
         // We keep our own element stack and compare end names against it.
         cfg.check_end_names = false;
+        // A window opens inside elements quick-xml never saw start.
+        cfg.allow_unmatched_ends = true;
         cfg.expand_empty_elements = false;
         cfg.trim_text(false);
+        let carry = carry.unwrap_or(Carry {
+            st: State::default(),
+            phase: Phase::Prolog,
+            seen_any: false,
+            events: 0,
+        });
         Ok(Reader {
             q,
             base,
             limits: limits.clone(),
-            st: State::default(),
-            phase: Phase::Prolog,
+            st: carry.st,
+            phase: carry.phase,
             pending: None,
             pop_pending: false,
             synth_end: None,
-            seen_any: false,
+            seen_any: carry.seen_any,
             failed: None,
-            events: 0,
+            events: carry.events,
             run: TextRun::default(),
+            last,
         })
+    }
+
+    /// What the next window's reader needs, once `next` returned `None`.
+    pub fn suspend(self) -> Carry {
+        Carry {
+            st: self.st,
+            phase: self.phase,
+            seen_any: self.seen_any,
+            events: self.events,
+        }
     }
 
     /// Current element depth (0 outside the root).
@@ -453,6 +504,7 @@ impl<'a> Reader<'a> {
                 }
                 QEvent::Eof => {
                     return match self.phase {
+                        _ if !self.last => Ok(None),
                         Phase::Epilog => Ok(None),
                         Phase::Prolog => Err(malformed(span.start, "no root element")),
                         Phase::Root => Err(malformed(span.start, "unclosed element")),
@@ -468,6 +520,10 @@ impl<'a> Reader<'a> {
             let at = self.offset(self.q.error_position());
             match e {
                 quick_xml::Error::Encoding(_) => XmlError::NotUtf8 { at },
+                // Refused however it ends (a window may end inside it).
+                quick_xml::Error::Syntax(quick_xml::errors::SyntaxError::UnclosedDoctype) => {
+                    XmlError::Doctype { at }
+                }
                 other => malformed(at, other.to_string()),
             }
         })?;

@@ -9,6 +9,7 @@ use sealgate::pki::{Leaf as LeafSpec, Usage};
 use sealgate::wssec::envelope::WSU_NS;
 use sealgate::wssec::replay::MemoryReplayCache;
 use sealgate::wssec::sign::{sign, KeyReference, SignOptions, SigningKey};
+use sealgate::wssec::stream::StreamVerifier;
 use sealgate::wssec::tokens::TrustStore;
 use sealgate::wssec::verify::{verify, Policy, Verified, WssecError};
 
@@ -105,8 +106,65 @@ pub fn signed(leaf: &Leaf, now: SystemTime, kr: KeyReference) -> Vec<u8> {
     sign(SOAP11.as_bytes(), &signing_key(leaf), &leaf.der, &o).unwrap()
 }
 
+/// Verifies buffered, and checks that the streaming path (fed in pieces of
+/// several sizes, read in tiny windows) reaches the same verdict and the
+/// same bytes to forward: every verification test is also one of streaming.
 pub fn verify_now(msg: &[u8], p: &Policy, now: SystemTime) -> Result<Verified, WssecError> {
-    verify(msg, p, now, &MemoryReplayCache::new(1000))
+    let whole = verify(msg, p, now, &MemoryReplayCache::new(1000));
+    if let Err(e) = &whole {
+        if STREAM_UNBOUNDED.contains(&e.reason().as_str()) {
+            return whole;
+        }
+    }
+    // Byte-sized windows cost a reader each: only on small messages.
+    let tiny = if msg.len() <= 64 << 10 {
+        &[(1, 1), (7, 5), (64, 97)][..]
+    } else {
+        &[][..]
+    };
+    let sizes = [(4096, 1 << 16), (msg.len().max(1), 1), (65_521, 1 << 20)];
+    for &(piece, window) in tiny.iter().chain(&sizes) {
+        let streamed = streamed(msg, p, now, piece, window);
+        match (&whole, &streamed) {
+            (Ok(w), Ok((head_end, s))) => {
+                let mut out = s.output.clone();
+                out.extend_from_slice(&msg[*head_end..]);
+                assert_eq!(
+                    out, w.output,
+                    "streamed ({piece}, {window}) forwards other bytes"
+                );
+                assert_eq!(s.signed_parts, w.signed_parts);
+            }
+            (Err(w), Err(s)) if w.reason() == s.reason() => {}
+            (w, s) => panic!(
+                "streamed ({piece}, {window}) judged otherwise: buffered {:?}, streamed {:?}",
+                w.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+                s.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+            ),
+        }
+    }
+    whole
+}
+
+/// Refusals for the size of a held message, or of one text node in it: a
+/// streamed message is bounded by the spool instead, its text by nothing.
+const STREAM_UNBOUNDED: &[&str] = &["xml_too_large", "xml_text_too_long", "wssec_work_limit"];
+
+/// The streaming verifier over `msg` in pieces of `piece` bytes; on
+/// success, where the held part ends and the verdict.
+pub fn streamed(
+    msg: &[u8],
+    p: &Policy,
+    now: SystemTime,
+    piece: usize,
+    window: usize,
+) -> Result<(usize, Verified), WssecError> {
+    let mut v = StreamVerifier::new(p, now).with_window(window);
+    for c in msg.chunks(piece) {
+        v.feed(c)?;
+    }
+    let s = v.finish(&MemoryReplayCache::new(1000), &|_| Ok(()))?;
+    Ok((s.body_from, s.verified))
 }
 
 #[track_caller]

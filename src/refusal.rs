@@ -50,6 +50,8 @@ reasons! {
         /// The exchange ran past the route's `max_duration`.
         MaxDuration = "max_duration",
         WssecUnavailable = "wssec_unavailable",
+        /// A message to verify as it streams does not fit in the spool's cap.
+        SpoolFull = "spool_full",
         /// The upstream's answer failed the route's WS-Security verification.
         WssecResponseRefused = "wssec_response_refused",
         /// The upstream's answer could not be signed.
@@ -116,6 +118,7 @@ impl Reason {
             }
             R::UnsupportedEncoding
             | R::WssecUnavailable
+            | R::SpoolFull
             | R::WssecResponseRefused
             | R::WssecResponseUnsigned
             | R::Internal => Stage::Wssec,
@@ -152,6 +155,7 @@ impl Reason {
             R::RouteBusy
             | R::UpstreamBusy
             | R::WssecUnavailable
+            | R::SpoolFull
             | R::RateStoreUnavailable
             | R::TokenUnavailable => S::SERVICE_UNAVAILABLE,
             R::TooManyHeaders => S::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -212,6 +216,7 @@ impl Reason {
             R::UpstreamStalled => "The upstream stopped reading the request or sending the response.",
             R::MaxDuration => "The exchange took longer than this route allows.",
             R::WssecUnavailable => "The gateway cannot process WS-Security right now; retry later.",
+            R::SpoolFull => "The gateway holds as many large messages as it can right now; retry after the time given.",
             R::WssecResponseRefused => "The upstream's answer failed WS-Security verification and was withheld.",
             R::WssecResponseUnsigned => "The upstream's answer could not be signed and was withheld.",
             R::UpstreamResponseTooLarge => "The upstream's answer is larger than this route accepts.",

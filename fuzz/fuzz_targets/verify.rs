@@ -1,12 +1,15 @@
 //! `verify::verify` on arbitrary bytes under a realistic policy: a trust store
 //! with a fixed CA and configured signer (see src/lib.rs), a fresh in-memory
 //! replay cache per input, at a fixed `now` inside the seeded messages' window.
+//! The streaming verifier reads the same input in small windows beside it:
+//! whatever it accepts, the buffered path must accept, forwarding the same bytes.
 #![no_main]
 
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use sealgate::wssec::replay::MemoryReplayCache;
+use sealgate::wssec::stream::StreamVerifier;
 use sealgate::wssec::verify::{verify, Policy};
 
 fn policy() -> &'static Policy {
@@ -18,7 +21,20 @@ fuzz_target!(|data: &[u8]| {
     let policy = policy();
     let now = sealgate_fuzz::now();
     let cache = MemoryReplayCache::new(64);
-    match verify(data, policy, now, &cache) {
+    // Window and piece sizes from the input itself, so both vary.
+    let window = 1 + usize::from(data.first().copied().unwrap_or(0)) % 61;
+    let piece = 1 + usize::from(data.last().copied().unwrap_or(0)) % 97;
+    let mut s = StreamVerifier::new(policy, now).with_window(window);
+    let fed = data.chunks(piece).try_for_each(|c| s.feed(c));
+    let streamed = fed.and_then(|()| s.finish(&MemoryReplayCache::new(64), &|_| Ok(())));
+    let whole = verify(data, policy, now, &cache);
+    if let Ok(st) = &streamed {
+        let w = whole.as_ref().expect("streamed accepted what buffered refused");
+        let mut out = st.verified.output.clone();
+        out.extend_from_slice(&data[st.body_from..]);
+        assert_eq!(out, w.output, "streamed forwards other bytes");
+    }
+    match whole {
         Ok(v) => {
             // Accepted: the forwarded bytes are the input minus the header,
             // and the same message is refused as a replay.

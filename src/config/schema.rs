@@ -29,12 +29,53 @@ pub struct Config {
     /// process, or a store the replicas share.
     #[serde(default)]
     pub state: StateConfig,
+    /// Where messages too large to hold wait, encrypted, while verified.
+    #[serde(default)]
+    pub spool: SpoolConfig,
     /// Directory the config file sits in; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
     /// SHA-256 of the text this config was parsed from.
     #[serde(skip)]
     pub text_sha256: Vec<u8>,
+}
+
+/// `[spool]`: where a verifying route's message above its `max_body` is kept
+/// while it streams past (sealed with a per-message key), and how much all
+/// such messages together may take.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolConfig {
+    /// Default: `sealgate-spool` in the system's temporary directory. One
+    /// gateway per directory: it removes the spool files it finds there when
+    /// it starts.
+    pub dir: Option<PathBuf>,
+    /// Past this, new large messages get 503 with Retry-After.
+    #[serde(default = "default_spool_max_total")]
+    pub max_total: Size,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            dir: None,
+            max_total: default_spool_max_total(),
+        }
+    }
+}
+
+fn default_spool_max_total() -> Size {
+    Size(8 << 30)
+}
+
+impl SpoolConfig {
+    /// The directory, relative paths taken from the config file's.
+    pub fn dir_in(&self, base: &Path) -> PathBuf {
+        match &self.dir {
+            Some(d) => base.join(d),
+            None => std::env::temp_dir().join("sealgate-spool"),
+        }
+    }
 }
 
 /// `[state]`: the backend shared by replicas, and what each kind of state
@@ -732,9 +773,15 @@ pub struct WssecStageConfig {
     pub mode: WssecMode,
 
     // ---- both modes ----
-    /// The body is buffered up to this size (default 16 MiB); above it: 413
-    /// for a request, 502 for a response.
+    /// The body is buffered up to this size (default 16 MiB); above it a
+    /// verified request streams through the spool (up to
+    /// `max_streamed_body`), anything else gets 413 (502 for a response).
     pub max_body: Option<Size>,
+    /// Verify only, requests: the largest message verified as it streams
+    /// through the encrypted spool, 0 for none (default 4 GiB).
+    pub max_streamed_body: Option<Size>,
+    /// The whole of a streamed message must arrive within this (default 30 min).
+    pub stream_read_timeout: Option<Dur>,
     /// Messages being buffered and processed at once; more wait up to the
     /// route's queue_timeout, then 503 (default 16).
     pub max_concurrent: Option<usize>,

@@ -527,12 +527,17 @@ pub async fn read_whole(
     let limited = Limited::new(body, limit, idle, stats.clone());
     match tokio::time::timeout(read_timeout, limited.collect()).await {
         Ok(Ok(c)) => Ok(c.to_bytes()),
-        Ok(Err(e)) => Err(match Cut::find(e.as_ref()) {
-            Some(cut) => cut.reason(),
-            None if stats.too_large.load(Ordering::Relaxed) => Reason::BodyTooLarge,
-            None => Reason::ClientBodyError,
-        }),
+        Ok(Err(e)) => Err(read_failure(e.as_ref(), stats)),
         Err(_) => Err(Reason::BodyReadTimeout),
+    }
+}
+
+/// Why reading a [`Limited`] request body failed.
+pub fn read_failure(e: &(dyn std::error::Error + 'static), stats: &BodyStats) -> Reason {
+    match Cut::find(e) {
+        Some(cut) => cut.reason(),
+        None if stats.too_large.load(Ordering::Relaxed) => Reason::BodyTooLarge,
+        None => Reason::ClientBodyError,
     }
 }
 

@@ -12,4 +12,5 @@ pub mod record;
 pub mod reply;
 pub mod request;
 pub mod server;
+mod streamed;
 pub mod wssec;

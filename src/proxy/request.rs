@@ -332,7 +332,7 @@ async fn limit<B>(ctx: &ConnCtx, route: &Route, req: &Request<B>) -> Result<(), 
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > route.max_body) {
+    if declared.is_some_and(|n| n > route.max_body.max(route.max_streamed)) {
         return Err(Reason::BodyTooLarge.into());
     }
     Ok(())
@@ -488,6 +488,7 @@ async fn transform(
         );
     }
     let mut buffered = None;
+    let mut tail = None;
     let (output, undelivered) = match (&route.wssec_request, session) {
         (None, None) if carried.is_none() || !body.is_end_stream() => {
             let own = route
@@ -506,7 +507,9 @@ async fn transform(
         // No body: a request that can be sent again as it is.
         (None, None) => (bytes::Bytes::new(), Undelivered::none()),
         (Some(stage), _) => {
-            let done = wssec::request(ctx, route, stage, &parts.headers, body, &stats).await?;
+            let passed = wssec::request(ctx, route, stage, &parts.headers, body, &stats).await?;
+            tail = passed.tail;
+            let done = passed.done;
             rec.signer = done.signer.as_ref().map(|s| s.subject.to_string());
             let undelivered = Undelivered {
                 replay: stage.replay().cloned(),
@@ -527,6 +530,16 @@ async fn transform(
         super::headers::body_replaced(&mut parts.headers);
     }
     stats.mark_done();
+    if let Some((rest, len)) = tail {
+        // Streamed: the verified head, then the rest from the spool. Too
+        // large to hold, it is never sent again.
+        let total = output.len() as u64 + len;
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(total));
+        let body = body::prefixed(output, Some(rest));
+        return Ok((Request::from_parts(parts, body), undelivered, None));
+    }
     // Sent again, the message is spliced anew with the new token.
     let resend = resend.map(|r| r.with_body(output.clone(), buffered));
     let output = match (&route.credentials, session) {

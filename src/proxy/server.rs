@@ -106,6 +106,10 @@ impl Gateway {
     ) -> Result<Gateway, BindError> {
         let live = Arc::new(Live::new(rt, source.state.clone()));
         let rt = live.current();
+        if let Err(e) = rt.spool.sweep() {
+            // Not fatal: only a streamed message needs the spool, and it says so.
+            tracing::warn!(target: "sealgate", dir = %rt.spool.dir().display(), error = %e, "the spool directory cannot be prepared");
+        }
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (drain_tx, drained) = mpsc::channel(1);
         let mut socks = Vec::new();

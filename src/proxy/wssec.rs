@@ -28,13 +28,16 @@ use tokio::sync::OwnedSemaphorePermit;
 /// Refused from headers alone: the body is not asked for when the client
 /// waits for `100 Continue`, otherwise drained for a bounded time.
 fn refuse_early(headers: &HeaderMap, body: Incoming, reason: Reason) -> Refusal {
-    let expects_continue = headers
-        .get(header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    if !expects_continue {
+    if !expects_continue(headers) {
         super::body::linger(body);
     }
     Refusal::new(reason)
+}
+
+pub(super) fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// The body is identity-encoded UTF-8 (or says no charset), said once:
@@ -57,11 +60,30 @@ fn readable_as_sent(headers: &HeaderMap) -> bool {
     !encoded && charset.is_none_or(utf8)
 }
 
-/// A request body read whole to work on (verify, sign, splice): as sent
-/// (not compressed, UTF-8: 415 otherwise), once it has one of `slots`
-/// (503 `route_busy` past the route's queue timeout, the body not asked for),
-/// under `limit`, within `read_timeout`. The slot bounds what is buffered at
-/// once; it goes with the message.
+/// A message the stage will read, as sent (not compressed, UTF-8: 415
+/// otherwise), once it has one of `slots` (503 `route_busy` past the
+/// route's queue timeout, the body not asked for). The slot bounds what is
+/// buffered or spooled at once; it goes with the message.
+pub(super) async fn admit_body(
+    route: &Route,
+    slots: &Arc<tokio::sync::Semaphore>,
+    headers: &HeaderMap,
+    body: Incoming,
+) -> Result<(OwnedSemaphorePermit, Incoming), Refusal> {
+    if !readable_as_sent(headers) {
+        return Err(refuse_early(headers, body, Reason::UnsupportedEncoding));
+    }
+    match tokio::time::timeout(route.gate.queue_timeout, slots.clone().acquire_owned()).await {
+        Ok(Ok(p)) => Ok((p, body)),
+        _ => {
+            let busy = refuse_early(headers, body, Reason::RouteBusy);
+            Err(busy.retry_after(route.gate.retry_after_secs()))
+        }
+    }
+}
+
+/// A request body read whole to work on (verify, sign, splice), admitted
+/// as [`admit_body`] says, under `limit`, within `read_timeout`.
 pub(super) async fn buffer(
     route: &Route,
     slots: &Arc<tokio::sync::Semaphore>,
@@ -70,20 +92,18 @@ pub(super) async fn buffer(
     (limit, read_timeout): (u64, std::time::Duration),
     stats: &Arc<super::body::BodyStats>,
 ) -> Result<(Bytes, OwnedSemaphorePermit), Refusal> {
-    if !readable_as_sent(headers) {
-        return Err(refuse_early(headers, body, Reason::UnsupportedEncoding));
-    }
-    let permit =
-        match tokio::time::timeout(route.gate.queue_timeout, slots.clone().acquire_owned()).await {
-            Ok(Ok(p)) => p,
-            _ => {
-                let busy = refuse_early(headers, body, Reason::RouteBusy);
-                return Err(busy.retry_after(route.gate.retry_after_secs()));
-            }
-        };
+    let (permit, body) = admit_body(route, slots, headers, body).await?;
     let bytes =
         super::body::read_whole(body, limit, route.body_idle_timeout, read_timeout, stats).await?;
     Ok((bytes, permit))
+}
+
+/// A request past its stage: the message to forward, whole, or its part
+/// before the Body's content with the rest coming from the spool.
+pub struct Passed {
+    pub done: Processed,
+    /// The rest of a streamed message, and its length.
+    pub tail: Option<(ProxyBody, u64)>,
 }
 
 pub async fn request(
@@ -93,17 +113,30 @@ pub async fn request(
     headers: &HeaderMap,
     body: Incoming,
     stats: &Arc<super::body::BodyStats>,
-) -> Result<Processed, Refusal> {
-    let (bytes, permit) = buffer(
-        route,
-        &stage.slots,
-        headers,
-        body,
-        (route.max_body, stage.read_timeout),
-        stats,
-    )
-    .await?;
-    let e = match work(ctx, route, stage, bytes, permit).await {
+) -> Result<Passed, Refusal> {
+    let held = |done| Passed { done, tail: None };
+    let outcome = if route.max_streamed > 0 && stage.verifies() {
+        match super::streamed::receive(route, stage, headers, body, stats).await? {
+            super::streamed::Received::Whole(bytes, permit) => {
+                work(ctx, route, stage, bytes, permit).await.map(held)
+            }
+            super::streamed::Received::Over(over) => {
+                super::streamed::verify(ctx, route, stage, over, stats).await?
+            }
+        }
+    } else {
+        let (bytes, permit) = buffer(
+            route,
+            &stage.slots,
+            headers,
+            body,
+            (route.max_body, stage.read_timeout),
+            stats,
+        )
+        .await?;
+        work(ctx, route, stage, bytes, permit).await.map(held)
+    };
+    let e = match outcome {
         Ok(p) => return Ok(p),
         Err(e) => e,
     };
@@ -208,6 +241,17 @@ async fn work(
         job.apply(&bytes, SystemTime::now(), client.as_deref())
     })
     .await;
+    tally(ctx, route, stage, outcome)
+}
+
+/// Counts and logs what the stage's work on one message came to.
+/// `Err(None)`: the work ended without an answer (it panicked).
+pub(super) fn tally<T>(
+    ctx: &ConnCtx,
+    route: &Route,
+    stage: &Stage,
+    outcome: Result<Result<T, crate::wssec::verify::WssecError>, tokio::task::JoinError>,
+) -> Result<T, Option<WssecReason>> {
     let c = counters(route, stage);
     // Stripping judges nothing: it counts as neither a verification nor a
     // signature (its refusals are in sealgate_rejections_total).

@@ -11,6 +11,7 @@ pub mod listener;
 pub mod material;
 pub mod route;
 pub mod route_table;
+pub mod spool;
 pub mod state;
 pub mod upstream;
 pub mod wssec_stage;
@@ -77,6 +78,8 @@ pub struct Runtime {
     pub blocker: Option<crate::store::Blocks>,
     /// The brokered token cache (it outlives snapshots).
     pub broker: Arc<crate::credentials::Broker>,
+    /// Where streamed messages wait (shared with the snapshots before).
+    pub spool: Arc<spool::SpoolDir>,
     /// Caps on refusal log lines so a flood cannot flood the logs; one per kind,
     /// so a flood of one kind never hides the others.
     pub logs: LogGates,
@@ -288,6 +291,10 @@ impl Runtime {
             certs,
             warnings,
             broker: state.broker(&metrics),
+            spool: state.spool(
+                &config.spool.dir_in(&config.base_dir),
+                config.spool.max_total.0,
+            ),
             metrics,
             blocker,
             logs: LogGates {

@@ -164,6 +164,9 @@ pub struct Route {
     pub authz: Authz,
     pub upstream: Arc<Upstream>,
     pub max_body: u64,
+    /// A verified request above `max_body` streams through the spool up to
+    /// this (0: refused with 413).
+    pub max_streamed: u64,
     /// Client addresses admitted on this route.
     pub allow_ips: Allowlist,
     /// Every limit must admit the request.
@@ -282,6 +285,7 @@ impl Route {
                     .is_some_and(|c| !c.principals.is_empty()),
                 R::TokenUnavailable => self.credentials.as_ref().is_some_and(|c| !c.is_static()),
                 R::NotASoapEnvelope => session,
+                R::SpoolFull => self.max_streamed > 0,
                 R::UnsupportedEncoding => wssec || session,
                 R::RouteBusy => self.gate.max.is_some() || session,
                 R::UpstreamBusy => self.upstream.gate.max.is_some(),
@@ -470,6 +474,11 @@ impl Route {
                     .map(|s| s.max_body)
                     .or(m.map(|s| s.0))
                     .unwrap_or(default_max_body),
+            },
+            // Spliced with a session, a message must be held whole.
+            max_streamed: match (&wssec_request, &credentials) {
+                (Some(w), c) if c.as_ref().is_none_or(|c| c.session.is_none()) => w.max_streamed,
+                _ => 0,
             },
             gate: Gate::new(
                 c.max_concurrent,

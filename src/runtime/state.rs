@@ -37,6 +37,7 @@ pub struct State {
     broker: Mutex<Option<Arc<crate::credentials::Broker>>>,
     sessions: Mutex<HashMap<String, TlsSessions>>,
     crl_downloads: Mutex<HashMap<String, Download>>,
+    spools: Mutex<HashMap<std::path::PathBuf, Arc<super::spool::SpoolDir>>>,
 }
 
 /// The copies of one CRL URL a snapshot may choose from.
@@ -77,6 +78,7 @@ impl State {
             broker: Mutex::new(None),
             sessions: Mutex::new(HashMap::new()),
             crl_downloads: Mutex::new(HashMap::new()),
+            spools: Mutex::new(HashMap::new()),
         }
     }
 
@@ -169,6 +171,17 @@ impl State {
         let mut b = self.blocker.lock().unwrap_or_else(PoisonError::into_inner);
         b.get_or_insert_with(|| Arc::new(Blocker::new(settings.clone(), Some(metrics))))
             .clone()
+    }
+
+    /// The spool directory `dir`, the same one for every snapshot that names
+    /// it (so its cap counts the messages of all of them), with `max_total`.
+    pub fn spool(&self, dir: &std::path::Path, max_total: u64) -> Arc<super::spool::SpoolDir> {
+        let mut s = self.spools.lock().unwrap_or_else(PoisonError::into_inner);
+        let d = s
+            .entry(dir.to_owned())
+            .or_insert_with(|| Arc::new(super::spool::SpoolDir::new(dir, max_total)));
+        d.set_max_total(max_total);
+        d.clone()
     }
 
     /// The brokered token cache, made on first use with `metrics`.

@@ -92,24 +92,32 @@ impl StreamVerifier {
         self.head_end
     }
 
-    /// Takes the next piece of the message.
+    /// Takes the next piece of the message, of any size.
     pub fn feed(&mut self, chunk: &[u8]) -> Result<(), WssecError> {
-        if self.head_end.is_none() {
-            // The part before the Body is held whole, within the buffering limit.
-            if self.head.len() + chunk.len() > self.policy.limits.max_bytes {
-                return Err(WssecError::SecurityHeaderTooLarge);
-            }
+        // In window-sized steps, so the part held before the Body is found
+        // never runs far past it.
+        for piece in chunk.chunks(WINDOW) {
+            self.step(piece)?;
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, chunk: &[u8]) -> Result<(), WssecError> {
+        let heading = self.head_end.is_none();
+        if heading {
             self.head.extend_from_slice(chunk);
         }
         self.pending.extend_from_slice(chunk);
-        if self.pending.len() < self.window {
+        // Until the Body starts, every piece is read at once: the held part
+        // is then known to the byte.
+        if self.pending.len() < self.window && !heading {
             return Ok(());
         }
         let cut = self
             .cutter
             .scan(&self.pending)
             .or_else(|| self.cutter.text_cut(&self.pending));
-        match cut {
+        let read = match cut {
             Some(cut) => self.window(cut, false),
             // One piece of markup longer than any text node may be.
             None if self.pending.len() > self.limits.max_text_len.max(self.window) => {
@@ -120,7 +128,12 @@ impl StreamVerifier {
                 .into())
             }
             None => Ok(()),
+        };
+        // The part before the Body is held whole, within the buffering limit.
+        if read.is_ok() && self.head_end.is_none() && self.at > self.policy.limits.max_bytes {
+            return Err(WssecError::SecurityHeaderTooLarge);
         }
+        read
     }
 
     /// Reads `pending[..cut]` as the next window and lets it go.

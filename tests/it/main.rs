@@ -30,6 +30,7 @@ mod wssec_interop;
 mod wssec_proxy;
 mod wssec_reader;
 mod wssec_sign;
+mod wssec_stream;
 mod wssec_units;
 mod wssec_vectors;
 mod wssec_verify_accept;

@@ -214,10 +214,11 @@ async fn soap12_faults_are_400_with_the_wss_code_as_subcode() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verification_buffer_has_its_own_ceiling() {
     let pki = Pki::new();
-    let (_gw, addr) = gateway(&pki, "max_body = \"4KiB\"").await;
-    let big = SOAP11.replace("<amount>100</amount>", &"<amount>100</amount>".repeat(400));
+    let big = SOAP11.replace("<amount>100</amount>", &"<amount>100</amount>".repeat(800));
+    // Streaming off: above the buffer, 413.
+    let (_gw, addr) = gateway(&pki, "max_body = \"8KiB\"\nmax_streamed_body = 0").await;
     let msg = signed(&big, &signer(&pki, "accounting-signer"));
-    assert!(msg.len() > 4096);
+    assert!(msg.len() > 8192);
     let r = send(addr, pki.etl_client(&[]), soap_post(msg, false))
         .await
         .unwrap();
@@ -227,6 +228,14 @@ async fn verification_buffer_has_its_own_ceiling() {
         "{}",
         r.body
     );
+    // By default the same message streams past the buffer and verifies.
+    let (_gw, addr) = gateway(&pki, "max_body = \"8KiB\"").await;
+    let msg = signed(&big, &signer(&pki, "accounting-signer"));
+    let r = send(addr, pki.etl_client(&[]), soap_post(msg, false))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body.matches("<amount>100</amount>").count(), 800);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -55,6 +55,11 @@ pub struct Stage {
     pub max_body: u64,
     /// The whole body must arrive within this.
     pub read_timeout: Duration,
+    /// Verify requests only: above `max_body`, up to this, the message
+    /// streams through the spool (0: never).
+    pub max_streamed: u64,
+    /// A streamed message must arrive within this.
+    pub stream_read_timeout: Duration,
     /// Bounds the memory and CPU that buffering and the work can take. A
     /// permit is held until the work itself has ended.
     pub slots: Arc<tokio::sync::Semaphore>,
@@ -99,6 +104,35 @@ impl Stage {
                 );
             }
         }
+        let streams = c.mode == WssecMode::Verify && direction == Direction::Request;
+        let max_streamed = match c.max_streamed_body {
+            Some(_) if !streams && c.mode == WssecMode::Verify => {
+                ld.problem(
+                    at("max_streamed_body"),
+                    "only a request is verified as it streams; an answer is held whole (max_body)",
+                );
+                0
+            }
+            Some(s) if s.0 != 0 && s.0 <= max_body => {
+                ld.problem(
+                    at("max_streamed_body"),
+                    format!("{} is not above max_body ({max_body}): set it above, or 0 to stream nothing", s.0),
+                );
+                0
+            }
+            Some(s) => s.0,
+            None if streams => 4 << 30,
+            None => 0,
+        };
+        let stream_read_timeout = c
+            .stream_read_timeout
+            .map_or(Duration::from_secs(1800), |d| d.0);
+        if stream_read_timeout.is_zero() {
+            ld.problem(
+                at("stream_read_timeout"),
+                "0 would refuse every streamed message; use a value above zero",
+            );
+        }
         let limits = xml_limits(&c.xml, max_body);
         let work = match c.mode {
             WssecMode::None => return (ld.problems.len() == before).then_some(None),
@@ -120,6 +154,8 @@ impl Stage {
             direction,
             max_body,
             read_timeout,
+            max_streamed,
+            stream_read_timeout,
             slots: Arc::new(tokio::sync::Semaphore::new(max_concurrent)),
             work: work?,
         }))
@@ -221,6 +257,8 @@ fn misplaced(ld: &mut Loader<'_>, c: &WssecStageConfig, path: &str) {
         ("identity_map", !c.identity_map.is_empty()),
         ("usernames", !c.usernames.is_empty()),
         ("require_username_token", c.require_username_token.is_some()),
+        ("max_streamed_body", c.max_streamed_body.is_some()),
+        ("stream_read_timeout", c.stream_read_timeout.is_some()),
     ];
     let sign_keys = [
         ("key", c.key.is_some()),

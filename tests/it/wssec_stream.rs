@@ -1,0 +1,370 @@
+//! Verified requests too large to hold, through real sockets: above the
+//! stage's `max_body` the message is verified as it arrives while it is
+//! spooled encrypted, then forwarded byte for byte (minus its Security
+//! header); one that fails has nothing forwarded, and the spool is gone
+//! on every path.
+
+use crate::support::*;
+use bytes::Bytes;
+use http::Request;
+use http_body::Frame;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const MARKER: &str = "ACME-PLAINTEXT-LEDGER-LINE";
+
+/// A SOAP message of about `mib` MiB: many lines, and one text node of
+/// 3 MiB (longer than any window, so it is cut inside text).
+fn large_message(mib: usize) -> String {
+    let line = format!("<acct:line n=\"1\">{MARKER} 0123456789 &amp; caf\u{e9}</acct:line>\r\n");
+    let lines = line.repeat((mib << 20) / line.len());
+    let blob = "QUJD".repeat((3 << 20) / 4);
+    format!(
+        r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Header/><soap:Body><acct:Post xmlns:acct="urn:acct"><acct:blob>{blob}</acct:blob>{lines}<amount>100</amount></acct:Post></soap:Body></soap:Envelope>"#
+    )
+}
+
+/// What the upstream must get: the message without its Security header.
+fn without_security(msg: &[u8]) -> Vec<u8> {
+    let text = std::str::from_utf8(msg).unwrap();
+    let start = text.find("<wsse:Security").unwrap();
+    let end = text.find("</wsse:Security>").unwrap() + "</wsse:Security>".len();
+    [&msg[..start], &msg[end..]].concat()
+}
+
+/// Each body received, with its declared Content-Length.
+type Received = Arc<std::sync::Mutex<Vec<(Vec<u8>, String)>>>;
+
+struct Upstream {
+    addr: std::net::SocketAddr,
+    requests: Arc<AtomicUsize>,
+    bodies: Received,
+}
+
+/// Keeps what it received (and its declared length); answers its size.
+async fn recording_upstream() -> Upstream {
+    let requests = Arc::new(AtomicUsize::new(0));
+    let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (r, b) = (requests.clone(), bodies.clone());
+    let addr = upstream(move |req: Request<Incoming>| {
+        let (r, b) = (r.clone(), b.clone());
+        async move {
+            use http_body_util::BodyExt;
+            r.fetch_add(1, Ordering::SeqCst);
+            let declared = req
+                .headers()
+                .get("content-length")
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default();
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            let n = body.len();
+            b.lock().unwrap().push((body.to_vec(), declared));
+            http::Response::new(full(format!("{n}")))
+        }
+    })
+    .await;
+    Upstream {
+        addr,
+        requests,
+        bodies,
+    }
+}
+
+async fn gateway(pki: &Pki, up: &Upstream, spool: &Path, max_total: &str) -> TestGateway {
+    let toml = config(
+        pki,
+        "required",
+        &format!(
+            "[[route]]\nname = \"ledger\"\nlistener = \"edge\"\nupstream = \"up\"\nmatch = {{ path_prefix = \"/services/Soap/\" }}\n[route.wssec.request]\nmode = \"verify\"\ntrust = {:?}\nmax_body = \"1 MiB\"\n\n[upstream.up]\nurl = \"http://{}\"\n\n[spool]\ndir = {:?}\nmax_total = \"{max_total}\"\n",
+            pki.path("ca.crt"),
+            up.addr,
+            spool,
+        ),
+    );
+    TestGateway::start(pki.dir.path(), &toml).await
+}
+
+fn post<B>(body: B, length: Option<usize>) -> Request<B> {
+    let mut r = Request::post("/services/Soap/class/Ledger")
+        .header("host", "localhost")
+        .header("content-type", "text/xml; charset=utf-8")
+        .header("soapaction", "\"\"");
+    if let Some(n) = length {
+        r = r.header("content-length", n.to_string());
+    }
+    r.body(body).unwrap()
+}
+
+fn spool_dir(pki: &Pki) -> PathBuf {
+    pki.dir.path().join("spool")
+}
+
+fn spool_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default()
+}
+
+async fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{what}: not within 5 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_signed_message_streams_through_and_arrives_byte_identical() {
+    let pki = Pki::new();
+    let up = recording_upstream().await;
+    let dir = spool_dir(&pki);
+    let gw = gateway(&pki, &up, &dir, "1 GiB").await;
+    let addr = gw.addr("edge");
+    let msg = signed(&large_message(10), &signer(&pki, "accounting-signer"));
+    let expected = without_security(&msg);
+
+    // Declared up front: streamed from the first byte.
+    let r = send(
+        addr,
+        pki.etl_client(&[]),
+        post(Full::new(Bytes::from(msg.clone())), Some(msg.len())),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body, expected.len().to_string());
+
+    // Chunked, no length: buffered up to max_body, then streamed. (A fresh
+    // signature: the first is now a replay.)
+    let msg2 = signed(&large_message(10), &signer(&pki, "accounting-signer"));
+    let expected2 = without_security(&msg2);
+    let (tx, body) = channel_body();
+    let feed = {
+        let msg2 = msg2.clone();
+        tokio::spawn(async move {
+            for piece in msg2.chunks(100_003) {
+                let frame = Frame::data(Bytes::copy_from_slice(piece));
+                if tx.send(Ok(frame)).await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    let r = send(addr, pki.etl_client(&[]), post(body, None))
+        .await
+        .unwrap();
+    feed.await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let got = up.bodies.lock().unwrap().clone();
+    assert_eq!(got.len(), 2);
+    assert!(got[0].0 == expected, "the first message arrived altered");
+    assert_eq!(got[0].1, expected.len().to_string(), "Content-Length");
+    assert!(got[1].0 == expected2, "the chunked message arrived altered");
+    assert_eq!(got[1].1, expected2.len().to_string());
+    gw.wait_metric(
+        "sealgate_wssec_verifications_total{direction=\"request\",reason=\"ok\",result=\"ok\",route=\"ledger\"}",
+        "2",
+    )
+    .await;
+    wait_for("the spool emptied", || spool_files(&dir).is_empty()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_message_tampered_in_its_last_byte_has_nothing_forwarded() {
+    let pki = Pki::new();
+    let up = recording_upstream().await;
+    let dir = spool_dir(&pki);
+    let gw = gateway(&pki, &up, &dir, "1 GiB").await;
+    let addr = gw.addr("edge");
+    let msg = signed(&large_message(6), &signer(&pki, "accounting-signer"));
+    // The last character of content before the Body closes.
+    let at = msg.windows(9).rposition(|w| w == b"</amount>").unwrap() - 1;
+    let mut tampered = msg.clone();
+    tampered[at] = b'1' + (tampered[at] - b'0' + 1) % 9;
+    for (m, status) in [(tampered, 500), (msg, 200)] {
+        let n = m.len();
+        let r = send(
+            addr,
+            pki.etl_client(&[]),
+            post(Full::new(Bytes::from(m)), Some(n)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status, status, "{}", r.body);
+        if status == 500 {
+            assert!(r.body.contains("wsse:FailedCheck"), "{}", r.body);
+            assert_eq!(
+                up.requests.load(Ordering::SeqCst),
+                0,
+                "a byte reached the upstream"
+            );
+        }
+    }
+    assert_eq!(up.requests.load(Ordering::SeqCst), 1);
+    gw.wait_metric(
+        "sealgate_wssec_verifications_total{direction=\"request\",reason=\"wssec_digest_mismatch\",result=\"failed\",route=\"ledger\"}",
+        "1",
+    )
+    .await;
+    wait_for("the spool emptied", || spool_files(&dir).is_empty()).await;
+}
+
+/// Sends the first `part` bytes of `msg` (declaring all of it) and waits
+/// until the spool file holds most of them; returns the sender and the
+/// request in flight.
+async fn upload_part(
+    addr: std::net::SocketAddr,
+    pki: &Pki,
+    dir: &Path,
+    msg: &[u8],
+    part: usize,
+) -> (
+    tokio::sync::mpsc::Sender<Result<Frame<Bytes>, BoxError>>,
+    tokio::task::JoinHandle<Result<Reply, String>>,
+) {
+    let (tx, body) = channel_body();
+    let client = pki.etl_client(&[]);
+    let req = post(body, Some(msg.len()));
+    let sent = tokio::spawn(async move { send(addr, client, req).await });
+    for piece in msg[..part].chunks(65_536) {
+        tx.send(Ok(Frame::data(Bytes::copy_from_slice(piece))))
+            .await
+            .unwrap();
+    }
+    wait_for("the spool file filled", || {
+        spool_files(dir)
+            .iter()
+            .any(|f| std::fs::metadata(f).is_ok_and(|m| m.len() as usize > part / 2))
+    })
+    .await;
+    (tx, sent)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spool_holds_no_plaintext_and_is_removed_when_the_client_goes_or_the_gateway_stops() {
+    let pki = Pki::new();
+    let up = recording_upstream().await;
+    let dir = spool_dir(&pki);
+    let gw = gateway(&pki, &up, &dir, "1 GiB").await;
+    let addr = gw.addr("edge");
+    let msg = signed(&large_message(8), &signer(&pki, "accounting-signer"));
+
+    let (tx, sent) = upload_part(addr, &pki, &dir, &msg, 6 << 20).await;
+    let files = spool_files(&dir);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let sealed = std::fs::read(&files[0]).unwrap();
+    let plain_marker = MARKER.as_bytes();
+    assert!(
+        !sealed
+            .windows(plain_marker.len())
+            .any(|w| w == plain_marker),
+        "the spool holds the message in clear"
+    );
+    assert!(!sealed.windows(8).any(|w| w == b"QUJDQUJD"));
+    // The client goes away mid-message.
+    drop(tx);
+    let _ = sent.await;
+    wait_for("the spool emptied after the client left", || {
+        spool_files(&dir).is_empty()
+    })
+    .await;
+
+    // The gateway stops mid-message.
+    let (tx, sent) = upload_part(addr, &pki, &dir, &msg, 4 << 20).await;
+    assert_eq!(spool_files(&dir).len(), 1);
+    let TestGateway { gw, .. } = gw;
+    let stopping = tokio::spawn(gw.shutdown());
+    drop(tx);
+    let _ = sent.await;
+    let _ = stopping.await;
+    wait_for("the spool emptied at shutdown", || {
+        spool_files(&dir).is_empty()
+    })
+    .await;
+    assert_eq!(up.requests.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_does_not_fit_the_spool_gets_503_with_retry_after() {
+    let pki = Pki::new();
+    let up = recording_upstream().await;
+    let dir = spool_dir(&pki);
+    let gw = gateway(&pki, &up, &dir, "4 MiB").await;
+    let addr = gw.addr("edge");
+    let msg = signed(&large_message(6), &signer(&pki, "accounting-signer"));
+    let n = msg.len();
+    let r = send(
+        addr,
+        pki.etl_client(&[]),
+        post(Full::new(Bytes::from(msg)), Some(n)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.headers.contains_key("retry-after"), "{:?}", r.headers);
+    assert_eq!(up.requests.load(Ordering::SeqCst), 0);
+    gw.wait_metric(
+        "sealgate_rejections_total{reason=\"spool_full\",route=\"ledger\",stage=\"wssec\"}",
+        "1",
+    )
+    .await;
+    assert!(spool_files(&dir).is_empty());
+}
+
+#[test]
+fn check_refuses_streaming_settings_that_could_not_work() {
+    use sealgate::config::Config;
+    use sealgate::runtime::Runtime;
+    use sealgate::telemetry::metrics::Metrics;
+    let pki = Pki::new();
+    let compile = |stage: &str, direction: &str| -> Vec<String> {
+        let toml = config(
+            &pki,
+            "required",
+            &format!(
+                "{}\n[route.wssec.{direction}]\nmode = \"verify\"\ntrust = {:?}\n{stage}\n[upstream.up]\nurl = \"http://127.0.0.1:9\"\n",
+                route("ledger", "/ledger/", ""),
+                pki.path("ca.crt")
+            ),
+        );
+        let file = pki.write(&format!("c-{}.toml", rand_suffix()), &toml);
+        let config = Config::load(&file).unwrap_or_else(|e| panic!("{e}"));
+        match Runtime::compile(&config, Arc::new(Metrics::new())) {
+            Ok(_) => Vec::new(),
+            Err(p) => p.iter().map(|p| p.to_string()).collect(),
+        }
+    };
+    let has = |p: Vec<String>, what: &str| {
+        assert!(p.iter().any(|p| p.contains(what)), "{what:?} not in {p:#?}")
+    };
+    has(
+        compile(
+            "max_body = \"2 MiB\"\nmax_streamed_body = \"1 MiB\"",
+            "request",
+        ),
+        "max_streamed_body",
+    );
+    has(
+        compile("max_streamed_body = \"1 GiB\"", "response"),
+        "an answer is held whole",
+    );
+    has(
+        compile("stream_read_timeout = \"0s\"", "request"),
+        "stream_read_timeout",
+    );
+    assert_eq!(
+        compile("max_streamed_body = 0", "request"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        compile("max_streamed_body = \"1 GiB\"", "request"),
+        Vec::<String>::new()
+    );
+}

@@ -24,9 +24,9 @@ fuzz_target!(|data: &[u8]| {
     // Window and piece sizes from the input itself, so both vary.
     let window = 1 + usize::from(data.first().copied().unwrap_or(0)) % 61;
     let piece = 1 + usize::from(data.last().copied().unwrap_or(0)) % 97;
-    let mut s = StreamVerifier::new(policy, now).with_window(window);
+    let mut s = StreamVerifier::new(policy).with_window(window);
     let fed = data.chunks(piece).try_for_each(|c| s.feed(c));
-    let streamed = fed.and_then(|()| s.finish(&MemoryReplayCache::new(64), &|_| Ok(())));
+    let streamed = fed.and_then(|()| s.finish(now, &MemoryReplayCache::new(64), &|_| Ok(())));
     let whole = verify(data, policy, now, &cache);
     // Bounds only a held message has (its size, one text node's, the work
     // limit) may refuse what streams.

@@ -778,7 +778,7 @@ pub struct WssecStageConfig {
     /// `max_streamed_body`), anything else gets 413 (502 for a response).
     pub max_body: Option<Size>,
     /// Verify only, requests: the largest message verified as it streams
-    /// through the encrypted spool, 0 for none (default 4 GiB).
+    /// through the encrypted spool (default 0: none, 413 above max_body).
     pub max_streamed_body: Option<Size>,
     /// The whole of a streamed message must arrive within this (default 30 min).
     pub stream_read_timeout: Option<Dur>,

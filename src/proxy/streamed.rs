@@ -157,10 +157,8 @@ pub(super) async fn verify(
     let (tx, rx) = mpsc::channel::<Piece>(4);
     let job = stage.clone();
     let client = ctx.identity.clone();
-    let now = SystemTime::now();
-    let worker = tokio::task::spawn_blocking(move || {
-        consume(&job, rx, spool, now, client.as_deref(), permit)
-    });
+    let worker =
+        tokio::task::spawn_blocking(move || consume(&job, rx, spool, client.as_deref(), permit));
     let by = tokio::time::Instant::now() + stage.stream_read_timeout;
     let fed = tokio::time::timeout_at(by, async {
         use http_body_util::BodyExt;
@@ -231,14 +229,13 @@ fn consume(
     stage: &Stage,
     mut rx: mpsc::Receiver<Piece>,
     mut spool: SpoolWriter,
-    now: SystemTime,
     client: Option<&PeerIdentity>,
     permit: OwnedSemaphorePermit,
 ) -> Outcome {
     let Work::Verify(v) = &stage.work else {
         return Err(WssecError::Internal("a stream on a stage that does not verify").into());
     };
-    let mut sv = StreamVerifier::new(&v.policy, now);
+    let mut sv = StreamVerifier::new(&v.policy);
     loop {
         match rx.blocking_recv() {
             Some(Piece::Data(d)) => {
@@ -251,7 +248,7 @@ fn consume(
     }
     let mut reader = spool.finish()?;
     let accept = |s: Option<&SignerInfo>| v.check_binding(client, s);
-    let streamed = sv.finish(&*v.replay, &accept)?;
+    let streamed = sv.finish(SystemTime::now(), &*v.replay, &accept)?;
     reader.skip(streamed.body_from as u64);
     Ok((streamed, reader, permit))
 }

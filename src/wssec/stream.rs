@@ -43,7 +43,6 @@ pub struct StreamVerifier {
     /// How each window is read: the policy's limits, with no size or time
     /// bound of their own (the caller bounds the message and its pace).
     limits: Limits,
-    now: SystemTime,
     pending: Vec<u8>,
     /// Offset of `pending[0]` in the message.
     at: usize,
@@ -58,16 +57,14 @@ pub struct StreamVerifier {
 }
 
 impl StreamVerifier {
-    /// Starts a message under `policy`; its Timestamp is judged at `now`,
-    /// the time it began to arrive.
-    pub fn new(policy: &Policy, now: SystemTime) -> Self {
+    /// Starts a message under `policy`.
+    pub fn new(policy: &Policy) -> Self {
         let mut limits = policy.limits.clone();
         limits.max_bytes = usize::MAX;
         limits.deadline = None;
         StreamVerifier {
             policy: policy.clone(),
             limits,
-            now,
             pending: Vec::new(),
             at: 0,
             cutter: Cutter::default(),
@@ -186,9 +183,12 @@ impl StreamVerifier {
             .map(|r| DigestTarget::of(r, start, parsed.span, false))
     }
 
-    /// The end of the message: reads what is left and judges it.
+    /// The end of the message: reads what is left and judges it at `now` —
+    /// the time it ended, not began: a message that takes long to arrive is
+    /// still judged fresh, and recorded as seen, when it is forwarded.
     pub fn finish(
         mut self,
+        now: SystemTime,
         replay: &dyn ReplayCache,
         accept: &dyn Fn(Option<&SignerInfo>) -> Result<(), WssecError>,
     ) -> Result<Streamed, WssecError> {
@@ -214,7 +214,7 @@ impl StreamVerifier {
             &scan,
             &self.policy,
             &limits,
-            self.now,
+            now,
             replay,
             accept,
             None,

@@ -215,8 +215,8 @@ async fn soap12_faults_are_400_with_the_wss_code_as_subcode() {
 async fn verification_buffer_has_its_own_ceiling() {
     let pki = Pki::new();
     let big = SOAP11.replace("<amount>100</amount>", &"<amount>100</amount>".repeat(800));
-    // Streaming off: above the buffer, 413.
-    let (_gw, addr) = gateway(&pki, "max_body = \"8KiB\"\nmax_streamed_body = 0").await;
+    // Streaming off (the default): above the buffer, 413.
+    let (_gw, addr) = gateway(&pki, "max_body = \"8KiB\"").await;
     let msg = signed(&big, &signer(&pki, "accounting-signer"));
     assert!(msg.len() > 8192);
     let r = send(addr, pki.etl_client(&[]), soap_post(msg, false))
@@ -228,8 +228,8 @@ async fn verification_buffer_has_its_own_ceiling() {
         "{}",
         r.body
     );
-    // By default the same message streams past the buffer and verifies.
-    let (_gw, addr) = gateway(&pki, "max_body = \"8KiB\"").await;
+    // With streaming on, the same message streams past the buffer and verifies.
+    let (_gw, addr) = gateway(&pki, "max_body = \"8KiB\"\nmax_streamed_body = \"1MiB\"").await;
     let msg = signed(&big, &signer(&pki, "accounting-signer"));
     let r = send(addr, pki.etl_client(&[]), soap_post(msg, false))
         .await

@@ -79,7 +79,7 @@ async fn gateway(pki: &Pki, up: &Upstream, spool: &Path, max_total: &str) -> Tes
         pki,
         "required",
         &format!(
-            "[[route]]\nname = \"ledger\"\nlistener = \"edge\"\nupstream = \"up\"\nmatch = {{ path_prefix = \"/services/Soap/\" }}\n[route.wssec.request]\nmode = \"verify\"\ntrust = {:?}\nmax_body = \"1 MiB\"\n\n[upstream.up]\nurl = \"http://{}\"\n\n[spool]\ndir = {:?}\nmax_total = \"{max_total}\"\n",
+            "[[route]]\nname = \"ledger\"\nlistener = \"edge\"\nupstream = \"up\"\nmatch = {{ path_prefix = \"/services/Soap/\" }}\n[route.wssec.request]\nmode = \"verify\"\ntrust = {:?}\nmax_body = \"1 MiB\"\nmax_streamed_body = \"1 GiB\"\n\n[upstream.up]\nurl = \"http://{}\"\n\n[spool]\ndir = {:?}\nmax_total = \"{max_total}\"\n",
             pki.path("ca.crt"),
             up.addr,
             spool,

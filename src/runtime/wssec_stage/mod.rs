@@ -121,7 +121,7 @@ impl Stage {
                 0
             }
             Some(s) => s.0,
-            None if streams => 4 << 30,
+            // Opt-in: a route streams only what its operator sized a spool for.
             None => 0,
         };
         let stream_read_timeout = c

@@ -136,7 +136,10 @@ impl Cutter {
         // The byte after the cut is known: it tells a character's boundary.
         (lowest..buf.len()).rev().find(|&p| {
             let before = buf.get(..p).unwrap_or_default();
-            let boundary = buf.get(p).is_some_and(|&b| !(0x80..0xC0).contains(&b));
+            // Not before U+FEFF either (EF BB BF): a window may not start with it.
+            let boundary = buf
+                .get(p)
+                .is_some_and(|&b| !(0x80..0xC0).contains(&b) && b != 0xEF);
             let last = before.last().copied();
             let tail = before.get(p.saturating_sub(12)..).unwrap_or_default();
             let in_reference = tail

@@ -306,6 +306,15 @@ impl<'a> Reader<'a> {
         last: bool,
     ) -> Result<Reader<'a>, XmlError> {
         let mut base = offset;
+        // quick-xml drops a leading U+FEFF from any input it starts on: on a
+        // later window that would be a character read as absent (and every
+        // span shifted), so it is refused instead.
+        if carry.is_some() && input.starts_with(&[0xEF, 0xBB, 0xBF]) {
+            return Err(malformed(
+                offset,
+                "U+FEFF where a window of the message starts",
+            ));
+        }
         if carry.is_none() {
             // UTF-16/32 (with or without BOM) shows as a BOM or a NUL in the first bytes.
             if input.starts_with(&[0xFE, 0xFF])

@@ -159,11 +159,11 @@ pub fn streamed(
     piece: usize,
     window: usize,
 ) -> Result<(usize, Verified), WssecError> {
-    let mut v = StreamVerifier::new(p, now).with_window(window);
+    let mut v = StreamVerifier::new(p).with_window(window);
     for c in msg.chunks(piece) {
         v.feed(c)?;
     }
-    let s = v.finish(&MemoryReplayCache::new(1000), &|_| Ok(()))?;
+    let s = v.finish(now, &MemoryReplayCache::new(1000), &|_| Ok(()))?;
     Ok((s.body_from, s.verified))
 }
 

@@ -62,6 +62,13 @@ const OF_THE_BYTES: [&str; 6] = [
 ];
 
 /// The body was rewritten (a Security header added or removed).
+/// The body length the headers declare, if they declare one that parses.
+pub fn declared_length(h: &HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
 pub fn body_replaced(h: &mut HeaderMap) {
     for name in OF_THE_BYTES {
         h.remove(name);

@@ -327,11 +327,7 @@ async fn limit<B>(ctx: &ConnCtx, route: &Route, req: &Request<B>) -> Result<(), 
     if req.headers().len() > ctx.rt.limits.max_headers {
         return Err(Reason::TooManyHeaders.into());
     }
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let declared = headers::declared_length(req.headers());
     if declared.is_some_and(|n| n > route.max_body.max(route.max_streamed)) {
         return Err(Reason::BodyTooLarge.into());
     }

@@ -20,7 +20,7 @@ use crate::wssec::reason::Reason as WssecReason;
 use crate::wssec::stream::{StreamVerifier, Streamed};
 use crate::wssec::verify::{SignerInfo, WssecError};
 use bytes::Bytes;
-use http::{header, HeaderMap};
+use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use std::pin::Pin;
@@ -57,10 +57,7 @@ pub(super) async fn receive(
 ) -> Result<Received, Refusal> {
     let (permit, body) = admit_body(route, &stage.slots, headers, body).await?;
     let expects_continue = super::wssec::expects_continue(headers);
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let declared = super::headers::declared_length(headers);
     let mut body = Limited::new(
         body,
         route.max_streamed,

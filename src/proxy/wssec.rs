@@ -181,11 +181,7 @@ pub async fn response(
         );
         return Err(failed.into());
     }
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let declared = super::headers::declared_length(&parts.headers);
     if declared.is_some_and(|n| n > stage.max_body) {
         return Err(Reason::UpstreamResponseTooLarge.into());
     }

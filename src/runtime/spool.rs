@@ -190,15 +190,6 @@ impl SpoolWriter {
         &self.held.path
     }
 
-    /// Plain bytes taken so far.
-    pub fn len(&self) -> u64 {
-        self.plain
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.plain == 0
-    }
-
     pub fn write(&mut self, mut bytes: &[u8]) -> Result<(), SpoolError> {
         self.plain += bytes.len() as u64;
         while !bytes.is_empty() {

@@ -1,11 +1,11 @@
-//! A verified request too large to hold (past the stage's `max_body`, up to
-//! its `max_streamed_body`): read as it arrives into a blocking worker that
-//! feeds the streaming verifier and the encrypted spool together, then —
-//! only once the signature verified — forwarded: the part before the Body's
-//! content as verification left it, the rest replayed from the spool. A
-//! message that fails never has a byte sent upstream: the upstream request
-//! is not even begun. The spool file goes with its last handle, on every
-//! path.
+//! A request too large to hold on a stage that verifies or signs (past the
+//! stage's `max_body`, up to its `max_streamed_body`): read as it arrives
+//! into a blocking worker that feeds the streaming verifier (or signer) and
+//! the encrypted spool together, then — only once the signature verified,
+//! or was made — forwarded: the part before the Body's content as the work
+//! left it, the rest replayed from the spool. A message that fails never
+//! has a byte sent upstream: the upstream request is not even begun. The
+//! spool file goes with its last handle, on every path.
 
 use super::body::{read_failure, BodyStats, Limited};
 use super::conn::ConnCtx;
@@ -14,10 +14,11 @@ use crate::refusal::{Reason, Refusal};
 use crate::runtime::route::Route;
 use crate::runtime::spool::{SpoolError, SpoolReader, SpoolWriter};
 use crate::runtime::upstream::{BoxError, ProxyBody};
-use crate::runtime::wssec_stage::{Processed, Stage, Work};
+use crate::runtime::wssec_stage::{Processed, Stage, VerifyStage, Work};
 use crate::tls::identity::PeerIdentity;
 use crate::wssec::reason::Reason as WssecReason;
-use crate::wssec::stream::{StreamVerifier, Streamed};
+use crate::wssec::sign::StreamSigner;
+use crate::wssec::stream::StreamVerifier;
 use crate::wssec::verify::{SignerInfo, WssecError};
 use bytes::Bytes;
 use http::HeaderMap;
@@ -120,8 +121,9 @@ enum Failure {
     Abandoned,
 }
 
-/// The worker's answer: the verdict, the spool to replay and the slot.
-type Outcome = Result<(Streamed, SpoolReader, OwnedSemaphorePermit), Failure>;
+/// The worker's answer: the message's new head, the spool to replay (past
+/// what the head replaces) and the slot.
+type Outcome = Result<(Processed, SpoolReader, OwnedSemaphorePermit), Failure>;
 
 /// Verifies `over` as it arrives and, when it passes, gives the message to
 /// forward. `Err`: refused before any judgement (a read failure, a full
@@ -188,18 +190,12 @@ pub(super) async fn verify(
         Ok(Ok(done)) => Ok(Ok(done)),
         Err(join) => Err(join),
     };
-    Ok(tally(ctx, route, stage, judged).map(|(s, reader, permit)| {
-        let v = s.verified;
-        let done = Processed {
-            output: v.output,
-            signer: v.signer,
-            replay_keys: v.replay_keys,
-        };
-        Passed {
+    Ok(
+        tally(ctx, route, stage, judged).map(|(done, reader, permit)| Passed {
             done,
             tail: Some(replay(reader, permit)),
-        }
-    }))
+        }),
+    )
 }
 
 fn spool_refusal(ctx: &ConnCtx, route: &Route, e: &SpoolError) -> Refusal {
@@ -221,7 +217,49 @@ fn spool_refusal(ctx: &ConnCtx, route: &Route, e: &SpoolError) -> Refusal {
     }
 }
 
-/// The worker: every piece into the verifier and the spool, then the verdict.
+/// What reads the message as it streams: the stage's verifier or signer.
+enum Streamer<'s> {
+    Verify(StreamVerifier<'s>, &'s VerifyStage),
+    Sign(StreamSigner<'s>),
+}
+
+impl Streamer<'_> {
+    fn feed(&mut self, d: &[u8]) -> Result<(), WssecError> {
+        match self {
+            Streamer::Verify(v, _) => v.feed(d),
+            Streamer::Sign(s) => s.feed(d),
+        }
+    }
+
+    /// The message to send in place of the first `.1` bytes.
+    fn finish(self, client: Option<&PeerIdentity>) -> Result<(Processed, usize), WssecError> {
+        let now = SystemTime::now();
+        match self {
+            Streamer::Verify(sv, v) => {
+                let accept = |s: Option<&SignerInfo>| v.check_binding(client, s);
+                let s = sv.finish(now, &*v.replay, &accept)?;
+                let done = Processed {
+                    output: s.verified.output,
+                    signer: s.verified.signer,
+                    replay_keys: s.verified.replay_keys,
+                };
+                Ok((done, s.body_from))
+            }
+            Streamer::Sign(ss) => {
+                let h = ss.finish(now)?;
+                let done = Processed {
+                    output: h.head,
+                    signer: None,
+                    replay_keys: Vec::new(),
+                };
+                Ok((done, h.body_from))
+            }
+        }
+    }
+}
+
+/// The worker: every piece into the verifier (or signer) and the spool,
+/// then the verdict.
 fn consume(
     stage: &Stage,
     mut rx: mpsc::Receiver<Piece>,
@@ -229,14 +267,17 @@ fn consume(
     client: Option<&PeerIdentity>,
     permit: OwnedSemaphorePermit,
 ) -> Outcome {
-    let Work::Verify(v) = &stage.work else {
-        return Err(WssecError::Internal("a stream on a stage that does not verify").into());
+    let mut streamer = match &stage.work {
+        Work::Verify(v) => Streamer::Verify(StreamVerifier::new(&v.policy), v),
+        Work::Sign(s) => Streamer::Sign(s.streamer()),
+        Work::Strip { .. } => {
+            return Err(WssecError::Internal("a stream on a stage that strips").into())
+        }
     };
-    let mut sv = StreamVerifier::new(&v.policy);
     loop {
         match rx.blocking_recv() {
             Some(Piece::Data(d)) => {
-                sv.feed(&d)?;
+                streamer.feed(&d)?;
                 spool.write(&d)?;
             }
             Some(Piece::End) => break,
@@ -244,10 +285,9 @@ fn consume(
         }
     }
     let mut reader = spool.finish()?;
-    let accept = |s: Option<&SignerInfo>| v.check_binding(client, s);
-    let streamed = sv.finish(SystemTime::now(), &*v.replay, &accept)?;
-    reader.skip(streamed.body_from as u64);
-    Ok((streamed, reader, permit))
+    let (done, body_from) = streamer.finish(client)?;
+    reader.skip(body_from as u64);
+    Ok((done, reader, permit))
 }
 
 /// The spooled rest of the message as a body, read back off the async

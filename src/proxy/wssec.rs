@@ -115,7 +115,7 @@ pub async fn request(
     stats: &Arc<super::body::BodyStats>,
 ) -> Result<Passed, Refusal> {
     let held = |done| Passed { done, tail: None };
-    let outcome = if route.max_streamed > 0 && stage.verifies() {
+    let outcome = if route.max_streamed > 0 {
         match super::streamed::receive(route, stage, headers, body, stats).await? {
             super::streamed::Received::Whole(bytes, permit) => {
                 work(ctx, route, stage, bytes, permit).await.map(held)

@@ -233,6 +233,15 @@ impl Canonicalizer {
         self.done
     }
 
+    /// Drops the reader binding ids of what was rendered, so events from
+    /// another reader (whose ids mean other bindings) are compared by URI:
+    /// slower, never wrong.
+    pub fn forget_bindings(&mut self) {
+        for d in &mut self.rendered.decls {
+            d.2 = NO_NAMESPACE_ID;
+        }
+    }
+
     /// Heap capacity of the internal buffers, in bytes. Diagnostic: bounded by
     /// the reader's limits on depth and namespaces, never by text size.
     pub fn buffered_capacity(&self) -> usize {
@@ -245,21 +254,29 @@ impl Canonicalizer {
             + self.inherited_text.capacity()
     }
 
+    /// Feeds the start tag of an element, as a `Start` event would.
+    pub fn start_with<W: Write + ?Sized>(
+        &mut self,
+        e: &StartElement<'_>,
+        out: &mut W,
+    ) -> Result<(), C14nError> {
+        if self.done || (self.depth == 0 && self.started) {
+            return Err(C14nError::OutsideSubtree);
+        }
+        let apex = !self.started;
+        self.started = true;
+        self.start(e, apex, out)?;
+        self.depth += 1;
+        Ok(())
+    }
+
     pub fn feed<W: Write + ?Sized>(
         &mut self,
         event: &Event<'_>,
         out: &mut W,
     ) -> Result<(), C14nError> {
         match event {
-            Event::Start(e) => {
-                if self.done || (self.depth == 0 && self.started) {
-                    return Err(C14nError::OutsideSubtree);
-                }
-                let apex = !self.started;
-                self.started = true;
-                self.start(e, apex, out)?;
-                self.depth += 1;
-            }
+            Event::Start(e) => self.start_with(e, out)?,
             Event::End(e) => {
                 if self.depth == 0 {
                     return Err(C14nError::OutsideSubtree);

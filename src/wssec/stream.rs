@@ -9,14 +9,15 @@
 //! the held part, the Body's Reference checked against the digest computed
 //! while it passed.
 
+use std::collections::HashMap;
 use std::time::SystemTime;
 
 use super::c14n::Canonicalizer;
 use super::dsig::{self, DigestTarget, DigestWriter};
-use super::envelope::StreamScan;
-use super::replay::ReplayCache;
+use super::envelope::{self, Scanned, Security, StreamScan};
+use super::replay::{NoReplayCache, ReplayCache};
 use super::verify::{self, Policy, SignerInfo, StreamedDigest, Verified, WssecError};
-use super::xml::{Carry, Cutter, Event, Limits, Reader, XmlError};
+use super::xml::{Carry, Cutter, Event, Limits, Reader, StartElement, XmlError};
 
 /// Bytes gathered before the reader takes a window: enough to amortize a
 /// window's set-up, little enough to stay in cache.
@@ -31,18 +32,38 @@ pub struct Streamed {
     pub body_from: usize,
 }
 
-struct BodyDigest {
-    target: DigestTarget,
-    c: Canonicalizer,
-    sink: DigestWriter,
+/// The Body's canonical form being digested as it passes.
+pub(super) struct BodyDigest {
+    /// What names the Body (for error messages).
+    pub id: String,
+    pub c: Canonicalizer,
+    pub sink: DigestWriter,
 }
 
-/// One message being verified as it arrives.
-pub struct StreamVerifier {
-    policy: Policy,
-    /// How each window is read: the policy's limits, with no size or time
+/// What the verifier or the signer does when the Body's start tag arrives:
+/// `head` is the message up to the end of that tag, `envelope` the root's
+/// qualified name. `None`: the Body is not digested; otherwise its start tag
+/// has been fed to the canonicalizer, and its content will be.
+pub(super) trait BodyOpen {
+    fn open(
+        &mut self,
+        head: &[u8],
+        start: &StartElement<'_>,
+        scan: &StreamScan,
+        envelope: &str,
+    ) -> Result<Option<BodyDigest>, WssecError>;
+}
+
+/// A message read in windows as it arrives: the same reader over every
+/// byte, the envelope scan, the part before the Body's content held, and
+/// the Body digested as `O` set it up.
+pub(super) struct Intake<O> {
+    pub open: O,
+    /// How each window is read: the caller's limits, with no size or time
     /// bound of their own (the caller bounds the message and its pace).
     limits: Limits,
+    /// The part before the Body's content may be this long.
+    max_head: usize,
     pending: Vec<u8>,
     /// Offset of `pending[0]` in the message.
     at: usize,
@@ -52,44 +73,48 @@ pub struct StreamVerifier {
     /// The message up to the end of the Body's start tag, once known.
     head: Vec<u8>,
     head_end: Option<usize>,
+    envelope: String,
     body: Option<BodyDigest>,
     window: usize,
 }
 
-impl StreamVerifier {
-    /// Starts a message under `policy`.
-    pub fn new(policy: &Policy) -> Self {
-        let mut limits = policy.limits.clone();
-        limits.max_bytes = usize::MAX;
-        limits.deadline = None;
-        StreamVerifier {
-            policy: policy.clone(),
-            limits,
+/// A message read to its end.
+pub(super) struct Ended<O> {
+    pub open: O,
+    pub scan: Scanned,
+    /// The message up to the end of the Body's start tag.
+    pub head: Vec<u8>,
+    /// The Body's digest, when it was taken.
+    pub digest: Option<Vec<u8>>,
+}
+
+impl<O: BodyOpen> Intake<O> {
+    pub fn new(open: O, limits: &Limits, actor: Option<&str>) -> Self {
+        let mut read = limits.clone();
+        read.max_bytes = usize::MAX;
+        read.deadline = None;
+        Intake {
+            open,
+            limits: read,
+            max_head: limits.max_bytes,
             pending: Vec::new(),
             at: 0,
             cutter: Cutter::default(),
             carry: None,
-            scan: StreamScan::new(policy.actor.as_deref()),
+            scan: StreamScan::new(actor),
             head: Vec::new(),
             head_end: None,
+            envelope: String::new(),
             body: None,
             window: WINDOW,
         }
     }
 
-    /// Reads in windows of about `bytes` instead (tests use tiny ones so
-    /// that every kind of cut happens on small messages).
     pub fn with_window(mut self, bytes: usize) -> Self {
         self.window = bytes.max(1);
         self
     }
 
-    /// Where the Body's content starts in the message, once it has arrived.
-    pub fn head_end(&self) -> Option<usize> {
-        self.head_end
-    }
-
-    /// Takes the next piece of the message, of any size.
     pub fn feed(&mut self, chunk: &[u8]) -> Result<(), WssecError> {
         // In window-sized steps, so the part held before the Body is found
         // never runs far past it.
@@ -127,7 +152,7 @@ impl StreamVerifier {
             None => Ok(()),
         };
         // The part before the Body is held whole, within the buffering limit.
-        if read.is_ok() && self.head_end.is_none() && self.at > self.policy.limits.max_bytes {
+        if read.is_ok() && self.head_end.is_none() && self.at > self.max_head {
             return Err(WssecError::SecurityHeaderTooLarge);
         }
         read
@@ -141,21 +166,22 @@ impl StreamVerifier {
             self.scan.event(&ev)?;
             if self.head_end.is_none() {
                 if let Event::Start(e) = &ev {
+                    if e.depth() == 1 {
+                        self.envelope = e.name().to_owned();
+                    }
                     if self.scan.body_opened() {
                         let end = e.span().end;
                         self.head.truncate(end);
                         self.head_end = Some(end);
-                        self.body = self.body_target(e.span().start).map(|target| BodyDigest {
-                            c: Canonicalizer::subtree(target.method.clone()),
-                            sink: DigestWriter::new(target.digest, false),
-                            target,
-                        });
+                        self.body = self.open.open(&self.head, e, &self.scan, &self.envelope)?;
+                        // The Body's start tag was canonicalized by `open`.
+                        continue;
                     }
                 }
             }
             if let Some(b) = self.body.as_mut().filter(|b| !b.c.is_done()) {
                 if let Event::Comment(_) = ev {
-                    return Err(WssecError::CommentInSignedPart(b.target.id.clone()));
+                    return Err(WssecError::CommentInSignedPart(b.id.clone()));
                 }
                 b.c.feed(&ev, &mut b.sink).map_err(WssecError::from)?;
             }
@@ -167,52 +193,117 @@ impl StreamVerifier {
         Ok(())
     }
 
-    /// The Reference that names the Body starting at `start`, as the
-    /// judgement will read it (a Signature that does not parse is refused
-    /// there, so nothing is digested for it here).
-    fn body_target(&self, start: usize) -> Option<DigestTarget> {
-        let node = self.scan.security()?.signature.as_ref()?;
-        let parsed =
-            dsig::parse_signature(node, self.policy.allow_sha1, self.policy.max_references).ok()?;
-        let ids = self.scan.ids()?;
-        parsed
-            .signed_info
-            .references
-            .iter()
-            .find(|r| ids.get(&r.id) == Some(&start))
-            .map(|r| DigestTarget::of(r, start, parsed.span, false))
+    /// Reads what is left: the message must end here.
+    pub fn end(mut self) -> Result<Ended<O>, WssecError> {
+        self.cutter.scan(&self.pending);
+        self.window(self.pending.len(), true)?;
+        let scan = self.scan.finish()?;
+        if self.head_end.is_none() {
+            return Err(WssecError::BadEnvelope("no Body"));
+        }
+        let digest = match self.body {
+            Some(b) if b.c.is_done() => Some(b.sink.finish().0),
+            Some(_) => return Err(WssecError::Internal("the Body's digest did not close")),
+            None => None,
+        };
+        Ok(Ended {
+            open: self.open,
+            scan,
+            head: self.head,
+            digest,
+        })
+    }
+}
+
+/// The verifier's part at the Body: digest it for the Reference that names it.
+struct VerifyOpen<'p> {
+    policy: &'p Policy,
+    target: Option<DigestTarget>,
+}
+
+impl BodyOpen for VerifyOpen<'_> {
+    fn open(
+        &mut self,
+        _head: &[u8],
+        start: &StartElement<'_>,
+        scan: &StreamScan,
+        _envelope: &str,
+    ) -> Result<Option<BodyDigest>, WssecError> {
+        let (Some(sec), Some(ids)) = (scan.security(), scan.ids()) else {
+            return Ok(None);
+        };
+        self.target = body_reference(sec, ids, self.policy, start.span().start);
+        let Some(t) = &self.target else {
+            return Ok(None);
+        };
+        let mut b = BodyDigest {
+            id: t.id.clone(),
+            c: Canonicalizer::subtree(t.method.clone()),
+            sink: DigestWriter::new(t.digest, false),
+        };
+        b.c.start_with(start, &mut b.sink)?;
+        Ok(Some(b))
+    }
+}
+
+/// One message being verified as it arrives.
+pub struct StreamVerifier<'p> {
+    intake: Intake<VerifyOpen<'p>>,
+}
+
+impl<'p> StreamVerifier<'p> {
+    /// Starts a message under `policy`.
+    pub fn new(policy: &'p Policy) -> Self {
+        let open = VerifyOpen {
+            policy,
+            target: None,
+        };
+        StreamVerifier {
+            intake: Intake::new(open, &policy.limits, policy.actor.as_deref()),
+        }
+    }
+
+    /// Reads in windows of about `bytes` instead (tests use tiny ones so
+    /// that every kind of cut happens on small messages).
+    pub fn with_window(mut self, bytes: usize) -> Self {
+        self.intake = self.intake.with_window(bytes);
+        self
+    }
+
+    /// Where the Body's content starts in the message, once it has arrived.
+    pub fn head_end(&self) -> Option<usize> {
+        self.intake.head_end
+    }
+
+    /// Takes the next piece of the message, of any size.
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<(), WssecError> {
+        self.intake.feed(chunk)
     }
 
     /// The end of the message: reads what is left and judges it at `now` —
     /// the time it ended, not began: a message that takes long to arrive is
     /// still judged fresh, and recorded as seen, when it is forwarded.
     pub fn finish(
-        mut self,
+        self,
         now: SystemTime,
         replay: &dyn ReplayCache,
         accept: &dyn Fn(Option<&SignerInfo>) -> Result<(), WssecError>,
     ) -> Result<Streamed, WssecError> {
-        self.cutter.scan(&self.pending);
-        self.window(self.pending.len(), true)?;
-        let scan = self.scan.finish()?;
-        let digest = match self.body {
-            Some(b) if b.c.is_done() => Some(StreamedDigest {
-                value: b.sink.finish().0,
-                target: b.target,
-            }),
-            Some(_) => return Err(WssecError::Internal("the Body's digest did not close")),
-            None => None,
+        let ended = self.intake.end()?;
+        let policy = ended.open.policy;
+        let digest = match (ended.open.target, ended.digest) {
+            (Some(target), Some(value)) => Some(StreamedDigest { target, value }),
+            _ => None,
         };
-        let mut limits = self.policy.limits.clone();
-        limits.deadline = self
-            .policy
+        let mut limits = policy.limits.clone();
+        limits.deadline = policy
             .max_work
             .and_then(|d| std::time::Instant::now().checked_add(d));
-        let body_from = self.head_end.ok_or(WssecError::BadEnvelope("no Body"))?;
+        let body_from = ended.head.len();
         let verified = verify::judge(
-            &self.head,
-            &scan,
-            &self.policy,
+            &ended.head,
+            &ended.scan,
+            policy,
             &limits,
             now,
             replay,
@@ -225,4 +316,52 @@ impl StreamVerifier {
             body_from,
         })
     }
+}
+
+/// The Reference of `sec`'s Signature that names the Body starting at
+/// `start`, as the judgement will read it (a Signature that does not parse
+/// is refused there, so nothing is digested for it here).
+fn body_reference(
+    sec: &Security,
+    ids: &HashMap<String, usize>,
+    policy: &Policy,
+    start: usize,
+) -> Option<DigestTarget> {
+    let node = sec.signature.as_ref()?;
+    let parsed = dsig::parse_signature(node, policy.allow_sha1, policy.max_references).ok()?;
+    parsed
+        .signed_info
+        .references
+        .iter()
+        .find(|r| ids.get(&r.id) == Some(&start))
+        .map(|r| DigestTarget::of(r, start, parsed.span, false))
+}
+
+/// Judges `msg`, a message whose Body is empty in place of the real one,
+/// the real Body's digest being `value` (the signer's check of what it
+/// wrote on a streamed message).
+pub(super) fn judge_with_body_digest(
+    msg: &[u8],
+    policy: &Policy,
+    now: SystemTime,
+    value: Vec<u8>,
+) -> Result<Verified, WssecError> {
+    let scan = envelope::scan_for(msg, &policy.limits, policy.actor.as_deref())?;
+    let target = scan
+        .security
+        .as_ref()
+        .and_then(|s| body_reference(s, &scan.ids, policy, scan.body.start))
+        .ok_or(WssecError::Internal("no Reference names the streamed Body"))?;
+    let digest = StreamedDigest { target, value };
+    verify::judge(
+        msg,
+        &scan,
+        policy,
+        &policy.limits,
+        now,
+        &NoReplayCache,
+        &|_| Ok(()),
+        None,
+        Some(&digest),
+    )
 }

@@ -135,10 +135,15 @@ const SIGNERS: &[(&str, KeyAlg, KeyReference)] = &[
 struct Signed {
     form: &'static str,
     signer: usize,
+    /// Signed by the streaming signer.
+    streamed: bool,
     input: &'static str,
     output: Vec<u8>,
     file: PathBuf,
 }
+
+/// (piece, window) sizes the streaming signer reads the corpus in.
+const STREAM_CUTS: &[(usize, usize)] = &[(1, 1), (3, 5), (64, 1), (7, 4096), (1 << 20, 1 << 16)];
 
 struct Corpus {
     dir: PathBuf,
@@ -211,13 +216,31 @@ fn corpus() -> &'static Corpus {
                 let leaf = &leaves[key_index(*alg)];
                 let mut o = SignOptions::new(now);
                 o.key_reference = *kr;
-                let output = sign(input.as_bytes(), &signing_key(leaf), &leaf.der, &o)
+                let key = signing_key(leaf);
+                let output = sign(input.as_bytes(), &key, &leaf.der, &o)
                     .unwrap_or_else(|e| panic!("{form} with {label}: {e}"));
                 let file = dir.join(format!("{form}.{label}.xml"));
                 std::fs::write(&file, &output).unwrap();
                 signed.push(Signed {
                     form,
                     signer: i,
+                    streamed: false,
+                    input,
+                    output,
+                    file,
+                });
+                // The streaming signer too, its pieces and windows cut
+                // everywhere from one byte up.
+                let (piece, window) = STREAM_CUTS[(signed.len() / 2) % STREAM_CUTS.len()];
+                let pair = Some((&key, leaf.der.as_slice()));
+                let output = sign_streamed(input.as_bytes(), pair, &o, piece, window)
+                    .unwrap_or_else(|e| panic!("{form} with {label}, streamed: {e}"));
+                let file = dir.join(format!("{form}.{label}.streamed.xml"));
+                std::fs::write(&file, &output).unwrap();
+                signed.push(Signed {
+                    form,
+                    signer: i,
+                    streamed: true,
                     input,
                     output,
                     file,
@@ -275,9 +298,10 @@ fn body_content_c14n(msg: &[u8]) -> Vec<u8> {
 fn every_form_and_key_verifies_here_and_keeps_the_callers_bytes() {
     let c = corpus();
     let p = corpus_policy(c);
-    assert_eq!(c.signed.len(), FORMS.len() * SIGNERS.len());
+    assert_eq!(c.signed.len(), FORMS.len() * SIGNERS.len() * 2);
     for s in &c.signed {
-        let what = format!("{} with {}", s.form, SIGNERS[s.signer].0);
+        let how = if s.streamed { ", streamed" } else { "" };
+        let what = format!("{} with {}{how}", s.form, SIGNERS[s.signer].0);
         let v = verify_now(&s.output, &p, c.now).unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(
             v.signed_parts,
@@ -474,7 +498,7 @@ fn signed_form(form: &str) -> &'static Signed {
     corpus()
         .signed
         .iter()
-        .find(|s| s.form == form && s.signer == 0)
+        .find(|s| s.form == form && s.signer == 0 && !s.streamed)
         .unwrap()
 }
 

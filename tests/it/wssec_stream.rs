@@ -1,8 +1,8 @@
-//! Verified requests too large to hold, through real sockets: above the
-//! stage's `max_body` the message is verified as it arrives while it is
-//! spooled encrypted, then forwarded byte for byte (minus its Security
-//! header); one that fails has nothing forwarded, and the spool is gone
-//! on every path.
+//! Verified and signed requests too large to hold, through real sockets:
+//! above the stage's `max_body` the message is verified (or signed) as it
+//! arrives while it is spooled encrypted, then forwarded byte for byte
+//! (minus its Security header, or with the one the gateway wrote); one that
+//! fails has nothing forwarded, and the spool is gone on every path.
 
 use crate::support::*;
 use bytes::Bytes;
@@ -75,12 +75,24 @@ async fn recording_upstream() -> Upstream {
 }
 
 async fn gateway(pki: &Pki, up: &Upstream, spool: &Path, max_total: &str) -> TestGateway {
+    let verify = format!("mode = \"verify\"\ntrust = {:?}", pki.path("ca.crt"));
+    gateway_with(pki, up, spool, max_total, &verify).await
+}
+
+/// A route whose request stage is `stage` (its mode and keys), streaming
+/// above 1 MiB.
+async fn gateway_with(
+    pki: &Pki,
+    up: &Upstream,
+    spool: &Path,
+    max_total: &str,
+    stage: &str,
+) -> TestGateway {
     let toml = config(
         pki,
         "required",
         &format!(
-            "[[route]]\nname = \"ledger\"\nlistener = \"edge\"\nupstream = \"up\"\nmatch = {{ path_prefix = \"/services/Soap/\" }}\n[route.wssec.request]\nmode = \"verify\"\ntrust = {:?}\nmax_body = \"1 MiB\"\nmax_streamed_body = \"1 GiB\"\n\n[upstream.up]\nurl = \"http://{}\"\n\n[spool]\ndir = {:?}\nmax_total = \"{max_total}\"\n",
-            pki.path("ca.crt"),
+            "[[route]]\nname = \"ledger\"\nlistener = \"edge\"\nupstream = \"up\"\nmatch = {{ path_prefix = \"/services/Soap/\" }}\n[route.wssec.request]\n{stage}\nmax_body = \"1 MiB\"\nmax_streamed_body = \"1 GiB\"\n\n[upstream.up]\nurl = \"http://{}\"\n\n[spool]\ndir = {:?}\nmax_total = \"{max_total}\"\n",
             up.addr,
             spool,
         ),
@@ -171,6 +183,73 @@ async fn a_large_signed_message_streams_through_and_arrives_byte_identical() {
     gw.wait_metric(
         "sealgate_wssec_verifications_total{direction=\"request\",reason=\"ok\",result=\"ok\",route=\"ledger\"}",
         "2",
+    )
+    .await;
+    wait_for("the spool emptied", || spool_files(&dir).is_empty()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_request_is_signed_as_it_streams_and_verifies_at_the_upstream() {
+    use sealgate::wssec::verify::verify;
+    let pki = Pki::new();
+    let up = recording_upstream().await;
+    let dir = spool_dir(&pki);
+    let who = signer(&pki, "gateway-signer");
+    let key = pki.write("signer.key", &who.key_pem);
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let cert = pki.write("signer.crt", &who.cert_pem);
+    let stage = format!("mode = \"sign\"\nkey = {key:?}\ncert = {cert:?}");
+    let gw = gateway_with(&pki, &up, &dir, "1 GiB", &stage).await;
+    let addr = gw.addr("edge");
+    let msg = large_message(10);
+    let n = msg.len();
+    let r = send(
+        addr,
+        pki.etl_client(&[]),
+        post(Full::new(Bytes::from(msg.clone())), Some(n)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Past max_body with a body that breaks at its end: refused, nothing sent.
+    let broken = msg.replace("</soap:Envelope>", "</soap:Envelop>");
+    let r = send(
+        addr,
+        pki.etl_client(&[]),
+        post(Full::new(Bytes::from(broken.clone())), Some(broken.len())),
+    )
+    .await
+    .unwrap();
+    assert!(
+        r.status.as_u16() >= 400,
+        "a broken message was signed: {}",
+        r.status
+    );
+
+    let got = up.bodies.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "only the whole message went upstream");
+    let (body, declared) = &got[0];
+    assert_eq!(declared, &body.len().to_string(), "Content-Length");
+    let p = crate::support::wssec::policy(&pki.ca, &[&who]);
+    let now = std::time::SystemTime::now();
+    let v = verify(body, &p, now, &sealgate::wssec::replay::NoReplayCache)
+        .unwrap_or_else(|e| panic!("the upstream got a message that does not verify: {e}"));
+    assert_eq!(v.signer.unwrap().der, who.der);
+    // The streaming verifier agrees, and the Body's content is the caller's.
+    crate::support::wssec::streamed(body, &p, now, 65_521, 1 << 16).unwrap();
+    let content = |m: &[u8]| {
+        let t = std::str::from_utf8(m).unwrap();
+        let from = t.find("<soap:Body").unwrap();
+        let from = from + t[from..].find('>').unwrap();
+        t[from..].to_owned()
+    };
+    assert!(
+        content(body) == content(msg.as_bytes()),
+        "the Body arrived altered"
+    );
+    gw.wait_metric(
+        "sealgate_wssec_signatures_total{direction=\"request\",reason=\"ok\",result=\"ok\",route=\"ledger\"}",
+        "1",
     )
     .await;
     wait_for("the spool emptied", || spool_files(&dir).is_empty()).await;
@@ -353,7 +432,7 @@ fn check_refuses_streaming_settings_that_could_not_work() {
     );
     has(
         compile("max_streamed_body = \"1 GiB\"", "response"),
-        "an answer is held whole",
+        "an answer, or a message stripped, is held whole",
     );
     has(
         compile("stream_read_timeout = \"0s\"", "request"),

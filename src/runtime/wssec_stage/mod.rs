@@ -55,7 +55,7 @@ pub struct Stage {
     pub max_body: u64,
     /// The whole body must arrive within this.
     pub read_timeout: Duration,
-    /// Verify requests only: above `max_body`, up to this, the message
+    /// Requests verified or signed only: above `max_body`, up to this, the message
     /// streams through the spool (0: never).
     pub max_streamed: u64,
     /// A streamed message must arrive within this.
@@ -104,12 +104,13 @@ impl Stage {
                 );
             }
         }
-        let streams = c.mode == WssecMode::Verify && direction == Direction::Request;
+        let streams = matches!(c.mode, WssecMode::Verify | WssecMode::Sign)
+            && direction == Direction::Request;
         let max_streamed = match c.max_streamed_body {
-            Some(_) if !streams && c.mode == WssecMode::Verify => {
+            Some(_) if !streams => {
                 ld.problem(
                     at("max_streamed_body"),
-                    "only a request is verified as it streams; an answer is held whole (max_body)",
+                    "only a request is verified or signed as it streams; an answer, or a message stripped, is held whole (max_body)",
                 );
                 0
             }
@@ -257,8 +258,6 @@ fn misplaced(ld: &mut Loader<'_>, c: &WssecStageConfig, path: &str) {
         ("identity_map", !c.identity_map.is_empty()),
         ("usernames", !c.usernames.is_empty()),
         ("require_username_token", c.require_username_token.is_some()),
-        ("max_streamed_body", c.max_streamed_body.is_some()),
-        ("stream_read_timeout", c.stream_read_timeout.is_some()),
     ];
     let sign_keys = [
         ("key", c.key.is_some()),
@@ -275,6 +274,8 @@ fn misplaced(ld: &mut Loader<'_>, c: &WssecStageConfig, path: &str) {
         ("max_concurrent", c.max_concurrent.is_some()),
         ("read_timeout", c.read_timeout.is_some()),
         ("work_limit", c.work_limit.is_some()),
+        ("max_streamed_body", c.max_streamed_body.is_some()),
+        ("stream_read_timeout", c.stream_read_timeout.is_some()),
     ];
     let mut report = |keys: &[(&str, bool)], belongs: &str| {
         for (k, set) in keys {

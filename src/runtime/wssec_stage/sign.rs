@@ -156,6 +156,13 @@ impl SignStage {
         })
     }
 
+    /// A signer for one message read as it streams (its Timestamp created
+    /// when it has arrived).
+    pub fn streamer(&self) -> sign::StreamSigner<'_> {
+        let signer = self.signer.as_ref().map(|(k, der)| (k, der.as_slice()));
+        sign::StreamSigner::new(signer, &self.options)
+    }
+
     /// How long a Timestamp the stage writes lives.
     pub fn ttl(&self) -> Option<Duration> {
         self.options.timestamp.then_some(self.options.ttl)

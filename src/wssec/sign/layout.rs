@@ -33,7 +33,7 @@ pub struct Context {
     pub value_prefixes: BTreeSet<String>,
 }
 
-fn target(e: &StartElement<'_>) -> Target {
+pub fn target(e: &StartElement<'_>) -> Target {
     Target {
         start_tag: e.span(),
         wsu_id: e.attribute_value(Some(WSU_NS), "Id").map(str::to_owned),

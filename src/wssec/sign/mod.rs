@@ -7,8 +7,10 @@
 
 mod key;
 mod layout;
+mod stream;
 
 pub use key::SigningKey;
+pub use stream::{SignedHead, StreamSigner};
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -119,7 +121,7 @@ fn b64(b: &[u8]) -> String {
 /// different SignedInfos, so a receiver's replay cache (sealgate's, WSS4J's)
 /// tells them apart.
 struct Ids<'a> {
-    taken: &'a HashMap<String, usize>,
+    taken: Vec<&'a HashMap<String, usize>>,
     given: Vec<String>,
 }
 
@@ -130,7 +132,8 @@ impl Ids<'_> {
             aws_lc_rs::rand::fill(&mut r)
                 .map_err(|_| WssecError::Internal("no random bytes for an Id"))?;
             let id = format!("{base}-{}", crate::hex::lower(&r));
-            if !self.taken.contains_key(&id) && !self.given.contains(&id) {
+            let free = self.taken.iter().all(|t| !t.contains_key(&id));
+            if free && !self.given.contains(&id) {
                 self.given.push(id.clone());
                 return Ok(id);
             }
@@ -152,18 +155,23 @@ fn id_for(
         return Ok(id.clone());
     }
     let id = ids.fresh(base)?;
+    edits.push(id_edit(msg, t, &id));
+    Ok(id)
+}
+
+/// Adds `wsu:Id="id"` to the target's start tag.
+fn id_edit(msg: &[u8], t: &Target, id: &str) -> Edit {
     let (prefix, declare) = layout::wsu_prefix(&t.scope);
     let decl = if declare {
         format!(" xmlns:{prefix}=\"{WSU_NS}\"")
     } else {
         String::new()
     };
-    edits.push(Edit {
+    Edit {
         at: layout::attribute_point(msg, t.start_tag),
         delete: 0,
         insert: format!("{decl} {prefix}:Id=\"{id}\""),
-    });
-    Ok(id)
+    }
 }
 
 fn key_reference(kind: KeyReference, cert: &CertInfo, bst_id: &str) -> Result<String, WssecError> {
@@ -252,6 +260,26 @@ pub fn secure(
     signer: Option<(&SigningKey, &[u8])>,
     opts: &SignOptions,
 ) -> Result<Vec<u8>, WssecError> {
+    secure_with(msg, signer, opts, None)
+}
+
+/// A Body signed as it streamed past: `msg` then holds it empty, and its
+/// Id, PrefixList and digest were settled before its content was read.
+struct StreamedBody<'a> {
+    id: &'a str,
+    prefixes: &'a [String],
+    /// None when no signature covers the Body.
+    digest: Option<&'a [u8]>,
+    /// Every Id of the whole message (the fresh ones must differ).
+    ids: &'a HashMap<String, usize>,
+}
+
+fn secure_with(
+    msg: &[u8],
+    signer: Option<(&SigningKey, &[u8])>,
+    opts: &SignOptions,
+    streamed: Option<&StreamedBody<'_>>,
+) -> Result<Vec<u8>, WssecError> {
     if opts.timestamp && (opts.ttl.is_zero() || opts.ttl > MAX_TTL) {
         return Err(WssecError::Config(format!(
             "a Timestamp lifetime must be above zero and at most {}",
@@ -275,9 +303,13 @@ pub fn secure(
     let scan = envelope::scan(msg, &opts.limits)?;
     let ctx = layout::context(msg, &opts.limits, &scan, &opts.sign_headers)?;
     let mut ids = Ids {
-        taken: &scan.ids,
+        taken: vec![&scan.ids],
         given: Vec::new(),
     };
+    if let Some(s) = streamed {
+        ids.taken.push(s.ids);
+        ids.given.push(s.id.to_owned());
+    }
     let mut edits = Vec::new();
 
     // Where the Security header goes: in place of an old one, first in an
@@ -297,7 +329,15 @@ pub fn secure(
     };
 
     let mut refs: Vec<(String, Method)> = Vec::new();
-    if signer.is_some() && opts.sign_body {
+    if let (Some(_), true, Some(s)) = (signer, opts.sign_body, streamed) {
+        if ctx.body.wsu_id.is_none() {
+            edits.push(id_edit(msg, &ctx.body, s.id));
+        }
+        refs.push((
+            s.id.to_owned(),
+            Method::exclusive().with_prefix_list(&s.prefixes.join(" ")),
+        ));
+    } else if signer.is_some() && opts.sign_body {
         let id = id_for(msg, &ctx.body, "Body", &mut ids, &mut edits)?;
         let list: Vec<&str> = ctx.value_prefixes.iter().map(String::as_str).collect();
         refs.push((id, Method::exclusive().with_prefix_list(&list.join(" "))));
@@ -368,11 +408,18 @@ pub fn secure(
         envelope::scan(&out, &opts.limits)?;
         return Ok(out);
     };
+    let body_digest = match streamed.filter(|_| opts.sign_body) {
+        Some(s) => Some(
+            s.digest
+                .ok_or(WssecError::Internal("the streamed Body was not digested"))?,
+        ),
+        None => None,
+    };
 
     let alg = opts.signature.unwrap_or_else(|| key.default_algorithm());
     let unsigned = with("")?;
     let mut references = String::new();
-    for (id, method) in &refs {
+    for (n, (id, method)) in refs.iter().enumerate() {
         let transform = if method.inclusive_prefixes.is_empty() {
             format!("<ds:Transform Algorithm=\"{EXC_C14N_URI}\"/>")
         } else {
@@ -385,7 +432,11 @@ pub fn secure(
             "<ds:Reference URI=\"#{id}\"><ds:Transforms>{transform}</ds:Transforms>\
              <ds:DigestMethod Algorithm=\"{}\"/><ds:DigestValue>{}</ds:DigestValue></ds:Reference>",
             opts.digest.uri(),
-            digest_of(&unsigned, &opts.limits, id, method, opts.digest)?
+            match body_digest {
+                // The Body comes first, and was digested as it passed.
+                Some(d) if n == 0 => b64(d),
+                _ => digest_of(&unsigned, &opts.limits, id, method, opts.digest)?,
+            }
         ));
     }
     let signed_info = format!(
@@ -411,14 +462,19 @@ pub fn secure(
     )?;
     let value = b64(&key.sign(alg, &si_c14n)?);
     let out = with(&signature(&value))?;
-    self_check(&out, cert_der, opts)?;
+    self_check(&out, cert_der, opts, body_digest)?;
     Ok(out)
 }
 
 /// The output must verify in the crate's own verifier, trusting the signing
 /// certificate as itself, for exactly the parts signed: a signer that could
 /// emit what no verifier accepts is caught here, not upstream.
-fn self_check(out: &[u8], cert_der: &[u8], opts: &SignOptions) -> Result<(), WssecError> {
+fn self_check(
+    out: &[u8],
+    cert_der: &[u8],
+    opts: &SignOptions,
+    body_digest: Option<&[u8]>,
+) -> Result<(), WssecError> {
     let mut trust = TrustStore::new();
     trust.add_pinned_der(cert_der)?;
     trust.allow_legacy_keys = true;
@@ -445,7 +501,10 @@ fn self_check(out: &[u8], cert_der: &[u8], opts: &SignOptions) -> Result<(), Wss
     }
     p.require_signed = parts;
     p.signable_headers = opts.sign_headers.clone();
-    super::verify::verify(out, &p, opts.created, &NoReplayCache)
-        .map(|_| ())
-        .map_err(|e| WssecError::SelfCheck(Box::new(e)))
+    match body_digest {
+        Some(d) => super::stream::judge_with_body_digest(out, &p, opts.created, d.to_vec()),
+        None => super::verify::verify(out, &p, opts.created, &NoReplayCache),
+    }
+    .map(|_| ())
+    .map_err(|e| WssecError::SelfCheck(Box::new(e)))
 }

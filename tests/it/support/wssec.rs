@@ -8,7 +8,7 @@ pub use sealgate::pki::{Ca, Issued as Leaf, KeyAlg};
 use sealgate::pki::{Leaf as LeafSpec, Usage};
 use sealgate::wssec::envelope::WSU_NS;
 use sealgate::wssec::replay::MemoryReplayCache;
-use sealgate::wssec::sign::{sign, KeyReference, SignOptions, SigningKey};
+use sealgate::wssec::sign::{sign, KeyReference, SignOptions, SigningKey, StreamSigner};
 use sealgate::wssec::stream::StreamVerifier;
 use sealgate::wssec::tokens::TrustStore;
 use sealgate::wssec::verify::{verify, Policy, Verified, WssecError};
@@ -165,6 +165,25 @@ pub fn streamed(
     }
     let s = v.finish(now, &MemoryReplayCache::new(1000), &|_| Ok(()))?;
     Ok((s.body_from, s.verified))
+}
+
+/// The streaming signer over `msg` in pieces of `piece` bytes, reading in
+/// windows of about `window`: the signed head, then the rest as it came.
+pub fn sign_streamed(
+    msg: &[u8],
+    signer: Option<(&SigningKey, &[u8])>,
+    o: &SignOptions,
+    piece: usize,
+    window: usize,
+) -> Result<Vec<u8>, WssecError> {
+    let mut s = StreamSigner::new(signer, o).with_window(window);
+    for c in msg.chunks(piece) {
+        s.feed(c)?;
+    }
+    let h = s.finish(o.created)?;
+    let mut out = h.head;
+    out.extend_from_slice(&msg[h.body_from..]);
+    Ok(out)
 }
 
 #[track_caller]

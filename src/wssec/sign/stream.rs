@@ -1,0 +1,177 @@
+//! Signing a message too large to hold: it is read in windows as it
+//! arrives (the verifier's intake: the same reader, the same envelope scan),
+//! the part before the Body's content held, the Body canonicalized and
+//! digested as it passes. At the end the Security header is written into the
+//! held part exactly as the buffered signer writes it, the Body standing
+//! empty in its place; the caller sends that, then the Body's bytes as they
+//! came (the proxy replays them from its encrypted spool).
+//!
+//! What must be known before the Body's content is read is settled at its
+//! start tag: its Id (its own, or a fresh one added there) and the
+//! PrefixList of its Reference. The buffered signer lists the prefixes the
+//! Body's attribute values name, which only the whole Body shows; here every
+//! prefix in scope at the Body is listed (as WSS4J does by default), so each
+//! such binding is still signed.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use super::layout;
+use super::{id_for, secure_with, Ids, SignOptions, SigningKey, StreamedBody};
+use crate::wssec::c14n::{Canonicalizer, Method};
+use crate::wssec::dsig::{DigestAlgorithm, DigestWriter};
+use crate::wssec::envelope::StreamScan;
+use crate::wssec::stream::{BodyDigest, BodyOpen, Intake};
+use crate::wssec::verify::WssecError;
+use crate::wssec::xml::{Event, Limits, Reader, StartElement};
+
+/// What the signer settled at the Body's start tag.
+struct Settled {
+    id: String,
+    prefixes: Vec<String>,
+    /// Closes the message after the Body's start tag (the held part then
+    /// reads as a whole message with an empty Body).
+    closers: String,
+}
+
+struct SignOpen {
+    limits: Limits,
+    digest: DigestAlgorithm,
+    /// A signature over the Body is made.
+    digests: bool,
+    settled: Option<Settled>,
+}
+
+impl BodyOpen for SignOpen {
+    fn open(
+        &mut self,
+        head: &[u8],
+        start: &StartElement<'_>,
+        scan: &StreamScan,
+        envelope: &str,
+    ) -> Result<Option<BodyDigest>, WssecError> {
+        let t = layout::target(start);
+        let closers = if head.ends_with(b"/>") {
+            format!("</{envelope}>")
+        } else {
+            format!("</{}></{envelope}>", start.name())
+        };
+        let none = HashMap::new();
+        let mut ids = Ids {
+            taken: vec![scan.ids().unwrap_or(&none)],
+            given: Vec::new(),
+        };
+        let mut edits = Vec::new();
+        let id = id_for(head, &t, "Body", &mut ids, &mut edits)?;
+        let mut prefixes: Vec<String> = t.scope.keys().filter(|p| !p.is_empty()).cloned().collect();
+        prefixes.sort_unstable();
+        let method = Method::exclusive().with_prefix_list(&prefixes.join(" "));
+        let mut pseudo = layout::apply(head, &edits)?;
+        pseudo.extend_from_slice(closers.as_bytes());
+        self.settled = Some(Settled {
+            id: id.clone(),
+            prefixes,
+            closers,
+        });
+        if !self.digests {
+            return Ok(None);
+        }
+        // The Body's start tag as it will be sent (with its Id) starts the
+        // canonical form; its content then comes from the message's reader.
+        let mut c = Canonicalizer::subtree(method);
+        let mut sink = DigestWriter::new(self.digest, false);
+        let mut r = Reader::new(&pseudo, &self.limits)?;
+        let at = start.span().start;
+        while let Some(ev) = r.next()? {
+            if matches!(&ev, Event::Start(e) if e.span().start == at) {
+                c.feed(&ev, &mut sink)?;
+                c.forget_bindings();
+                return Ok(Some(BodyDigest { id, c, sink }));
+            }
+        }
+        Err(WssecError::Internal("the Body was not found again"))
+    }
+}
+
+/// What to send for a message signed as it streamed: `head` in place of its
+/// first `body_from` bytes, then the rest as it came.
+#[derive(Debug)]
+pub struct SignedHead {
+    pub head: Vec<u8>,
+    pub body_from: usize,
+}
+
+/// One message being signed as it arrives.
+pub struct StreamSigner<'s> {
+    intake: Intake<SignOpen>,
+    signer: Option<(&'s SigningKey, &'s [u8])>,
+    opts: &'s SignOptions,
+}
+
+impl<'s> StreamSigner<'s> {
+    /// Starts a message; `signer` as [`super::secure`] takes it.
+    pub fn new(signer: Option<(&'s SigningKey, &'s [u8])>, opts: &'s SignOptions) -> Self {
+        let mut limits = opts.limits.clone();
+        limits.max_bytes = usize::MAX;
+        let open = SignOpen {
+            limits,
+            digest: opts.digest,
+            digests: signer.is_some() && opts.sign_body,
+            settled: None,
+        };
+        StreamSigner {
+            intake: Intake::new(open, &opts.limits, None),
+            signer,
+            opts,
+        }
+    }
+
+    /// Reads in windows of about `bytes` instead (for tests).
+    pub fn with_window(mut self, bytes: usize) -> Self {
+        self.intake = self.intake.with_window(bytes);
+        self
+    }
+
+    /// Takes the next piece of the message, of any size.
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<(), WssecError> {
+        self.intake.feed(chunk)
+    }
+
+    /// The end of the message: its Security header, its Timestamp created
+    /// `now`, written into the held part.
+    pub fn finish(self, now: SystemTime) -> Result<SignedHead, WssecError> {
+        let ended = self.intake.end()?;
+        let s = ended
+            .open
+            .settled
+            .ok_or(WssecError::BadEnvelope("no Body"))?;
+        // A fresh Id the Body's content turned out to use would name two elements.
+        if ended
+            .scan
+            .ids
+            .get(&s.id)
+            .is_some_and(|&at| at != ended.scan.body.start)
+        {
+            return Err(WssecError::DuplicateId(s.id));
+        }
+        let body_from = ended.head.len();
+        let mut pseudo = ended.head;
+        pseudo.extend_from_slice(s.closers.as_bytes());
+        let mut o = self.opts.clone();
+        o.created = now;
+        // The held part was bounded as it arrived; the edits may add a little.
+        o.limits.max_bytes = usize::MAX;
+        let streamed = StreamedBody {
+            id: &s.id,
+            prefixes: &s.prefixes,
+            digest: ended.digest.as_deref(),
+            ids: &ended.scan.ids,
+        };
+        let out = secure_with(&pseudo, self.signer, &o, Some(&streamed))?;
+        let head = out
+            .strip_suffix(s.closers.as_bytes())
+            .ok_or(WssecError::Internal("the signed head lost its Body"))?
+            .to_vec();
+        Ok(SignedHead { head, body_from })
+    }
+}

@@ -11,6 +11,15 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+start() { # log command...: runs in the background, remembered for cleanup
+  log=$1
+  shift
+  "$@" >"$log" 2>&1 &
+  LAST=$!
+  LAST_LOG=$log
+  PIDS="$PIDS $LAST"
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }

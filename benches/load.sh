@@ -40,14 +40,6 @@ CORES=$(nproc)
 BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
 
 . "$(dirname "$0")/common.sh"
-start() { # log command...: runs in the background, remembered for cleanup
-  log=$1
-  shift
-  "$@" >"$log" 2>&1 &
-  LAST=$!
-  LAST_LOG=$log
-  PIDS="$PIDS $LAST"
-}
 
 # The upstream: nginx answering a fixed body, as many workers as cores.
 UP=$(free_port)

@@ -395,9 +395,18 @@ pub fn run(cmd: WssecCmd) -> ExitCode {
             if username.is_some() && password_file.is_none() && password_env.is_none() {
                 return fail("--username needs --password-file FILE or --password-env NAME");
             }
-            let msg = match read_input(&file) {
-                Ok(m) => m,
-                Err(e) => return fail(e),
+            // A file past what is held whole is signed as it is read, then
+            // copied after its new head: memory stays small for any size.
+            let streamed = file
+                .as_ref()
+                .and_then(|p| std::fs::metadata(p).ok())
+                .is_some_and(|m| m.len() > HELD);
+            let msg = match &file {
+                Some(_) if streamed => Vec::new(),
+                _ => match read_input(&file) {
+                    Ok(m) => m,
+                    Err(e) => return fail(e),
+                },
             };
             let c = WssecStageConfig {
                 mode: WssecMode::Sign,
@@ -426,6 +435,9 @@ pub fn run(cmd: WssecCmd) -> ExitCode {
                 Ok(s) => s,
                 Err(code) => return code,
             };
+            if let (Some(path), true) = (&file, streamed) {
+                return sign_streamed(&stage, path, &output);
+            }
             match stage.apply(&msg, SystemTime::now(), None) {
                 Ok(signed) => match write_output(&output, &signed.output) {
                     Ok(()) => ExitCode::SUCCESS,
@@ -502,9 +514,74 @@ fn on_flag(p: &Problem, signer_flags: &[&'static str]) -> String {
     format!("{flag}: {message}")
 }
 
+/// What the CLI reads whole to sign; a larger file is signed as it streams.
+const HELD: u64 = 16 << 20;
+
 /// The stage's body ceiling, raised for a large file (the CLI reads it whole anyway).
 fn body_ceiling(msg: &[u8]) -> Size {
-    Size((msg.len() as u64).max(16 << 20))
+    Size((msg.len() as u64).max(HELD))
+}
+
+/// Signs `path` as the gateway signs a streamed request: read once to
+/// digest its Body, then its new head written and the rest copied after it.
+fn sign_streamed(stage: &Stage, path: &Path, output: &Option<PathBuf>) -> ExitCode {
+    use std::io::{Seek, SeekFrom};
+    let Work::Sign(sign) = &stage.work else {
+        return fail("internal: not a signing stage");
+    };
+    let same = |o: &PathBuf| o.canonicalize().ok() == path.canonicalize().ok();
+    if output.as_ref().is_some_and(same) {
+        return fail(
+            "--output must not be the input file: it is read again after the head is written",
+        );
+    }
+    let cannot = |e: std::io::Error| fail(format!("cannot read {}: {e}", path.display()));
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => return cannot(e),
+    };
+    let mut signer = sign.streamer();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => return cannot(e),
+        };
+        if let Err(e) = signer.feed(&buf[..n]) {
+            eprintln!("cannot sign: {} : {e}", e.reason());
+            return ExitCode::from(REFUSED);
+        }
+    }
+    let head = match signer.finish(SystemTime::now()) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("cannot sign: {} : {e}", e.reason());
+            return ExitCode::from(REFUSED);
+        }
+    };
+    if let Err(e) = f.seek(SeekFrom::Start(head.body_from as u64)) {
+        return cannot(e);
+    }
+    let written = match output {
+        Some(p) => std::fs::File::create(p)
+            .and_then(|o| copy_after(&head.head, &mut f, o))
+            .map_err(|e| format!("cannot write {}: {e}", p.display())),
+        None => copy_after(&head.head, &mut f, std::io::stdout().lock())
+            .map_err(|e| format!("cannot write stdout: {e}")),
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+/// `head`, then the rest of `rest`.
+fn copy_after(head: &[u8], rest: &mut std::fs::File, out: impl Write) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, out);
+    out.write_all(head)?;
+    std::io::copy(rest, &mut out)?;
+    out.flush()
 }
 
 /// Message content (canonical bytes) goes out through `redact`: explain

@@ -544,3 +544,56 @@ fn sign_adds_a_username_token_alone_or_beside_the_signature() {
     assert_eq!(r.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&r.stderr).contains("SEALGATE_NO_SUCH_VAR"));
 }
+
+#[test]
+fn a_file_too_large_to_hold_is_signed_as_it_streams() {
+    let sg = signer();
+    let (k, c, ca) = (s(&sg.key), s(&sg.cert), s(&sg.ca));
+    // Past the 16 MiB the CLI reads whole.
+    let lines = "<x:line>ACME-42 ledger line &amp; more</x:line>\n".repeat(450_000);
+    let big = sg.pki.write(
+        "big.xml",
+        &format!(r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Header><r:Route xmlns:r="urn:route">ledger</r:Route></soap:Header><soap:Body><x:Pay xmlns:x="urn:x">{lines}</x:Pay></soap:Body></soap:Envelope>"#),
+    );
+    assert!(std::fs::metadata(&big).unwrap().len() > 16 << 20);
+    let out = sg.pki.path("big.signed.xml");
+    let parts = "Body,Timestamp,{urn:route}Route";
+    cli(&[
+        "sign",
+        "--key",
+        k,
+        "--cert",
+        c,
+        "--parts",
+        parts,
+        s(&big),
+        "-o",
+        s(&out),
+    ])
+    .ok();
+    let signed = std::fs::read_to_string(&out).unwrap();
+    assert!(signed.ends_with(&format!("{lines}</x:Pay></soap:Body></soap:Envelope>")));
+    cli(&["verify", "--trust", ca, "--require", parts, s(&out)]).ok();
+    // Changed in its last line: refused.
+    let at = signed.rfind("ACME-42").unwrap() + 5;
+    let mut bad = signed.into_bytes();
+    bad[at] = b'3';
+    let tampered = sg
+        .pki
+        .write("big.tampered.xml", std::str::from_utf8(&bad).unwrap());
+    cli(&["verify", "--trust", ca, "--require", parts, s(&tampered)])
+        .refused("wssec_digest_mismatch");
+    // Written over its own input it would be read after being cut short.
+    cli(&["sign", "--key", k, "--cert", c, s(&big), "-o", s(&big)]).usage("must not be the input");
+    // Broken at its end: nothing is written.
+    let broken = sg.pki.write(
+        "big.broken.xml",
+        &std::fs::read_to_string(&big)
+            .unwrap()
+            .replace("</soap:Envelope>", "</soap:Envelop>"),
+    );
+    let none = sg.pki.path("none.xml");
+    let r = cli(&["sign", "--key", k, "--cert", c, s(&broken), "-o", s(&none)]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(!none.exists(), "a refused message left an output file");
+}

@@ -98,6 +98,26 @@ impl BodyStats {
         }
     }
 
+    /// The body goes upstream again from another source (the spool, once
+    /// the client's has ended): not sent until that ends, nothing asked yet.
+    pub fn restart(&self) {
+        self.done.store(false, Ordering::Relaxed);
+        self.last_asked_ms.store(u64::MAX, Ordering::Relaxed);
+        self.waiting_on_client.store(false, Ordering::Relaxed);
+    }
+
+    /// The upstream side asks for more of the body now.
+    pub fn asking(&self) {
+        self.last_asked_ms
+            .store(ms_since(self.epoch), Ordering::Relaxed);
+    }
+
+    /// What the ask found: nothing yet (`true`) means the sender (the
+    /// client, or the spool), not the upstream, is the slow side.
+    pub fn waiting(&self, on_sender: bool) {
+        self.waiting_on_client.store(on_sender, Ordering::Relaxed);
+    }
+
     /// How long since the upstream side last polled the body for data (zero
     /// before it first does: until then the connect timeout applies).
     pub fn since_asked(&self) -> Duration {
@@ -186,16 +206,12 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        this.stats
-            .last_asked_ms
-            .store(ms_since(this.stats.epoch), Ordering::Relaxed);
+        this.stats.asking();
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(Some(Err(Box::new(Cut::TooLarge))));
         };
         let polled = Pin::new(inner).poll_frame(cx);
-        this.stats
-            .waiting_on_client
-            .store(polled.is_pending(), Ordering::Relaxed);
+        this.stats.waiting(polled.is_pending());
         match polled {
             Poll::Ready(Some(Ok(mut frame))) => {
                 this.timer = None;

@@ -525,10 +525,10 @@ async fn transform(
         // length and digests were the old one's.
         super::headers::body_replaced(&mut parts.headers);
     }
-    stats.mark_done();
     if let Some((rest, len)) = tail {
-        // Streamed: the verified head, then the rest from the spool. Too
-        // large to hold, it is never sent again.
+        // Streamed: the verified head, then the rest from the spool (which
+        // marks the body done when it ends, so the upstream's time to answer
+        // counts from then). Too large to hold, it is never sent again.
         let total = output.len() as u64 + len;
         parts
             .headers
@@ -536,6 +536,7 @@ async fn transform(
         let body = body::prefixed(output, Some(rest));
         return Ok((Request::from_parts(parts, body), undelivered, None));
     }
+    stats.mark_done();
     // Sent again, the message is spliced anew with the new token.
     let resend = resend.map(|r| r.with_body(output.clone(), buffered));
     let output = match (&route.credentials, session) {

@@ -193,7 +193,7 @@ pub(super) async fn verify(
     Ok(
         tally(ctx, route, stage, judged).map(|(done, reader, permit)| Passed {
             done,
-            tail: Some(replay(reader, permit)),
+            tail: Some(replay(reader, permit, stats.clone())),
         }),
     )
 }
@@ -291,9 +291,15 @@ fn consume(
 }
 
 /// The spooled rest of the message as a body, read back off the async
-/// threads; the slot and the file go when it ends or is dropped.
-fn replay(reader: SpoolReader, permit: OwnedSemaphorePermit) -> (ProxyBody, u64) {
+/// threads; the slot and the file go when it ends or is dropped. `stats`
+/// learns, as from a client's body, when the upstream asks and when it ends.
+fn replay(
+    reader: SpoolReader,
+    permit: OwnedSemaphorePermit,
+    stats: Arc<BodyStats>,
+) -> (ProxyBody, u64) {
     use http_body_util::BodyExt;
+    stats.restart();
     let left = reader.remaining();
     let (tx, rx) = mpsc::channel::<Result<Bytes, BoxError>>(2);
     tokio::task::spawn_blocking(move || {
@@ -311,12 +317,13 @@ fn replay(reader: SpoolReader, permit: OwnedSemaphorePermit) -> (ProxyBody, u64)
             }
         }
     });
-    (SpoolBody { rx, left }.boxed_unsync(), left)
+    (SpoolBody { rx, left, stats }.boxed_unsync(), left)
 }
 
 struct SpoolBody {
     rx: mpsc::Receiver<Result<Bytes, BoxError>>,
     left: u64,
+    stats: Arc<BodyStats>,
 }
 
 impl Body for SpoolBody {
@@ -327,16 +334,25 @@ impl Body for SpoolBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.rx.poll_recv(cx) {
+        self.stats.asking();
+        let polled = self.rx.poll_recv(cx);
+        self.stats.waiting(polled.is_pending());
+        match polled {
             Poll::Ready(Some(Ok(b))) => {
                 self.left = self.left.saturating_sub(b.len() as u64);
+                if self.left == 0 {
+                    self.stats.mark_done();
+                }
                 Poll::Ready(Some(Ok(Frame::data(b))))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
             Poll::Ready(None) if self.left > 0 => {
                 Poll::Ready(Some(Err("the spool ended before the message".into())))
             }
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                self.stats.mark_done();
+                Poll::Ready(None)
+            }
             Poll::Pending => Poll::Pending,
         }
     }

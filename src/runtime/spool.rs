@@ -76,7 +76,39 @@ impl SpoolDir {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
-            .create(&self.dir)
+            .create(&self.dir)?;
+        self.check_ours()
+    }
+
+    /// The directory must be this user's own, writable by no one else, and
+    /// not a link: one another local user made (a predictable path under
+    /// /tmp) or can write in would let them remove or swap files mid-message.
+    fn check_ours(&self) -> io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(&self.dir)?;
+        let dir = self.dir.display();
+        if !m.file_type().is_dir() {
+            return Err(io::Error::other(format!(
+                "{dir} is not a directory (a symbolic link is not followed)"
+            )));
+        }
+        if m.mode() & 0o022 != 0 {
+            return Err(io::Error::other(format!(
+                "{dir} is writable by other users (mode {:o}); chmod go-w it or choose another [spool] dir",
+                m.mode() & 0o777
+            )));
+        }
+        // /proc/self belongs to the process's effective user.
+        if let Ok(me) = std::fs::metadata("/proc/self") {
+            if me.uid() != m.uid() {
+                return Err(io::Error::other(format!(
+                    "{dir} belongs to uid {}, not to this process's uid {}; choose another [spool] dir",
+                    m.uid(),
+                    me.uid()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// A reload's new cap (what is reserved stays reserved).
@@ -115,12 +147,13 @@ impl SpoolDir {
     pub fn create(self: &Arc<Self>, expect: Option<u64>) -> Result<SpoolWriter, SpoolError> {
         let reserved = expect.map_or(0, disk_size);
         self.reserve(reserved)?;
-        self.make()?;
+        // Held at once, so every failure below gives the reservation back.
         let mut held = Held {
             path: PathBuf::new(),
             dir: self.clone(),
             reserved,
         };
+        self.make()?;
         let mut name = [0u8; 12];
         aws_lc_rs::rand::fill(&mut name).map_err(|_| SpoolError::Io(io::Error::other("rand")))?;
         let path = self
@@ -381,6 +414,27 @@ mod tests {
         std::fs::write(r.path(), &bytes).unwrap();
         assert!(matches!(r.next_chunk(), Err(SpoolError::Corrupt)));
         drop(r);
+        let _ = std::fs::remove_dir_all(p);
+    }
+
+    #[test]
+    fn a_directory_others_can_write_or_a_link_is_refused_and_nothing_stays_reserved() {
+        use std::os::unix::fs::PermissionsExt;
+        let (p, d) = dir(1 << 20);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = d.create(Some(1000)).err().unwrap().to_string();
+        assert!(e.contains("writable by other users"), "{e}");
+        assert_eq!(d.used(), 0, "a failed create kept its reservation");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o750)).unwrap();
+        drop(d.create(Some(1000)).unwrap());
+        let link = p.with_extension("link");
+        std::os::unix::fs::symlink(&p, &link).unwrap();
+        let e = SpoolDir::new(&link, 1 << 20)
+            .sweep()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a directory"), "{e}");
+        let _ = std::fs::remove_file(link);
         let _ = std::fs::remove_dir_all(p);
     }
 

@@ -76,24 +76,24 @@ async fn recording_upstream() -> Upstream {
 
 async fn gateway(pki: &Pki, up: &Upstream, spool: &Path, max_total: &str) -> TestGateway {
     let verify = format!("mode = \"verify\"\ntrust = {:?}", pki.path("ca.crt"));
-    gateway_with(pki, up, spool, max_total, &verify).await
+    gateway_with(pki, up.addr, spool, max_total, &verify, "").await
 }
 
 /// A route whose request stage is `stage` (its mode and keys), streaming
 /// above 1 MiB.
 async fn gateway_with(
     pki: &Pki,
-    up: &Upstream,
+    up: std::net::SocketAddr,
     spool: &Path,
     max_total: &str,
     stage: &str,
+    upstream: &str,
 ) -> TestGateway {
     let toml = config(
         pki,
         "required",
         &format!(
-            "[[route]]\nname = \"ledger\"\nlistener = \"edge\"\nupstream = \"up\"\nmatch = {{ path_prefix = \"/services/Soap/\" }}\n[route.wssec.request]\n{stage}\nmax_body = \"1 MiB\"\nmax_streamed_body = \"1 GiB\"\n\n[upstream.up]\nurl = \"http://{}\"\n\n[spool]\ndir = {:?}\nmax_total = \"{max_total}\"\n",
-            up.addr,
+            "[[route]]\nname = \"ledger\"\nlistener = \"edge\"\nupstream = \"up\"\nmatch = {{ path_prefix = \"/services/Soap/\" }}\n[route.wssec.request]\n{stage}\nmax_body = \"1 MiB\"\nmax_streamed_body = \"1 GiB\"\n\n[upstream.up]\nurl = \"http://{up}\"\n{upstream}\n\n[spool]\ndir = {:?}\nmax_total = \"{max_total}\"\n",
             spool,
         ),
     );
@@ -199,7 +199,7 @@ async fn a_large_request_is_signed_as_it_streams_and_verifies_at_the_upstream() 
     std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let cert = pki.write("signer.crt", &who.cert_pem);
     let stage = format!("mode = \"sign\"\nkey = {key:?}\ncert = {cert:?}");
-    let gw = gateway_with(&pki, &up, &dir, "1 GiB", &stage).await;
+    let gw = gateway_with(&pki, up.addr, &dir, "1 GiB", &stage, "").await;
     let addr = gw.addr("edge");
     let msg = large_message(10);
     let n = msg.len();
@@ -253,6 +253,58 @@ async fn a_large_request_is_signed_as_it_streams_and_verifies_at_the_upstream() 
     )
     .await;
     wait_for("the spool emptied", || spool_files(&dir).is_empty()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstreams_time_to_answer_counts_from_the_end_of_the_replay() {
+    // An upstream that takes its time reading the start (longer than its
+    // request_timeout), then the rest at once, and answers at once: the
+    // timeout is for the answer after the whole body, not for the upload
+    // from the spool.
+    let addr = upstream(|req: Request<Incoming>| async move {
+        use http_body_util::BodyExt;
+        let mut body = req.into_body();
+        let (mut n, mut frames) = (0, 0);
+        while let Some(f) = body.frame().await {
+            n += f.unwrap().into_data().map_or(0, |d| d.len());
+            frames += 1;
+            // Slow at first (1.5 s in all), then at full speed.
+            if frames <= 25 {
+                tokio::time::sleep(Duration::from_millis(60)).await;
+            }
+        }
+        http::Response::new(full(format!("{n}")))
+    })
+    .await;
+    let pki = Pki::new();
+    let dir = spool_dir(&pki);
+    let verify = format!("mode = \"verify\"\ntrust = {:?}", pki.path("ca.crt"));
+    let gw = gateway_with(
+        &pki,
+        addr,
+        &dir,
+        "1 GiB",
+        &verify,
+        "request_timeout = \"1s\"",
+    )
+    .await;
+    let msg = signed(&large_message(10), &signer(&pki, "accounting-signer"));
+    let n = msg.len();
+    let t0 = std::time::Instant::now();
+    let r = send(
+        gw.addr("edge"),
+        pki.etl_client(&[]),
+        post(Full::new(Bytes::from(msg.clone())), Some(n)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body, without_security(&msg).len().to_string());
+    assert!(
+        t0.elapsed() > Duration::from_secs(1),
+        "the upstream read too fast to show anything: {:?}",
+        t0.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

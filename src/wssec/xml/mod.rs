@@ -325,6 +325,11 @@ impl<'a> Reader<'a> {
             }
             if input.starts_with(&[0xEF, 0xBB, 0xBF]) {
                 base += 3;
+                // quick-xml would drop a second one too, unseen: every span
+                // after it would then be three bytes short.
+                if input[3..].starts_with(&[0xEF, 0xBB, 0xBF]) {
+                    return Err(malformed(3, "U+FEFF after the byte order mark"));
+                }
             }
         }
         let mut q = QReader::from_reader(input.get(base - offset..).unwrap_or_default());

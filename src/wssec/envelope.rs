@@ -34,6 +34,9 @@ pub enum SoapVersion {
 /// a handful of header blocks and Ids.
 const MAX_HEADER_CHILDREN: usize = 256;
 const MAX_IDS: usize = 10_000;
+/// Of all Id values together: a message read as it streams is bounded in
+/// size by nothing the scan knows, and each Id is kept to its end.
+const MAX_ID_BYTES: usize = 1 << 20;
 
 /// A namespace-qualified name; `namespace` is `""` for no namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -323,6 +326,7 @@ struct Scanner {
     in_security: bool,
     holder: Holder,
     ids: HashMap<String, usize>,
+    id_bytes: usize,
     /// The actor (SOAP 1.1) or role (SOAP 1.2) this receiver answers to,
     /// beside the defaults (none, `next`, `ultimateReceiver`).
     actor: Option<String>,
@@ -437,6 +441,7 @@ impl Scanner {
             in_security: false,
             holder: Holder::default(),
             ids: HashMap::new(),
+            id_bytes: 0,
             actor: None,
         };
         s.collect_ids(e)?;
@@ -448,6 +453,10 @@ impl Scanner {
             if is_id_attribute(a.local_name) {
                 if self.ids.len() >= MAX_IDS {
                     return Err(WssecError::TooManyParts("Id attributes"));
+                }
+                self.id_bytes += a.value.len();
+                if self.id_bytes > MAX_ID_BYTES {
+                    return Err(WssecError::TooManyParts("bytes of Id values"));
                 }
                 // Two attributes with one value on one element count as a duplicate too.
                 if self

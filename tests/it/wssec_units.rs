@@ -195,6 +195,14 @@ fn the_scan_keeps_a_bounded_number_of_header_blocks_and_ids() {
     let ids: String = (0..10_001).map(|i| format!("<x Id=\"i{i}\"/>")).collect();
     let e = scan(env("", &ids).as_bytes(), &Limits::default()).unwrap_err();
     assert_eq!(e.reason(), "wssec_too_many_parts");
+    // Few but long: their bytes are bounded too (a streamed message keeps
+    // each Id to its end, whatever its size).
+    let long: String = (0..25)
+        .map(|i| format!("<x Id=\"{i}-{}\"/>", "i".repeat(50_000)))
+        .collect();
+    let e = scan(env("", &long).as_bytes(), &Limits::default()).unwrap_err();
+    assert_eq!(e.reason(), "wssec_too_many_parts");
+    assert!(e.to_string().contains("bytes of Id values"), "{e}");
     // Ordinary numbers are fine.
     let few: String = (0..100).map(|i| format!("<x Id=\"i{i}\"/>")).collect();
     let ok = scan(env(&"<a/>".repeat(20), &few).as_bytes(), &Limits::default());

@@ -22,7 +22,7 @@ use crate::refusal::{Reason, Refusal};
 use crate::runtime::authz::Denied;
 use crate::runtime::route::{self, Limit, Route};
 use crate::runtime::upstream::ProxyBody;
-use crate::wssec::replay::ReplayCache;
+use crate::runtime::wssec_stage::Recorded;
 use http::{header, HeaderMap, HeaderValue, Request, Response, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -41,38 +41,6 @@ struct Routed {
     host: Option<String>,
     /// Whom the upstream's brokered token is for, on a route with one.
     principal: Option<String>,
-}
-
-/// Replay-cache entries of a verified message, forgotten again (on drop)
-/// unless the message was handed to the upstream: a sender's retry of a
-/// message that never arrived is not a replay.
-struct Undelivered {
-    replay: Option<Arc<crate::store::Replay>>,
-    keys: Vec<crate::wssec::replay::ReplayKey>,
-}
-
-impl Undelivered {
-    fn none() -> Undelivered {
-        Undelivered {
-            replay: None,
-            keys: Vec::new(),
-        }
-    }
-
-    /// The request is on its way upstream: keep the entries.
-    fn sent(&mut self) {
-        self.keys.clear();
-    }
-}
-
-impl Drop for Undelivered {
-    fn drop(&mut self) {
-        if let Some(replay) = &self.replay {
-            for k in &self.keys {
-                replay.forget(k);
-            }
-        }
-    }
 }
 
 /// The upstream's answer and what the exchange still holds.
@@ -186,7 +154,7 @@ async fn retry_refused(
     // The first attempt's answer and upstream slot go before the second.
     drop(resp);
     drop(slot);
-    let (resp, slot) = forward(rec, route, req, Undelivered::none(), deadline).await?;
+    let (resp, slot) = forward(rec, route, req, Recorded::none(), deadline).await?;
     Ok((resp.map(body::boxed), slot))
 }
 
@@ -427,7 +395,7 @@ async fn transform(
     routed: &Routed,
     carried: Option<&credentials::Carried>,
     req: Request<Incoming>,
-) -> Result<(Request<ProxyBody>, Undelivered, Option<credentials::Resend>), Refusal> {
+) -> Result<(Request<ProxyBody>, Recorded, Option<credentials::Resend>), Refusal> {
     let route = &routed.route;
     let up = &route.upstream;
     let (mut parts, body) = req.into_parts();
@@ -496,28 +464,24 @@ async fn transform(
                 .scrubbing_also(own);
             return Ok((
                 Request::from_parts(parts, limited.boxed_unsync()),
-                Undelivered::none(),
+                Recorded::none(),
                 None,
             ));
         }
         // No body: a request that can be sent again as it is.
-        (None, None) => (bytes::Bytes::new(), Undelivered::none()),
+        (None, None) => (bytes::Bytes::new(), Recorded::none()),
         (Some(stage), _) => {
             let passed = wssec::request(ctx, route, stage, &parts.headers, body, &stats).await?;
             tail = passed.tail;
             let done = passed.done;
             rec.signer = done.signer.as_ref().map(|s| s.subject.to_string());
-            let undelivered = Undelivered {
-                replay: stage.replay().cloned(),
-                keys: done.replay_keys,
-            };
-            (done.output.into(), undelivered)
+            (done.output.into(), done.replay_keys)
         }
         (None, Some(session)) => {
             let (msg, permit) =
                 credentials::read_soap(route, session, &parts.headers, body, &stats).await?;
             buffered = Some(permit);
-            (msg, Undelivered::none())
+            (msg, Recorded::none())
         }
     };
     if route.wssec_request.is_some() || session.is_some() {
@@ -560,7 +524,7 @@ async fn forward(
     rec: &mut Record,
     route: &Route,
     req: Request<ProxyBody>,
-    mut undelivered: Undelivered,
+    mut undelivered: Recorded,
     deadline: Option<tokio::time::Instant>,
 ) -> Result<(Response<Incoming>, Slot), Refusal> {
     let up = &route.upstream;

@@ -14,7 +14,7 @@ use crate::refusal::{Reason, Refusal};
 use crate::runtime::route::Route;
 use crate::runtime::spool::{SpoolError, SpoolReader, SpoolWriter};
 use crate::runtime::upstream::{BoxError, ProxyBody};
-use crate::runtime::wssec_stage::{Processed, Stage, VerifyStage, Work};
+use crate::runtime::wssec_stage::{Processed, Recorded, Stage, VerifyStage, Work};
 use crate::tls::identity::PeerIdentity;
 use crate::wssec::reason::Reason as WssecReason;
 use crate::wssec::sign::StreamSigner;
@@ -241,7 +241,7 @@ impl Streamer<'_> {
                 let done = Processed {
                     output: s.verified.output,
                     signer: s.verified.signer,
-                    replay_keys: s.verified.replay_keys,
+                    replay_keys: Recorded::new(&v.replay, s.verified.replay_keys),
                 };
                 Ok((done, s.body_from))
             }
@@ -250,7 +250,7 @@ impl Streamer<'_> {
                 let done = Processed {
                     output: h.head,
                     signer: None,
-                    replay_keys: Vec::new(),
+                    replay_keys: Recorded::none(),
                 };
                 Ok((done, h.body_from))
             }

@@ -204,7 +204,9 @@ pub async fn response(
         Err(_) => return Err(Reason::UpstreamTimeout.into()),
     };
     match work(ctx, route, stage, bytes, permit).await {
-        Ok(p) => {
+        Ok(mut p) => {
+            // The answer goes to the caller now: it stays seen.
+            p.replay_keys.sent();
             super::headers::body_replaced(&mut parts.headers);
             Ok(Response::from_parts(parts, super::body::full(p.output)))
         }

@@ -12,7 +12,7 @@ pub use verify::{part, VerifyStage};
 use super::material::Loader;
 use crate::config::{WssecMode, WssecStageConfig, XmlLimitsConfig};
 use crate::tls::identity::PeerIdentity;
-use crate::wssec::replay::ReplayKey;
+use crate::wssec::replay::{ReplayCache, ReplayKey};
 use crate::wssec::verify::{SignerInfo, WssecError};
 use crate::wssec::xml::Limits;
 use std::sync::Arc;
@@ -71,7 +71,48 @@ pub struct Processed {
     pub output: Vec<u8>,
     pub signer: Option<SignerInfo>,
     /// Replay-cache entries the message recorded (verification only).
-    pub replay_keys: Vec<ReplayKey>,
+    pub replay_keys: Recorded,
+}
+
+/// Replay-cache entries a verified message recorded, forgotten again when
+/// this is dropped before [`Recorded::sent`]: a message whose client left
+/// while it was verified, or that never reached the upstream, is no replay
+/// when it is sent again. Dropped with a work result nobody awaits any more,
+/// it forgets too.
+pub struct Recorded {
+    replay: Option<Arc<crate::store::Replay>>,
+    keys: Vec<ReplayKey>,
+}
+
+impl Recorded {
+    pub fn none() -> Recorded {
+        Recorded {
+            replay: None,
+            keys: Vec::new(),
+        }
+    }
+
+    pub fn new(replay: &Arc<crate::store::Replay>, keys: Vec<ReplayKey>) -> Recorded {
+        Recorded {
+            replay: Some(replay.clone()),
+            keys,
+        }
+    }
+
+    /// The message is on its way: keep the entries.
+    pub fn sent(&mut self) {
+        self.keys.clear();
+    }
+}
+
+impl Drop for Recorded {
+    fn drop(&mut self) {
+        if let Some(replay) = &self.replay {
+            for k in &self.keys {
+                replay.forget(k);
+            }
+        }
+    }
 }
 
 impl Stage {
@@ -195,7 +236,7 @@ impl Stage {
                 Ok(Processed {
                     output: crate::wssec::verify::strip(msg, &limits, actor.as_deref())?,
                     signer: None,
-                    replay_keys: Vec::new(),
+                    replay_keys: Recorded::none(),
                 })
             }
         }
@@ -313,5 +354,30 @@ fn misplaced(ld: &mut Loader<'_>, c: &WssecStageConfig, path: &str) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wssec::replay::replay_key;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn recorded_entries_are_forgotten_unless_the_message_was_sent() {
+        let replay = Arc::new(crate::store::Replay::new(100));
+        let now = SystemTime::now();
+        let until = now + Duration::from_secs(60);
+        let (a, b) = (replay_key("t", &[b"a"]), replay_key("t", &[b"b"]));
+        replay.check_and_insert(a, until, now).unwrap();
+        replay.check_and_insert(b, until, now).unwrap();
+        // A result dropped unawaited (its client left): a is no replay.
+        drop(Recorded::new(&replay, vec![a]));
+        assert!(replay.check_and_insert(a, until, now).is_ok());
+        // Sent on: b stays seen.
+        let mut sent = Recorded::new(&replay, vec![b]);
+        sent.sent();
+        drop(sent);
+        assert!(replay.check_and_insert(b, until, now).is_err());
     }
 }

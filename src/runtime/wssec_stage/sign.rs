@@ -152,7 +152,7 @@ impl SignStage {
         Ok(super::Processed {
             output: sign::secure(msg, signer, &o)?,
             signer: None,
-            replay_keys: Vec::new(),
+            replay_keys: super::Recorded::none(),
         })
     }
 

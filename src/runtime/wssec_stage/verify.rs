@@ -219,7 +219,7 @@ impl VerifyStage {
         Ok(super::Processed {
             output: v.output,
             signer: v.signer,
-            replay_keys: v.replay_keys,
+            replay_keys: super::Recorded::new(&self.replay, v.replay_keys),
         })
     }
 

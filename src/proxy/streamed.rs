@@ -45,10 +45,15 @@ pub(super) struct Over {
     declared: Option<u64>,
     /// The client waits for `100 Continue` before it sends the body.
     expects_continue: bool,
+    /// The whole message must have arrived by then.
+    by: tokio::time::Instant,
 }
 
 /// Reads a request on a stage that may stream: whole when it fits in
-/// `max_body` (within the stage's read timeout), otherwise handed on.
+/// `max_body`, otherwise handed on. A message that may stream has the
+/// stage's `stream_read_timeout` to arrive in, from its first byte: a slow
+/// chunked upload is not cut at `read_timeout` before it is known to be
+/// large.
 pub(super) async fn receive(
     route: &Route,
     stage: &Stage,
@@ -65,6 +70,7 @@ pub(super) async fn receive(
         route.body_idle_timeout,
         stats.clone(),
     );
+    let by = tokio::time::Instant::now() + stage.stream_read_timeout;
     if declared.is_some_and(|n| n > route.max_body) {
         return Ok(Received::Over(Over {
             held: Vec::new(),
@@ -72,11 +78,12 @@ pub(super) async fn receive(
             permit,
             declared,
             expects_continue,
+            by,
         }));
     }
     let limit = usize::try_from(route.max_body).unwrap_or(usize::MAX);
     let mut held = Vec::new();
-    let read = tokio::time::timeout(stage.read_timeout, async {
+    let read = tokio::time::timeout_at(by, async {
         use http_body_util::BodyExt;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| read_failure(e.as_ref(), stats))?;
@@ -100,6 +107,7 @@ pub(super) async fn receive(
             permit,
             declared,
             expects_continue,
+            by,
         })),
     }
 }
@@ -141,6 +149,7 @@ pub(super) async fn verify(
         permit,
         declared,
         expects_continue,
+        by,
     } = over;
     let spool = match ctx.rt.spool.create(declared) {
         Ok(s) => s,
@@ -158,7 +167,6 @@ pub(super) async fn verify(
     let client = ctx.identity.clone();
     let worker =
         tokio::task::spawn_blocking(move || consume(&job, rx, spool, client.as_deref(), permit));
-    let by = tokio::time::Instant::now() + stage.stream_read_timeout;
     let fed = tokio::time::timeout_at(by, async {
         use http_body_util::BodyExt;
         if !held.is_empty() && tx.send(Piece::Data(held.into())).await.is_err() {

@@ -308,6 +308,39 @@ async fn the_upstreams_time_to_answer_counts_from_the_end_of_the_replay() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_chunked_upload_has_the_stream_read_timeout_not_the_read_timeout() {
+    let pki = Pki::new();
+    let up = recording_upstream().await;
+    let dir = spool_dir(&pki);
+    let stage = format!(
+        "mode = \"verify\"\ntrust = {:?}\nread_timeout = \"1s\"",
+        pki.path("ca.crt")
+    );
+    let gw = gateway_with(&pki, up.addr, &dir, "1 GiB", &stage, "").await;
+    let msg = signed(&large_message(0), &signer(&pki, "accounting-signer"));
+    let (tx, body) = channel_body();
+    let feed = {
+        let msg = msg.clone();
+        // Its first MiB (max_body) arrives after more than read_timeout.
+        tokio::spawn(async move {
+            for piece in msg.chunks(128 << 10) {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                let frame = Frame::data(Bytes::copy_from_slice(piece));
+                if tx.send(Ok(frame)).await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    let r = send(gw.addr("edge"), pki.etl_client(&[]), post(body, None))
+        .await
+        .unwrap();
+    feed.await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(up.bodies.lock().unwrap()[0].0 == without_security(&msg));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_message_tampered_in_its_last_byte_has_nothing_forwarded() {
     let pki = Pki::new();
     let up = recording_upstream().await;

@@ -529,7 +529,10 @@ fn sign_streamed(stage: &Stage, path: &Path, output: &Option<PathBuf>) -> ExitCo
     let Work::Sign(sign) = &stage.work else {
         return fail("internal: not a signing stage");
     };
-    let same = |o: &PathBuf| o.canonicalize().ok() == path.canonicalize().ok();
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    // Compared by device and inode: a hard link to the input is the input.
+    let same = |o: &PathBuf| id(o).is_some() && id(o) == id(path);
     if output.as_ref().is_some_and(same) {
         return fail(
             "--output must not be the input file: it is read again after the head is written",
@@ -538,6 +541,10 @@ fn sign_streamed(stage: &Stage, path: &Path, output: &Option<PathBuf>) -> ExitCo
     let cannot = |e: std::io::Error| fail(format!("cannot read {}: {e}", path.display()));
     let mut f = match std::fs::File::open(path) {
         Ok(f) => f,
+        Err(e) => return cannot(e),
+    };
+    let size = match f.metadata() {
+        Ok(m) => m.len(),
         Err(e) => return cannot(e),
     };
     let mut signer = sign.streamer();
@@ -560,14 +567,18 @@ fn sign_streamed(stage: &Stage, path: &Path, output: &Option<PathBuf>) -> ExitCo
             return ExitCode::from(REFUSED);
         }
     };
-    if let Err(e) = f.seek(SeekFrom::Start(head.body_from as u64)) {
-        return cannot(e);
+    // What follows the head is copied as it was signed: a file that changed
+    // size between the two reads is refused rather than copied.
+    let changed = f.metadata().map_or(true, |m| m.len() != size);
+    if changed || f.seek(SeekFrom::Start(head.body_from as u64)).is_err() {
+        return fail(format!("{} changed while it was signed", path.display()));
     }
+    let rest = size.saturating_sub(head.body_from as u64);
     let written = match output {
         Some(p) => std::fs::File::create(p)
-            .and_then(|o| copy_after(&head.head, &mut f, o))
+            .and_then(|o| copy_after(&head.head, &mut f, rest, o))
             .map_err(|e| format!("cannot write {}: {e}", p.display())),
-        None => copy_after(&head.head, &mut f, std::io::stdout().lock())
+        None => copy_after(&head.head, &mut f, rest, std::io::stdout().lock())
             .map_err(|e| format!("cannot write stdout: {e}")),
     };
     match written {
@@ -576,11 +587,18 @@ fn sign_streamed(stage: &Stage, path: &Path, output: &Option<PathBuf>) -> ExitCo
     }
 }
 
-/// `head`, then the rest of `rest`.
-fn copy_after(head: &[u8], rest: &mut std::fs::File, out: impl Write) -> std::io::Result<()> {
+/// `head`, then exactly `n` bytes of `rest`.
+fn copy_after(
+    head: &[u8],
+    rest: &mut std::fs::File,
+    n: u64,
+    out: impl Write,
+) -> std::io::Result<()> {
     let mut out = std::io::BufWriter::with_capacity(1 << 20, out);
     out.write_all(head)?;
-    std::io::copy(rest, &mut out)?;
+    if std::io::copy(&mut rest.take(n), &mut out)? != n {
+        return Err(std::io::Error::other("the input file became shorter"));
+    }
     out.flush()
 }
 

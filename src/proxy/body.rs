@@ -623,6 +623,46 @@ pub fn prefixed(first: Bytes, rest: Option<ProxyBody>) -> ProxyBody {
 }
 
 pin_project_lite::pin_project! {
+    /// A body whose every poll tells `stats` that the upstream asks for more
+    /// (and whether it had to wait), as [`Limited`] does for a client's.
+    struct Watched {
+        #[pin]
+        inner: ProxyBody,
+        stats: Arc<BodyStats>,
+    }
+}
+
+impl Body for Watched {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        this.stats.asking();
+        let polled = this.inner.poll_frame(cx);
+        this.stats.waiting(polled.is_pending());
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// `body`, its polls recorded in `stats` (for stall detection).
+pub fn watched(body: ProxyBody, stats: Arc<BodyStats>) -> ProxyBody {
+    use http_body_util::BodyExt;
+    Watched { inner: body, stats }.boxed_unsync()
+}
+
+pin_project_lite::pin_project! {
     /// One body after the other.
     struct Chain {
         #[pin]

@@ -497,7 +497,7 @@ async fn transform(
         parts
             .headers
             .insert(header::CONTENT_LENGTH, HeaderValue::from(total));
-        let body = body::prefixed(output, Some(rest));
+        let body = body::watched(body::prefixed(output, Some(rest)), stats);
         return Ok((Request::from_parts(parts, body), undelivered, None));
     }
     stats.mark_done();

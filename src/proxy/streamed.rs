@@ -300,7 +300,7 @@ fn consume(
 
 /// The spooled rest of the message as a body, read back off the async
 /// threads; the slot and the file go when it ends or is dropped. `stats`
-/// learns, as from a client's body, when the upstream asks and when it ends.
+/// learns when it ends (the request then counts as sent).
 fn replay(
     reader: SpoolReader,
     permit: OwnedSemaphorePermit,
@@ -342,10 +342,7 @@ impl Body for SpoolBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.stats.asking();
-        let polled = self.rx.poll_recv(cx);
-        self.stats.waiting(polled.is_pending());
-        match polled {
+        match self.rx.poll_recv(cx) {
             Poll::Ready(Some(Ok(b))) => {
                 self.left = self.left.saturating_sub(b.len() as u64);
                 if self.left == 0 {

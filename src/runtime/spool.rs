@@ -62,7 +62,18 @@ impl SpoolDir {
     /// left there by a process that did not end cleanly. Called when the
     /// gateway starts, never on reload (the files are then live).
     pub fn sweep(&self) -> io::Result<()> {
-        self.make()?;
+        let dir_uid = self.make()?;
+        let probe = self
+            .dir
+            .join(format!("probe-{}{SUFFIX}", crate::hex::random_id()));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&probe)?;
+        let owned = self.owned(dir_uid, &file);
+        let _ = std::fs::remove_file(&probe);
+        owned?;
         for entry in std::fs::read_dir(&self.dir)? {
             let entry = entry?;
             if entry.file_name().to_string_lossy().ends_with(SUFFIX) {
@@ -72,19 +83,16 @@ impl SpoolDir {
         Ok(())
     }
 
-    fn make(&self) -> io::Result<()> {
+    /// Creates the directory if need be and checks it is fit for messages:
+    /// a directory, not a link, writable by no one but its owner (whose uid
+    /// it returns). One another local user made (a predictable path under
+    /// /tmp) or can write in would let them remove or swap files mid-message.
+    fn make(&self) -> io::Result<u32> {
+        use std::os::unix::fs::MetadataExt;
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&self.dir)?;
-        self.check_ours()
-    }
-
-    /// The directory must be this user's own, writable by no one else, and
-    /// not a link: one another local user made (a predictable path under
-    /// /tmp) or can write in would let them remove or swap files mid-message.
-    fn check_ours(&self) -> io::Result<()> {
-        use std::os::unix::fs::MetadataExt;
         let m = std::fs::symlink_metadata(&self.dir)?;
         let dir = self.dir.display();
         if !m.file_type().is_dir() {
@@ -98,15 +106,19 @@ impl SpoolDir {
                 m.mode() & 0o777
             )));
         }
-        // /proc/self belongs to the process's effective user.
-        if let Ok(me) = std::fs::metadata("/proc/self") {
-            if me.uid() != m.uid() {
-                return Err(io::Error::other(format!(
-                    "{dir} belongs to uid {}, not to this process's uid {}; choose another [spool] dir",
-                    m.uid(),
-                    me.uid()
-                )));
-            }
+        Ok(m.uid())
+    }
+
+    /// A file this process just made there shows whose the process is: the
+    /// directory must be the same user's.
+    fn owned(&self, dir_uid: u32, file: &File) -> io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let me = file.metadata()?.uid();
+        if me != dir_uid {
+            return Err(io::Error::other(format!(
+                "{} belongs to uid {dir_uid}, not to this process's uid {me}; choose another [spool] dir",
+                self.dir.display()
+            )));
         }
         Ok(())
     }
@@ -153,7 +165,7 @@ impl SpoolDir {
             dir: self.clone(),
             reserved,
         };
-        self.make()?;
+        let dir_uid = self.make()?;
         let mut name = [0u8; 12];
         aws_lc_rs::rand::fill(&mut name).map_err(|_| SpoolError::Io(io::Error::other("rand")))?;
         let path = self
@@ -167,6 +179,7 @@ impl SpoolDir {
             .open(&path)?;
         // Only a file this call created is ever removed.
         held.path = path;
+        self.owned(dir_uid, &file)?;
         let mut key = [0u8; 32];
         aws_lc_rs::rand::fill(&mut key).map_err(|_| SpoolError::Io(io::Error::other("rand")))?;
         let unbound = UnboundKey::new(&AES_256_GCM, &key);
@@ -427,6 +440,13 @@ mod tests {
         assert_eq!(d.used(), 0, "a failed create kept its reservation");
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o750)).unwrap();
         drop(d.create(Some(1000)).unwrap());
+        // Another user's directory (only root can hand it over to test this).
+        if std::os::unix::fs::chown(&p, Some(65534), None).is_ok() {
+            let e = d.create(None).err().unwrap().to_string();
+            assert!(e.contains("belongs to uid 65534"), "{e}");
+            assert!(d.sweep().is_err());
+            assert_eq!(std::fs::read_dir(&p).unwrap().count(), 0, "a file stayed");
+        }
         let link = p.with_extension("link");
         std::os::unix::fs::symlink(&p, &link).unwrap();
         let e = SpoolDir::new(&link, 1 << 20)

@@ -233,12 +233,25 @@ impl Canonicalizer {
         self.done
     }
 
-    /// Drops the reader binding ids of what was rendered, so events from
-    /// another reader (whose ids mean other bindings) are compared by URI:
-    /// slower, never wrong.
-    pub fn forget_bindings(&mut self) {
+    /// The namespace the output says `prefix` is bound to where the
+    /// canonicalization stands (after the last start tag fed), if any.
+    pub fn rendered_uri(&self, prefix: &str) -> Option<&str> {
+        let r = &self.rendered;
+        r.decls
+            .iter()
+            .rev()
+            .find(|(p, _, _)| p.of(&r.text) == prefix)
+            .map(|(_, u, _)| u.of(&r.text))
+    }
+
+    /// Gives what was rendered the binding ids of another reader of the same
+    /// message, whose events come next: `id_of(prefix, uri)` is that
+    /// reader's binding, if it has one with that URI. A binding it lacks
+    /// gets no id, and is compared by URI: slower, never wrong.
+    pub fn rebind(&mut self, id_of: impl Fn(&str, &str) -> Option<u64>) {
+        let text = &self.rendered.text;
         for d in &mut self.rendered.decls {
-            d.2 = NO_NAMESPACE_ID;
+            d.2 = id_of(d.0.of(text), d.1.of(text)).unwrap_or(NO_NAMESPACE_ID);
         }
     }
 
@@ -354,12 +367,30 @@ impl Canonicalizer {
                         r.consider(a.prefix, a.namespace.unwrap_or(""), a.namespace_id, mark);
                     }
                 }
-                for p in &self.method.inclusive_prefixes {
-                    match e.lookup_binding(p) {
-                        Some(d) => r.consider(p, d.uri, d.id, mark),
-                        // An undeclared default still undoes a rendered one.
-                        None if p.is_empty() => r.consider("", "", NO_NAMESPACE_ID, mark),
-                        None => {}
+                let listed = &self.method.inclusive_prefixes;
+                if apex {
+                    for p in listed {
+                        match e.lookup_binding(p) {
+                            Some(d) => r.consider(p, d.uri, d.id, mark),
+                            // An undeclared default still undoes a rendered one.
+                            None if p.is_empty() => r.consider("", "", NO_NAMESPACE_ID, mark),
+                            None => {}
+                        }
+                    }
+                } else {
+                    // Below the apex a listed binding can differ from the
+                    // one rendered above only where it is declared: looking
+                    // up every listed prefix on every element would cost
+                    // the list times the scope per element.
+                    for d in e.namespace_decls() {
+                        if listed.iter().any(|p| p == d.prefix) {
+                            let id = if d.uri.is_empty() {
+                                NO_NAMESPACE_ID
+                            } else {
+                                d.id
+                            };
+                            r.consider(d.prefix, d.uri, id, mark);
+                        }
                     }
                 }
             }

@@ -89,6 +89,8 @@ reasons! {
         AuthenticationFailed = "wssec_authentication_failed",
         /// Signing: the message already carries a Security header.
         AlreadySecured = "wssec_already_secured",
+        /// Signing as it streams: a prefix named in an attribute value is bound where the signature would not cover it.
+        ValuePrefixUnsigned = "wssec_value_prefix_unsigned",
         /// Signing: a header block the route signs is not in the message.
         MissingHeaderBlock = "wssec_missing_header_block",
         Config = "wssec_config",

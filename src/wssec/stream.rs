@@ -52,6 +52,11 @@ pub(super) trait BodyOpen {
         scan: &StreamScan,
         envelope: &str,
     ) -> Result<Option<BodyDigest>, WssecError>;
+
+    /// Sees each event of the Body's content after the digest took it.
+    fn content(&mut self, _ev: &Event<'_>, _c: &Canonicalizer) -> Result<(), WssecError> {
+        Ok(())
+    }
 }
 
 /// A message read in windows as it arrives: the same reader over every
@@ -184,6 +189,7 @@ impl<O: BodyOpen> Intake<O> {
                     return Err(WssecError::CommentInSignedPart(b.id.clone()));
                 }
                 b.c.feed(&ev, &mut b.sink).map_err(WssecError::from)?;
+                self.open.content(&ev, &b.c)?;
             }
         }
         self.carry = Some(r.suspend());

@@ -135,6 +135,8 @@ pub enum WssecError {
     AuthenticationFailed,
     #[error("the message already has a Security header for this receiver")]
     AlreadySecured,
+    #[error("the Body names the prefix {0:?} in an attribute value where it is bound by a declaration canonicalization leaves out, so a signature made as the message streams would not cover its meaning; declare it on the Envelope or the Body, or raise max_body so the message is signed whole")]
+    ValuePrefixUnsigned(String),
     #[error("header block {0} to be signed is not in the message")]
     MissingHeaderBlock(String),
     #[error("configuration: {0}")]
@@ -213,6 +215,7 @@ impl WssecError {
             E::BadUsernameToken(_) => R::BadUsernameToken,
             E::AuthenticationFailed => R::AuthenticationFailed,
             E::AlreadySecured => R::AlreadySecured,
+            E::ValuePrefixUnsigned(_) => R::ValuePrefixUnsigned,
             E::MissingHeaderBlock(_) => R::MissingHeaderBlock,
             E::Config(_) => R::Config,
             E::SelfCheck(_) => R::SignSelfCheck,

@@ -46,7 +46,7 @@ pub fn target(e: &StartElement<'_>) -> Target {
 }
 
 /// A QName-shaped value's prefix: `p:local`, both parts name-like.
-fn value_prefix(v: &str) -> Option<&str> {
+pub fn value_prefix(v: &str) -> Option<&str> {
     let (p, local) = v.trim().split_once(':')?;
     let name_like = |s: &str| {
         !s.is_empty()
@@ -136,10 +136,17 @@ pub fn context(
 }
 
 /// A prefix for the utility namespace on an element with `scope`: one bound
-/// to it already (nothing to declare), else `wsu` or `wsuN`, whichever is not
+/// to it already (the least, nothing to declare), else `wsu` or `wsuN`, whichever is not
 /// bound there — so no name inside the element changes its meaning.
 pub fn wsu_prefix(scope: &HashMap<String, String>) -> (String, bool) {
-    if let Some((p, _)) = scope.iter().find(|(p, u)| *u == WSU_NS && !p.is_empty()) {
+    // The least such prefix: the same scope always gives the same answer
+    // (a map's order is not), which the streaming signer relies on.
+    let bound = scope
+        .iter()
+        .filter(|(p, u)| *u == WSU_NS && !p.is_empty())
+        .map(|(p, _)| p)
+        .min();
+    if let Some(p) = bound {
         return (p.clone(), false);
     }
     let fresh = std::iter::once("wsu".to_owned())

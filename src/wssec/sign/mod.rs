@@ -267,6 +267,8 @@ pub fn secure(
 /// Id, PrefixList and digest were settled before its content was read.
 struct StreamedBody<'a> {
     id: &'a str,
+    /// What was added to the Body's start tag to give it `id`, if anything.
+    id_insert: Option<&'a str>,
     prefixes: &'a [String],
     /// None when no signature covers the Body.
     digest: Option<&'a [u8]>,
@@ -330,8 +332,15 @@ fn secure_with(
 
     let mut refs: Vec<(String, Method)> = Vec::new();
     if let (Some(_), true, Some(s)) = (signer, opts.sign_body, streamed) {
-        if ctx.body.wsu_id.is_none() {
-            edits.push(id_edit(msg, &ctx.body, s.id));
+        // Exactly the start tag that was digested.
+        match (&ctx.body.wsu_id, s.id_insert) {
+            (None, Some(insert)) => edits.push(Edit {
+                at: layout::attribute_point(msg, ctx.body.start_tag),
+                delete: 0,
+                insert: insert.to_owned(),
+            }),
+            (Some(id), None) if id == s.id => {}
+            _ => return Err(WssecError::Internal("the Body's Id changed")),
         }
         refs.push((
             s.id.to_owned(),

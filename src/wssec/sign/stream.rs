@@ -10,17 +10,21 @@
 //! start tag: its Id (its own, or a fresh one added there) and the
 //! PrefixList of its Reference. The buffered signer lists the prefixes the
 //! Body's attribute values name, which only the whole Body shows; here every
-//! prefix in scope at the Body is listed (as WSS4J does by default), so each
-//! such binding is still signed.
+//! prefix in scope at the Body is listed (as WSS4J does by default), and a
+//! value naming a prefix bound inside the Body by a declaration the canonical
+//! form leaves out is refused (`wssec_value_prefix_unsigned`): its meaning
+//! would not be signed.
 
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::time::SystemTime;
 
 use super::layout;
 use super::{id_for, secure_with, Ids, SignOptions, SigningKey, StreamedBody};
-use crate::wssec::c14n::{Canonicalizer, Method};
+
+use crate::wssec::c14n::{canonicalize_element, Canonicalizer, Method};
 use crate::wssec::dsig::{DigestAlgorithm, DigestWriter};
-use crate::wssec::envelope::StreamScan;
+use crate::wssec::envelope::{self, StreamScan};
 use crate::wssec::stream::{BodyDigest, BodyOpen, Intake};
 use crate::wssec::verify::WssecError;
 use crate::wssec::xml::{Event, Limits, Reader, StartElement};
@@ -28,6 +32,10 @@ use crate::wssec::xml::{Event, Limits, Reader, StartElement};
 /// What the signer settled at the Body's start tag.
 struct Settled {
     id: String,
+    /// What the Body's start tag gained (`wsu:Id`, maybe its declaration).
+    id_insert: Option<String>,
+    /// The canonical form of the Body's start tag as digested.
+    c14n_start: Vec<u8>,
     prefixes: Vec<String>,
     /// Closes the message after the Body's start tag (the held part then
     /// reads as a whole message with an empty Body).
@@ -39,6 +47,8 @@ struct SignOpen {
     digest: DigestAlgorithm,
     /// A signature over the Body is made.
     digests: bool,
+    /// A Security header already there is replaced (else refused).
+    replace_security: bool,
     settled: Option<Settled>,
 }
 
@@ -50,6 +60,10 @@ impl BodyOpen for SignOpen {
         scan: &StreamScan,
         envelope: &str,
     ) -> Result<Option<BodyDigest>, WssecError> {
+        // Refused now rather than after the whole Body was read.
+        if scan.security().is_some() && !self.replace_security {
+            return Err(WssecError::AlreadySecured);
+        }
         let t = layout::target(start);
         let closers = if head.ends_with(b"/>") {
             format!("</{envelope}>")
@@ -68,8 +82,10 @@ impl BodyOpen for SignOpen {
         let method = Method::exclusive().with_prefix_list(&prefixes.join(" "));
         let mut pseudo = layout::apply(head, &edits)?;
         pseudo.extend_from_slice(closers.as_bytes());
-        self.settled = Some(Settled {
+        let settled = self.settled.insert(Settled {
             id: id.clone(),
+            id_insert: edits.first().map(|e| e.insert.clone()),
+            c14n_start: Vec::new(),
             prefixes,
             closers,
         });
@@ -84,12 +100,40 @@ impl BodyOpen for SignOpen {
         let at = start.span().start;
         while let Some(ev) = r.next()? {
             if matches!(&ev, Event::Start(e) if e.span().start == at) {
-                c.feed(&ev, &mut sink)?;
-                c.forget_bindings();
+                c.feed(&ev, &mut settled.c14n_start)?;
+                sink.write_all(&settled.c14n_start)
+                    .map_err(|_| WssecError::Internal("digest write"))?;
+                c.rebind(|p, uri| {
+                    start
+                        .lookup_binding(p)
+                        .filter(|d| d.uri == uri)
+                        .map(|d| d.id)
+                });
                 return Ok(Some(BodyDigest { id, c, sink }));
             }
         }
         Err(WssecError::Internal("the Body was not found again"))
+    }
+
+    /// A QName in an attribute value (`xsi:type="t:Contact"`) means what its
+    /// prefix is bound to; the buffered signer lists such prefixes so their
+    /// declarations are signed. Here the list was fixed at the Body's start:
+    /// a binding the canonical form does not show is refused, not signed.
+    fn content(&mut self, ev: &Event<'_>, c: &Canonicalizer) -> Result<(), WssecError> {
+        let Event::Start(e) = ev else {
+            return Ok(());
+        };
+        for a in e.attributes() {
+            let Some(p) = layout::value_prefix(a.value) else {
+                continue;
+            };
+            if let Some(uri) = e.lookup_namespace(p) {
+                if c.rendered_uri(p) != Some(uri) {
+                    return Err(WssecError::ValuePrefixUnsigned(p.to_owned()));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -117,6 +161,7 @@ impl<'s> StreamSigner<'s> {
             limits,
             digest: opts.digest,
             digests: signer.is_some() && opts.sign_body,
+            replace_security: opts.replace_security,
             settled: None,
         };
         StreamSigner {
@@ -163,15 +208,35 @@ impl<'s> StreamSigner<'s> {
         o.limits.max_bytes = usize::MAX;
         let streamed = StreamedBody {
             id: &s.id,
+            id_insert: s.id_insert.as_deref(),
             prefixes: &s.prefixes,
             digest: ended.digest.as_deref(),
             ids: &ended.scan.ids,
         };
         let out = secure_with(&pseudo, self.signer, &o, Some(&streamed))?;
+        if ended.digest.is_some() {
+            check_start_tag(&out, &o, &s)?;
+        }
         let head = out
             .strip_suffix(s.closers.as_bytes())
             .ok_or(WssecError::Internal("the signed head lost its Body"))?
             .to_vec();
         Ok(SignedHead { head, body_from })
     }
+}
+
+/// The Body's start tag as written must canonicalize to what was digested
+/// (the self-check takes the Body's digest as given, so it cannot see this).
+fn check_start_tag(out: &[u8], o: &SignOptions, s: &Settled) -> Result<(), WssecError> {
+    let scan = envelope::scan(out, &o.limits)?;
+    let method = Method::exclusive().with_prefix_list(&s.prefixes.join(" "));
+    let mut c14n = Vec::new();
+    let at = scan.body.start;
+    canonicalize_element(out, &o.limits, &method, |e| e.span().start == at, &mut c14n)?;
+    if !c14n.starts_with(&s.c14n_start) || s.c14n_start.is_empty() {
+        return Err(WssecError::SelfCheck(Box::new(WssecError::Internal(
+            "the Body's start tag as written is not the one digested",
+        ))));
+    }
+    Ok(())
 }

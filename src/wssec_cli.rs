@@ -525,6 +525,7 @@ fn body_ceiling(msg: &[u8]) -> Size {
 /// Signs `path` as the gateway signs a streamed request: read once to
 /// digest its Body, then its new head written and the rest copied after it.
 fn sign_streamed(stage: &Stage, path: &Path, output: &Option<PathBuf>) -> ExitCode {
+    use sealgate::wssec::sign::Finished;
     use std::io::{Seek, SeekFrom};
     let Work::Sign(sign) = &stage.work else {
         return fail("internal: not a signing stage");
@@ -549,22 +550,29 @@ fn sign_streamed(stage: &Stage, path: &Path, output: &Option<PathBuf>) -> ExitCo
     };
     let mut signer = sign.streamer();
     let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) => return cannot(e),
-        };
-        if let Err(e) = signer.feed(&buf[..n]) {
-            eprintln!("cannot sign: {} : {e}", e.reason());
-            return ExitCode::from(REFUSED);
+    let head = loop {
+        // One pass over the file, or two when the signer asks again.
+        if let Err(e) = f.seek(SeekFrom::Start(0)) {
+            return cannot(e);
         }
-    }
-    let head = match signer.finish(SystemTime::now()) {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("cannot sign: {} : {e}", e.reason());
-            return ExitCode::from(REFUSED);
+        loop {
+            let n = match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => return cannot(e),
+            };
+            if let Err(e) = signer.feed(&buf[..n]) {
+                eprintln!("cannot sign: {} : {e}", e.reason());
+                return ExitCode::from(REFUSED);
+            }
+        }
+        match signer.finish(SystemTime::now()) {
+            Ok(Finished::Signed(h)) => break h,
+            Ok(Finished::Again(next)) => signer = *next,
+            Err(e) => {
+                eprintln!("cannot sign: {} : {e}", e.reason());
+                return ExitCode::from(REFUSED);
+            }
         }
     };
     // What follows the head is copied as it was signed: a file that changed

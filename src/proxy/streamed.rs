@@ -17,7 +17,7 @@ use crate::runtime::upstream::{BoxError, ProxyBody};
 use crate::runtime::wssec_stage::{Processed, Recorded, Stage, VerifyStage, Work};
 use crate::tls::identity::PeerIdentity;
 use crate::wssec::reason::Reason as WssecReason;
-use crate::wssec::sign::StreamSigner;
+use crate::wssec::sign::{Finished, StreamSigner};
 use crate::wssec::stream::StreamVerifier;
 use crate::wssec::verify::{SignerInfo, WssecError};
 use bytes::Bytes;
@@ -239,8 +239,13 @@ impl Streamer<'_> {
         }
     }
 
-    /// The message to send in place of the first `.1` bytes.
-    fn finish(self, client: Option<&PeerIdentity>) -> Result<(Processed, usize), WssecError> {
+    /// The message to send in place of the first `.1` bytes. A signer that
+    /// asks for a second pass reads the message again from `spool`.
+    fn finish(
+        self,
+        client: Option<&PeerIdentity>,
+        spool: &mut SpoolReader,
+    ) -> Result<(Processed, usize), Failure> {
         let now = SystemTime::now();
         match self {
             Streamer::Verify(sv, v) => {
@@ -253,8 +258,20 @@ impl Streamer<'_> {
                 };
                 Ok((done, s.body_from))
             }
-            Streamer::Sign(ss) => {
-                let h = ss.finish(now)?;
+            Streamer::Sign(mut ss) => {
+                let h = loop {
+                    match ss.finish(now)? {
+                        Finished::Signed(h) => break h,
+                        Finished::Again(mut next) => {
+                            spool.rewind()?;
+                            while let Some(c) = spool.next_chunk()? {
+                                next.feed(&c)?;
+                            }
+                            spool.rewind()?;
+                            ss = *next;
+                        }
+                    }
+                };
                 let done = Processed {
                     output: h.head,
                     signer: None,
@@ -293,7 +310,7 @@ fn consume(
         }
     }
     let mut reader = spool.finish()?;
-    let (done, body_from) = streamer.finish(client)?;
+    let (done, body_from) = streamer.finish(client, &mut reader)?;
     reader.skip(body_from as u64);
     Ok((done, reader, permit))
 }

@@ -287,6 +287,7 @@ impl SpoolWriter {
             records: self.records,
             next: 0,
             skip: 0,
+            plain: self.plain,
             left: self.plain,
             buf: Vec::with_capacity(RECORD + 16),
             held: self.held,
@@ -302,12 +303,22 @@ pub struct SpoolReader {
     records: u64,
     next: u64,
     skip: u64,
+    plain: u64,
     left: u64,
     buf: Vec<u8>,
     held: Held,
 }
 
 impl SpoolReader {
+    /// Back to the message's first byte (for another pass over it).
+    pub fn rewind(&mut self) -> Result<(), SpoolError> {
+        self.file.seek(SeekFrom::Start(0))?;
+        self.next = 0;
+        self.skip = 0;
+        self.left = self.plain;
+        Ok(())
+    }
+
     /// Leaves out the first `n` plain bytes (what went on in their place).
     pub fn skip(&mut self, n: u64) {
         self.skip = n.min(self.left);
@@ -384,6 +395,12 @@ mod tests {
             !sealed.windows(7).any(|x| x == b"ACME-42"),
             "plaintext on disk"
         );
+        let mut first = Vec::new();
+        while let Some(c) = r.next_chunk().unwrap() {
+            first.extend_from_slice(&c);
+        }
+        assert_eq!(first, msg);
+        r.rewind().unwrap();
         r.skip(6);
         let mut back = Vec::new();
         while let Some(c) = r.next_chunk().unwrap() {

@@ -120,6 +120,10 @@ impl<O: BodyOpen> Intake<O> {
         self
     }
 
+    pub fn window_size(&self) -> usize {
+        self.window
+    }
+
     pub fn feed(&mut self, chunk: &[u8]) -> Result<(), WssecError> {
         // In window-sized steps, so the part held before the Body is found
         // never runs far past it.

@@ -10,7 +10,7 @@ mod layout;
 mod stream;
 
 pub use key::SigningKey;
-pub use stream::{SignedHead, StreamSigner};
+pub use stream::{Finished, SignedHead, StreamSigner};
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};

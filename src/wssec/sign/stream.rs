@@ -29,6 +29,9 @@ use crate::wssec::stream::{BodyDigest, BodyOpen, Intake};
 use crate::wssec::verify::WssecError;
 use crate::wssec::xml::{Event, Limits, Reader, StartElement};
 
+/// Prefixes a second pass adds to the list, at most (a real Body names a few).
+const MAX_UNSHOWN: usize = 64;
+
 /// What the signer settled at the Body's start tag.
 struct Settled {
     id: String,
@@ -49,7 +52,13 @@ struct SignOpen {
     digests: bool,
     /// A Security header already there is replaced (else refused).
     replace_security: bool,
+    /// A second pass: the Body's Id and the prefixes to list as the first
+    /// pass found them.
+    again: Option<(String, Vec<String>)>,
     settled: Option<Settled>,
+    /// Prefixes named in attribute values where the canonical form did not
+    /// show their binding.
+    unshown: Vec<String>,
 }
 
 impl BodyOpen for SignOpen {
@@ -76,9 +85,21 @@ impl BodyOpen for SignOpen {
             given: Vec::new(),
         };
         let mut edits = Vec::new();
-        let id = id_for(head, &t, "Body", &mut ids, &mut edits)?;
-        let mut prefixes: Vec<String> = t.scope.keys().filter(|p| !p.is_empty()).cloned().collect();
+        let (id, mut prefixes) = match self.again.take() {
+            Some((id, prefixes)) => {
+                if t.wsu_id.is_none() {
+                    edits.push(super::id_edit(head, &t, &id));
+                }
+                (id, prefixes)
+            }
+            None => {
+                let id = id_for(head, &t, "Body", &mut ids, &mut edits)?;
+                let scope = t.scope.keys().filter(|p| !p.is_empty()).cloned();
+                (id, scope.collect())
+            }
+        };
         prefixes.sort_unstable();
+        prefixes.dedup();
         let method = Method::exclusive().with_prefix_list(&prefixes.join(" "));
         let mut pseudo = layout::apply(head, &edits)?;
         pseudo.extend_from_slice(closers.as_bytes());
@@ -118,7 +139,8 @@ impl BodyOpen for SignOpen {
     /// A QName in an attribute value (`xsi:type="t:Contact"`) means what its
     /// prefix is bound to; the buffered signer lists such prefixes so their
     /// declarations are signed. Here the list was fixed at the Body's start:
-    /// a binding the canonical form does not show is refused, not signed.
+    /// a binding the canonical form does not show is noted, for a second
+    /// pass that lists it (and refused if even that does not show it).
     fn content(&mut self, ev: &Event<'_>, c: &Canonicalizer) -> Result<(), WssecError> {
         let Event::Start(e) = ev else {
             return Ok(());
@@ -128,8 +150,11 @@ impl BodyOpen for SignOpen {
                 continue;
             };
             if let Some(uri) = e.lookup_namespace(p) {
-                if c.rendered_uri(p) != Some(uri) {
-                    return Err(WssecError::ValuePrefixUnsigned(p.to_owned()));
+                if c.rendered_uri(p) != Some(uri) && !self.unshown.iter().any(|u| u == p) {
+                    if self.unshown.len() >= MAX_UNSHOWN {
+                        return Err(WssecError::ValuePrefixUnsigned(p.to_owned()));
+                    }
+                    self.unshown.push(p.to_owned());
                 }
             }
         }
@@ -143,6 +168,14 @@ impl BodyOpen for SignOpen {
 pub struct SignedHead {
     pub head: Vec<u8>,
     pub body_from: usize,
+}
+
+/// The end of a message signed as it streamed.
+pub enum Finished<'s> {
+    Signed(SignedHead),
+    /// The Body names prefixes whose bindings the digest did not cover: feed
+    /// the whole message again to this signer, which lists them too.
+    Again(Box<StreamSigner<'s>>),
 }
 
 /// One message being signed as it arrives.
@@ -162,7 +195,9 @@ impl<'s> StreamSigner<'s> {
             digest: opts.digest,
             digests: signer.is_some() && opts.sign_body,
             replace_security: opts.replace_security,
+            again: None,
             settled: None,
+            unshown: Vec::new(),
         };
         StreamSigner {
             intake: Intake::new(open, &opts.limits, None),
@@ -183,13 +218,23 @@ impl<'s> StreamSigner<'s> {
     }
 
     /// The end of the message: its Security header, its Timestamp created
-    /// `now`, written into the held part.
-    pub fn finish(self, now: SystemTime) -> Result<SignedHead, WssecError> {
+    /// `now`, written into the held part; or a second pass to make.
+    pub fn finish(self, now: SystemTime) -> Result<Finished<'s>, WssecError> {
+        let window = self.intake.window_size();
         let ended = self.intake.end()?;
-        let s = ended
-            .open
-            .settled
-            .ok_or(WssecError::BadEnvelope("no Body"))?;
+        let mut open = ended.open;
+        let s = open.settled.ok_or(WssecError::BadEnvelope("no Body"))?;
+        if !open.unshown.is_empty() {
+            if open.again.is_some() || open.unshown.iter().any(|p| s.prefixes.contains(p)) {
+                // Listed and still not shown: nothing a pass more could do.
+                return Err(WssecError::ValuePrefixUnsigned(open.unshown.swap_remove(0)));
+            }
+            let mut next = StreamSigner::new(self.signer, self.opts).with_window(window);
+            let mut prefixes = s.prefixes;
+            prefixes.append(&mut open.unshown);
+            next.intake.open.again = Some((s.id, prefixes));
+            return Ok(Finished::Again(Box::new(next)));
+        }
         // A fresh Id the Body's content turned out to use would name two elements.
         if ended
             .scan
@@ -221,7 +266,7 @@ impl<'s> StreamSigner<'s> {
             .strip_suffix(s.closers.as_bytes())
             .ok_or(WssecError::Internal("the signed head lost its Body"))?
             .to_vec();
-        Ok(SignedHead { head, body_from })
+        Ok(Finished::Signed(SignedHead { head, body_from }))
     }
 }
 

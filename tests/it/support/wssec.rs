@@ -8,7 +8,7 @@ pub use sealgate::pki::{Ca, Issued as Leaf, KeyAlg};
 use sealgate::pki::{Leaf as LeafSpec, Usage};
 use sealgate::wssec::envelope::WSU_NS;
 use sealgate::wssec::replay::MemoryReplayCache;
-use sealgate::wssec::sign::{sign, KeyReference, SignOptions, SigningKey, StreamSigner};
+use sealgate::wssec::sign::{sign, Finished, KeyReference, SignOptions, SigningKey, StreamSigner};
 use sealgate::wssec::stream::StreamVerifier;
 use sealgate::wssec::tokens::TrustStore;
 use sealgate::wssec::verify::{verify, Policy, Verified, WssecError};
@@ -177,10 +177,15 @@ pub fn sign_streamed(
     window: usize,
 ) -> Result<Vec<u8>, WssecError> {
     let mut s = StreamSigner::new(signer, o).with_window(window);
-    for c in msg.chunks(piece) {
-        s.feed(c)?;
-    }
-    let h = s.finish(o.created)?;
+    let h = loop {
+        for c in msg.chunks(piece) {
+            s.feed(c)?;
+        }
+        match s.finish(o.created)? {
+            Finished::Signed(h) => break h,
+            Finished::Again(next) => s = *next,
+        }
+    };
     let mut out = h.head;
     out.extend_from_slice(&msg[h.body_from..]);
     Ok(out)

@@ -280,11 +280,6 @@ impl<'p> StreamVerifier<'p> {
         self
     }
 
-    /// Where the Body's content starts in the message, once it has arrived.
-    pub fn head_end(&self) -> Option<usize> {
-        self.intake.head_end
-    }
-
     /// Takes the next piece of the message, of any size.
     pub fn feed(&mut self, chunk: &[u8]) -> Result<(), WssecError> {
         self.intake.feed(chunk)

@@ -101,8 +101,6 @@ impl BodyOpen for SignOpen {
         prefixes.sort_unstable();
         prefixes.dedup();
         let method = Method::exclusive().with_prefix_list(&prefixes.join(" "));
-        let mut pseudo = layout::apply(head, &edits)?;
-        pseudo.extend_from_slice(closers.as_bytes());
         let settled = self.settled.insert(Settled {
             id: id.clone(),
             id_insert: edits.first().map(|e| e.insert.clone()),
@@ -113,6 +111,9 @@ impl BodyOpen for SignOpen {
         if !self.digests {
             return Ok(None);
         }
+        // Built only to read the edited start tag from: the held part, once.
+        let mut pseudo = layout::apply(head, &edits)?;
+        pseudo.extend_from_slice(settled.closers.as_bytes());
         // The Body's start tag as it will be sent (with its Id) starts the
         // canonical form; its content then comes from the message's reader.
         let mut c = Canonicalizer::subtree(method);

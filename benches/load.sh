@@ -11,17 +11,33 @@
 #   keepalive   2 KiB SOAP POST over 64 keep-alive connections
 #   handshake   a new mutual-TLS connection per request, session resumption on
 #   full        a new mutual-TLS connection per request, resumption off
+#   upload      one 256 MiB POST at a time (curl, mutual TLS) to a sink
+#               upstream that reads it whole: throughput against the same
+#               upload straight to the sink, and each gateway's peak RSS;
+#               sealgate also on a route that verifies it as it streams
+#   wssec       keepalive with a 5 KB SOAP POST, sealgate only, through a
+#               plain route, one that signs, one that signs and hands the
+#               message to a second listener that verifies it (a replayed
+#               fixed body would be refused, so the load signs its own), and
+#               that same hop without the WS-Security stages
+#   idle        10,000 keep-alive mutual-TLS connections held open after one
+#               request each: resident memory per connection
 #
 #   cargo build --release && benches/load.sh [seconds] [connections] [scenario...]
 #
+# Environment: ALGS (default "rsa2048 ecdsa-p256"), UPLOAD_MIB (256),
+# IDLE_CONNS (10000).
+#
 # Needs: target/release/sealgate, oha (cargo install oha), nginx (apt-get
-# install nginx-light), haproxy (apt-get install haproxy), python3. Installs
-# nothing, and says what is missing.
+# install nginx-light), haproxy (apt-get install haproxy), python3, curl.
+# Installs nothing, and says what is missing.
 set -eu
 SECS=${1:-10}
 CONNS=${2:-64}
 shift $(($# < 2 ? $# : 2))
-SCENARIOS=${*:-keepalive handshake full}
+SCENARIOS=${*:-keepalive handshake full upload wssec idle}
+UPLOAD_MIB=${UPLOAD_MIB:-256}
+IDLE_CONNS=${IDLE_CONNS:-10000}
 ALGS=${ALGS:-rsa2048 ecdsa-p256}
 BIN=${SEALGATE_BIN:-target/release/sealgate}
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
@@ -32,12 +48,20 @@ command -v oha >/dev/null || missing="$missing oha(cargo install oha)"
 [ -x "$NGINX" ] || missing="$missing nginx(apt-get install nginx-light)"
 [ -x "$HAPROXY" ] || missing="$missing haproxy(apt-get install haproxy)"
 command -v python3 >/dev/null || missing="$missing python3"
+command -v curl >/dev/null || missing="$missing curl"
 if [ -n "$missing" ]; then
   echo "missing:$missing" >&2
   exit 2
 fi
 CORES=$(nproc)
 BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+BENCHES=$(cd "$(dirname "$0")" && pwd)
+# Every gateway (and the idle scenario's client) holds a descriptor per
+# connection; HAProxy asks for two per connection it may accept.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+NOFILE=$(ulimit -n)
+HAPROXY_MAXCONN=$(((NOFILE - 200) / 2))
+[ "$HAPROXY_MAXCONN" -le 32768 ] || HAPROXY_MAXCONN=32768
 
 . "$(dirname "$0")/common.sh"
 
@@ -49,10 +73,12 @@ user root;
 worker_processes auto;
 pid $DIR/up/nginx.pid;
 error_log $DIR/up/error.log;
-events { worker_connections 4096; }
+worker_rlimit_nofile $NOFILE;
+events { worker_connections 32768; }
 http {
   access_log off;
   keepalive_requests 1000000;
+  keepalive_timeout 600s;
   client_body_buffer_size 16k;
   server {
     listen 127.0.0.1:$UP;
@@ -63,26 +89,35 @@ EOF
 start "$DIR/up/out" "$NGINX" -p "$DIR/up" -c "$DIR/up/nginx.conf" -g 'daemon off;'
 wait_port "$UP"
 
-# One SOAP body for every run.
-python3 - "$DIR/body" <<'EOF'
+# The SOAP bodies: 2 KiB for the load scenarios, 5 KB for wssec.
+soap_body() { # path bytes
+  python3 - "$1" "$2" <<'EOF'
 import sys
+size = int(sys.argv[2])
 head = b'<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><ledger:post xmlns:ledger="urn:acme:ledger">'
 tail = b'</ledger:post></soapenv:Body></soapenv:Envelope>'
 line = b'<ledger:line account="4000" amount="125.00">Invoice 2026-0042</ledger:line>'
 body = head
-while len(body) + len(line) + len(tail) <= 2048:
+while len(body) + len(line) + len(tail) <= size:
     body += line
 body += tail
-open(sys.argv[1], "wb").write(body.ljust(2048, b" "))
+open(sys.argv[1], "wb").write(body.ljust(size, b" "))
 EOF
+}
+soap_body "$DIR/body" 2048
+soap_body "$DIR/body5k" 5120
 
-# Each gateway, for one key algorithm and resumption on or off; sets GW_PORT.
+# Each gateway, for one key algorithm and resumption on or off; sets GW_PORT
+# and GW (its pid). UP is the upstream's port; SG_ROUTES, NGINX_EXTRA add a
+# scenario's own settings.
 sealgate() { # alg resumption(true|false)
   GW_PORT=$(free_port)
   d="$DIR/$1"
   cat >"$d/sealgate.toml" <<EOF
 [admin]
 listen = "127.0.0.1:$(free_port)"
+[server.limits]
+idle_timeout = "10m"
 [[listener]]
 name = "etl"
 listen = "127.0.0.1:$GW_PORT"
@@ -93,12 +128,15 @@ client_auth = "required"
 client_ca = "pki/ca.crt"
 crls = ["pki/ca.crl"]
 session_resumption = $2
+${SG_ROUTES:-}
 [[route]]
 name = "soap"
 listener = "etl"
 upstream = "up"
+max_body = "64 GiB"
 [upstream.up]
 url = "http://127.0.0.1:$UP"
+request_timeout = "1h"
 EOF
   "$BIN" check --config "$d/sealgate.toml" >/dev/null
   RUST_LOG="info,sealgate::access=off" start "$d/sealgate.log" \
@@ -118,12 +156,15 @@ nginx_gw() { # alg resumption
   cat >"$d/nginx.conf" <<EOF
 user root;
 worker_processes $CORES;
+worker_rlimit_nofile $NOFILE;
 pid $d/nginx.pid;
 error_log $d/error.log;
-events { worker_connections 4096; }
+events { worker_connections 32768; }
 http {
   access_log off;
   keepalive_requests 1000000;
+  keepalive_timeout 600s;
+  ${NGINX_EXTRA:-}
   upstream up {
     server 127.0.0.1:$UP;
     keepalive 128;
@@ -163,13 +204,14 @@ haproxy_gw() { # alg resumption
   cat >"$d/haproxy.cfg" <<EOF
 global
   nbthread $CORES
-  maxconn 8000
+  maxconn $HAPROXY_MAXCONN
   $cache
 defaults
   mode http
   timeout connect 5s
-  timeout client 60s
-  timeout server 60s
+  timeout client 600s
+  timeout server 1h
+  timeout http-keep-alive 600s
   http-reuse always
 frontend etl
   bind 127.0.0.1:$GW_PORT ssl crt $d/gateway.pem ca-file $DIR/$1/pki/ca.crt crl-file $DIR/$1/pki/ca.crl verify required $tickets
@@ -187,13 +229,13 @@ load() { # alg scheme port seconds output-args...
   alg=$1 scheme=$2 port=$3 secs=$4
   shift 4
   keep=""
-  [ "$SCENARIO" = keepalive ] || keep="--disable-keepalive"
+  case $SCENARIO in keepalive | wssec) ;; *) keep="--disable-keepalive" ;; esac
   tls=""
   [ "$scheme" = http ] || tls="--cert $DIR/$alg/pki/client.crt --key $DIR/$alg/pki/client.key --cacert $DIR/$alg/pki/ca.crt"
   # shellcheck disable=SC2086
-  oha -z "$secs" -c "$CONNS" --no-tui -m POST -D "$DIR/body" \
+  oha -z "$secs" -c "$CONNS" --no-tui -m POST -D "${BODY:-$DIR/body}" \
     -H "content-type: text/xml; charset=utf-8" $keep $tls "$@" \
-    "$scheme://localhost:$port/ledger"
+    "$scheme://localhost:$port${URL_PATH:-/ledger}"
 }
 measure() { # name alg scheme
   load "$2" "$3" "$GW_PORT" 2s >/dev/null 2>&1 || true
@@ -202,13 +244,11 @@ measure() { # name alg scheme
 stop() {
   kill "$GW" 2>/dev/null || true
   wait "$GW" 2>/dev/null || true
+  GW=""
 }
 
-for alg in $ALGS; do
-  mkdir -p "$DIR/$alg"
-  "$BIN" pki init --key-alg "$alg" "$DIR/$alg/pki" >/dev/null
-done
-for SCENARIO in $SCENARIOS; do
+# keepalive, handshake, full: the three gateways and the upstream alone.
+run_load() {
   resume=true
   [ "$SCENARIO" != full ] || resume=false
   for alg in $ALGS; do
@@ -228,45 +268,184 @@ for SCENARIO in $SCENARIOS; do
       measure "direct-1" "$alg" http
     fi
   done
+}
+
+# upload: one large POST at a time into a sink that reads it whole.
+upload() { # name file url curl-args...
+  name=$1 file=$2 url=$3
+  shift 3
+  out=$(curl -sS -o "$DIR/answer" -w "%{http_code} %{time_total}" -X POST -T "$file" \
+    -H "content-type: text/xml; charset=utf-8" -H 'soapaction: ""' "$@" "$url")
+  [ "${out% *}" = 200 ] || {
+    echo "upload through $name: ${out% *} $(cat "$DIR/answer")" >&2
+    exit 1
+  }
+  hwm=0
+  [ -z "${GW:-}" ] || hwm=$(python3 "$BENCHES/proc_mem.py" "$GW" hwm)
+  echo "$name ${out#* } $hwm $(stat -c %s "$file") $(cat "$DIR/answer")" >>"$DIR/upload.txt"
+}
+run_upload() {
+  alg=${ALGS%% *}
+  pki=$DIR/$alg/pki
+  sink=$(free_port)
+  start "$DIR/sink.log" python3 "$BENCHES/sink.py" "$sink"
+  wait_port "$sink"
+  python3 "$BENCHES/big_soap.py" "$DIR/upload.xml" "$UPLOAD_MIB"
+  for round in 1 2; do # each round its own signature: the first would be a replay
+    "$BIN" wssec sign --key "$pki/signer.key" --cert "$pki/signer.crt" \
+      -o "$DIR/upload.signed.$round.xml" "$DIR/upload.xml"
+  done
+  keep_up=$UP
+  UP=$sink
+  NGINX_EXTRA="client_max_body_size 0; proxy_request_buffering off;"
+  tls="--cert $pki/client.crt --key $pki/client.key --cacert $pki/ca.crt"
+  for round in 1 2; do
+    GW=""
+    upload direct "$DIR/upload.xml" "http://127.0.0.1:$sink/ledger"
+    sealgate "$alg" true
+    # shellcheck disable=SC2086
+    upload sealgate "$DIR/upload.xml" "https://localhost:$GW_PORT/ledger" $tls
+    stop
+    SG_ROUTES='
+[[route]]
+name = "verified"
+listener = "etl"
+upstream = "up"
+match.path_prefix = "/verified"
+[route.wssec.request]
+mode = "verify"
+trust = "pki/ca.crt"
+max_streamed_body = "64 GiB"
+stream_read_timeout = "1h"
+[spool]
+dir = "spool"
+max_total = "64 GiB"'
+    sealgate "$alg" true
+    SG_ROUTES=""
+    # shellcheck disable=SC2086
+    upload sealgate-verify "$DIR/upload.signed.$round.xml" "https://localhost:$GW_PORT/verified" $tls
+    stop
+    nginx_gw "$alg" true
+    # shellcheck disable=SC2086
+    upload nginx "$DIR/upload.xml" "https://localhost:$GW_PORT/ledger" $tls
+    stop
+    haproxy_gw "$alg" true
+    # shellcheck disable=SC2086
+    upload haproxy "$DIR/upload.xml" "https://localhost:$GW_PORT/ledger" $tls
+    stop
+  done
+  UP=$keep_up
+  NGINX_EXTRA=""
+  rm -f "$DIR/upload.xml" "$DIR"/upload.signed.*.xml
+}
+
+# wssec: sealgate alone, four routes over one process, alternating.
+run_wssec() {
+  for alg in $ALGS; do
+    inner=$(free_port)
+    # Short Timestamps, so the replay cache holds one run's messages, not five minutes'.
+    SG_ROUTES="
+[[route]]
+name = \"sign\"
+listener = \"etl\"
+upstream = \"up\"
+match.path_prefix = \"/sign\"
+[route.wssec.request]
+mode = \"sign\"
+key = \"pki/gateway-signer.key\"
+cert = \"pki/gateway-signer.crt\"
+ttl = \"10s\"
+[[route]]
+name = \"chain\"
+listener = \"etl\"
+upstream = \"inner\"
+match.path_prefix = \"/chain\"
+[route.wssec.request]
+mode = \"sign\"
+key = \"pki/gateway-signer.key\"
+cert = \"pki/gateway-signer.crt\"
+ttl = \"10s\"
+[[route]]
+name = \"hop\"
+listener = \"etl\"
+upstream = \"inner\"
+match.path_prefix = \"/hop\"
+[[route]]
+name = \"verify\"
+listener = \"inner\"
+upstream = \"up\"
+match.path_prefix = \"/chain\"
+[route.wssec.request]
+mode = \"verify\"
+trust = \"pki/ca.crt\"
+max_clock_skew = \"1s\"
+replay_cache_entries = 1000000
+[[route]]
+name = \"inner\"
+listener = \"inner\"
+upstream = \"up\"
+[upstream.inner]
+url = \"https://localhost:$inner\"
+ca = \"pki/ca.crt\"
+client_cert = \"pki/gateway-client.crt\"
+client_key = \"pki/gateway-client.key\"
+[[listener]]
+name = \"inner\"
+listen = \"127.0.0.1:$inner\"
+[listener.tls]
+cert = \"pki/gateway.crt\"
+key = \"pki/gateway.key\"
+client_auth = \"required\"
+client_ca = \"pki/ca.crt\""
+    sealgate "$alg" true
+    SG_ROUTES=""
+    wait_port "$inner"
+    for round in 1 2; do
+      for route in plain sign hop chain; do
+        URL_PATH=/$route BODY=$DIR/body5k measure "$route-$round" "$alg" https
+      done
+    done
+    stop
+  done
+}
+
+# idle: connections held open after one request each.
+run_idle() {
+  for alg in $ALGS; do
+    for gw in sealgate nginx haproxy; do
+      if [ "$gw" = haproxy ] && [ "$HAPROXY_MAXCONN" -le "$IDLE_CONNS" ]; then
+        echo "idle: HAProxy skipped, its $HAPROXY_MAXCONN connections (two descriptors each, ulimit -n $NOFILE) are under $IDLE_CONNS" >&2
+        continue
+      fi
+      case $gw in sealgate) sealgate "$alg" true ;; *) "${gw}_gw" "$alg" true ;; esac
+      pki=$DIR/$alg/pki
+      python3 "$BENCHES/idle_conns.py" 127.0.0.1 "$GW_PORT" "$IDLE_CONNS" \
+        "$pki/client.crt" "$pki/client.key" "$pki/ca.crt" "$DIR/body" "$GW" \
+        >"$DIR/idle-$alg-$gw.json" || {
+        echo "idle connections through $gw failed: $(cat "$DIR/idle-$alg-$gw.json")" >&2
+        exit 1
+      }
+      stop
+    done
+  done
+}
+
+for alg in $ALGS; do
+  mkdir -p "$DIR/$alg"
+  "$BIN" pki init --key-alg "$alg" "$DIR/$alg/pki" >/dev/null
+done
+for SCENARIO in $SCENARIOS; do
+  echo "## $SCENARIO" >&2
+  case $SCENARIO in
+    keepalive | handshake | full) run_load ;;
+    upload) run_upload ;;
+    wssec) run_wssec ;;
+    idle) run_idle ;;
+    *)
+      echo "unknown scenario: $SCENARIO" >&2
+      exit 2
+      ;;
+  esac
 done
 
-python3 - "$DIR" "$SECS" "$CONNS" "$SCENARIOS" "$ALGS" <<'EOF'
-import json, os, sys
-d, secs, conns, scenarios, algs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].split(), sys.argv[5].split()
-
-def stats(name):
-    j = json.load(open(os.path.join(d, name)))
-    s = j["summary"]
-    p = j.get("latencyPercentiles", {})
-    codes = j.get("statusCodeDistribution", {})
-    not_ok = sum(v for k, v in codes.items() if not k.startswith("2"))
-    # Requests still in flight when the run's time is up are not failures.
-    errors = sum(v for k, v in j.get("errorDistribution", {}).items() if "deadline" not in k)
-    return s["requestsPerSec"], p.get("p50", 0) * 1000, p.get("p99", 0) * 1000, not_ok + errors
-
-print(f"{conns} connections, {secs} s per run, two runs each (A B C A B C)")
-for sc in scenarios:
-    for alg in algs:
-        print(f"\n{sc} / {alg}")
-        print(f"{'gateway':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx/errors':>15}")
-        got = {}
-        for gw in ("sealgate", "nginx", "haproxy", "direct"):
-            runs = [f"{sc}-{alg}-{gw}-{r}.json" for r in (1, 2)]
-            runs = [r for r in runs if os.path.exists(os.path.join(d, r))]
-            if not runs:
-                continue
-            rows = [stats(r) for r in runs]
-            rps = sum(r[0] for r in rows) / len(rows)
-            p50 = sum(r[1] for r in rows) / len(rows)
-            p99 = sum(r[2] for r in rows) / len(rows)
-            bad = sum(r[3] for r in rows)
-            got[gw] = (rps, p50, p99)
-            label = gw if gw != "direct" else "direct*"
-            print(f"{label:<10} {rps:>9.0f} {p50:>8.2f} {p99:>8.2f} {bad:>15}")
-        if "sealgate" in got:
-            for peer in ("nginx", "haproxy", "direct"):
-                if peer in got:
-                    s, o = got["sealgate"], got[peer]
-                    print(f"  sealgate/{peer}: {s[0] / o[0]:.2f}x req/s, p99 {s[2] / o[2]:.2f}x")
-print("\n* direct: the upstream alone over plain HTTP, the ceiling")
-EOF
+python3 "$BENCHES/load_report.py" "$DIR" "$SECS" "$CONNS" "$SCENARIOS" "$ALGS"

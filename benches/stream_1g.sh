@@ -26,23 +26,7 @@ BIN=$PWD/target/release/sealgate
 
 "$BIN" pki init "$DIR/pki" >/dev/null
 echo "## writing a $SIZE MiB message" >&2
-python3 - "$DIR/big.xml" "$SIZE" <<'PYEOF'
-import sys
-path, mib = sys.argv[1], int(sys.argv[2])
-line = ("<o:line n=\"1\"><o:sku>SKU-000042</o:sku><o:text>Z\u00fcrich &amp; Co &lt;42&gt;"
-        " \u2014 qty 7</o:text></o:line>\n").encode()
-blob = b"<o:attachment>" + b"QUJDREVGR0g=" * (1 << 17) + b"</o:attachment>\n"  # 1.5 MiB of base64
-with open(path, "wb") as f:
-    f.write(b'<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/">'
-            b'<soapenv:Header/><soapenv:Body><o:post xmlns:o="urn:example:ledger">'
-            b'<o:account>ACME-42</o:account>\n')
-    written, target = 0, mib << 20
-    chunk = line * 4096 + blob
-    while written + len(chunk) < target:
-        f.write(chunk)
-        written += len(chunk)
-    f.write(b"</o:post></soapenv:Body></soapenv:Envelope>\n")
-PYEOF
+python3 benches/big_soap.py "$DIR/big.xml" "$SIZE"
 ls -l "$DIR/big.xml" >&2
 
 report() { # label time-output-file
@@ -62,29 +46,7 @@ SIGNED_BYTES=$(stat -c %s "$DIR/big.signed.1.xml")
 
 echo "## 2. upload: straight to the sink, then through sealgate verifying" >&2
 UP=$(free_port)
-cat >"$DIR/sink.py" <<'PYEOF'
-import http.server, sys
-class Sink(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_POST(self):
-        left = int(self.headers.get("content-length", "0"))
-        got = 0
-        while left:
-            b = self.rfile.read(min(left, 1 << 20))
-            if not b:
-                break
-            got += len(b)
-            left -= len(b)
-        body = str(got).encode()
-        self.send_response(200)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
-PYEOF
-start "$DIR/sink.log" python3 "$DIR/sink.py" "$UP"
+start "$DIR/sink.log" python3 benches/sink.py "$UP"
 wait_port "$UP"
 GW=$(free_port)
 cat >"$DIR/sealgate.toml" <<TOML

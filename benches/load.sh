@@ -423,6 +423,8 @@ run_idle() {
         "$pki/client.crt" "$pki/client.key" "$pki/ca.crt" "$DIR/body" "$GW" \
         >"$DIR/idle-$alg-$gw.json" || {
         echo "idle connections through $gw failed: $(cat "$DIR/idle-$alg-$gw.json")" >&2
+        echo "the gateway said (last lines):" >&2
+        tail -5 "$LAST_LOG" >&2
         exit 1
       }
       stop

@@ -303,7 +303,9 @@ pub struct LimitsConfig {
     /// Default request body ceiling; a route may set its own.
     #[serde(default = "default_max_body")]
     pub max_body: Size,
-    /// A client must finish sending request headers within this time (slowloris guard).
+    /// HTTP/1 request headers must be complete within this of their first
+    /// byte (a new connection's first request: of the handshake); the wait
+    /// for a keep-alive connection's next request is `idle_timeout`'s.
     #[serde(default = "default_header_read_timeout")]
     pub header_read_timeout: Dur,
     /// A connection with no request in flight and no traffic is closed after this long.

@@ -16,9 +16,12 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
@@ -43,36 +46,78 @@ pub struct ConnCtx {
 
 /// Per-connection activity: requests in flight and when the last one began
 /// or ended (for the idle timeout; bytes on the wire do not count, so HTTP/2
-/// pings cannot keep an unused connection open), and the clocks of responses
-/// in flight (for the stall watchdog).
+/// pings cannot keep an unused connection open), when the head of the next
+/// HTTP/1 request began to arrive (for the header timeout), and the clocks of
+/// responses in flight (for the stall watchdog).
 pub struct Activity {
     epoch: Instant,
     last_ms: AtomicU64,
     in_flight: AtomicUsize,
+    /// Since when a request head has been awaited (`NO_HEAD`: none is).
+    head_since_ms: AtomicU64,
+    http1: bool,
     streams: Mutex<Vec<Weak<StreamClock>>>,
     /// Wakes the watchdog when a response starts.
     watched: tokio::sync::Notify,
 }
 
+const NO_HEAD: u64 = u64::MAX;
+
 impl Activity {
-    fn new() -> Activity {
+    /// `http1`: the first request's head is awaited from now, as a silent
+    /// new connection is a slowloris too (HTTP/2 has no head clock: its
+    /// pings and settings are not request heads).
+    fn new(http1: bool) -> Activity {
         Activity {
             epoch: Instant::now(),
             last_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            head_since_ms: AtomicU64::new(if http1 { 0 } else { NO_HEAD }),
+            http1,
             streams: Mutex::new(Vec::new()),
             watched: tokio::sync::Notify::new(),
         }
     }
 
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(NO_HEAD - 1)
+    }
+
     fn touch(&self) {
-        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(ms, Ordering::Relaxed);
+        self.last_ms.store(self.now_ms(), Ordering::Relaxed);
     }
 
     pub fn begin(&self) {
+        self.head_since_ms.store(NO_HEAD, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.touch();
+    }
+
+    /// Bytes came from the client. With no request in flight they begin the
+    /// next request's head, which must then be complete within the header
+    /// timeout; the watchdog is woken to time it.
+    fn bytes_arrived(&self) {
+        if self.http1
+            && self.in_flight.load(Ordering::Relaxed) == 0
+            && self.head_since_ms.load(Ordering::Relaxed) == NO_HEAD
+            && self
+                .head_since_ms
+                .compare_exchange(NO_HEAD, self.now_ms(), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.watched.notify_one();
+        }
+    }
+
+    /// How long the awaited head has left within `limit` (zero: overdue), or
+    /// `None` when no head is awaited.
+    fn head_left(&self, limit: Duration) -> Option<Duration> {
+        let since = self.head_since_ms.load(Ordering::Relaxed);
+        if since == NO_HEAD || self.in_flight.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let waited = Duration::from_millis(self.now_ms().saturating_sub(since));
+        Some(limit.saturating_sub(waited))
     }
 
     pub fn end(&self) {
@@ -121,6 +166,57 @@ impl Activity {
             }
         }
         (stalled, next)
+    }
+}
+
+/// The client's stream as the HTTP server reads it, telling `Activity` when
+/// bytes arrive: hyper's own header timer also runs while a keep-alive
+/// connection waits for its next request, which would cut idle connections
+/// at the header timeout; this one starts at a head's first byte, as
+/// nginx's `client_header_timeout` and Envoy's `request_headers_timeout` do.
+struct HeadWatch<IO> {
+    io: IO,
+    activity: Arc<Activity>,
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for HeadWatch<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.bytes_arrived();
+        }
+        r
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for HeadWatch<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
@@ -242,9 +338,14 @@ pub async fn serve(
     let activity = ctx.activity.clone();
     let ctx = Arc::new(ctx);
     let svc = service_fn(move |req| super::request::handle(ctx.clone(), req));
-    let conn = builder.serve_connection(TokioIo::new(tls), svc);
+    let io = HeadWatch {
+        io: tls,
+        activity: activity.clone(),
+    };
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     let idle_timeout = rt.limits.idle_timeout.0;
+    let header_timeout = rt.limits.header_read_timeout.0;
     let mut closing = *shutdown.borrow();
     if closing {
         conn.as_mut().graceful_shutdown();
@@ -260,6 +361,11 @@ pub async fn serve(
             Some(idle) => idle_timeout.saturating_sub(idle),
             None => idle_timeout,
         };
+        let head_left = activity.head_left(header_timeout);
+        if head_left.is_some_and(|left| left.is_zero()) {
+            tracing::debug!(target: "sealgate", peer = %peer, "closing a connection whose request headers did not arrive in time");
+            break;
+        }
         let (stalled, next_stall_check) = activity.check_stalls();
         if stalled {
             // The client stopped reading a response: writes to it would
@@ -287,6 +393,8 @@ pub async fn serve(
             }
             _ = tokio::time::sleep(next_stall_check.unwrap_or_default().max(Duration::from_millis(10))),
                 if next_stall_check.is_some() => {}
+            _ = tokio::time::sleep(head_left.unwrap_or_default().max(Duration::from_millis(10))),
+                if head_left.is_some() => {}
             _ = activity.watched.notified() => {}
             changed = generation.changed(), if watching_generation => {
                 if changed.is_err() {
@@ -387,6 +495,7 @@ async fn handshake(
             }
         }
     }
+    let http1 = session.alpn_protocol() != Some(b"h2");
     let block_identity = identity.as_deref().map(|id| Who::Identity(id.fingerprint));
     if let (Some(b), Some(id)) = (&rt.blocker, identity.as_deref()) {
         if b.identity_blocked(id.fingerprint).await {
@@ -418,7 +527,7 @@ async fn handshake(
             client_key,
             block_identity,
             fingerprint_text,
-            activity: Arc::new(Activity::new()),
+            activity: Arc::new(Activity::new(http1)),
         },
         tls,
     ))

@@ -495,7 +495,9 @@ fn http_builder(rt: &Runtime) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(lim.header_read_timeout.0)
+        // Timed by the connection's own head clock (conn.rs): hyper's would
+        // also run while a keep-alive connection waits for its next request.
+        .header_read_timeout(None)
         .max_headers(lim.max_headers)
         .max_buf_size((lim.max_header_bytes.0 as usize).max(8192));
     b.http2()

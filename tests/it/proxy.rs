@@ -522,6 +522,88 @@ async fn slowloris_client_is_disconnected() {
     );
 }
 
+/// Reads one whole response with a Content-Length from a keep-alive connection.
+async fn read_response<S: AsyncReadExt + Unpin>(s: &mut S) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if got.len() >= end + 4 + len {
+                return got;
+            }
+        }
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(
+            n > 0,
+            "connection closed mid-response: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_timeout_counts_from_a_heads_first_byte_not_from_the_last_response() {
+    let pki = Pki::new();
+    let up = header_echo_upstream().await;
+    let (_gw, addr) = start(
+        &pki,
+        &format!(
+            "[server.limits]\nheader_read_timeout = \"500ms\"\nidle_timeout = \"10s\"\n{}{}",
+            route("all", "/", ""),
+            upstream_cfg(up, "")
+        ),
+    )
+    .await;
+    let mut s = tls_connect(addr, pki.etl_client(&[])).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(read_response(&mut s).await.starts_with(b"HTTP/1.1 200"));
+    // Idle three header timeouts, well within the idle timeout: an ETL
+    // tool's pooled connection is still there for its next call.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(read_response(&mut s).await.starts_with(b"HTTP/1.1 200"));
+
+    // The next head begun and never finished is cut at the header timeout.
+    s.write_all(b"GET / HTTP/1.1\r\nHost: local").await.unwrap();
+    let t = Instant::now();
+    let mut buf = [0u8; 256];
+    let end = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
+    assert!(
+        matches!(end, Ok(Ok(0)) | Ok(Err(_))),
+        "a half-sent head was not cut: {end:?}"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(400) && t.elapsed() < Duration::from_secs(3),
+        "cut after {:?}",
+        t.elapsed()
+    );
+
+    // A new connection that never sends a head is closed at the header
+    // timeout too, not at the idle timeout.
+    let mut s = tls_connect(addr, pki.etl_client(&[])).await.unwrap();
+    let t = Instant::now();
+    let end = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
+    assert!(
+        matches!(end, Ok(Ok(0)) | Ok(Err(_))),
+        "a silent connection stayed open: {end:?}"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(400) && t.elapsed() < Duration::from_secs(3),
+        "closed after {:?}",
+        t.elapsed()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_http1_and_http2_connections_close_after_idle_timeout() {
     let pki = Pki::new();

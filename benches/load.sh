@@ -344,27 +344,24 @@ run_wssec() {
   for alg in $ALGS; do
     inner=$(free_port)
     # Short Timestamps, so the replay cache holds one run's messages, not five minutes'.
+    sign='[route.wssec.request]
+mode = "sign"
+key = "pki/gateway-signer.key"
+cert = "pki/gateway-signer.crt"
+ttl = "10s"'
     SG_ROUTES="
 [[route]]
 name = \"sign\"
 listener = \"etl\"
 upstream = \"up\"
 match.path_prefix = \"/sign\"
-[route.wssec.request]
-mode = \"sign\"
-key = \"pki/gateway-signer.key\"
-cert = \"pki/gateway-signer.crt\"
-ttl = \"10s\"
+$sign
 [[route]]
 name = \"chain\"
 listener = \"etl\"
 upstream = \"inner\"
 match.path_prefix = \"/chain\"
-[route.wssec.request]
-mode = \"sign\"
-key = \"pki/gateway-signer.key\"
-cert = \"pki/gateway-signer.crt\"
-ttl = \"10s\"
+$sign
 [[route]]
 name = \"hop\"
 listener = \"etl\"

@@ -14,9 +14,9 @@ use std::time::SystemTime;
 
 use super::c14n::Canonicalizer;
 use super::dsig::{self, DigestTarget, DigestWriter};
-use super::envelope::{self, Scanned, Security, StreamScan};
-use super::replay::{NoReplayCache, ReplayCache};
-use super::verify::{self, Policy, SignerInfo, StreamedDigest, Verified, WssecError};
+use super::envelope::{Scanned, Security, StreamScan};
+use super::replay::ReplayCache;
+use super::verify::{self, Known, Policy, SignerInfo, StreamedDigest, Verified, WssecError};
 use super::xml::{Carry, Cutter, Event, Limits, Reader, StartElement, XmlError};
 
 /// Bytes gathered before the reader takes a window: enough to amortize a
@@ -314,7 +314,10 @@ impl<'p> StreamVerifier<'p> {
             replay,
             accept,
             None,
-            digest.as_ref(),
+            Known {
+                body: digest.as_ref(),
+                signed: None,
+            },
         )?;
         Ok(Streamed {
             verified,
@@ -342,31 +345,18 @@ fn body_reference(
         .map(|r| DigestTarget::of(r, start, parsed.span, false))
 }
 
-/// Judges `msg`, a message whose Body is empty in place of the real one,
-/// the real Body's digest being `value` (the signer's check of what it
-/// wrote on a streamed message).
-pub(super) fn judge_with_body_digest(
-    msg: &[u8],
+/// The digest of a Body that streamed past, for the Reference in `scan`
+/// that names it (the signer's check of what it wrote on a streamed
+/// message, whose Body is then empty).
+pub(super) fn streamed_body_digest(
+    scan: &Scanned,
     policy: &Policy,
-    now: SystemTime,
     value: Vec<u8>,
-) -> Result<Verified, WssecError> {
-    let scan = envelope::scan_for(msg, &policy.limits, policy.actor.as_deref())?;
+) -> Result<StreamedDigest, WssecError> {
     let target = scan
         .security
         .as_ref()
         .and_then(|s| body_reference(s, &scan.ids, policy, scan.body.start))
         .ok_or(WssecError::Internal("no Reference names the streamed Body"))?;
-    let digest = StreamedDigest { target, value };
-    verify::judge(
-        msg,
-        &scan,
-        policy,
-        &policy.limits,
-        now,
-        &NoReplayCache,
-        &|_| Ok(()),
-        None,
-        Some(&digest),
-    )
+    Ok(StreamedDigest { target, value })
 }

@@ -502,7 +502,15 @@ fn run(
         .and_then(|d| std::time::Instant::now().checked_add(d));
     let scan = envelope::scan_for(msg, &limits, policy.actor.as_deref())?;
     judge(
-        msg, &scan, policy, &limits, now, replay, accept, explain, None,
+        msg,
+        &scan,
+        policy,
+        &limits,
+        now,
+        replay,
+        accept,
+        explain,
+        Known::default(),
     )
 }
 
@@ -513,9 +521,28 @@ pub(super) struct StreamedDigest {
     pub value: Vec<u8>,
 }
 
+/// What the judgement is given instead of working it out again.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Known<'a> {
+    /// The Body's digest, computed as it streamed past.
+    pub body: Option<&'a StreamedDigest>,
+    /// What the signer of this very message signed, in its check of its
+    /// own output: the verifier's canonical SignedInfo and the
+    /// SignatureValue it reads must equal these, and the public-key
+    /// operation is not made again.
+    pub signed: Option<Signed<'a>>,
+}
+
+/// A canonical SignedInfo and the signature value made over it.
+#[derive(Clone, Copy)]
+pub(super) struct Signed<'a> {
+    pub signed_info: &'a [u8],
+    pub value: &'a [u8],
+}
+
 /// Everything after the scan. `msg` holds at least the message up to the
-/// Body's content; with `streamed`, only that (the Body's digest came as it
-/// passed), and the bytes to forward are that part's.
+/// Body's content; with `known.body`, only that (the Body's digest came as
+/// it passed), and the bytes to forward are that part's.
 // The pieces of one verification; bundling them would only rename them.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn judge(
@@ -527,7 +554,7 @@ pub(super) fn judge(
     replay: &dyn ReplayCache,
     accept: &dyn Fn(Option<&SignerInfo>) -> Result<(), WssecError>,
     explain: Option<&mut Explanation>,
-    streamed: Option<&StreamedDigest>,
+    known: Known<'_>,
 ) -> Result<Verified, WssecError> {
     let limits = limits.clone();
     check_header_blocks(scan, policy)?;
@@ -556,7 +583,7 @@ pub(super) fn judge(
             let at = Passes {
                 msg,
                 limits: &limits,
-                streamed,
+                known,
             };
             Some(check_signature(
                 &at, scan, sec, &parsed, policy, now, explain,
@@ -636,11 +663,11 @@ fn output(msg: &[u8], security: Span, forward: bool) -> Vec<u8> {
 }
 
 /// What the later passes read: the message (or its part before the Body's
-/// content, when the Body streamed past) and the Body's streamed digest.
+/// content, when the Body streamed past) and what is known already.
 struct Passes<'m> {
     msg: &'m [u8],
     limits: &'m Limits,
-    streamed: Option<&'m StreamedDigest>,
+    known: Known<'m>,
 }
 
 impl Passes<'_> {
@@ -648,7 +675,7 @@ impl Passes<'_> {
     /// it passed (for exactly the Reference it was computed for), the others
     /// in one pass over `msg`.
     fn digests(&self, targets: &[DigestTarget]) -> Result<Vec<dsig::DigestOutput>, WssecError> {
-        let Some(s) = self.streamed else {
+        let Some(s) = self.known.body else {
             return dsig::digest_targets(self.msg, self.limits, targets);
         };
         let is_body = |t: &DigestTarget| t.start == s.target.start;
@@ -773,8 +800,20 @@ fn check_signature(
     // Reference is digested (as Santuario does): unauthenticated input costs
     // one signature check, not a pass over the Body.
     let si_bytes = dsig::canonical_signed_info(msg, limits, si.span.start, &si.c14n)?;
-    let signature =
-        dsig::verify_signature_value(si.algorithm, &cert.key, &si_bytes, &parsed.signature_value);
+    let signature = match at.known.signed {
+        None => dsig::verify_signature_value(
+            si.algorithm,
+            &cert.key,
+            &si_bytes,
+            &parsed.signature_value,
+        ),
+        Some(s) if s.signed_info == si_bytes.as_slice() && s.value == parsed.signature_value => {
+            Ok(())
+        }
+        Some(_) => Err(WssecError::Internal(
+            "the SignedInfo or SignatureValue a verifier reads is not the one that was signed",
+        )),
+    };
     let signature = match (signature, &explain) {
         (Err(e), None) => return Err(e),
         (result, _) => result,

@@ -509,8 +509,9 @@ async fn a_verification_slot_stays_taken_until_the_work_ends_even_when_the_clien
     .unwrap_err();
     let work = t0.elapsed();
     assert_eq!(e.reason(), "wssec_digest_mismatch");
+    // Enough for B to connect while it runs (about 1 s in a debug build).
     assert!(
-        work > std::time::Duration::from_millis(600),
+        work > std::time::Duration::from_millis(400),
         "only {work:?} of work"
     );
     let cfg = pki.etl_client(&[]);

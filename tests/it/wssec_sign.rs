@@ -14,7 +14,9 @@ use crate::support::wssec::*;
 use sealgate::pki::{Leaf as LeafSpec, Usage};
 use sealgate::wssec::c14n::{canonicalize_element, Method};
 use sealgate::wssec::envelope::{QName, SOAP11_NS, SOAP12_NS, WSU_NS};
-use sealgate::wssec::sign::{secure, sign, KeyReference, SignOptions, SigningKey, UsernameToken};
+use sealgate::wssec::sign::{
+    secure, sign, KeyReference, SignOptions, Signer, SigningKey, UsernameToken,
+};
 use sealgate::wssec::tokens::{KeySource, MapPasswordStore, Secret};
 use sealgate::wssec::verify::{Part, Policy, SignedPart, WssecError};
 use sealgate::wssec::xml::Limits;
@@ -232,8 +234,8 @@ fn corpus() -> &'static Corpus {
                 // The streaming signer too, its pieces and windows cut
                 // everywhere from one byte up.
                 let (piece, window) = STREAM_CUTS[(signed.len() / 2) % STREAM_CUTS.len()];
-                let pair = Some((&key, leaf.der.as_slice()));
-                let output = sign_streamed(input.as_bytes(), pair, &o, piece, window)
+                let signer = Signer::new(key, &leaf.der).unwrap();
+                let output = sign_streamed(input.as_bytes(), Some(&signer), &o, piece, window)
                     .unwrap_or_else(|e| panic!("{form} with {label}, streamed: {e}"));
                 let file = dir.join(format!("{form}.{label}.streamed.xml"));
                 std::fs::write(&file, &output).unwrap();
@@ -498,9 +500,9 @@ fn a_prefix_used_only_in_attribute_values_is_in_the_prefix_list() {
 fn signed_as_it_streams_a_value_prefix_is_covered_in_one_pass_or_two() {
     let c = corpus();
     let leaf = &c.leaves[0];
-    let key = signing_key(leaf);
+    let signer = Signer::new(signing_key(leaf), &leaf.der).unwrap();
     let o = SignOptions::new(c.now);
-    let sign = |m: &str| sign_streamed(m.as_bytes(), Some((&key, leaf.der.as_slice())), &o, 64, 16);
+    let sign = |m: &str| sign_streamed(m.as_bytes(), Some(&signer), &o, 64, 16);
     let env = |body: &str| {
         format!(
             r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:q="urn:example:types"><s:Body>{body}</s:Body></s:Envelope>"#

@@ -5,7 +5,7 @@ use super::verify::qname;
 use crate::config::{KeyReferenceConfig, WssecStageConfig};
 use crate::runtime::material::{Held, Loader};
 use crate::tls::certs::Role;
-use crate::wssec::sign::{self, KeyReference, SignOptions, SigningKey, UsernameToken, MAX_TTL};
+use crate::wssec::sign::{self, KeyReference, SignOptions, Signer, UsernameToken, MAX_TTL};
 use crate::wssec::tokens::{CertInfo, Secret};
 use crate::wssec::verify::WssecError;
 use crate::wssec::xml::Limits;
@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 pub struct SignStage {
     /// The key and its certificate (DER); none for a UsernameToken alone.
-    signer: Option<(SigningKey, Vec<u8>)>,
+    signer: Option<Signer>,
     options: SignOptions,
 }
 
@@ -148,9 +148,8 @@ impl SignStage {
     pub fn apply(&self, msg: &[u8], now: SystemTime) -> Result<super::Processed, WssecError> {
         let mut o = self.options.clone();
         o.created = now;
-        let signer = self.signer.as_ref().map(|(k, der)| (k, der.as_slice()));
         Ok(super::Processed {
-            output: sign::secure(msg, signer, &o)?,
+            output: sign::secure(msg, self.signer.as_ref(), &o)?,
             signer: None,
             replay_keys: super::Recorded::none(),
         })
@@ -159,8 +158,7 @@ impl SignStage {
     /// A signer for one message read as it streams (its Timestamp created
     /// when it has arrived).
     pub fn streamer(&self) -> sign::StreamSigner<'_> {
-        let signer = self.signer.as_ref().map(|(k, der)| (k, der.as_slice()));
-        sign::StreamSigner::new(signer, &self.options)
+        sign::StreamSigner::new(self.signer.as_ref(), &self.options)
     }
 
     /// How long a Timestamp the stage writes lives.
@@ -179,7 +177,7 @@ fn signing_pair(
     key: &std::path::Path,
     cert: &std::path::Path,
     key_reference: KeyReference,
-) -> Option<(SigningKey, Vec<u8>)> {
+) -> Option<Signer> {
     let at = |k: &str| format!("{path}.{k}");
     let key = ld.signing_key(&at("key"), key);
     let der = ld
@@ -220,5 +218,14 @@ fn signing_pair(
         );
         return None;
     }
-    Some((key, der))
+    match Signer::new(key, &der) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            ld.problem(
+                at("key"),
+                format!("the key cannot sign for {}: {e}", info.subject),
+            );
+            None
+        }
+    }
 }

@@ -183,6 +183,14 @@ pub fn apply(msg: &[u8], edits: &[Edit]) -> Result<Vec<u8>, WssecError> {
     Ok(out)
 }
 
+/// Where byte `at` of the caller's message is once `edits` are applied:
+/// after everything inserted at or before it.
+pub fn shifted(edits: &[Edit], at: usize) -> usize {
+    let before = edits.iter().filter(|e| e.at + e.delete <= at);
+    let (added, removed) = before.fold((0, 0), |(a, r), e| (a + e.insert.len(), r + e.delete));
+    (at + added).saturating_sub(removed)
+}
+
 /// The offset where attributes can be added to a start tag (before `>` or `/>`).
 pub fn attribute_point(msg: &[u8], tag: Span) -> usize {
     let empty = msg.get(..tag.end).is_some_and(|b| b.ends_with(b"/>"));

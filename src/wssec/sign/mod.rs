@@ -19,16 +19,95 @@ use aws_lc_rs::digest;
 use base64::Engine as _;
 
 use super::c14n::{canonicalize_element, Method, EXC_C14N_URI};
-use super::dsig::{DigestAlgorithm, SignatureAlgorithm};
+use super::dsig::{
+    digest_targets, DigestAlgorithm, DigestTarget, DigestWriter, SignatureAlgorithm,
+};
 use super::envelope::{self, is_id_attribute, QName, SoapVersion, DS_NS, WSSE_NS, WSU_NS};
 use super::replay::NoReplayCache;
 use super::tokens::{
     format_datetime, CertInfo, TrustStore, BASE64_ENCODING, PASSWORD_DIGEST, PASSWORD_TEXT,
     SKI_TYPE, THUMBPRINT_TYPE, X509V3_TYPE,
 };
-use super::verify::{Part, Policy, WssecError};
+use super::verify::{judge, Known, Part, Policy, Signed, WssecError};
 use super::xml::{Limits, StartElement};
 use layout::{Edit, Target};
+
+/// A signing key with its certificate, read and checked against each other
+/// once: what every message a route signs shares.
+pub struct Signer {
+    key: SigningKey,
+    cert: Certified,
+}
+
+impl Signer {
+    pub fn new(key: SigningKey, cert_der: &[u8]) -> Result<Signer, WssecError> {
+        let cert = Certified::new(&key, cert_der)?;
+        Ok(Signer { key, cert })
+    }
+
+    pub fn cert(&self) -> &CertInfo {
+        &self.cert.info
+    }
+
+    fn keyed(&self) -> Keyed<'_> {
+        Keyed {
+            key: &self.key,
+            cert: &self.cert,
+        }
+    }
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("key", &self.key)
+            .field("subject", &self.cert.info.subject.to_string())
+            .finish()
+    }
+}
+
+/// The signing certificate, read once, with the trust its self-check uses.
+struct Certified {
+    info: CertInfo,
+    /// The certificate pinned as itself: the form of the output is checked,
+    /// not the certificate's dates (a caller may sign with an expired one on
+    /// purpose, as tests of verifiers do). Boxed: it is large, and only the
+    /// self-check reads it.
+    check: Box<TrustStore>,
+}
+
+impl Certified {
+    /// Checks the key against the certificate, and that a signature it makes
+    /// verifies under the certificate's key: the self-check of each message
+    /// compares the SignedInfo it signed instead of verifying again.
+    fn new(key: &SigningKey, der: &[u8]) -> Result<Certified, WssecError> {
+        let info = CertInfo::from_der(der)?;
+        if !key.matches(&info) {
+            return Err(WssecError::Config(
+                "the private key does not match the signing certificate".into(),
+            ));
+        }
+        let alg = key.default_algorithm();
+        let probe = b"sealgate signing key check";
+        super::dsig::verify_signature_value(alg, &info.key, probe, &key.sign(alg, probe)?)
+            .map_err(|e| WssecError::SelfCheck(Box::new(e)))?;
+        let mut check = TrustStore::new();
+        check.add_pinned_der(der)?;
+        check.allow_legacy_keys = true;
+        check.ignore_validity = true;
+        Ok(Certified {
+            info,
+            check: Box::new(check),
+        })
+    }
+}
+
+/// A key and its checked certificate, as one message's signing borrows them.
+#[derive(Clone, Copy)]
+struct Keyed<'a> {
+    key: &'a SigningKey,
+    cert: &'a Certified,
+}
 
 /// How the Signature names its key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,36 +310,27 @@ fn has_id(e: &StartElement<'_>, id: &str) -> bool {
         .any(|a| is_id_attribute(a.local_name) && a.value == id)
 }
 
-fn digest_of(
-    doc: &[u8],
-    limits: &Limits,
-    id: &str,
-    method: &Method,
-    alg: DigestAlgorithm,
-) -> Result<String, WssecError> {
-    let mut w = super::dsig::DigestWriter::new(alg, false);
-    canonicalize_element(doc, limits, method, |e| has_id(e, id), &mut w)?;
-    Ok(b64(&w.finish().0))
-}
-
-/// Signs a message: Body and the Timestamp it adds (and `sign_headers`).
+/// Signs a message: Body and the Timestamp it adds (and `sign_headers`),
+/// with a key and its certificate read for this message alone (a route
+/// signing many compiles a [`Signer`] once).
 pub fn sign(
     msg: &[u8],
     key: &SigningKey,
     cert_der: &[u8],
     opts: &SignOptions,
 ) -> Result<Vec<u8>, WssecError> {
-    secure(msg, Some((key, cert_der)), opts)
+    let cert = Certified::new(key, cert_der)?;
+    secure_with(msg, Some(Keyed { key, cert: &cert }), opts, None)
 }
 
 /// Adds a Security header: a Timestamp and a UsernameToken as the options
-/// say, and a Signature when a key (with its certificate) is given.
+/// say, and a Signature when a signer is given.
 pub fn secure(
     msg: &[u8],
-    signer: Option<(&SigningKey, &[u8])>,
+    signer: Option<&Signer>,
     opts: &SignOptions,
 ) -> Result<Vec<u8>, WssecError> {
-    secure_with(msg, signer, opts, None)
+    secure_with(msg, signer.map(Signer::keyed), opts, None)
 }
 
 /// A Body signed as it streamed past: `msg` then holds it empty, and its
@@ -278,7 +348,7 @@ struct StreamedBody<'a> {
 
 fn secure_with(
     msg: &[u8],
-    signer: Option<(&SigningKey, &[u8])>,
+    signer: Option<Keyed<'_>>,
     opts: &SignOptions,
     streamed: Option<&StreamedBody<'_>>,
 ) -> Result<Vec<u8>, WssecError> {
@@ -330,7 +400,8 @@ fn secure_with(
         }
     };
 
-    let mut refs: Vec<(String, Method)> = Vec::new();
+    // Each Reference, and where its element is read to digest it.
+    let mut refs: Vec<(String, Method, Source)> = Vec::new();
     if let (Some(_), true, Some(s)) = (signer, opts.sign_body, streamed) {
         // Exactly the start tag that was digested.
         match (&ctx.body.wsu_id, s.id_insert) {
@@ -342,19 +413,27 @@ fn secure_with(
             (Some(id), None) if id == s.id => {}
             _ => return Err(WssecError::Internal("the Body's Id changed")),
         }
+        let digest = s
+            .digest
+            .ok_or(WssecError::Internal("the streamed Body was not digested"))?;
         refs.push((
             s.id.to_owned(),
             Method::exclusive().with_prefix_list(&s.prefixes.join(" ")),
+            Source::Digested(digest),
         ));
     } else if signer.is_some() && opts.sign_body {
         let id = id_for(msg, &ctx.body, "Body", &mut ids, &mut edits)?;
         let list: Vec<&str> = ctx.value_prefixes.iter().map(String::as_str).collect();
-        refs.push((id, Method::exclusive().with_prefix_list(&list.join(" "))));
+        refs.push((
+            id,
+            Method::exclusive().with_prefix_list(&list.join(" ")),
+            Source::Message(ctx.body.start_tag.start),
+        ));
     }
     if signer.is_some() {
         for t in &ctx.headers {
             let id = id_for(msg, t, "Header", &mut ids, &mut edits)?;
-            refs.push((id, Method::exclusive()));
+            refs.push((id, Method::exclusive(), Source::Message(t.start_tag.start)));
         }
     }
 
@@ -371,64 +450,48 @@ fn secure_with(
             format_datetime(expires)
         ));
         if signer.is_some() && opts.sign_timestamp {
-            refs.push((ts_id, Method::exclusive()));
+            refs.push((ts_id, Method::exclusive(), Source::Security));
         }
     }
-    let cert = match signer {
-        Some((key, der)) => {
-            let cert = CertInfo::from_der(der)?;
-            if !key.matches(&cert) {
-                return Err(WssecError::Config(
-                    "the private key does not match the signing certificate".into(),
-                ));
-            }
-            Some(cert)
-        }
-        None => None,
-    };
     let bst_id = ids.fresh("X509")?;
-    if let (Some((_, der)), KeyReference::BinarySecurityToken) = (signer, opts.key_reference) {
+    if let (Some(s), KeyReference::BinarySecurityToken) = (signer, opts.key_reference) {
         parts.push_str(&format!(
             "<wsse:BinarySecurityToken EncodingType=\"{BASE64_ENCODING}\" ValueType=\"{X509V3_TYPE}\" wsu:Id=\"{bst_id}\">{}</wsse:BinarySecurityToken>",
-            b64(der)
+            b64(&s.cert.info.der)
         ));
     }
     if let Some(ut) = &opts.username_token {
         parts.push_str(&username_token(ut, &ids.fresh("UT")?, opts.created)?);
     }
     // The Security element declares every prefix its content uses, so it
-    // reads the same wherever it is put.
+    // reads the same wherever it is put: what it holds is canonicalized from
+    // it alone, not from the whole message.
     let security = |sig: &str| {
         format!(
-            "{open}<wsse:Security xmlns:wsse=\"{WSSE_NS}\" xmlns:wsu=\"{WSU_NS}\" xmlns:soapmu=\"{soap_ns}\" soapmu:mustUnderstand=\"{must_understand}\">{parts}{sig}</wsse:Security>{close}"
+            "<wsse:Security xmlns:wsse=\"{WSSE_NS}\" xmlns:wsu=\"{WSU_NS}\" xmlns:soapmu=\"{soap_ns}\" soapmu:mustUnderstand=\"{must_understand}\">{parts}{sig}</wsse:Security>"
         )
     };
-    let with = |sig: &str| {
-        let mut all = edits.clone();
+    let with = |edits: &[Edit], sig: &str| {
+        let mut all = edits.to_vec();
         all.push(Edit {
             at: sec_at,
             delete: sec_delete,
-            insert: security(sig),
+            insert: format!("{open}{}{close}", security(sig)),
         });
         layout::apply(msg, &all)
     };
-    let (Some((key, cert_der)), Some(cert)) = (signer, cert) else {
-        let out = with("")?;
+    let Some(signer) = signer else {
+        let out = with(&edits, "")?;
         envelope::scan(&out, &opts.limits)?;
         return Ok(out);
     };
-    let body_digest = match streamed.filter(|_| opts.sign_body) {
-        Some(s) => Some(
-            s.digest
-                .ok_or(WssecError::Internal("the streamed Body was not digested"))?,
-        ),
-        None => None,
-    };
 
-    let alg = opts.signature.unwrap_or_else(|| key.default_algorithm());
-    let unsigned = with("")?;
+    let digests = digest_references(msg, &edits, &security(""), &refs, opts)?;
+    let alg = opts
+        .signature
+        .unwrap_or_else(|| signer.key.default_algorithm());
     let mut references = String::new();
-    for (n, (id, method)) in refs.iter().enumerate() {
+    for ((id, method, _), digest) in refs.iter().zip(&digests) {
         let transform = if method.inclusive_prefixes.is_empty() {
             format!("<ds:Transform Algorithm=\"{EXC_C14N_URI}\"/>")
         } else {
@@ -441,11 +504,7 @@ fn secure_with(
             "<ds:Reference URI=\"#{id}\"><ds:Transforms>{transform}</ds:Transforms>\
              <ds:DigestMethod Algorithm=\"{}\"/><ds:DigestValue>{}</ds:DigestValue></ds:Reference>",
             opts.digest.uri(),
-            match body_digest {
-                // The Body comes first, and was digested as it passed.
-                Some(d) if n == 0 => b64(d),
-                _ => digest_of(&unsigned, &opts.limits, id, method, opts.digest)?,
-            }
+            b64(digest)
         ));
     }
     let signed_info = format!(
@@ -453,44 +512,104 @@ fn secure_with(
          <ds:SignatureMethod Algorithm=\"{}\"/>{references}</ds:SignedInfo>",
         alg.uri()
     );
-    let key_info = key_reference(opts.key_reference, &cert, &bst_id)?;
+    let key_info = key_reference(opts.key_reference, &signer.cert.info, &bst_id)?;
     let signature = |value: &str| {
         format!(
             "<ds:Signature xmlns:ds=\"{DS_NS}\">{signed_info}<ds:SignatureValue>{value}</ds:SignatureValue>\
              <ds:KeyInfo><wsse:SecurityTokenReference>{key_info}</wsse:SecurityTokenReference></ds:KeyInfo></ds:Signature>"
         )
     };
-    let draft = with(&signature(""))?;
     let mut si_c14n = Vec::new();
     canonicalize_element(
-        &draft,
+        security(&signature("")).as_bytes(),
         &opts.limits,
         &Method::exclusive(),
         |e| e.local_name() == "SignedInfo" && e.namespace() == Some(DS_NS),
         &mut si_c14n,
     )?;
-    let value = b64(&key.sign(alg, &si_c14n)?);
-    let out = with(&signature(&value))?;
-    self_check(&out, cert_der, opts, body_digest)?;
+    let value = signer.key.sign(alg, &si_c14n)?;
+    let out = with(&edits, &signature(&b64(&value)))?;
+    let body_digest = streamed.and_then(|s| s.digest).filter(|_| opts.sign_body);
+    let signed = Signed {
+        signed_info: &si_c14n,
+        value: &value,
+    };
+    self_check(&out, signer.cert, opts, body_digest, signed)?;
     Ok(out)
+}
+
+/// Where a Reference's element is read to digest it.
+enum Source<'a> {
+    /// In the message, its start tag at this offset of the caller's bytes.
+    Message(usize),
+    /// In the Security header being written.
+    Security,
+    /// A Body digested as it streamed past.
+    Digested(&'a [u8]),
+}
+
+/// Each Reference's digest, in order: those in the message in one pass over
+/// it with the signer's Ids added, those in the Security header from it alone.
+fn digest_references(
+    msg: &[u8],
+    edits: &[Edit],
+    security: &str,
+    refs: &[(String, Method, Source<'_>)],
+    opts: &SignOptions,
+) -> Result<Vec<Vec<u8>>, WssecError> {
+    let targets: Vec<DigestTarget> = refs
+        .iter()
+        .filter_map(|(id, method, source)| match source {
+            Source::Message(at) => Some(DigestTarget {
+                id: id.clone(),
+                start: layout::shifted(edits, *at),
+                method: method.clone(),
+                digest: opts.digest,
+                skip: None,
+                keep_bytes: false,
+            }),
+            _ => None,
+        })
+        .collect();
+    let mut in_message = if targets.is_empty() {
+        Vec::new()
+    } else {
+        digest_targets(&layout::apply(msg, edits)?, &opts.limits, &targets)?
+    }
+    .into_iter();
+    refs.iter()
+        .map(|(id, method, source)| match source {
+            Source::Message(_) => in_message
+                .next()
+                .map(|d| d.value)
+                .ok_or(WssecError::Internal("digest missing")),
+            Source::Security => {
+                let mut w = DigestWriter::new(opts.digest, false);
+                let doc = security.as_bytes();
+                canonicalize_element(doc, &opts.limits, method, |e| has_id(e, id), &mut w)?;
+                Ok(w.finish().0)
+            }
+            Source::Digested(d) => Ok(d.to_vec()),
+        })
+        .collect()
 }
 
 /// The output must verify in the crate's own verifier, trusting the signing
 /// certificate as itself, for exactly the parts signed: a signer that could
-/// emit what no verifier accepts is caught here, not upstream.
+/// emit what no verifier accepts is caught here, not upstream. The verifier
+/// reads everything as it would from a sender, except that the SignedInfo it
+/// canonicalizes and the SignatureValue it decodes are compared with
+/// `signed`, what was just signed, in place of the public-key check (the key
+/// was checked against the certificate, and to make signatures that verify
+/// under it, when it was read).
 fn self_check(
     out: &[u8],
-    cert_der: &[u8],
+    cert: &Certified,
     opts: &SignOptions,
     body_digest: Option<&[u8]>,
+    signed: Signed<'_>,
 ) -> Result<(), WssecError> {
-    let mut trust = TrustStore::new();
-    trust.add_pinned_der(cert_der)?;
-    trust.allow_legacy_keys = true;
-    // The form is checked, not the certificate's dates (a caller may sign
-    // with an expired one on purpose, as tests of verifiers do).
-    trust.ignore_validity = true;
-    let mut p = Policy::new(trust);
+    let mut p = Policy::new((*cert.check).clone());
     p.limits = opts.limits.clone();
     p.allow_sha1 = opts.digest == DigestAlgorithm::Sha1;
     p.require_timestamp = opts.timestamp;
@@ -510,10 +629,111 @@ fn self_check(
     }
     p.require_signed = parts;
     p.signable_headers = opts.sign_headers.clone();
-    match body_digest {
-        Some(d) => super::stream::judge_with_body_digest(out, &p, opts.created, d.to_vec()),
-        None => super::verify::verify(out, &p, opts.created, &NoReplayCache),
+    let judged = (|| {
+        let scan = envelope::scan_for(out, &p.limits, None)?;
+        let body = match body_digest {
+            Some(d) => Some(super::stream::streamed_body_digest(&scan, &p, d.to_vec())?),
+            None => None,
+        };
+        let known = Known {
+            body: body.as_ref(),
+            signed: Some(signed),
+        };
+        judge(
+            out,
+            &scan,
+            &p,
+            &p.limits,
+            opts.created,
+            &NoReplayCache,
+            &|_| Ok(()),
+            None,
+            known,
+        )
+    })();
+    judged
+        .map(|_| ())
+        .map_err(|e| WssecError::SelfCheck(Box::new(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::{Ca, Leaf, Usage};
+
+    const MSG: &[u8] = br#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><m:Post xmlns:m="urn:acct">1</m:Post></s:Body></s:Envelope>"#;
+
+    fn signer() -> Signer {
+        let ca = Ca::new("Self-check CA", "Sealgate Test", 1).unwrap();
+        let leaf = ca.issue(&Leaf::new("signer", Usage::Signer)).unwrap();
+        Signer::new(
+            SigningKey::from_pkcs8_der(&leaf.key_der).unwrap(),
+            &leaf.der,
+        )
+        .unwrap()
     }
-    .map(|_| ())
-    .map_err(|e| WssecError::SelfCheck(Box::new(e)))
+
+    /// The canonical SignedInfo and raw SignatureValue of a signed message,
+    /// read back as a verifier reads them.
+    fn signed_parts(out: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        let mut si = Vec::new();
+        canonicalize_element(
+            out,
+            &Limits::default(),
+            &Method::exclusive(),
+            |e| e.local_name() == "SignedInfo" && e.namespace() == Some(DS_NS),
+            &mut si,
+        )
+        .unwrap();
+        let text = std::str::from_utf8(out).unwrap();
+        let value = text
+            .split("<ds:SignatureValue>")
+            .nth(1)
+            .and_then(|r| r.split("</ds:SignatureValue>").next())
+            .unwrap();
+        let value =
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, value).unwrap();
+        (si, value)
+    }
+
+    #[test]
+    fn the_self_check_holds_the_output_to_what_was_signed() {
+        let s = signer();
+        let opts = SignOptions::new(SystemTime::now());
+        let out = secure(MSG, Some(&s), &opts).unwrap();
+        let (si, value) = signed_parts(&out);
+        let check = |si: &[u8], value: &[u8]| {
+            let signed = Signed {
+                signed_info: si,
+                value,
+            };
+            self_check(&out, &s.cert, &opts, None, signed)
+        };
+        check(&si, &value).unwrap();
+        // A SignedInfo or value other than the one written is caught, where
+        // a signer writing one thing and signing another would be.
+        let mut other_si = si.clone();
+        other_si.push(b' ');
+        let e = check(&other_si, &value).unwrap_err();
+        assert_eq!(e.reason(), "wssec_sign_self_check", "{e}");
+        let mut other_value = value.clone();
+        other_value[0] ^= 1;
+        let e = check(&si, &other_value).unwrap_err();
+        assert_eq!(e.reason(), "wssec_sign_self_check", "{e}");
+    }
+
+    #[test]
+    fn a_signer_is_refused_a_certificate_of_another_key() {
+        let ca = Ca::new("Mismatch CA", "Sealgate Test", 1).unwrap();
+        let a = ca.issue(&Leaf::new("a", Usage::Signer)).unwrap();
+        let b = ca.issue(&Leaf::new("b", Usage::Signer)).unwrap();
+        let e = Signer::new(SigningKey::from_pkcs8_der(&a.key_der).unwrap(), &b.der).unwrap_err();
+        assert!(e.to_string().contains("does not match"), "{e}");
+        let e = Signer::new(
+            SigningKey::from_pkcs8_der(&a.key_der).unwrap(),
+            b"not a certificate",
+        )
+        .unwrap_err();
+        assert_eq!(e.reason(), "wssec_bad_token", "{e}");
+    }
 }

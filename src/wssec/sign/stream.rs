@@ -20,7 +20,7 @@ use std::io::Write as _;
 use std::time::SystemTime;
 
 use super::layout;
-use super::{id_for, secure_with, Ids, SignOptions, SigningKey, StreamedBody};
+use super::{id_for, secure_with, Ids, SignOptions, Signer, StreamedBody};
 
 use crate::wssec::c14n::{canonicalize_element, Canonicalizer, Method};
 use crate::wssec::dsig::{DigestAlgorithm, DigestWriter};
@@ -182,13 +182,13 @@ pub enum Finished<'s> {
 /// One message being signed as it arrives.
 pub struct StreamSigner<'s> {
     intake: Intake<SignOpen>,
-    signer: Option<(&'s SigningKey, &'s [u8])>,
+    signer: Option<&'s Signer>,
     opts: &'s SignOptions,
 }
 
 impl<'s> StreamSigner<'s> {
     /// Starts a message; `signer` as [`super::secure`] takes it.
-    pub fn new(signer: Option<(&'s SigningKey, &'s [u8])>, opts: &'s SignOptions) -> Self {
+    pub fn new(signer: Option<&'s Signer>, opts: &'s SignOptions) -> Self {
         let mut limits = opts.limits.clone();
         limits.max_bytes = usize::MAX;
         let open = SignOpen {
@@ -259,7 +259,7 @@ impl<'s> StreamSigner<'s> {
             digest: ended.digest.as_deref(),
             ids: &ended.scan.ids,
         };
-        let out = secure_with(&pseudo, self.signer, &o, Some(&streamed))?;
+        let out = secure_with(&pseudo, self.signer.map(Signer::keyed), &o, Some(&streamed))?;
         if ended.digest.is_some() {
             check_start_tag(&out, &o, &s)?;
         }

@@ -8,7 +8,9 @@ pub use sealgate::pki::{Ca, Issued as Leaf, KeyAlg};
 use sealgate::pki::{Leaf as LeafSpec, Usage};
 use sealgate::wssec::envelope::WSU_NS;
 use sealgate::wssec::replay::MemoryReplayCache;
-use sealgate::wssec::sign::{sign, Finished, KeyReference, SignOptions, SigningKey, StreamSigner};
+use sealgate::wssec::sign::{
+    sign, Finished, KeyReference, SignOptions, Signer, SigningKey, StreamSigner,
+};
 use sealgate::wssec::stream::StreamVerifier;
 use sealgate::wssec::tokens::TrustStore;
 use sealgate::wssec::verify::{verify, Policy, Verified, WssecError};
@@ -171,7 +173,7 @@ pub fn streamed(
 /// windows of about `window`: the signed head, then the rest as it came.
 pub fn sign_streamed(
     msg: &[u8],
-    signer: Option<(&SigningKey, &[u8])>,
+    signer: Option<&Signer>,
     o: &SignOptions,
     piece: usize,
     window: usize,

@@ -36,6 +36,15 @@ pub enum SignatureAlgorithm {
 }
 
 impl SignatureAlgorithm {
+    pub const ALL: [SignatureAlgorithm; 6] = [
+        SignatureAlgorithm::RsaSha1,
+        SignatureAlgorithm::RsaSha256,
+        SignatureAlgorithm::RsaSha384,
+        SignatureAlgorithm::RsaSha512,
+        SignatureAlgorithm::EcdsaSha256,
+        SignatureAlgorithm::EcdsaSha384,
+    ];
+
     pub fn uri(self) -> &'static str {
         match self {
             SignatureAlgorithm::RsaSha1 => RSA_SHA1_URI,

@@ -41,7 +41,7 @@ pub struct Signer {
 
 impl Signer {
     pub fn new(key: SigningKey, cert_der: &[u8]) -> Result<Signer, WssecError> {
-        let cert = Certified::new(&key, cert_der)?;
+        let cert = Certified::new(&key, cert_der, &SignatureAlgorithm::ALL)?;
         Ok(Signer { key, cert })
     }
 
@@ -78,19 +78,32 @@ struct Certified {
 
 impl Certified {
     /// Checks the key against the certificate, and that a signature it makes
-    /// verifies under the certificate's key: the self-check of each message
-    /// compares the SignedInfo it signed instead of verifying again.
-    fn new(key: &SigningKey, der: &[u8]) -> Result<Certified, WssecError> {
+    /// with each of `algs` it can use verifies under the certificate's key:
+    /// the self-check of each message compares the SignedInfo and value it
+    /// signed instead of verifying again.
+    fn new(
+        key: &SigningKey,
+        der: &[u8],
+        algs: &[SignatureAlgorithm],
+    ) -> Result<Certified, WssecError> {
         let info = CertInfo::from_der(der)?;
         if !key.matches(&info) {
             return Err(WssecError::Config(
                 "the private key does not match the signing certificate".into(),
             ));
         }
-        let alg = key.default_algorithm();
         let probe = b"sealgate signing key check";
-        super::dsig::verify_signature_value(alg, &info.key, probe, &key.sign(alg, probe)?)
-            .map_err(|e| WssecError::SelfCheck(Box::new(e)))?;
+        for &alg in algs {
+            let value = match key.sign(alg, probe) {
+                Ok(v) => v,
+                // Not one this key signs with; a message asking for it is
+                // refused when it is signed.
+                Err(WssecError::AlgorithmKeyMismatch) => continue,
+                Err(e) => return Err(e),
+            };
+            super::dsig::verify_signature_value(alg, &info.key, probe, &value)
+                .map_err(|e| WssecError::SelfCheck(Box::new(e)))?;
+        }
         let mut check = TrustStore::new();
         check.add_pinned_der(der)?;
         check.allow_legacy_keys = true;
@@ -319,7 +332,8 @@ pub fn sign(
     cert_der: &[u8],
     opts: &SignOptions,
 ) -> Result<Vec<u8>, WssecError> {
-    let cert = Certified::new(key, cert_der)?;
+    let alg = opts.signature.unwrap_or_else(|| key.default_algorithm());
+    let cert = Certified::new(key, cert_der, &[alg])?;
     secure_with(msg, Some(Keyed { key, cert: &cert }), opts, None)
 }
 
@@ -663,14 +677,67 @@ mod tests {
 
     const MSG: &[u8] = br#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><m:Post xmlns:m="urn:acct">1</m:Post></s:Body></s:Envelope>"#;
 
-    fn signer() -> Signer {
-        let ca = Ca::new("Self-check CA", "Sealgate Test", 1).unwrap();
-        let leaf = ca.issue(&Leaf::new("signer", Usage::Signer)).unwrap();
+    fn signer_of(ca: &Ca, alg: crate::pki::KeyAlg) -> Signer {
+        let mut spec = Leaf::new("signer", Usage::Signer);
+        spec.alg = alg;
+        let leaf = ca.issue(&spec).unwrap();
         Signer::new(
             SigningKey::from_pkcs8_der(&leaf.key_der).unwrap(),
             &leaf.der,
         )
         .unwrap()
+    }
+
+    fn signer() -> Signer {
+        let ca = Ca::new("Self-check CA", "Sealgate Test", 1).unwrap();
+        signer_of(&ca, crate::pki::KeyAlg::EcdsaP256)
+    }
+
+    /// Each algorithm a key signs with is proved when the Signer is made,
+    /// so what the self-check no longer verifies still verifies for a
+    /// receiver that checks the signature.
+    #[test]
+    fn every_algorithm_a_signer_offers_verifies_for_a_receiver() {
+        let ca = Ca::new("Algorithms CA", "Sealgate Test", 1).unwrap();
+        let mut trust = TrustStore::new();
+        trust.add_anchors_pem(ca.cert_pem.as_bytes()).unwrap();
+        let policy = Policy::new(trust);
+        let now = SystemTime::now();
+        let rsa = [
+            SignatureAlgorithm::RsaSha256,
+            SignatureAlgorithm::RsaSha384,
+            SignatureAlgorithm::RsaSha512,
+        ];
+        for (key, algs, refused) in [
+            (
+                crate::pki::KeyAlg::Rsa2048,
+                &rsa[..],
+                SignatureAlgorithm::EcdsaSha256,
+            ),
+            (
+                crate::pki::KeyAlg::EcdsaP256,
+                &[SignatureAlgorithm::EcdsaSha256][..],
+                SignatureAlgorithm::RsaSha256,
+            ),
+        ] {
+            let s = signer_of(&ca, key);
+            for &alg in algs {
+                let mut opts = SignOptions::new(now);
+                opts.signature = Some(alg);
+                let out = secure(MSG, Some(&s), &opts).unwrap();
+                let method = format!("<ds:SignatureMethod Algorithm=\"{}\"/>", alg.uri());
+                assert!(
+                    out.windows(method.len()).any(|w| w == method.as_bytes()),
+                    "{alg:?}"
+                );
+                crate::wssec::verify::verify(&out, &policy, now, &NoReplayCache)
+                    .unwrap_or_else(|e| panic!("{alg:?}: {e}"));
+            }
+            let mut opts = SignOptions::new(now);
+            opts.signature = Some(refused);
+            let e = secure(MSG, Some(&s), &opts).unwrap_err();
+            assert_eq!(e.reason(), "wssec_algorithm_key_mismatch", "{e}");
+        }
     }
 
     /// The canonical SignedInfo and raw SignatureValue of a signed message,

@@ -14,9 +14,11 @@ use std::time::SystemTime;
 
 use super::c14n::Canonicalizer;
 use super::dsig::{self, DigestTarget, DigestWriter};
-use super::envelope::{Scanned, Security, StreamScan};
-use super::replay::ReplayCache;
-use super::verify::{self, Known, Policy, SignerInfo, StreamedDigest, Verified, WssecError};
+use super::envelope::{self, Scanned, Security, StreamScan};
+use super::replay::{NoReplayCache, ReplayCache};
+use super::verify::{
+    self, Known, Policy, Signed, SignerInfo, StreamedDigest, Verified, WssecError,
+};
 use super::xml::{Carry, Cutter, Event, Limits, Reader, StartElement, XmlError};
 
 /// Bytes gathered before the reader takes a window: enough to amortize a
@@ -345,18 +347,43 @@ fn body_reference(
         .map(|r| DigestTarget::of(r, start, parsed.span, false))
 }
 
-/// The digest of a Body that streamed past, for the Reference in `scan`
-/// that names it (the signer's check of what it wrote on a streamed
-/// message, whose Body is then empty).
-pub(super) fn streamed_body_digest(
-    scan: &Scanned,
+/// Judges a signer's own output, `msg`: what it signed is `signed`, and
+/// with `body_digest` its Body streamed past (then `msg` holds it empty) and
+/// this was its digest.
+pub(super) fn judge_own_output(
+    msg: &[u8],
     policy: &Policy,
-    value: Vec<u8>,
-) -> Result<StreamedDigest, WssecError> {
-    let target = scan
-        .security
-        .as_ref()
-        .and_then(|s| body_reference(s, &scan.ids, policy, scan.body.start))
-        .ok_or(WssecError::Internal("no Reference names the streamed Body"))?;
-    Ok(StreamedDigest { target, value })
+    now: SystemTime,
+    body_digest: Option<&[u8]>,
+    signed: Signed<'_>,
+) -> Result<Verified, WssecError> {
+    let scan = envelope::scan_for(msg, &policy.limits, policy.actor.as_deref())?;
+    let body = match body_digest {
+        Some(value) => Some(
+            scan.security
+                .as_ref()
+                .and_then(|s| body_reference(s, &scan.ids, policy, scan.body.start))
+                .map(|target| StreamedDigest {
+                    target,
+                    value: value.to_vec(),
+                })
+                .ok_or(WssecError::Internal("no Reference names the streamed Body"))?,
+        ),
+        None => None,
+    };
+    let known = Known {
+        body: body.as_ref(),
+        signed: Some(signed),
+    };
+    verify::judge(
+        msg,
+        &scan,
+        policy,
+        &policy.limits,
+        now,
+        &NoReplayCache,
+        &|_| Ok(()),
+        None,
+        known,
+    )
 }

@@ -23,12 +23,11 @@ use super::dsig::{
     digest_targets, DigestAlgorithm, DigestTarget, DigestWriter, SignatureAlgorithm,
 };
 use super::envelope::{self, is_id_attribute, QName, SoapVersion, DS_NS, WSSE_NS, WSU_NS};
-use super::replay::NoReplayCache;
 use super::tokens::{
     format_datetime, CertInfo, TrustStore, BASE64_ENCODING, PASSWORD_DIGEST, PASSWORD_TEXT,
     SKI_TYPE, THUMBPRINT_TYPE, X509V3_TYPE,
 };
-use super::verify::{judge, Known, Part, Policy, Signed, WssecError};
+use super::verify::{Part, Policy, Signed, WssecError};
 use super::xml::{Limits, StartElement};
 use layout::{Edit, Target};
 
@@ -643,29 +642,7 @@ fn self_check(
     }
     p.require_signed = parts;
     p.signable_headers = opts.sign_headers.clone();
-    let judged = (|| {
-        let scan = envelope::scan_for(out, &p.limits, None)?;
-        let body = match body_digest {
-            Some(d) => Some(super::stream::streamed_body_digest(&scan, &p, d.to_vec())?),
-            None => None,
-        };
-        let known = Known {
-            body: body.as_ref(),
-            signed: Some(signed),
-        };
-        judge(
-            out,
-            &scan,
-            &p,
-            &p.limits,
-            opts.created,
-            &NoReplayCache,
-            &|_| Ok(()),
-            None,
-            known,
-        )
-    })();
-    judged
+    super::stream::judge_own_output(out, &p, opts.created, body_digest, signed)
         .map(|_| ())
         .map_err(|e| WssecError::SelfCheck(Box::new(e)))
 }
@@ -674,6 +651,7 @@ fn self_check(
 mod tests {
     use super::*;
     use crate::pki::{Ca, Leaf, Usage};
+    use crate::wssec::replay::NoReplayCache;
 
     const MSG: &[u8] = br#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><m:Post xmlns:m="urn:acct">1</m:Post></s:Body></s:Envelope>"#;
 

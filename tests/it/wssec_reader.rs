@@ -191,6 +191,13 @@ fn attributes_need_whitespace_and_names_need_name_characters() {
         "<a\u{2028}b/>",
         "<r \u{300}x=\"1\"/>",
         "<a\u{FFFE}/>",
+        // A colon only between two NCNames.
+        "<a: xmlns:a=\"urn:a\"/>",
+        "<:a/>",
+        "<a:b:c xmlns:a=\"urn:a\"/>",
+        "<r a:=\"1\"/>",
+        "<r :a=\"1\"/>",
+        "<a:\u{E9}: xmlns:a=\"urn:a\"/>",
     ] {
         refused(bad, "xml_malformed");
     }

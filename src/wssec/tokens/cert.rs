@@ -1,6 +1,9 @@
 //! A signer certificate, parsed once: the fields key references match on, its
 //! public key in the form aws-lc-rs verifies with, and its names.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
 use aws_lc_rs::digest;
 use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate};
 
@@ -49,6 +52,35 @@ pub struct CertInfo {
     pub signed_with: String,
     /// The keyUsage extension is present and lacks digitalSignature.
     pub no_digital_signature: bool,
+}
+
+/// Certificates already read, by their DER: an ETL job sends the same one
+/// in every message, and reading it (with its three hashes) costs more
+/// than a pass over a small Body. What a certificate says depends on its
+/// bytes alone, so nothing here is ever stale; whether it is trusted is
+/// judged afresh for every message.
+#[derive(Debug, Clone, Default)]
+pub struct CertCache(Arc<Mutex<HashMap<Vec<u8>, Arc<CertInfo>>>>);
+
+/// Certificates remembered at most; past this the memory starts over, so
+/// a stream of new certificates costs what reading them costs, no more.
+const MAX_CACHED: usize = 256;
+
+impl CertCache {
+    /// `CertInfo::from_der`, remembered.
+    pub fn read(&self, der: &[u8]) -> Result<CertInfo, WssecError> {
+        let lock = || self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(known) = lock().get(der) {
+            return Ok(CertInfo::clone(known));
+        }
+        let cert = CertInfo::from_der(der)?;
+        let mut cache = lock();
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+        cache.insert(der.to_vec(), Arc::new(cert.clone()));
+        Ok(cert)
+    }
 }
 
 impl CertInfo {
@@ -138,4 +170,52 @@ pub fn algorithm_name(oid: &x509_parser::oid_registry::Oid<'_>) -> String {
     x509_parser::objects::oid2sn(oid, x509_parser::objects::oid_registry())
         .map(str::to_owned)
         .unwrap_or_else(|_| oid.to_id_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::{Ca, KeyAlg, Leaf, Usage};
+
+    fn leaf_der(ca: &Ca, cn: &str) -> Vec<u8> {
+        let mut spec = Leaf::new(cn, Usage::Signer);
+        spec.alg = KeyAlg::EcdsaP256;
+        ca.issue(&spec).unwrap().der
+    }
+
+    fn len(c: &CertCache) -> usize {
+        c.0.lock().unwrap().len()
+    }
+
+    /// A remembered certificate reads as a fresh reading would, each DER as
+    /// itself; a bad one is refused every time and never remembered; and the
+    /// memory stays bounded however many certificates arrive.
+    #[test]
+    fn the_certificate_cache_reads_each_der_as_itself_and_stays_bounded() {
+        let ca = Ca::new("Cache CA", "Sealgate Test", 1).unwrap();
+        let (a, b) = (leaf_der(&ca, "a"), leaf_der(&ca, "b"));
+        let cache = CertCache::default();
+        for _ in 0..2 {
+            for der in [&a, &b] {
+                let read = cache.read(der).unwrap();
+                let fresh = CertInfo::from_der(der).unwrap();
+                assert_eq!(read.der, fresh.der);
+                assert_eq!(read.fingerprint, fresh.fingerprint);
+                assert_eq!(read.subject, fresh.subject);
+                assert_eq!(read.key, fresh.key);
+            }
+        }
+        assert_eq!(len(&cache), 2);
+        let mut bad = a.clone();
+        bad.push(0);
+        for _ in 0..2 {
+            assert!(matches!(cache.read(&bad), Err(WssecError::BadToken(_))));
+        }
+        assert_eq!(len(&cache), 2);
+        for i in 0..MAX_CACHED {
+            cache.read(&leaf_der(&ca, &format!("n{i}"))).unwrap();
+            assert!(len(&cache) <= MAX_CACHED);
+        }
+        assert_eq!(cache.read(&a).unwrap().der, a);
+    }
 }

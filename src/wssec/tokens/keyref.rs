@@ -80,7 +80,7 @@ fn token_reference(
         ));
     };
     match (r.name.namespace.as_str(), r.name.local.as_str()) {
-        (WSSE_NS, "Reference") => bst_reference(r, sec),
+        (WSSE_NS, "Reference") => bst_reference(r, sec, store),
         (WSSE_NS, "KeyIdentifier") => key_identifier(r, store),
         (DS_NS, "X509Data") => x509_data(r, store),
         (DS_NS, "KeyValue") => Err(WssecError::KeyValueNotAllowed),
@@ -88,7 +88,11 @@ fn token_reference(
     }
 }
 
-fn bst_reference(r: &Node, sec: &Security) -> Result<(CertInfo, KeySource), WssecError> {
+fn bst_reference(
+    r: &Node,
+    sec: &Security,
+    store: &TrustStore,
+) -> Result<(CertInfo, KeySource), WssecError> {
     if r.attr(None, "ValueType").is_some_and(|v| v != X509V3_TYPE) {
         return Err(WssecError::UnsupportedToken("token reference ValueType"));
     }
@@ -119,7 +123,7 @@ fn bst_reference(r: &Node, sec: &Security) -> Result<(CertInfo, KeySource), Wsse
         return Err(WssecError::BadToken("BinarySecurityToken content"));
     }
     let der = decode_base64(&bst.text)?;
-    Ok((CertInfo::from_der(&der)?, KeySource::BinarySecurityToken))
+    Ok((store.certs.read(&der)?, KeySource::BinarySecurityToken))
 }
 
 fn key_identifier(r: &Node, store: &TrustStore) -> Result<(CertInfo, KeySource), WssecError> {
@@ -145,7 +149,7 @@ fn key_identifier(r: &Node, store: &TrustStore) -> Result<(CertInfo, KeySource),
             store.signers.iter().find(|s| s.sha1[..] == value[..]),
         ),
         // WSS4J's form: the whole certificate, as a BinarySecurityToken would carry it.
-        Some(X509V3_TYPE) => return Ok((CertInfo::from_der(&value)?, KeySource::X509Certificate)),
+        Some(X509V3_TYPE) => return Ok((store.certs.read(&value)?, KeySource::X509Certificate)),
         _ => return Err(WssecError::UnsupportedToken("KeyIdentifier ValueType")),
     };
     let cert = found.ok_or_else(|| {
@@ -165,7 +169,7 @@ fn x509_data(x509: &Node, store: &TrustStore) -> Result<(CertInfo, KeySource), W
         .map_err(|_| bad("two X509IssuerSerial"))?
         .filter(|n| !n.children.is_empty());
     let embedded = match x509.single_child(DS_NS, "X509Certificate") {
-        Ok(Some(c)) if c.is_text_only() => Some(CertInfo::from_der(&decode_base64(&c.text)?)?),
+        Ok(Some(c)) if c.is_text_only() => Some(store.certs.read(&decode_base64(&c.text)?)?),
         Ok(None) => None,
         _ => return Err(bad("X509Certificate content")),
     };

@@ -12,6 +12,7 @@ use webpki::{
     RevocationCheckDepth, RevocationOptionsBuilder, UnknownStatusPolicy,
 };
 
+use super::cert::CertCache;
 use super::CertInfo;
 use crate::fingerprint::Fingerprint;
 use crate::wssec::verify::WssecError;
@@ -39,6 +40,8 @@ pub struct TrustStore {
     /// cost more than the message's own. Replaced (never shared) by any
     /// change to what is trusted.
     verified: Arc<Mutex<HashMap<Fingerprint, Arc<VerifiedChain>>>>,
+    /// Certificates messages carried, as read.
+    pub(super) certs: CertCache,
 }
 
 /// A signer's chain that verified: valid strictly between `from` and

@@ -584,17 +584,58 @@ pub(super) fn check_qname(name: &str, l: &Limits, at: usize) -> Result<usize, Xm
             limit: l.max_name_len,
         });
     }
-    let (ok, prefix_len) = match name.bytes().position(|b| b == b':') {
-        Some(i) => (
-            is_ncname(name.get(..i).unwrap_or("")) && is_ncname(name.get(i + 1..).unwrap_or("")),
-            i,
-        ),
-        None => (is_ncname(name), 0),
-    };
-    if !ok {
-        return Err(malformed(at, "invalid name"));
+    let parsed = ascii_qname(name.as_bytes()).unwrap_or_else(|| {
+        match name.bytes().position(|b| b == b':') {
+            Some(i) => (is_ncname(name.get(..i).unwrap_or(""))
+                && is_ncname(name.get(i + 1..).unwrap_or("")))
+            .then_some(i),
+            None => is_ncname(name).then_some(0),
+        }
+    });
+    parsed.ok_or_else(|| malformed(at, "invalid name"))
+}
+
+/// What an ASCII byte may be in a name: 2 starts (and continues) an
+/// NCName, 1 only continues one, 0 neither.
+const ASCII_NAME: [u8; 128] = {
+    let mut t = [0u8; 128];
+    let mut c = 0;
+    while c < 128 {
+        let b = c as u8;
+        t[c] = if b.is_ascii_alphabetic() || b == b'_' {
+            2
+        } else if b.is_ascii_digit() || b == b'-' || b == b'.' {
+            1
+        } else {
+            0
+        };
+        c += 1;
     }
-    Ok(prefix_len)
+    t
+};
+
+/// An ASCII QName read in one pass (the common case): `Some` of the prefix
+/// length, or of `None` if it is not `NCName` or `NCName:NCName`; `None` for
+/// a name with a non-ASCII byte, to be read by characters.
+fn ascii_qname(b: &[u8]) -> Option<Option<usize>> {
+    let mut colon = None;
+    let mut starting = true;
+    for (i, &c) in b.iter().enumerate() {
+        if c == b':' {
+            if starting || colon.is_some() {
+                return Some(None);
+            }
+            colon = Some(i);
+            starting = true;
+            continue;
+        }
+        let class = *ASCII_NAME.get(usize::from(c))?;
+        if class < if starting { 2 } else { 1 } {
+            return Some(None);
+        }
+        starting = false;
+    }
+    Some((!starting).then_some(colon.unwrap_or(0)))
 }
 
 /// XML 1.0 (fifth edition) `NameStartChar`, without `:` (an NCName's).
@@ -615,15 +656,6 @@ fn is_name_char(c: char) -> bool {
 
 /// An NCName (Namespaces in XML 1.0), checked as a conforming parser does.
 pub(super) fn is_ncname(s: &str) -> bool {
-    let b = s.as_bytes();
-    if b.is_ascii() {
-        // The common case, without decoding characters.
-        return b
-            .first()
-            .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
-            && b.iter()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'));
-    }
     let mut chars = s.chars();
     chars.next().is_some_and(is_name_start) && chars.all(is_name_char)
 }
@@ -672,5 +704,42 @@ pub(super) fn check_binding(prefix: &str, uri: &str, at: usize) -> Result<(), Xm
         Err(XmlError::InvalidNamespace { at })
     } else {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one-pass ASCII reading of a QName says what the reading by
+    /// characters says, for every name of up to three bytes from the
+    /// characters that matter (letters, digits, `_ - . :`, others).
+    #[test]
+    fn ascii_qnames_read_in_one_pass_as_by_characters() {
+        let alphabet = b"aZ_09-.:/ #";
+        let by_chars = |name: &str| match name.bytes().position(|b| b == b':') {
+            Some(i) => (is_ncname(&name[..i]) && is_ncname(&name[i + 1..])).then_some(i),
+            None => is_ncname(name).then_some(0),
+        };
+        let mut names = vec![String::new()];
+        for len in 1..=4 {
+            let mut n = vec![0usize; len];
+            loop {
+                names.push(n.iter().map(|&i| char::from(alphabet[i])).collect());
+                let Some(k) = n.iter().rposition(|&i| i + 1 < alphabet.len()) else {
+                    break;
+                };
+                n[k] += 1;
+                n[k + 1..].iter_mut().for_each(|i| *i = 0);
+            }
+        }
+        for name in &names {
+            assert_eq!(
+                ascii_qname(name.as_bytes()),
+                Some(by_chars(name)),
+                "{name:?}"
+            );
+        }
+        assert_eq!(ascii_qname("é".as_bytes()), None);
     }
 }

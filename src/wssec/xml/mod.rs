@@ -279,6 +279,8 @@ pub(super) struct TextRun<'a> {
     offset: usize,
     /// Input offset where the current piece's markup ends.
     end: usize,
+    /// Whether the current piece holds a CR (to normalize).
+    cr: bool,
 }
 
 impl<'a> Reader<'a> {

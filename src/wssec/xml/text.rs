@@ -26,15 +26,15 @@ impl<'a> Reader<'a> {
                     None => self.read_raw()?,
                 };
                 let at = span.start;
-                let (content, offset) = match ev {
+                let (cr, content, offset) = match ev {
                     QEvent::Text(t) => {
                         let t = t.into_inner();
-                        if t.contains("]]>") {
-                            return Err(malformed(at, "']]>' in text"));
-                        }
-                        (t, 0)
+                        (check_text(&t, at)?, t, 0)
                     }
-                    QEvent::CData(c) => (c.into_inner(), "<![CDATA[".len()),
+                    QEvent::CData(c) => {
+                        let c = c.into_inner();
+                        (check_chars(&c, at)?, c, "<![CDATA[".len())
+                    }
                     QEvent::GeneralRef(r) => {
                         // A resolved reference is never line-end normalized (`&#xD;` stays CR).
                         let c = resolve_ref(&r, at)?;
@@ -54,7 +54,6 @@ impl<'a> Reader<'a> {
                     }
                 };
                 self.run_grow(content.len(), at)?;
-                check_chars(&content, at)?;
                 let content: &'a str = match content {
                     Cow::Borrowed(s) => s,
                     // Not produced by the slice reader; refuse rather than copy.
@@ -64,6 +63,7 @@ impl<'a> Reader<'a> {
                 self.run.pos = span.start;
                 self.run.offset = span.start + offset;
                 self.run.end = span.end;
+                self.run.cr = cr;
                 if content.is_empty() {
                     start.get_or_insert(span.start);
                     end = span.end;
@@ -71,7 +71,10 @@ impl<'a> Reader<'a> {
                 }
             }
             let rest = self.run.rest;
-            let n = rest.find('\r').unwrap_or(rest.len());
+            let n = match self.run.cr {
+                true => memchr::memchr(b'\r', rest.as_bytes()).unwrap_or(rest.len()),
+                false => rest.len(),
+            };
             if n >= BORROW {
                 if !self.st.text.is_empty() {
                     break;
@@ -131,18 +134,61 @@ impl<'a> Reader<'a> {
 
 /// Refuses characters outside XML 1.0's `Char`; returns whether a CR is present.
 pub(super) fn check_chars(s: &str, at: usize) -> Result<bool, XmlError> {
-    let b = s.as_bytes();
+    scan_chars(s.as_bytes(), at, false)
+}
+
+/// `check_chars` for character data, which may not hold `]]>` either.
+pub(super) fn check_text(s: &str, at: usize) -> Result<bool, XmlError> {
+    scan_chars(s.as_bytes(), at, true)
+}
+
+const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+
+/// Whether any byte of `w` is zero (exact, not just likely).
+fn has_zero(w: u64) -> bool {
+    w.wrapping_sub(ONES) & !w & HIGHS != 0
+}
+
+/// Whether any byte of `w` is below 0x20 (exact for bounds up to 0x80).
+fn has_control(w: u64) -> bool {
+    w.wrapping_sub(ONES * 0x20) & !w & HIGHS != 0
+}
+
+fn scan_chars(b: &[u8], at: usize, text: bool) -> Result<bool, XmlError> {
     let mut cr = false;
-    for (i, &c) in b.iter().enumerate() {
-        match c {
-            b'\r' => cr = true,
-            b'\t' | b'\n' => {}
-            0..=0x1F => return Err(XmlError::InvalidChar { at }),
-            // U+FFFE and U+FFFF are EF BF BE / EF BF BF.
-            0xEF if b.get(i + 1) == Some(&0xBF) && matches!(b.get(i + 2), Some(0xBE | 0xBF)) => {
-                return Err(XmlError::InvalidChar { at });
+    let mut i = 0;
+    while i < b.len() {
+        // Eight bytes at once while none needs a look: no control
+        // character, no lead byte of U+FFFE/U+FFFF, no `]` in text.
+        while let Some(w) = b.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
+            let w = u64::from_ne_bytes(w);
+            if has_control(w)
+                || has_zero(w ^ (ONES * 0xEF))
+                || (text && has_zero(w ^ (ONES * u64::from(b']'))))
+            {
+                break;
             }
-            _ => {}
+            i += 8;
+        }
+        let stop = (i + 8).min(b.len());
+        while i < stop {
+            match b.get(i).copied().unwrap_or(b' ') {
+                b'\r' => cr = true,
+                b'\t' | b'\n' => {}
+                0..=0x1F => return Err(XmlError::InvalidChar { at }),
+                // U+FFFE and U+FFFF are EF BF BE / EF BF BF.
+                0xEF if b.get(i + 1) == Some(&0xBF)
+                    && matches!(b.get(i + 2), Some(0xBE | 0xBF)) =>
+                {
+                    return Err(XmlError::InvalidChar { at });
+                }
+                b']' if text && b.get(i + 1..i + 3) == Some(b"]>") => {
+                    return Err(malformed(at, "']]>' in text"));
+                }
+                _ => {}
+            }
+            i += 1;
         }
     }
     Ok(cr)
@@ -223,4 +269,74 @@ pub(super) fn push_attr_value(out: &mut String, raw: &str, at: usize) -> Result<
     }
     out.push_str(rest);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `check_chars`/`check_text` must say, by characters.
+    fn by_chars(s: &str, text: bool) -> Result<bool, ()> {
+        if !s.chars().all(is_xml_char) || (text && s.contains("]]>")) {
+            return Err(());
+        }
+        Ok(s.contains('\r'))
+    }
+
+    /// The word-at-a-time pass must never step over what a byte-by-byte
+    /// reading refuses: every piece at every offset around word boundaries,
+    /// and random mixtures of them.
+    #[test]
+    fn the_word_at_a_time_check_agrees_with_reading_by_characters() {
+        let pieces = [
+            "a",
+            "\u{1}",
+            "\u{1f}",
+            "\t",
+            "\n",
+            "\r",
+            "]",
+            "]]>",
+            "]]",
+            ">",
+            "\u{FFFE}",
+            "\u{FFFF}",
+            "\u{FFFD}",
+            "\u{EFFF}",
+            "ü",
+            "€",
+            "\u{10000}",
+            " ",
+            "\u{7f}",
+        ];
+        let mut cases: Vec<String> = Vec::new();
+        for piece in pieces {
+            for before in 0..20 {
+                for after in [0, 1, 7, 9] {
+                    cases.push(format!(
+                        "{}{piece}{}",
+                        "x".repeat(before),
+                        "y".repeat(after)
+                    ));
+                }
+            }
+        }
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..3000 {
+            let mut s = String::new();
+            for _ in 0..(seed % 40) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                s.push_str(pieces[(seed % pieces.len() as u64) as usize]);
+            }
+            cases.push(s);
+        }
+        for s in &cases {
+            for text in [false, true] {
+                let got = scan_chars(s.as_bytes(), 0, text).map_err(|_| ());
+                assert_eq!(got, by_chars(s, text), "{s:?} as text: {text}");
+            }
+        }
+    }
 }

@@ -584,15 +584,20 @@ pub(super) fn check_qname(name: &str, l: &Limits, at: usize) -> Result<usize, Xm
             limit: l.max_name_len,
         });
     }
-    let parsed = ascii_qname(name.as_bytes()).unwrap_or_else(|| {
-        match name.bytes().position(|b| b == b':') {
-            Some(i) => (is_ncname(name.get(..i).unwrap_or(""))
-                && is_ncname(name.get(i + 1..).unwrap_or("")))
-            .then_some(i),
-            None => is_ncname(name).then_some(0),
-        }
-    });
-    parsed.ok_or_else(|| malformed(at, "invalid name"))
+    ascii_qname(name.as_bytes())
+        .unwrap_or_else(|| qname_by_chars(name))
+        .ok_or_else(|| malformed(at, "invalid name"))
+}
+
+/// A QName read by characters: the prefix length, or `None` if it is not
+/// `NCName` or `NCName:NCName`.
+fn qname_by_chars(name: &str) -> Option<usize> {
+    match name.bytes().position(|b| b == b':') {
+        Some(i) => (is_ncname(name.get(..i).unwrap_or(""))
+            && is_ncname(name.get(i + 1..).unwrap_or("")))
+        .then_some(i),
+        None => is_ncname(name).then_some(0),
+    }
 }
 
 /// What an ASCII byte may be in a name: 2 starts (and continues) an
@@ -712,15 +717,11 @@ mod tests {
     use super::*;
 
     /// The one-pass ASCII reading of a QName says what the reading by
-    /// characters says, for every name of up to three bytes from the
+    /// characters says, for every name of up to four bytes from the
     /// characters that matter (letters, digits, `_ - . :`, others).
     #[test]
     fn ascii_qnames_read_in_one_pass_as_by_characters() {
         let alphabet = b"aZ_09-.:/ #";
-        let by_chars = |name: &str| match name.bytes().position(|b| b == b':') {
-            Some(i) => (is_ncname(&name[..i]) && is_ncname(&name[i + 1..])).then_some(i),
-            None => is_ncname(name).then_some(0),
-        };
         let mut names = vec![String::new()];
         for len in 1..=4 {
             let mut n = vec![0usize; len];
@@ -736,7 +737,7 @@ mod tests {
         for name in &names {
             assert_eq!(
                 ascii_qname(name.as_bytes()),
-                Some(by_chars(name)),
+                Some(qname_by_chars(name)),
                 "{name:?}"
             );
         }

@@ -95,8 +95,8 @@ fn xml_declaration_and_encodings() {
         other => panic!("{other:?}"),
     }
 
-    // A second one is a character before the root, which quick-xml would
-    // drop unseen (every span then three bytes short): refused.
+    // A second one is a character before the root (U+FEFF is only a BOM
+    // as the first character): refused.
     refused(b"\xEF\xBB\xBF\xEF\xBB\xBF<a/>", "xml_malformed");
 
     let utf16le: Vec<u8> = "<a/>"

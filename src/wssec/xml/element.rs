@@ -2,8 +2,7 @@
 //! scope, attributes (normalized, duplicates refused), all held in reused
 //! arenas so reading allocates nothing per node.
 
-use quick_xml::events::BytesStart;
-
+use super::lex::Attrs;
 use super::text::{check_chars, push_attr_value};
 use super::{
     malformed, Attribute, Limits, NsDecl, Phase, Reader, Ready, Span, XmlError, XMLNS_NS, XML_NS,
@@ -64,7 +63,7 @@ pub(super) struct AttrRec {
     pub(super) value: Sub,
 }
 
-/// Everything events borrow: kept apart from the quick-xml reader so an event can
+/// Everything events borrow: kept apart from the tokenizer so an event can
 /// borrow it while the reader advances only on the next call. All buffers are
 /// reused, so steady-state reading allocates nothing per node.
 #[derive(Default)]
@@ -417,7 +416,8 @@ impl std::fmt::Debug for EndElement<'_> {
 impl<'a> Reader<'a> {
     pub(super) fn start(
         &mut self,
-        s: BytesStart<'a>,
+        qname: &'a str,
+        attrs: &'a str,
         span: Span,
         empty: bool,
     ) -> Result<Ready<'a>, XmlError> {
@@ -434,8 +434,6 @@ impl<'a> Reader<'a> {
                 limit: l.max_depth,
             });
         }
-        let qname = s.name();
-        let qname: &str = qname.as_ref();
         // Name characters exclude every character `check_chars` refuses.
         let prefix_len = check_qname(qname, l, at)?;
         if qname.get(..prefix_len) == Some("xmlns") {
@@ -462,10 +460,9 @@ impl<'a> Reader<'a> {
         st.attrs.clear();
         st.attr_text.clear();
 
-        check_attribute_spacing(s.as_bytes(), at)?;
         let mut count = 0usize;
-        for a in s.attributes().with_checks(false) {
-            let a = a.map_err(|e| malformed(at, e.to_string()))?;
+        for a in Attrs::new(attrs, at) {
+            let (key, value) = a?;
             count += 1;
             if count > l.max_attributes {
                 return Err(XmlError::TooManyAttributes {
@@ -473,15 +470,14 @@ impl<'a> Reader<'a> {
                     limit: l.max_attributes,
                 });
             }
-            let key: &str = a.key.as_ref();
             let plen = check_qname(key, l, at)?;
-            if a.value.len() > l.max_attr_value_len {
+            if value.len() > l.max_attr_value_len {
                 return Err(XmlError::AttributeTooLong {
                     at,
                     limit: l.max_attr_value_len,
                 });
             }
-            check_chars(&a.value, at)?;
+            check_chars(value, at)?;
             let ns_prefix = if key == "xmlns" {
                 Some("")
             } else if plen > 0 && key.get(..plen) == Some("xmlns") {
@@ -511,7 +507,7 @@ impl<'a> Reader<'a> {
                 let p0 = st.ns_text.len();
                 st.ns_text.push_str(p);
                 let u0 = st.ns_text.len();
-                push_attr_value(&mut st.ns_text, &a.value, at)?;
+                push_attr_value(&mut st.ns_text, value, at)?;
                 let uri = Sub {
                     start: u0,
                     end: st.ns_text.len(),
@@ -529,7 +525,7 @@ impl<'a> Reader<'a> {
                 let n0 = st.attr_text.len();
                 st.attr_text.push_str(key);
                 let v0 = st.attr_text.len();
-                push_attr_value(&mut st.attr_text, &a.value, at)?;
+                push_attr_value(&mut st.attr_text, value, at)?;
                 st.attrs.push(AttrRec {
                     name: Sub { start: n0, end: v0 },
                     prefix_len: plen,
@@ -663,38 +659,6 @@ fn is_name_char(c: char) -> bool {
 pub(super) fn is_ncname(s: &str) -> bool {
     let mut chars = s.chars();
     chars.next().is_some_and(is_name_start) && chars.all(is_name_char)
-}
-
-/// XML 1.0 §3.1: attributes are separated by whitespace; `<r a="1"b="2"/>`
-/// is not XML, and a parser that reads it differently must not be fed it.
-pub(super) fn check_attribute_spacing(tag: &[u8], at: usize) -> Result<(), XmlError> {
-    // Only a closing quote can be followed by something else than a space.
-    let Some(first) = tag.iter().position(|b| *b == b'"' || *b == b'\'') else {
-        return Ok(());
-    };
-    let tag = &tag[first..];
-    let mut quote: Option<u8> = None;
-    let mut after_value = false;
-    for &b in tag {
-        match quote {
-            Some(q) => {
-                if b == q {
-                    quote = None;
-                    after_value = true;
-                }
-            }
-            None => {
-                if after_value && !matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'/') {
-                    return Err(malformed(at, "attributes not separated by whitespace"));
-                }
-                after_value = false;
-                if b == b'"' || b == b'\'' {
-                    quote = Some(b);
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Namespaces in XML 1.0 constraints on a declaration of `prefix` to `uri`.

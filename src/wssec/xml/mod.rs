@@ -1,15 +1,17 @@
-//! Hardened pull reader for untrusted XML (SOAP messages), built on quick-xml.
+//! Hardened pull reader for untrusted XML (SOAP messages).
 //!
 //! It refuses anything a signature verifier must not interpret (DTDs, entities,
 //! processing instructions, non-UTF-8 input), enforces size limits while it reads,
 //! resolves namespaces itself, and gives every event its byte span in the input so
 //! callers can splice the original bytes instead of re-serialising.
 //!
-//! `element` holds names, namespaces and attributes (start tags); `text`
-//! character data, references and line ends; this module the event loop.
+//! `lex` splits the input into markup and character data; `element` holds
+//! names, namespaces and attributes (start tags); `text` character data,
+//! references and line ends; this module the event loop.
 
 mod cut;
 mod element;
+mod lex;
 mod text;
 
 pub use cut::Cutter;
@@ -19,10 +21,7 @@ pub(super) use element::Sub;
 pub use element::{EndElement, StartElement, NO_NAMESPACE_ID, XML_ID};
 use text::{check_chars, push_eol_normalized};
 
-use std::borrow::Cow;
-
-use quick_xml::events::Event as QEvent;
-use quick_xml::reader::Reader as QReader;
+use lex::{Attrs, Lexer, Tok};
 
 /// Namespace bound to the `xml` prefix by definition.
 pub const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
@@ -239,12 +238,11 @@ pub(super) enum Ready<'a> {
 
 /// Pull reader over a complete message held in memory.
 pub struct Reader<'a> {
-    q: QReader<&'a [u8]>,
-    base: usize,
+    lex: Lexer<'a>,
     limits: Limits,
     st: State,
     phase: Phase,
-    pending: Option<(QEvent<'a>, Span)>,
+    pending: Option<(Tok<'a>, Span)>,
     pop_pending: bool,
     synth_end: Option<usize>,
     seen_any: bool,
@@ -307,16 +305,7 @@ impl<'a> Reader<'a> {
         carry: Option<Carry>,
         last: bool,
     ) -> Result<Reader<'a>, XmlError> {
-        let mut base = offset;
-        // quick-xml drops a leading U+FEFF from any input it starts on: on a
-        // later window that would be a character read as absent (and every
-        // span shifted), so it is refused instead.
-        if carry.is_some() && input.starts_with(&[0xEF, 0xBB, 0xBF]) {
-            return Err(malformed(
-                offset,
-                "U+FEFF where a window of the message starts",
-            ));
-        }
+        let mut skip = 0;
         if carry.is_none() {
             // UTF-16/32 (with or without BOM) shows as a BOM or a NUL in the first bytes.
             if input.starts_with(&[0xFE, 0xFF])
@@ -325,24 +314,17 @@ impl<'a> Reader<'a> {
             {
                 return Err(XmlError::NotUtf8 { at: 0 });
             }
+            // The byte order mark is not a character of the document; a
+            // second one, or one opening a later window, is.
             if input.starts_with(&[0xEF, 0xBB, 0xBF]) {
-                base += 3;
-                // quick-xml would drop a second one too, unseen: every span
-                // after it would then be three bytes short.
-                if input[3..].starts_with(&[0xEF, 0xBB, 0xBF]) {
-                    return Err(malformed(3, "U+FEFF after the byte order mark"));
-                }
+                skip = 3;
             }
         }
-        let mut q = QReader::from_reader(input.get(base - offset..).unwrap_or_default());
-        let cfg = q.config_mut();
-        cfg.check_comments = true;
-        // We keep our own element stack and compare end names against it.
-        cfg.check_end_names = false;
-        // A window opens inside elements quick-xml never saw start.
-        cfg.allow_unmatched_ends = true;
-        cfg.expand_empty_elements = false;
-        cfg.trim_text(false);
+        let body = input.get(skip..).unwrap_or_default();
+        // Validated once, so every piece after is borrowed as it is.
+        let text = std::str::from_utf8(body).map_err(|e| XmlError::NotUtf8 {
+            at: offset + skip + e.valid_up_to(),
+        })?;
         let carry = carry.unwrap_or(Carry {
             st: State::default(),
             phase: Phase::Prolog,
@@ -350,8 +332,7 @@ impl<'a> Reader<'a> {
             events: 0,
         });
         Ok(Reader {
-            q,
-            base,
+            lex: Lexer::new(text, offset + skip),
             limits: limits.clone(),
             st: carry.st,
             phase: carry.phase,
@@ -399,8 +380,9 @@ impl<'a> Reader<'a> {
             // Often enough to stop within a fraction of a millisecond, rarely
             // enough to cost nothing.
             if self.events % 256 == 0 && std::time::Instant::now() > d {
-                let at = self.offset(self.q.buffer_position());
-                let e = XmlError::WorkLimit { at };
+                let e = XmlError::WorkLimit {
+                    at: self.lex.offset(),
+                };
                 self.failed = Some(e.clone());
                 return Err(e);
             }
@@ -463,32 +445,30 @@ impl<'a> Reader<'a> {
             let first = !self.seen_any;
             self.seen_any = true;
             match ev {
-                QEvent::Decl(d) => {
+                Tok::Decl(d) => {
                     // Only as the very first thing; elsewhere `<?xml` is a reserved PI.
                     if !first {
                         return Err(XmlError::ProcessingInstruction { at: span.start });
                     }
-                    check_decl(&d, span.start)?;
+                    check_decl(d, span.start)?;
                 }
-                QEvent::PI(_) => return Err(XmlError::ProcessingInstruction { at: span.start }),
-                QEvent::DocType(_) => return Err(XmlError::Doctype { at: span.start }),
-                QEvent::Start(s) => return self.start(s, span, false).map(Some),
-                QEvent::Empty(s) => {
-                    let r = self.start(s, span, true)?;
-                    self.synth_end = Some(span.end);
+                Tok::Pi => return Err(XmlError::ProcessingInstruction { at: span.start }),
+                Tok::Doctype => return Err(XmlError::Doctype { at: span.start }),
+                Tok::Start { name, attrs, empty } => {
+                    let r = self.start(name, attrs, span, empty)?;
+                    if empty {
+                        self.synth_end = Some(span.end);
+                    }
                     return Ok(Some(r));
                 }
-                QEvent::End(e) => {
-                    let name = e.name();
-                    let name: &str = name.as_ref();
+                Tok::End(name) => {
                     let open = self.st.frames.last().map(|f| f.name.of(&self.st.names));
                     if open != Some(name) {
                         return Err(malformed(span.start, "end tag does not match start tag"));
                     }
                     return Ok(Some(self.end_ready(span)));
                 }
-                QEvent::Comment(c) => {
-                    let t = c.into_inner();
+                Tok::Comment(t) => {
                     let l = &self.limits;
                     if t.len() > l.max_text_len {
                         return Err(XmlError::TextTooLong {
@@ -496,16 +476,15 @@ impl<'a> Reader<'a> {
                             limit: l.max_text_len,
                         });
                     }
-                    let has_cr = check_chars(&t, span.start)?;
+                    let has_cr = check_chars(t, span.start)?;
                     return Ok(Some(Ready::Comment(span, self.keep(t, has_cr))));
                 }
-                QEvent::Text(t) if self.phase != Phase::Root => {
-                    let t = t.into_inner();
+                Tok::Text(t) if self.phase != Phase::Root => {
                     if !t.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
                         return Err(malformed(span.start, "text outside the root element"));
                     }
                 }
-                QEvent::Text(_) | QEvent::CData(_) | QEvent::GeneralRef(_) => {
+                Tok::Text(_) | Tok::CData(_) | Tok::Ref(_) => {
                     if self.phase != Phase::Root {
                         return Err(malformed(span.start, "content outside the root element"));
                     }
@@ -518,7 +497,7 @@ impl<'a> Reader<'a> {
                         return Ok(Some(r));
                     }
                 }
-                QEvent::Eof => {
+                Tok::Eof => {
                     return match self.phase {
                         _ if !self.last => Ok(None),
                         Phase::Epilog => Ok(None),
@@ -530,45 +509,26 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn read_raw(&mut self) -> Result<(QEvent<'a>, Span), XmlError> {
-        let start = self.offset(self.q.buffer_position());
-        let ev = self.q.read_event().map_err(|e| {
-            let at = self.offset(self.q.error_position());
-            match e {
-                quick_xml::Error::Encoding(_) => XmlError::NotUtf8 { at },
-                // Refused however it ends (a window may end inside it).
-                quick_xml::Error::Syntax(quick_xml::errors::SyntaxError::UnclosedDoctype) => {
-                    XmlError::Doctype { at }
-                }
-                other => malformed(at, other.to_string()),
-            }
-        })?;
+    fn read_raw(&mut self) -> Result<(Tok<'a>, Span), XmlError> {
+        let start = self.lex.offset();
+        let ev = self.lex.next()?;
         Ok((
             ev,
             Span {
                 start,
-                end: self.offset(self.q.buffer_position()),
+                end: self.lex.offset(),
             },
         ))
     }
 
-    /// Input offset of a quick-xml position (which does not count the BOM).
-    fn offset(&self, qpos: u64) -> usize {
-        usize::try_from(qpos)
-            .unwrap_or(usize::MAX)
-            .saturating_add(self.base)
-    }
-
     /// Keep a borrowed piece of input as is, or copy it normalized into `st.text`.
-    fn keep(&mut self, t: Cow<'a, str>, has_cr: bool) -> Option<&'a str> {
-        match t {
-            Cow::Borrowed(s) if !has_cr => Some(s),
-            t => {
-                self.st.text.clear();
-                push_eol_normalized(&mut self.st.text, &t);
-                None
-            }
+    fn keep(&mut self, t: &'a str, has_cr: bool) -> Option<&'a str> {
+        if !has_cr {
+            return Some(t);
         }
+        self.st.text.clear();
+        push_eol_normalized(&mut self.st.text, t);
+        None
     }
 
     fn end_ready(&mut self, span: Span) -> Ready<'a> {
@@ -580,16 +540,34 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn check_decl(d: &quick_xml::events::BytesDecl<'_>, at: usize) -> Result<(), XmlError> {
-    let version = d.version().map_err(|e| malformed(at, e.to_string()))?;
-    if version.as_ref() != "1.0" {
-        return Err(XmlError::Version { at });
+/// XML 1.0 §2.8: `version`, then optionally `encoding` and `standalone`,
+/// in that order; only version 1.0 and UTF-8 are read.
+fn check_decl(text: &str, at: usize) -> Result<(), XmlError> {
+    let mut attrs = Attrs::new(text, at);
+    let mut next = attrs.next().transpose()?;
+    match next {
+        Some(("version", "1.0")) => {}
+        Some(("version", _)) => return Err(XmlError::Version { at }),
+        _ => return Err(malformed(at, "XML declaration without a version")),
     }
-    if let Some(enc) = d.encoding() {
-        let enc = enc.map_err(|e| malformed(at, e.to_string()))?;
+    next = attrs.next().transpose()?;
+    if let Some(("encoding", enc)) = next {
         if !enc.eq_ignore_ascii_case("utf-8") {
             return Err(XmlError::Encoding { at });
         }
+        next = attrs.next().transpose()?;
     }
-    Ok(())
+    if let Some(("standalone", sd)) = next {
+        if sd != "yes" && sd != "no" {
+            return Err(malformed(at, "standalone is neither yes nor no"));
+        }
+        next = attrs.next().transpose()?;
+    }
+    match next {
+        None => Ok(()),
+        Some(_) => Err(malformed(
+            at,
+            "unexpected pseudo-attribute in the XML declaration",
+        )),
+    }
 }

@@ -1,10 +1,7 @@
 //! Character data: text, CDATA and references gathered into runs handed out
 //! in bounded pieces, line ends normalized, characters checked.
 
-use std::borrow::Cow;
-
-use quick_xml::events::Event as QEvent;
-
+use super::lex::Tok;
 use super::{malformed, Reader, Ready, Span, XmlError};
 
 impl<'a> Reader<'a> {
@@ -27,17 +24,11 @@ impl<'a> Reader<'a> {
                 };
                 let at = span.start;
                 let (cr, content, offset) = match ev {
-                    QEvent::Text(t) => {
-                        let t = t.into_inner();
-                        (check_text(&t, at)?, t, 0)
-                    }
-                    QEvent::CData(c) => {
-                        let c = c.into_inner();
-                        (check_chars(&c, at)?, c, "<![CDATA[".len())
-                    }
-                    QEvent::GeneralRef(r) => {
+                    Tok::Text(t) => (check_text(t, at)?, t, 0),
+                    Tok::CData(c) => (check_chars(c, at)?, c, "<![CDATA[".len()),
+                    Tok::Ref(r) => {
                         // A resolved reference is never line-end normalized (`&#xD;` stays CR).
-                        let c = resolve_ref(&r, at)?;
+                        let c = resolve_ref(r, at)?;
                         self.run_grow(c.len_utf8(), at)?;
                         self.st.text.push(c);
                         start.get_or_insert(at);
@@ -54,11 +45,6 @@ impl<'a> Reader<'a> {
                     }
                 };
                 self.run_grow(content.len(), at)?;
-                let content: &'a str = match content {
-                    Cow::Borrowed(s) => s,
-                    // Not produced by the slice reader; refuse rather than copy.
-                    Cow::Owned(_) => return Err(malformed(at, "unexpected owned text")),
-                };
                 self.run.rest = content;
                 self.run.pos = span.start;
                 self.run.offset = span.start + offset;

@@ -6,7 +6,7 @@
 //! it got wrong on malformed input leaves markup open at a window's end,
 //! which the reader refuses, so a bad guess fails closed.
 
-use memchr::{memchr, memchr3};
+use memchr::{memchr, memchr3, memrchr};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum Lex {
@@ -133,21 +133,28 @@ impl Cutter {
             return None;
         }
         let lowest = buf.len().saturating_sub(16).max(self.start + 1);
-        // The byte after the cut is known: it tells a character's boundary.
-        (lowest..buf.len()).rev().find(|&p| {
-            let before = buf.get(..p).unwrap_or_default();
-            // Not before U+FEFF either (EF BB BF): a window may not start with it.
-            let boundary = buf
-                .get(p)
-                .is_some_and(|&b| !(0x80..0xC0).contains(&b) && b != 0xEF);
-            let last = before.last().copied();
-            let tail = before.get(p.saturating_sub(12)..).unwrap_or_default();
-            let in_reference = tail
-                .iter()
-                .rposition(|&b| b == b'&')
-                .is_some_and(|a| !tail.get(a..).unwrap_or_default().contains(&b';'));
-            boundary && !matches!(last, None | Some(b'\r' | b']' | b'&')) && !in_reference
-        })
+        // A reference may be any length (`&#x0000000041;`): where the last
+        // `&` and `;` before each candidate are, from one search back over
+        // the text and a walk over the candidates.
+        let text = buf.get(self.start..lowest).unwrap_or_default();
+        let mut amp = memrchr(b'&', text).map(|k| self.start + k);
+        let mut semi = memrchr(b';', text).map(|k| self.start + k);
+        let mut cut = None;
+        for p in lowest..buf.len() {
+            match buf.get(p - 1) {
+                Some(b'&') => amp = Some(p - 1),
+                Some(b';') => semi = Some(p - 1),
+                _ => {}
+            }
+            // The byte after the cut is known: it tells a character's boundary.
+            let boundary = buf.get(p).is_some_and(|&b| !(0x80..0xC0).contains(&b));
+            let in_reference = amp.is_some_and(|a| semi.is_none_or(|s| s < a));
+            let last = buf.get(p - 1).copied();
+            if boundary && !matches!(last, Some(b'\r' | b']')) && !in_reference {
+                cut = Some(p);
+            }
+        }
+        cut
     }
 
     /// The first `n` bytes of the buffer were taken away (at a cut).
@@ -199,6 +206,14 @@ mod tests {
                 );
                 let _ = b;
             }
+        }
+        // However long the reference: XML allows any number of leading zeros.
+        let doc = b"<a>x&#x000000000000000000000041;";
+        for end in 4..doc.len() {
+            let mut c = Cutter::default();
+            c.scan(&doc[..end]);
+            let cut = c.text_cut(&doc[..end]);
+            assert!(cut.is_none_or(|p| p <= 4), "{end}: cut at {cut:?}");
         }
         let mut c = Cutter::default();
         c.scan(b"<a x='");

@@ -442,8 +442,10 @@ impl<'a> Reader<'a> {
                 Some(p) => p,
                 None => self.read_raw()?,
             };
+            // The end of a window is not a token: a declaration after it
+            // may still be the first thing in the message.
             let first = !self.seen_any;
-            self.seen_any = true;
+            self.seen_any |= ev != Tok::Eof;
             match ev {
                 Tok::Decl(d) => {
                     // Only as the very first thing; elsewhere `<?xml` is a reserved PI.

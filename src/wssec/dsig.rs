@@ -10,7 +10,7 @@ use super::c14n::{Algorithm, Canonicalizer, Method, EXC_C14N_URI};
 use super::envelope::{Node, DS_NS};
 use super::tokens::PublicKey;
 use super::verify::WssecError;
-use super::xml::{Event, Limits, Reader, Span};
+use super::xml::{self, Event, Limits, Reader, Span};
 
 pub const RSA_SHA1_URI: &str = "http://www.w3.org/2000/09/xmldsig#rsa-sha1";
 pub const RSA_SHA256_URI: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
@@ -345,11 +345,10 @@ pub fn strict_base64(n: &Node) -> Result<Vec<u8>, WssecError> {
 }
 
 pub fn decode_base64(text: &str) -> Result<Vec<u8>, WssecError> {
-    let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
     // Line by line: signers wrap base64 at 64 or 76 characters, and a copy
     // a byte at a time cost more than the decoding.
     let mut compact = Vec::with_capacity(text.len());
-    for line in text.as_bytes().split(is_space) {
+    for line in text.as_bytes().split(|&b| xml::is_space(b)) {
         compact.extend_from_slice(line);
     }
     if compact.is_empty() {

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::verify::WssecError;
-use super::xml::{Event, Limits, Reader, Span, StartElement};
+use super::xml::{self, Event, Limits, Reader, Span, StartElement};
 
 pub const SOAP11_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 pub const SOAP12_NS: &str = "http://www.w3.org/2003/05/soap-envelope";
@@ -638,7 +638,7 @@ impl Scanner {
         let structural = self.depth == 1
             || (self.depth == 2 && self.stage == Stage::InHeader)
             || (self.depth == 3 && self.in_security);
-        if structural && !t.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
+        if structural && !t.bytes().all(xml::is_space) {
             return Err(bad("text between SOAP structure elements"));
         }
         if !self.holder.stack.is_empty() {
@@ -672,7 +672,7 @@ pub fn tag_name(tag: &[u8]) -> String {
     let name: Vec<u8> = tag
         .iter()
         .skip(1)
-        .take_while(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'/' | b'>'))
+        .take_while(|&&b| !xml::is_space(b) && b != b'/' && b != b'>')
         .copied()
         .collect();
     String::from_utf8_lossy(&name).into_owned()

@@ -141,7 +141,8 @@ impl Cutter {
         let mut semi = memrchr(b';', text).map(|k| self.start + k);
         let mut cut = None;
         for p in lowest..buf.len() {
-            match buf.get(p - 1) {
+            let last = buf.get(p - 1).copied();
+            match last {
                 Some(b'&') => amp = Some(p - 1),
                 Some(b';') => semi = Some(p - 1),
                 _ => {}
@@ -149,7 +150,6 @@ impl Cutter {
             // The byte after the cut is known: it tells a character's boundary.
             let boundary = buf.get(p).is_some_and(|&b| !(0x80..0xC0).contains(&b));
             let in_reference = amp.is_some_and(|a| semi.is_none_or(|s| s < a));
-            let last = buf.get(p - 1).copied();
             if boundary && !matches!(last, Some(b'\r' | b']')) && !in_reference {
                 cut = Some(p);
             }

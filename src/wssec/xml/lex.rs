@@ -8,7 +8,7 @@
 
 use memchr::{memchr, memchr2, memchr3, memmem};
 
-use super::{malformed, XmlError};
+use super::{is_space, malformed, XmlError};
 
 /// One piece of the input. Text borrows the input as is (references and
 /// line ends are the reader's to resolve).
@@ -31,10 +31,6 @@ pub(super) enum Tok<'a> {
     /// `&name;`: the name.
     Ref(&'a str),
     Eof,
-}
-
-fn is_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
 /// Tokens of one input, read in order.

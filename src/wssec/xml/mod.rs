@@ -23,6 +23,11 @@ use text::{check_chars, push_eol_normalized};
 
 use lex::{Attrs, Lexer, Tok};
 
+/// XML 1.0 §2.3 white space (`S`): space, tab, LF, CR, and nothing else.
+pub fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
 /// Namespace bound to the `xml` prefix by definition.
 pub const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
 /// Namespace of `xmlns` attributes; no prefix may be bound to it.
@@ -482,7 +487,7 @@ impl<'a> Reader<'a> {
                     return Ok(Some(Ready::Comment(span, self.keep(t, has_cr))));
                 }
                 Tok::Text(t) if self.phase != Phase::Root => {
-                    if !t.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
+                    if !t.bytes().all(is_space) {
                         return Err(malformed(span.start, "text outside the root element"));
                     }
                 }

@@ -198,6 +198,11 @@ pub struct Canonicalizer {
     order: Vec<Src>,
     inherited: Vec<(Sub, Sub)>,
     inherited_text: String,
+    /// A tag (or a short text) is assembled here and handed to the sink in
+    /// one write: a tag is a dozen small pieces, and each write through
+    /// `io::Write` costs more than copying the piece. Bounded by the
+    /// reader's limits on a tag.
+    tag: Vec<u8>,
 }
 
 impl Canonicalizer {
@@ -225,6 +230,7 @@ impl Canonicalizer {
             order: Vec::new(),
             inherited: Vec::new(),
             inherited_text: String::new(),
+            tag: Vec::new(),
         }
     }
 
@@ -265,6 +271,7 @@ impl Canonicalizer {
             + self.order.capacity() * size_of::<Src>()
             + self.inherited.capacity() * size_of::<(Sub, Sub)>()
             + self.inherited_text.capacity()
+            + self.tag.capacity()
     }
 
     /// Feeds the start tag of an element, as a `Start` event would.
@@ -278,7 +285,12 @@ impl Canonicalizer {
         }
         let apex = !self.started;
         self.started = true;
-        self.start(e, apex, out)?;
+        let mut tag = std::mem::take(&mut self.tag);
+        tag.clear();
+        self.start(e, apex, &mut tag);
+        let written = out.write_all(&tag);
+        self.tag = tag;
+        written?;
         self.depth += 1;
         Ok(())
     }
@@ -294,9 +306,12 @@ impl Canonicalizer {
                 if self.depth == 0 {
                     return Err(C14nError::OutsideSubtree);
                 }
-                out.write_all(b"</")?;
-                out.write_all(e.name().as_bytes())?;
-                out.write_all(b">")?;
+                let tag = &mut self.tag;
+                tag.clear();
+                tag.extend_from_slice(b"</");
+                tag.extend_from_slice(e.name().as_bytes());
+                tag.push(b'>');
+                out.write_all(tag)?;
                 if let Some((n, t)) = self.marks.pop() {
                     self.rendered.decls.truncate(n);
                     self.rendered.text.truncate(t);
@@ -305,7 +320,12 @@ impl Canonicalizer {
                 self.done = self.depth == 0;
             }
             Event::Text(t) => {
-                if self.depth > 0 {
+                if self.depth > 0 && t.text().len() <= SHORT_TEXT {
+                    let tag = &mut self.tag;
+                    tag.clear();
+                    escape_into(tag, t.text(), false);
+                    out.write_all(tag)?;
+                } else if self.depth > 0 {
                     write_escaped(out, t.text(), false)?;
                 } else if self.scope == Scope::Subtree {
                     return Err(C14nError::OutsideSubtree);
@@ -332,12 +352,8 @@ impl Canonicalizer {
         Ok(())
     }
 
-    fn start<W: Write + ?Sized>(
-        &mut self,
-        e: &StartElement<'_>,
-        apex: bool,
-        out: &mut W,
-    ) -> Result<(), C14nError> {
+    /// Renders the start tag into `out`.
+    fn start(&mut self, e: &StartElement<'_>, apex: bool, out: &mut Vec<u8>) {
         let mark = self.rendered.decls.len();
         self.marks.push((mark, self.rendered.text.len()));
         let r = &mut self.rendered;
@@ -399,15 +415,15 @@ impl Canonicalizer {
         let own = r.decls.get_mut(mark..).unwrap_or_default();
         own.sort_unstable_by(|a, b| a.0.of(text).cmp(b.0.of(text)));
 
-        out.write_all(b"<")?;
-        out.write_all(e.name().as_bytes())?;
+        out.extend_from_slice(b"<");
+        out.extend_from_slice(e.name().as_bytes());
         for (p, u, _) in own.iter() {
             let p = p.of(text);
-            out.write_all(if p.is_empty() { b" xmlns" } else { b" xmlns:" })?;
-            out.write_all(p.as_bytes())?;
-            out.write_all(b"=\"")?;
-            write_escaped(out, u.of(text), true)?;
-            out.write_all(b"\"")?;
+            out.extend_from_slice(if p.is_empty() { b" xmlns" } else { b" xmlns:" });
+            out.extend_from_slice(p.as_bytes());
+            out.extend_from_slice(b"=\"");
+            escape_into(out, u.of(text), true);
+            out.extend_from_slice(b"\"");
         }
 
         self.order.clear();
@@ -443,23 +459,40 @@ impl Canonicalizer {
         });
         for &s in &self.order {
             let (_, _, name, value) = attr(s);
-            out.write_all(b" ")?;
+            out.extend_from_slice(b" ");
             if let Src::Inherited(_) = s {
-                out.write_all(b"xml:")?;
+                out.extend_from_slice(b"xml:");
             }
-            out.write_all(name.as_bytes())?;
-            out.write_all(b"=\"")?;
-            write_escaped(out, value, true)?;
-            out.write_all(b"\"")?;
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"=\"");
+            escape_into(out, value, true);
+            out.extend_from_slice(b"\"");
         }
-        out.write_all(b">")?;
-        Ok(())
+        out.push(b'>');
     }
 }
 
-/// Writes text (`attr == false`) or an attribute value with the C14N escapes,
-/// copying unescaped runs straight from the input.
+/// Text up to this long is escaped into the tag buffer and written at once;
+/// longer text is written in its pieces, so the buffer never holds more.
+const SHORT_TEXT: usize = 512;
+
+/// Writes text (`attr == false`) or an attribute value with the C14N escapes.
 fn write_escaped<W: Write + ?Sized>(out: &mut W, s: &str, attr: bool) -> io::Result<()> {
+    escape(s, attr, |piece| out.write_all(piece))
+}
+
+/// [`write_escaped`] into a tag being assembled.
+fn escape_into(out: &mut Vec<u8>, s: &str, attr: bool) {
+    let done: Result<(), std::convert::Infallible> = escape(s, attr, |piece| {
+        out.extend_from_slice(piece);
+        Ok(())
+    });
+    let Ok(()) = done;
+}
+
+/// Hands `emit` the escaped form of `s` in pieces, unescaped runs straight
+/// from the input.
+fn escape<E>(s: &str, attr: bool, mut emit: impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
     let bytes = s.as_bytes();
     let mut last = 0;
     for (i, &c) in bytes.iter().enumerate() {
@@ -473,11 +506,11 @@ fn write_escaped<W: Write + ?Sized>(out: &mut W, s: &str, attr: bool) -> io::Res
             (b'\n', true) => b"&#xA;",
             _ => continue,
         };
-        out.write_all(&bytes[last..i])?;
-        out.write_all(rep)?;
+        emit(&bytes[last..i])?;
+        emit(rep)?;
         last = i + 1;
     }
-    out.write_all(&bytes[last..])
+    emit(&bytes[last..])
 }
 
 /// Canonicalizes a whole document.

@@ -489,7 +489,17 @@ pub fn canonical_signed_info(
     start: usize,
     method: &Method,
 ) -> Result<Vec<u8>, WssecError> {
-    let mut reader = Reader::new(msg, limits)?;
+    canonical_signed_info_in(&mut Reader::new(msg, limits)?, start, method)
+}
+
+/// [`canonical_signed_info`] with a reader of the whole message, rewound
+/// to its start first.
+pub fn canonical_signed_info_in(
+    reader: &mut Reader<'_>,
+    start: usize,
+    method: &Method,
+) -> Result<Vec<u8>, WssecError> {
+    reader.rewind();
     let mut c: Option<Canonicalizer> = None;
     let mut out = Vec::new();
     while let Some(ev) = reader.next()? {
@@ -520,7 +530,16 @@ pub fn digest_targets(
     limits: &Limits,
     targets: &[DigestTarget],
 ) -> Result<Vec<DigestOutput>, WssecError> {
-    let mut reader = Reader::new(msg, limits)?;
+    digest_targets_in(&mut Reader::new(msg, limits)?, targets)
+}
+
+/// [`digest_targets`] with a reader of the whole message, rewound to its
+/// start first.
+pub fn digest_targets_in(
+    reader: &mut Reader<'_>,
+    targets: &[DigestTarget],
+) -> Result<Vec<DigestOutput>, WssecError> {
+    reader.rewind();
     let mut active: Vec<Active> = Vec::with_capacity(targets.len());
     let mut finished = 0;
     while let Some(ev) = reader.next()? {

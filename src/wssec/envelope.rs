@@ -346,7 +346,13 @@ pub fn scan(msg: &[u8], limits: &Limits) -> Result<Scanned, WssecError> {
 /// Like [`scan`], for a receiver that also answers to `actor` (a SOAP 1.1
 /// actor or 1.2 role URI). Security headers for other actors are left alone.
 pub fn scan_for(msg: &[u8], limits: &Limits, actor: Option<&str>) -> Result<Scanned, WssecError> {
-    let mut reader = Reader::new(msg, limits)?;
+    scan_with(&mut Reader::new(msg, limits)?, actor)
+}
+
+/// [`scan_for`] with a reader of the whole message, read from its start
+/// (and left for the later passes to rewind).
+pub fn scan_with(reader: &mut Reader<'_>, actor: Option<&str>) -> Result<Scanned, WssecError> {
+    reader.rewind();
     let mut scan = StreamScan::new(actor);
     while let Some(ev) = reader.next()? {
         scan.event(&ev)?;

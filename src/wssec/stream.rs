@@ -320,6 +320,7 @@ impl<'p> StreamVerifier<'p> {
                 body: digest.as_ref(),
                 signed: None,
             },
+            None,
         )?;
         Ok(Streamed {
             verified,
@@ -357,7 +358,8 @@ pub(super) fn judge_own_output(
     body_digest: Option<&[u8]>,
     signed: Signed<'_>,
 ) -> Result<Verified, WssecError> {
-    let scan = envelope::scan_for(msg, &policy.limits, policy.actor.as_deref())?;
+    let mut reader = Reader::new(msg, &policy.limits)?;
+    let scan = envelope::scan_with(&mut reader, policy.actor.as_deref())?;
     let body = match body_digest {
         Some(value) => Some(
             scan.security
@@ -385,5 +387,6 @@ pub(super) fn judge_own_output(
         &|_| Ok(()),
         None,
         known,
+        Some(reader),
     )
 }

@@ -12,7 +12,7 @@ use super::envelope::{self, QName, Scanned, Security, SoapVersion};
 use super::reason::Reason;
 use super::replay::{replay_key, NoReplayCache, ReplayCache, ReplayError, ReplayKey};
 use super::tokens::{self, KeySource, PasswordStore, Timestamp, TrustStore};
-use super::xml::{Limits, Span, XmlError};
+use super::xml::{Limits, Reader, Span, XmlError};
 use crate::dn::Name;
 use crate::fingerprint::Fingerprint;
 
@@ -500,7 +500,8 @@ fn run(
     limits.deadline = policy
         .max_work
         .and_then(|d| std::time::Instant::now().checked_add(d));
-    let scan = envelope::scan_for(msg, &limits, policy.actor.as_deref())?;
+    let mut reader = Reader::new(msg, &limits)?;
+    let scan = envelope::scan_with(&mut reader, policy.actor.as_deref())?;
     judge(
         msg,
         &scan,
@@ -511,6 +512,7 @@ fn run(
         accept,
         explain,
         Known::default(),
+        Some(reader),
     )
 }
 
@@ -555,6 +557,7 @@ pub(super) fn judge(
     accept: &dyn Fn(Option<&SignerInfo>) -> Result<(), WssecError>,
     explain: Option<&mut Explanation>,
     known: Known<'_>,
+    reader: Option<Reader<'_>>,
 ) -> Result<Verified, WssecError> {
     let limits = limits.clone();
     check_header_blocks(scan, policy)?;
@@ -580,13 +583,14 @@ pub(super) fn judge(
     let signed = match &sec.signature {
         Some(node) => {
             let parsed = dsig::parse_signature(node, policy.allow_sha1, policy.max_references)?;
-            let at = Passes {
+            let mut at = Passes {
                 msg,
                 limits: &limits,
                 known,
+                reader,
             };
             Some(check_signature(
-                &at, scan, sec, &parsed, policy, now, explain,
+                &mut at, scan, sec, &parsed, policy, now, explain,
             )?)
         }
         None if !policy.require_signed.is_empty() => return Err(WssecError::Unsigned),
@@ -668,19 +672,31 @@ struct Passes<'m> {
     msg: &'m [u8],
     limits: &'m Limits,
     known: Known<'m>,
+    /// One reader for every pass, so the message is validated as UTF-8
+    /// once and the reader's buffers grow once.
+    reader: Option<Reader<'m>>,
 }
 
-impl Passes<'_> {
+impl<'m> Passes<'m> {
+    /// The reader of `msg` (the scan's, when it read the same bytes).
+    fn reader(&mut self) -> Result<&mut Reader<'m>, WssecError> {
+        let r = match self.reader.take() {
+            Some(r) => r,
+            None => Reader::new(self.msg, self.limits)?,
+        };
+        Ok(self.reader.insert(r))
+    }
+
     /// Each target's digest, in order: the streamed Body's as computed while
     /// it passed (for exactly the Reference it was computed for), the others
     /// in one pass over `msg`.
-    fn digests(&self, targets: &[DigestTarget]) -> Result<Vec<dsig::DigestOutput>, WssecError> {
+    fn digests(&mut self, targets: &[DigestTarget]) -> Result<Vec<dsig::DigestOutput>, WssecError> {
         let Some(s) = self.known.body else {
-            return dsig::digest_targets(self.msg, self.limits, targets);
+            return dsig::digest_targets_in(self.reader()?, targets);
         };
         let is_body = |t: &DigestTarget| t.start == s.target.start;
         let rest: Vec<DigestTarget> = targets.iter().filter(|t| !is_body(t)).cloned().collect();
-        let mut rest = dsig::digest_targets(self.msg, self.limits, &rest)?.into_iter();
+        let mut rest = dsig::digest_targets_in(self.reader()?, &rest)?.into_iter();
         let mut out = Vec::with_capacity(targets.len());
         for t in targets {
             if !is_body(t) {
@@ -756,7 +772,7 @@ fn describe(start: usize, scan: &Scanned, sec: &Security) -> &'static str {
 // The pieces of one verification; bundling them would only rename them.
 #[allow(clippy::too_many_arguments)]
 fn check_signature(
-    at: &Passes<'_>,
+    at: &mut Passes<'_>,
     scan: &Scanned,
     sec: &Security,
     parsed: &ParsedSignature<'_>,
@@ -764,7 +780,6 @@ fn check_signature(
     now: SystemTime,
     mut explain: Option<&mut Explanation>,
 ) -> Result<SignatureOutcome, WssecError> {
-    let (msg, limits) = (at.msg, at.limits);
     let si = &parsed.signed_info;
     let (cert, source) = tokens::resolve_signer(parsed.key_info, sec, &policy.trust)?;
     dsig::check_key_type(si.algorithm, &cert.key)?;
@@ -799,7 +814,7 @@ fn check_signature(
     // The signature over the canonical SignedInfo is checked before any
     // Reference is digested (as Santuario does): unauthenticated input costs
     // one signature check, not a pass over the Body.
-    let si_bytes = dsig::canonical_signed_info(msg, limits, si.span.start, &si.c14n)?;
+    let si_bytes = dsig::canonical_signed_info_in(at.reader()?, si.span.start, &si.c14n)?;
     let signature = match at.known.signed {
         None => dsig::verify_signature_value(
             si.algorithm,

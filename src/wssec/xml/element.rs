@@ -101,6 +101,21 @@ impl State {
             + self.scratch.capacity() * size_of::<u32>()
     }
 
+    /// Empty, as at a document's start, with the arenas' capacity kept.
+    /// Binding ids go on counting, so no id of an earlier pass recurs.
+    pub(super) fn clear(&mut self) {
+        self.frames.clear();
+        self.names.clear();
+        self.ns.clear();
+        self.ns_text.clear();
+        self.xml_attrs.clear();
+        self.xml_text.clear();
+        self.attrs.clear();
+        self.attr_text.clear();
+        self.text.clear();
+        self.scratch.clear();
+    }
+
     fn ns_key(&self, r: NsRef) -> u64 {
         match r {
             NsRef::None => 0,

@@ -46,6 +46,11 @@ impl<'a> Lexer<'a> {
         Lexer { s, pos: 0, base }
     }
 
+    /// The whole text this lexer reads.
+    pub(super) fn text(&self) -> &'a str {
+        self.s
+    }
+
     /// Offset in the message where the next token starts.
     pub(super) fn offset(&self) -> usize {
         self.base + self.pos

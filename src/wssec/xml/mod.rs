@@ -257,6 +257,9 @@ pub struct Reader<'a> {
     run: TextRun<'a>,
     /// False for a window of a message that goes on after it.
     last: bool,
+    /// Where the document's first token is, for a reader that began there
+    /// (not one carried on from an earlier window): it can read it again.
+    origin: Option<usize>,
 }
 
 /// What the reader of one window of a message leaves for the next window's:
@@ -330,6 +333,7 @@ impl<'a> Reader<'a> {
         let text = std::str::from_utf8(body).map_err(|e| XmlError::NotUtf8 {
             at: offset + skip + e.valid_up_to(),
         })?;
+        let origin = carry.is_none().then_some(offset + skip);
         let carry = carry.unwrap_or(Carry {
             st: State::default(),
             phase: Phase::Prolog,
@@ -349,7 +353,32 @@ impl<'a> Reader<'a> {
             events: carry.events,
             run: TextRun::default(),
             last,
+            origin,
         })
+    }
+
+    /// Reads the same input again from its start, with the buffers grown so
+    /// far: verification reads one message in up to three passes, and each
+    /// would otherwise validate the UTF-8 and grow its arenas anew. A reader
+    /// carried on from an earlier window has no start of its own to go back
+    /// to; it then refuses to read on.
+    pub fn rewind(&mut self) {
+        let Some(origin) = self.origin else {
+            self.failed = Some(XmlError::Malformed {
+                at: self.lex.offset(),
+                detail: "a window carried on from another cannot be read again".into(),
+            });
+            return;
+        };
+        self.lex = Lexer::new(self.lex.text(), origin);
+        self.st.clear();
+        self.phase = Phase::Prolog;
+        self.pending = None;
+        self.pop_pending = false;
+        self.synth_end = None;
+        self.seen_any = false;
+        self.failed = None;
+        self.run = TextRun::default();
     }
 
     /// What the next window's reader needs, once `next` returned `None`.

@@ -239,6 +239,14 @@ impl Streamer<'_> {
         }
     }
 
+    /// A message sure to be refused need not be spooled any further.
+    fn will_refuse(&self) -> bool {
+        match self {
+            Streamer::Verify(v, _) => v.will_refuse(),
+            Streamer::Sign(_) => false,
+        }
+    }
+
     /// The message to send in place of the first `.1` bytes. A signer that
     /// asks for a second pass reads the message again from `spool`.
     fn finish(
@@ -299,11 +307,18 @@ fn consume(
             return Err(WssecError::Internal("a stream on a stage that strips").into())
         }
     };
+    // A forged message is still read to its end (its refusal's reason may
+    // lie anywhere in it), but its bytes stop going to disk.
+    let mut whole = true;
     loop {
         match rx.blocking_recv() {
             Some(Piece::Data(d)) => {
                 streamer.feed(&d)?;
-                spool.write(&d)?;
+                if streamer.will_refuse() {
+                    whole = false;
+                } else {
+                    spool.write(&d)?;
+                }
             }
             Some(Piece::End) => break,
             None => return Err(Failure::Abandoned),
@@ -311,6 +326,9 @@ fn consume(
     }
     let mut reader = spool.finish()?;
     let (done, body_from) = streamer.finish(client, &mut reader)?;
+    if !whole {
+        return Err(WssecError::Internal("a message sure to be refused was accepted").into());
+    }
     reader.skip(body_from as u64);
     Ok((done, reader, permit))
 }

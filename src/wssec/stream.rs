@@ -7,7 +7,8 @@
 //! The rules are the buffered path's: the same reader over every byte, the
 //! same envelope scan (Ids inside the Body included), the same judgement on
 //! the held part, the Body's Reference checked against the digest computed
-//! while it passed.
+//! while it passed — and the SignatureValue verified, at the Body's start
+//! tag, before any of the Body is digested.
 
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -16,6 +17,7 @@ use super::c14n::Canonicalizer;
 use super::dsig::{self, DigestTarget, DigestWriter};
 use super::envelope::{self, Scanned, Security, StreamScan};
 use super::replay::{NoReplayCache, ReplayCache};
+use super::tokens;
 use super::verify::{
     self, Known, Policy, Signed, SignerInfo, StreamedDigest, Verified, WssecError,
 };
@@ -231,12 +233,22 @@ impl<O: BodyOpen> Intake<O> {
 struct VerifyOpen<'p> {
     policy: &'p Policy,
     target: Option<DigestTarget>,
+    /// The SignatureValue as checked at the Body's start.
+    checked: Option<Checked>,
+}
+
+/// A canonical SignedInfo, the SignatureValue read over it, and whether it
+/// verified under the key the KeyInfo names.
+struct Checked {
+    signed_info: Vec<u8>,
+    value: Vec<u8>,
+    valid: bool,
 }
 
 impl BodyOpen for VerifyOpen<'_> {
     fn open(
         &mut self,
-        _head: &[u8],
+        head: &[u8],
         start: &StartElement<'_>,
         scan: &StreamScan,
         _envelope: &str,
@@ -248,6 +260,15 @@ impl BodyOpen for VerifyOpen<'_> {
         let Some(t) = &self.target else {
             return Ok(None);
         };
+        self.checked = check_first(head, sec, self.policy);
+        let valid = self.checked.as_ref().is_some_and(|c| c.valid);
+        // The SignatureValue is verified before the Body is digested, as on
+        // the buffered path: a forged signature costs one check here, not a
+        // pass over a Body of any size. Its verdict waits for the judgement
+        // at the end, which refuses in the buffered path's order.
+        if !valid {
+            return Ok(None);
+        }
         let mut b = BodyDigest {
             id: t.id.clone(),
             c: Canonicalizer::subtree(t.method.clone()),
@@ -269,6 +290,7 @@ impl<'p> StreamVerifier<'p> {
         let open = VerifyOpen {
             policy,
             target: None,
+            checked: None,
         };
         StreamVerifier {
             intake: Intake::new(open, &policy.limits, policy.actor.as_deref()),
@@ -285,6 +307,14 @@ impl<'p> StreamVerifier<'p> {
     /// Takes the next piece of the message, of any size.
     pub fn feed(&mut self, chunk: &[u8]) -> Result<(), WssecError> {
         self.intake.feed(chunk)
+    }
+
+    /// True once the message is sure to be refused: its SignatureValue did
+    /// not verify at the Body's start. The caller need keep none of the
+    /// rest; [`finish`](Self::finish) still reads it to its end, so the
+    /// refusal has the reason the buffered path would give.
+    pub fn will_refuse(&self) -> bool {
+        self.intake.open.checked.as_ref().is_some_and(|c| !c.valid)
     }
 
     /// The end of the message: reads what is left and judges it at `now` —
@@ -318,7 +348,11 @@ impl<'p> StreamVerifier<'p> {
             None,
             Known {
                 body: digest.as_ref(),
-                signed: None,
+                signed: ended.open.checked.as_ref().map(|c| Signed {
+                    signed_info: &c.signed_info,
+                    value: &c.value,
+                    valid: c.valid,
+                }),
             },
             None,
         )?;
@@ -346,6 +380,34 @@ fn body_reference(
         .iter()
         .find(|r| ids.get(&r.id) == Some(&start))
         .map(|r| DigestTarget::of(r, start, parsed.span, false))
+}
+
+/// `sec`'s SignatureValue checked over `head` under the key its KeyInfo
+/// names. `None` when that cannot be done (no signer resolves, the key does
+/// not fit the algorithm): the judgement refuses those before it needs the
+/// Body.
+fn check_first(head: &[u8], sec: &Security, policy: &Policy) -> Option<Checked> {
+    let node = sec.signature.as_ref()?;
+    let parsed = dsig::parse_signature(node, policy.allow_sha1, policy.max_references).ok()?;
+    let si = &parsed.signed_info;
+    let (cert, _) = tokens::resolve_signer(parsed.key_info, sec, &policy.trust).ok()?;
+    let signed_info =
+        dsig::canonical_signed_info(head, &policy.limits, si.span.start, &si.c14n).ok()?;
+    let valid = match dsig::verify_signature_value(
+        si.algorithm,
+        &cert.key,
+        &signed_info,
+        &parsed.signature_value,
+    ) {
+        Ok(()) => true,
+        Err(WssecError::BadSignature) => false,
+        Err(_) => return None,
+    };
+    Some(Checked {
+        signed_info,
+        value: parsed.signature_value,
+        valid,
+    })
 }
 
 /// Judges a signer's own output, `msg`: what it signed is `signed`, and

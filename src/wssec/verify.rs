@@ -528,18 +528,21 @@ pub(super) struct StreamedDigest {
 pub(super) struct Known<'a> {
     /// The Body's digest, computed as it streamed past.
     pub body: Option<&'a StreamedDigest>,
-    /// What the signer of this very message signed, in its check of its
-    /// own output: the verifier's canonical SignedInfo and the
-    /// SignatureValue it reads must equal these, and the public-key
+    /// The SignatureValue checked already: by the signer of this very
+    /// message, in its check of its own output, or by the streaming
+    /// verifier at the Body's start. The verifier's canonical SignedInfo and
+    /// the SignatureValue it reads must equal these, and the public-key
     /// operation is not made again.
     pub signed: Option<Signed<'a>>,
 }
 
-/// A canonical SignedInfo and the signature value made over it.
+/// A canonical SignedInfo, the signature value made over it, and whether
+/// that value verified under the signer's key.
 #[derive(Clone, Copy)]
 pub(super) struct Signed<'a> {
     pub signed_info: &'a [u8],
     pub value: &'a [u8],
+    pub valid: bool,
 }
 
 /// Everything after the scan. `msg` holds at least the message up to the
@@ -823,7 +826,11 @@ fn check_signature(
             &parsed.signature_value,
         ),
         Some(s) if s.signed_info == si_bytes.as_slice() && s.value == parsed.signature_value => {
-            Ok(())
+            if s.valid {
+                Ok(())
+            } else {
+                Err(WssecError::BadSignature)
+            }
         }
         Some(_) => Err(WssecError::Internal(
             "the SignedInfo or SignatureValue a verifier reads is not the one that was signed",

@@ -362,7 +362,11 @@ async fn a_large_message_tampered_in_its_last_byte_has_nothing_forwarded() {
     let at = msg.windows(9).rposition(|w| w == b"</amount>").unwrap() - 1;
     let mut tampered = msg.clone();
     tampered[at] = b'1' + (tampered[at] - b'0' + 1) % 9;
-    for (m, status) in [(tampered, 500), (msg, 200)] {
+    for (m, status) in [
+        (tampered, 500),
+        (forge_signature_value(&msg), 500),
+        (msg, 200),
+    ] {
         let n = m.len();
         let r = send(
             addr,
@@ -382,12 +386,52 @@ async fn a_large_message_tampered_in_its_last_byte_has_nothing_forwarded() {
         }
     }
     assert_eq!(up.requests.load(Ordering::SeqCst), 1);
-    gw.wait_metric(
-        "sealgate_wssec_verifications_total{direction=\"request\",reason=\"wssec_digest_mismatch\",result=\"failed\",route=\"ledger\"}",
-        "1",
-    )
-    .await;
+    for reason in ["wssec_digest_mismatch", "wssec_bad_signature"] {
+        gw.wait_metric(
+            &format!("sealgate_wssec_verifications_total{{direction=\"request\",reason=\"{reason}\",result=\"failed\",route=\"ledger\"}}"),
+            "1",
+        )
+        .await;
+    }
     wait_for("the spool emptied", || spool_files(&dir).is_empty()).await;
+}
+
+/// `msg` with the first character of its SignatureValue changed: a
+/// well-formed value that does not verify.
+fn forge_signature_value(msg: &[u8]) -> Vec<u8> {
+    let open = b"SignatureValue>";
+    let at = msg.windows(open.len()).position(|w| w == open).unwrap() + open.len();
+    let mut forged = msg.to_vec();
+    forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+    forged
+}
+
+#[test]
+fn a_forged_signature_value_is_known_at_the_body_before_it_is_digested() {
+    use sealgate::wssec::replay::NoReplayCache;
+    use sealgate::wssec::stream::StreamVerifier;
+    let pki = Pki::new();
+    let who = signer(&pki, "accounting-signer");
+    let p = crate::support::wssec::policy(&pki.ca, &[&who]);
+    let msg = signed(&large_message(2), &who);
+    let body = msg.windows(10).position(|w| w == b"<soap:Body").unwrap();
+    let now = std::time::SystemTime::now();
+    for (m, forged) in [(forge_signature_value(&msg), true), (msg, false)] {
+        let mut v = StreamVerifier::new(&p);
+        v.feed(&m[..body]).unwrap();
+        assert!(!v.will_refuse(), "judged before the Body arrived");
+        // The SignatureValue is checked once the Body's start tag is read,
+        // before any of its content is canonicalized.
+        v.feed(&m[body..body + 4096]).unwrap();
+        assert_eq!(v.will_refuse(), forged, "forged {forged}");
+        v.feed(&m[body + 4096..]).unwrap();
+        assert_eq!(v.will_refuse(), forged, "forged {forged}");
+        match v.finish(now, &NoReplayCache, &|_| Ok(())) {
+            Err(e) if forged => assert_eq!(e.reason().as_str(), "wssec_bad_signature"),
+            Ok(_) if !forged => {}
+            other => panic!("forged {forged}: {:?}", other.map(|_| ())),
+        }
+    }
 }
 
 /// Sends the first `part` bytes of `msg` (declaring all of it) and waits

@@ -546,6 +546,7 @@ fn secure_with(
     let signed = Signed {
         signed_info: &si_c14n,
         value: &value,
+        valid: true,
     };
     self_check(&out, signer.cert, opts, body_digest, signed)?;
     Ok(out)
@@ -751,6 +752,7 @@ mod tests {
             let signed = Signed {
                 signed_info: si,
                 value,
+                valid: true,
             };
             self_check(&out, &s.cert, &opts, None, signed)
         };

@@ -309,14 +309,11 @@ fn consume(
     };
     // A forged message is still read to its end (its refusal's reason may
     // lie anywhere in it), but its bytes stop going to disk.
-    let mut whole = true;
     loop {
         match rx.blocking_recv() {
             Some(Piece::Data(d)) => {
                 streamer.feed(&d)?;
-                if streamer.will_refuse() {
-                    whole = false;
-                } else {
+                if !streamer.will_refuse() {
                     spool.write(&d)?;
                 }
             }
@@ -325,8 +322,9 @@ fn consume(
         }
     }
     let mut reader = spool.finish()?;
+    let spooled_in_part = streamer.will_refuse();
     let (done, body_from) = streamer.finish(client, &mut reader)?;
-    if !whole {
+    if spooled_in_part {
         return Err(WssecError::Internal("a message sure to be refused was accepted").into());
     }
     reader.skip(body_from as u64);

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use super::c14n::Canonicalizer;
-use super::dsig::{self, DigestTarget, DigestWriter};
+use super::dsig::{self, DigestTarget, DigestWriter, ParsedSignature};
 use super::envelope::{self, Scanned, Security, StreamScan};
 use super::replay::{NoReplayCache, ReplayCache};
 use super::tokens;
@@ -256,11 +256,14 @@ impl BodyOpen for VerifyOpen<'_> {
         let (Some(sec), Some(ids)) = (scan.security(), scan.ids()) else {
             return Ok(None);
         };
-        self.target = body_reference(sec, ids, self.policy, start.span().start);
+        let Some(parsed) = parse(sec, self.policy) else {
+            return Ok(None);
+        };
+        self.target = body_reference(&parsed, ids, start.span().start);
         let Some(t) = &self.target else {
             return Ok(None);
         };
-        self.checked = check_first(head, sec, self.policy);
+        self.checked = check_first(head, sec, &parsed, self.policy);
         let valid = self.checked.as_ref().is_some_and(|c| c.valid);
         // The SignatureValue is verified before the Body is digested, as on
         // the buffered path: a forged signature costs one check here, not a
@@ -341,7 +344,6 @@ impl<'p> StreamVerifier<'p> {
             &ended.head,
             &ended.scan,
             policy,
-            &limits,
             now,
             replay,
             accept,
@@ -354,7 +356,7 @@ impl<'p> StreamVerifier<'p> {
                     valid: c.valid,
                 }),
             },
-            None,
+            Reader::new(&ended.head, &limits)?,
         )?;
         Ok(Streamed {
             verified,
@@ -363,17 +365,19 @@ impl<'p> StreamVerifier<'p> {
     }
 }
 
-/// The Reference of `sec`'s Signature that names the Body starting at
-/// `start`, as the judgement will read it (a Signature that does not parse
-/// is refused there, so nothing is digested for it here).
+/// `sec`'s Signature as the judgement will read it (one that does not
+/// parse is refused there, so nothing is digested for it here).
+fn parse<'s>(sec: &'s Security, policy: &Policy) -> Option<ParsedSignature<'s>> {
+    let node = sec.signature.as_ref()?;
+    dsig::parse_signature(node, policy.allow_sha1, policy.max_references).ok()
+}
+
+/// The Reference of `parsed` that names the Body starting at `start`.
 fn body_reference(
-    sec: &Security,
+    parsed: &ParsedSignature<'_>,
     ids: &HashMap<String, usize>,
-    policy: &Policy,
     start: usize,
 ) -> Option<DigestTarget> {
-    let node = sec.signature.as_ref()?;
-    let parsed = dsig::parse_signature(node, policy.allow_sha1, policy.max_references).ok()?;
     parsed
         .signed_info
         .references
@@ -382,13 +386,16 @@ fn body_reference(
         .map(|r| DigestTarget::of(r, start, parsed.span, false))
 }
 
-/// `sec`'s SignatureValue checked over `head` under the key its KeyInfo
+/// `parsed`'s SignatureValue checked over `head` under the key its KeyInfo
 /// names. `None` when that cannot be done (no signer resolves, the key does
 /// not fit the algorithm): the judgement refuses those before it needs the
 /// Body.
-fn check_first(head: &[u8], sec: &Security, policy: &Policy) -> Option<Checked> {
-    let node = sec.signature.as_ref()?;
-    let parsed = dsig::parse_signature(node, policy.allow_sha1, policy.max_references).ok()?;
+fn check_first(
+    head: &[u8],
+    sec: &Security,
+    parsed: &ParsedSignature<'_>,
+    policy: &Policy,
+) -> Option<Checked> {
     let si = &parsed.signed_info;
     let (cert, _) = tokens::resolve_signer(parsed.key_info, sec, &policy.trust).ok()?;
     let signed_info =
@@ -405,7 +412,7 @@ fn check_first(head: &[u8], sec: &Security, policy: &Policy) -> Option<Checked> 
     };
     Some(Checked {
         signed_info,
-        value: parsed.signature_value,
+        value: parsed.signature_value.clone(),
         valid,
     })
 }
@@ -426,7 +433,8 @@ pub(super) fn judge_own_output(
         Some(value) => Some(
             scan.security
                 .as_ref()
-                .and_then(|s| body_reference(s, &scan.ids, policy, scan.body.start))
+                .and_then(|s| parse(s, policy))
+                .and_then(|p| body_reference(&p, &scan.ids, scan.body.start))
                 .map(|target| StreamedDigest {
                     target,
                     value: value.to_vec(),
@@ -443,12 +451,11 @@ pub(super) fn judge_own_output(
         msg,
         &scan,
         policy,
-        &policy.limits,
         now,
         &NoReplayCache,
         &|_| Ok(()),
         None,
         known,
-        Some(reader),
+        reader,
     )
 }

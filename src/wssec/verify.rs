@@ -439,7 +439,8 @@ fn diagnose(msg: &[u8], policy: &Policy, ex: &mut Explanation) -> Result<(), Wss
     limits.deadline = policy
         .max_work
         .and_then(|d| std::time::Instant::now().checked_add(d));
-    let scan = envelope::scan_for(msg, &limits, policy.actor.as_deref())?;
+    let mut reader = Reader::new(msg, &limits)?;
+    let scan = envelope::scan_with(&mut reader, policy.actor.as_deref())?;
     let sec = scan.security.as_ref().ok_or(WssecError::NoSecurityHeader)?;
     let node = sec.signature.as_ref().ok_or(WssecError::Unsigned)?;
     // SHA-1 too: a diagnosis reads what is there, whatever the policy allows.
@@ -454,7 +455,7 @@ fn diagnose(msg: &[u8], policy: &Policy, ex: &mut Explanation) -> Result<(), Wss
         }
         found.push(start);
     }
-    let mut digests = dsig::digest_targets(msg, &limits, &targets)?.into_iter();
+    let mut digests = dsig::digest_targets_in(&mut reader, &targets)?.into_iter();
     for (r, start) in si.references.iter().zip(found) {
         let Some(start) = start else {
             ex.references.push(ReferenceReport {
@@ -475,9 +476,8 @@ fn diagnose(msg: &[u8], policy: &Policy, ex: &mut Explanation) -> Result<(), Wss
         ex.references
             .push(report(r, &d, classify(start, &scan, sec, policy), ok));
     }
-    ex.signed_info_canonical = Some(dsig::canonical_signed_info(
-        msg,
-        &limits,
+    ex.signed_info_canonical = Some(dsig::canonical_signed_info_in(
+        &mut reader,
         si.span.start,
         &si.c14n,
     )?);
@@ -506,13 +506,12 @@ fn run(
         msg,
         &scan,
         policy,
-        &limits,
         now,
         replay,
         accept,
         explain,
         Known::default(),
-        Some(reader),
+        reader,
     )
 }
 
@@ -547,22 +546,21 @@ pub(super) struct Signed<'a> {
 
 /// Everything after the scan. `msg` holds at least the message up to the
 /// Body's content; with `known.body`, only that (the Body's digest came as
-/// it passed), and the bytes to forward are that part's.
+/// it passed), and the bytes to forward are that part's. `reader` reads
+/// `msg` under the verification's limits (the scan's own, when it has one).
 // The pieces of one verification; bundling them would only rename them.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn judge(
     msg: &[u8],
     scan: &Scanned,
     policy: &Policy,
-    limits: &Limits,
     now: SystemTime,
     replay: &dyn ReplayCache,
     accept: &dyn Fn(Option<&SignerInfo>) -> Result<(), WssecError>,
     explain: Option<&mut Explanation>,
     known: Known<'_>,
-    reader: Option<Reader<'_>>,
+    reader: Reader<'_>,
 ) -> Result<Verified, WssecError> {
-    let limits = limits.clone();
     check_header_blocks(scan, policy)?;
     let Some(sec) = &scan.security else {
         let needed = !policy.require_signed.is_empty()
@@ -586,12 +584,7 @@ pub(super) fn judge(
     let signed = match &sec.signature {
         Some(node) => {
             let parsed = dsig::parse_signature(node, policy.allow_sha1, policy.max_references)?;
-            let mut at = Passes {
-                msg,
-                limits: &limits,
-                known,
-                reader,
-            };
+            let mut at = Passes { known, reader };
             Some(check_signature(
                 &mut at, scan, sec, &parsed, policy, now, explain,
             )?)
@@ -669,37 +662,26 @@ fn output(msg: &[u8], security: Span, forward: bool) -> Vec<u8> {
     out
 }
 
-/// What the later passes read: the message (or its part before the Body's
-/// content, when the Body streamed past) and what is known already.
+/// What the later passes read: a reader of the message (or of its part
+/// before the Body's content, when the Body streamed past), rewound for
+/// each pass so the message is validated as UTF-8 once and the reader's
+/// buffers grow once, and what is known already.
 struct Passes<'m> {
-    msg: &'m [u8],
-    limits: &'m Limits,
     known: Known<'m>,
-    /// One reader for every pass, so the message is validated as UTF-8
-    /// once and the reader's buffers grow once.
-    reader: Option<Reader<'m>>,
+    reader: Reader<'m>,
 }
 
-impl<'m> Passes<'m> {
-    /// The reader of `msg` (the scan's, when it read the same bytes).
-    fn reader(&mut self) -> Result<&mut Reader<'m>, WssecError> {
-        let r = match self.reader.take() {
-            Some(r) => r,
-            None => Reader::new(self.msg, self.limits)?,
-        };
-        Ok(self.reader.insert(r))
-    }
-
+impl Passes<'_> {
     /// Each target's digest, in order: the streamed Body's as computed while
     /// it passed (for exactly the Reference it was computed for), the others
     /// in one pass over `msg`.
     fn digests(&mut self, targets: &[DigestTarget]) -> Result<Vec<dsig::DigestOutput>, WssecError> {
         let Some(s) = self.known.body else {
-            return dsig::digest_targets_in(self.reader()?, targets);
+            return dsig::digest_targets_in(&mut self.reader, targets);
         };
         let is_body = |t: &DigestTarget| t.start == s.target.start;
         let rest: Vec<DigestTarget> = targets.iter().filter(|t| !is_body(t)).cloned().collect();
-        let mut rest = dsig::digest_targets_in(self.reader()?, &rest)?.into_iter();
+        let mut rest = dsig::digest_targets_in(&mut self.reader, &rest)?.into_iter();
         let mut out = Vec::with_capacity(targets.len());
         for t in targets {
             if !is_body(t) {
@@ -817,7 +799,7 @@ fn check_signature(
     // The signature over the canonical SignedInfo is checked before any
     // Reference is digested (as Santuario does): unauthenticated input costs
     // one signature check, not a pass over the Body.
-    let si_bytes = dsig::canonical_signed_info_in(at.reader()?, si.span.start, &si.c14n)?;
+    let si_bytes = dsig::canonical_signed_info_in(&mut at.reader, si.span.start, &si.c14n)?;
     let signature = match at.known.signed {
         None => dsig::verify_signature_value(
             si.algorithm,

@@ -434,19 +434,14 @@ fn a_forged_signature_value_is_known_at_the_body_before_it_is_digested() {
     }
 }
 
-/// Sends the first `part` bytes of `msg` (declaring all of it) and waits
-/// until the spool file holds most of them; returns the sender and the
-/// request in flight.
-async fn upload_part(
-    addr: std::net::SocketAddr,
-    pki: &Pki,
-    dir: &Path,
-    msg: &[u8],
-    part: usize,
-) -> (
+type Upload = (
     tokio::sync::mpsc::Sender<Result<Frame<Bytes>, BoxError>>,
     tokio::task::JoinHandle<Result<Reply, String>>,
-) {
+);
+
+/// Sends the first `part` bytes of `msg` (declaring all of it); returns the
+/// sender and the request in flight.
+async fn send_part(addr: std::net::SocketAddr, pki: &Pki, msg: &[u8], part: usize) -> Upload {
     let (tx, body) = channel_body();
     let client = pki.etl_client(&[]);
     let req = post(body, Some(msg.len()));
@@ -456,6 +451,18 @@ async fn upload_part(
             .await
             .unwrap();
     }
+    (tx, sent)
+}
+
+/// [`send_part`], then waits until the spool file holds most of the part.
+async fn upload_part(
+    addr: std::net::SocketAddr,
+    pki: &Pki,
+    dir: &Path,
+    msg: &[u8],
+    part: usize,
+) -> Upload {
+    let (tx, sent) = send_part(addr, pki, msg, part).await;
     wait_for("the spool file filled", || {
         spool_files(dir)
             .iter()
@@ -507,6 +514,39 @@ async fn the_spool_holds_no_plaintext_and_is_removed_when_the_client_goes_or_the
     })
     .await;
     assert_eq!(up.requests.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_message_is_read_to_its_end_but_not_spooled() {
+    let pki = Pki::new();
+    let up = recording_upstream().await;
+    let dir = spool_dir(&pki);
+    let gw = gateway(&pki, &up, &dir, "1 GiB").await;
+    let addr = gw.addr("edge");
+    let msg = forge_signature_value(&signed(
+        &large_message(8),
+        &signer(&pki, "accounting-signer"),
+    ));
+    // 6 MiB sent: the stream's back-pressure has the gateway read most of
+    // it, which a spooling gateway would have written out (as
+    // `upload_part` waits for on an unforged message).
+    let (tx, sent) = send_part(addr, &pki, &msg, 6 << 20).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for f in spool_files(&dir) {
+        let len = std::fs::metadata(&f).map_or(0, |m| m.len());
+        assert!(len < 1 << 20, "a forged message spooled {len} bytes");
+    }
+    for piece in msg[6 << 20..].chunks(65_536) {
+        tx.send(Ok(Frame::data(Bytes::copy_from_slice(piece))))
+            .await
+            .unwrap();
+    }
+    drop(tx);
+    let r = sent.await.unwrap().unwrap();
+    assert_eq!(r.status, 500, "{}", r.body);
+    assert!(r.body.contains("wsse:FailedCheck"), "{}", r.body);
+    assert_eq!(up.requests.load(Ordering::SeqCst), 0);
+    wait_for("the spool emptied", || spool_files(&dir).is_empty()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

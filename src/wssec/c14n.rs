@@ -198,12 +198,19 @@ pub struct Canonicalizer {
     order: Vec<Src>,
     inherited: Vec<(Sub, Sub)>,
     inherited_text: String,
-    /// A tag (or a short text) is assembled here and handed to the sink in
-    /// one write: a tag is a dozen small pieces, and each write through
-    /// `io::Write` costs more than copying the piece. Bounded by the
-    /// reader's limits on a tag.
-    tag: Vec<u8>,
+    /// Output not handed to the sink yet. Tags and short text are gathered
+    /// here and written about `WRITE_CHUNK` bytes at a time: a tag is a dozen
+    /// small pieces, and each write through `io::Write` costs more than
+    /// copying a piece. Written out at once after the apex's start tag (a
+    /// caller may read it from there), before anything written past it, and
+    /// at the apex's end, so a caller holds the whole output once
+    /// [`Canonicalizer::is_done`]. Bounded by the chunk and the reader's
+    /// limits on a tag.
+    pending: Vec<u8>,
 }
+
+/// How much output is gathered before it is written to the sink.
+const WRITE_CHUNK: usize = 1024;
 
 impl Canonicalizer {
     /// Canonicalizes a whole document: comments outside the root (with comments)
@@ -230,7 +237,7 @@ impl Canonicalizer {
             order: Vec::new(),
             inherited: Vec::new(),
             inherited_text: String::new(),
-            tag: Vec::new(),
+            pending: Vec::new(),
         }
     }
 
@@ -271,7 +278,7 @@ impl Canonicalizer {
             + self.order.capacity() * size_of::<Src>()
             + self.inherited.capacity() * size_of::<(Sub, Sub)>()
             + self.inherited_text.capacity()
-            + self.tag.capacity()
+            + self.pending.capacity()
     }
 
     /// Feeds the start tag of an element, as a `Start` event would.
@@ -285,14 +292,22 @@ impl Canonicalizer {
         }
         let apex = !self.started;
         self.started = true;
-        let mut tag = std::mem::take(&mut self.tag);
-        tag.clear();
-        self.start(e, apex, &mut tag);
-        let written = out.write_all(&tag);
-        self.tag = tag;
-        written?;
+        let mut pending = std::mem::take(&mut self.pending);
+        self.start(e, apex, &mut pending);
+        self.pending = pending;
+        self.write_out(out, apex)?;
         self.depth += 1;
         Ok(())
+    }
+
+    /// Writes what is gathered if there is a chunk of it, or if `now`.
+    fn write_out<W: Write + ?Sized>(&mut self, out: &mut W, now: bool) -> io::Result<()> {
+        if self.pending.is_empty() || !(now || self.pending.len() >= WRITE_CHUNK) {
+            return Ok(());
+        }
+        let written = out.write_all(&self.pending);
+        self.pending.clear();
+        written
     }
 
     pub fn feed<W: Write + ?Sized>(
@@ -306,26 +321,24 @@ impl Canonicalizer {
                 if self.depth == 0 {
                     return Err(C14nError::OutsideSubtree);
                 }
-                let tag = &mut self.tag;
-                tag.clear();
-                tag.extend_from_slice(b"</");
-                tag.extend_from_slice(e.name().as_bytes());
-                tag.push(b'>');
-                out.write_all(tag)?;
+                let p = &mut self.pending;
+                p.extend_from_slice(b"</");
+                p.extend_from_slice(e.name().as_bytes());
+                p.push(b'>');
                 if let Some((n, t)) = self.marks.pop() {
                     self.rendered.decls.truncate(n);
                     self.rendered.text.truncate(t);
                 }
                 self.depth -= 1;
                 self.done = self.depth == 0;
+                self.write_out(out, self.done)?;
             }
             Event::Text(t) => {
                 if self.depth > 0 && t.text().len() <= SHORT_TEXT {
-                    let tag = &mut self.tag;
-                    tag.clear();
-                    escape_into(tag, t.text(), false);
-                    out.write_all(tag)?;
+                    escape_into(&mut self.pending, t.text(), false);
+                    self.write_out(out, false)?;
                 } else if self.depth > 0 {
+                    self.write_out(out, true)?;
                     write_escaped(out, t.text(), false)?;
                 } else if self.scope == Scope::Subtree {
                     return Err(C14nError::OutsideSubtree);
@@ -336,6 +349,7 @@ impl Canonicalizer {
                     return Err(C14nError::OutsideSubtree);
                 }
                 if self.method.with_comments {
+                    self.write_out(out, true)?;
                     // Outside the root, a newline separates a comment from the root.
                     if self.depth == 0 && self.started {
                         out.write_all(b"\n")?;
@@ -472,8 +486,8 @@ impl Canonicalizer {
     }
 }
 
-/// Text up to this long is escaped into the tag buffer and written at once;
-/// longer text is written in its pieces, so the buffer never holds more.
+/// Text up to this long is escaped into the output gathered; longer text is
+/// written in its pieces, so what is gathered never holds more.
 const SHORT_TEXT: usize = 512;
 
 /// Writes text (`attr == false`) or an attribute value with the C14N escapes.
@@ -481,7 +495,7 @@ fn write_escaped<W: Write + ?Sized>(out: &mut W, s: &str, attr: bool) -> io::Res
     escape(s, attr, |piece| out.write_all(piece))
 }
 
-/// [`write_escaped`] into a tag being assembled.
+/// [`write_escaped`] into the output gathered.
 fn escape_into(out: &mut Vec<u8>, s: &str, attr: bool) {
     let done: Result<(), std::convert::Infallible> = escape(s, attr, |piece| {
         out.extend_from_slice(piece);
@@ -490,27 +504,46 @@ fn escape_into(out: &mut Vec<u8>, s: &str, attr: bool) {
     let Ok(()) = done;
 }
 
+/// The C14N escapes, by the index the tables below give a byte.
+const ESCAPES: [&[u8]; 8] = [
+    b"", b"&amp;", b"&lt;", b"&gt;", b"&quot;", b"&#x9;", b"&#xA;", b"&#xD;",
+];
+
+/// For each byte, its index in `ESCAPES` (0: written as it is). Text escapes
+/// `& < >` and CR; an attribute value `& < "`, TAB, LF and CR.
+const fn escape_table(attr: bool) -> [u8; 256] {
+    let mut t = [0u8; 256];
+    t[b'&' as usize] = 1;
+    t[b'<' as usize] = 2;
+    t[b'\r' as usize] = 7;
+    if attr {
+        t[b'"' as usize] = 4;
+        t[b'\t' as usize] = 5;
+        t[b'\n' as usize] = 6;
+    } else {
+        t[b'>' as usize] = 3;
+    }
+    t
+}
+const TEXT_ESCAPES: [u8; 256] = escape_table(false);
+const ATTR_ESCAPES: [u8; 256] = escape_table(true);
+
 /// Hands `emit` the escaped form of `s` in pieces, unescaped runs straight
 /// from the input.
 fn escape<E>(s: &str, attr: bool, mut emit: impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+    let table = if attr { &ATTR_ESCAPES } else { &TEXT_ESCAPES };
     let bytes = s.as_bytes();
     let mut last = 0;
     for (i, &c) in bytes.iter().enumerate() {
-        let rep: &[u8] = match (c, attr) {
-            (b'&', _) => b"&amp;",
-            (b'<', _) => b"&lt;",
-            (b'\r', _) => b"&#xD;",
-            (b'>', false) => b"&gt;",
-            (b'"', true) => b"&quot;",
-            (b'\t', true) => b"&#x9;",
-            (b'\n', true) => b"&#xA;",
-            _ => continue,
-        };
-        emit(&bytes[last..i])?;
-        emit(rep)?;
+        let k = table[usize::from(c)];
+        if k == 0 {
+            continue;
+        }
+        emit(bytes.get(last..i).unwrap_or_default())?;
+        emit(ESCAPES[usize::from(k)])?;
         last = i + 1;
     }
-    emit(&bytes[last..])
+    emit(bytes.get(last..).unwrap_or_default())
 }
 
 /// Canonicalizes a whole document.

@@ -372,6 +372,9 @@ pub struct DigestWriter {
 
 /// How much is gathered before the digest takes it.
 const DIGEST_BLOCK: usize = 16 << 10;
+/// A write this long goes to the digest as it is: the call's cost is then
+/// small beside the bytes (the canonicalizer writes in chunks of about this).
+const DIGEST_DIRECT: usize = 1 << 10;
 
 impl DigestWriter {
     pub fn new(alg: DigestAlgorithm, keep: bool) -> Self {
@@ -393,6 +396,9 @@ impl DigestWriter {
 
     /// Digests what is gathered.
     fn absorb(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
         let mut pending = std::mem::take(&mut self.pending);
         self.digest(&pending);
         pending.clear();
@@ -411,8 +417,9 @@ impl Write for DigestWriter {
         if self.pending.len() + buf.len() > DIGEST_BLOCK {
             self.absorb();
         }
-        if buf.len() >= DIGEST_BLOCK {
-            // Large pieces go straight in, after what was gathered before them.
+        if buf.len() >= DIGEST_DIRECT {
+            // Long pieces go straight in, after what was gathered before them.
+            self.absorb();
             self.digest(buf);
         } else {
             self.pending.extend_from_slice(buf);

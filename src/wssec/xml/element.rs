@@ -206,13 +206,15 @@ impl State {
 
     /// Innermost binding of `prefix`, whether or not it is an undeclaration.
     pub(super) fn find(&self, prefix: &str) -> Option<usize> {
-        self.ns
-            .iter()
-            .rposition(|b| b.prefix.of(&self.ns_text) == prefix)
+        // Lengths first: most bindings in scope differ from `prefix` in it.
+        self.ns.iter().rposition(|b| {
+            b.prefix.end.wrapping_sub(b.prefix.start) == prefix.len()
+                && b.prefix.of(&self.ns_text) == prefix
+        })
     }
 
     pub(super) fn resolve(&self, prefix: &str, at: usize) -> Result<NsRef, XmlError> {
-        if prefix == "xml" {
+        if prefix.as_bytes() == *b"xml" {
             return Ok(NsRef::Xml);
         }
         match self.find(prefix) {

@@ -545,6 +545,9 @@ impl<'a> Reader<'a> {
         }
     }
 
+    // Inlined where it is called in the loops over tokens: returning the
+    // token through memory costs more than reading most tokens.
+    #[inline(always)]
     fn read_raw(&mut self) -> Result<(Tok<'a>, Span), XmlError> {
         let start = self.lex.offset();
         let ev = self.lex.next()?;

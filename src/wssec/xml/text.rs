@@ -6,16 +6,20 @@ use super::{malformed, Reader, Ready, Span, XmlError};
 
 impl<'a> Reader<'a> {
     /// Emits the next chunk of the current run of text, CDATA and references.
-    /// Long runs without CR are handed out borrowed from the input; short pieces,
-    /// resolved references and normalized line ends are gathered in `st.text`,
-    /// flushed every `CHUNK` bytes, so memory stays constant whatever the text size.
-    /// Returns `None` when the run ended with nothing left to emit.
+    /// Long runs without CR, and a run that is one short piece (most text
+    /// between tags), are handed out borrowed from the input; otherwise short
+    /// pieces, resolved references and normalized line ends are gathered in
+    /// `st.text`, flushed every `CHUNK` bytes, so memory stays constant
+    /// whatever the text size. Returns `None` when the run ended with nothing
+    /// left to emit.
     pub(super) fn text_step(&mut self) -> Result<Option<Ready<'a>>, XmlError> {
         const BORROW: usize = 512;
         const CHUNK: usize = 8 << 10;
         self.st.text.clear();
         let mut start = None;
         let mut end = 0;
+        // A short piece not copied yet: if nothing joins it, it goes out as is.
+        let mut held: Option<&'a str> = None;
         loop {
             if self.run.rest.is_empty() {
                 let (ev, span) = match self.pending.take() {
@@ -30,6 +34,9 @@ impl<'a> Reader<'a> {
                         // A resolved reference is never line-end normalized (`&#xD;` stays CR).
                         let c = resolve_ref(r, at)?;
                         self.run_grow(c.len_utf8(), at)?;
+                        if let Some(h) = held.take() {
+                            self.st.text.push_str(h);
+                        }
                         self.st.text.push(c);
                         start.get_or_insert(at);
                         end = span.end;
@@ -62,7 +69,7 @@ impl<'a> Reader<'a> {
                 false => rest.len(),
             };
             if n >= BORROW {
-                if !self.st.text.is_empty() {
+                if !self.st.text.is_empty() || held.is_some() {
                     break;
                 }
                 let from = self.run.pos;
@@ -77,9 +84,18 @@ impl<'a> Reader<'a> {
                 )));
             }
             start.get_or_insert(self.run.pos);
-            self.st.text.push_str(rest.get(..n).unwrap_or_default());
+            let seg = rest.get(..n).unwrap_or_default();
+            let cr_follows = rest.get(n..).is_some_and(|r| r.starts_with('\r'));
+            if self.st.text.is_empty() && held.is_none() && !cr_follows {
+                held = Some(seg);
+            } else {
+                if let Some(h) = held.take() {
+                    self.st.text.push_str(h);
+                }
+                self.st.text.push_str(seg);
+            }
             let mut used = n;
-            if rest.get(n..).is_some_and(|r| r.starts_with('\r')) {
+            if cr_follows {
                 self.st.text.push('\n');
                 used += if rest.get(n + 1..).is_some_and(|r| r.starts_with('\n')) {
                     2
@@ -93,7 +109,8 @@ impl<'a> Reader<'a> {
                 break;
             }
         }
-        Ok(start.map(|start| Ready::Text(Span { start, end }, None)))
+        // `held` is taken whenever anything joins it, so it is then alone.
+        Ok(start.map(|start| Ready::Text(Span { start, end }, held)))
     }
 
     fn consume(&mut self, n: usize) {
@@ -141,7 +158,23 @@ fn has_control(w: u64) -> bool {
     w.wrapping_sub(ONES * 0x20) & !w & HIGHS != 0
 }
 
+/// Which bytes `scan_chars` must look at one by one: 1 for a control
+/// character (TAB, LF and CR among them) and the lead byte of U+FFFE and
+/// U+FFFF, 2 for `]` (only text may not hold `]]>`).
+const LOOK: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = 1;
+        c += 1;
+    }
+    t[0xEF] = 1;
+    t[b']' as usize] = 2;
+    t
+};
+
 fn scan_chars(b: &[u8], at: usize, text: bool) -> Result<bool, XmlError> {
+    let look = if text { 3 } else { 1 };
     let mut cr = false;
     let mut i = 0;
     while i < b.len() {
@@ -159,7 +192,12 @@ fn scan_chars(b: &[u8], at: usize, text: bool) -> Result<bool, XmlError> {
         }
         let stop = (i + 8).min(b.len());
         while i < stop {
-            match b.get(i).copied().unwrap_or(b' ') {
+            let c = b.get(i).copied().unwrap_or(b' ');
+            if LOOK[usize::from(c)] & look == 0 {
+                i += 1;
+                continue;
+            }
+            match c {
                 b'\r' => cr = true,
                 b'\t' | b'\n' => {}
                 0..=0x1F => return Err(XmlError::InvalidChar { at }),

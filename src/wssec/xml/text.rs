@@ -269,7 +269,11 @@ pub(super) fn push_eol_normalized(out: &mut String, s: &str) {
 /// literal whitespace (after line-end normalization) turned into spaces.
 pub(super) fn push_attr_value(out: &mut String, raw: &str, at: usize) -> Result<(), XmlError> {
     let mut rest = raw;
-    while let Some(i) = rest.find(['&', '<', '\t', '\n', '\r']) {
+    // Searched by bytes (all are ASCII): a search by chars decodes each one.
+    while let Some(i) = rest
+        .bytes()
+        .position(|b| matches!(b, b'&' | b'<' | b'\t' | b'\n' | b'\r'))
+    {
         out.push_str(&rest[..i]);
         let tail = &rest[i + 1..];
         rest = match rest.as_bytes()[i] {

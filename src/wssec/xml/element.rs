@@ -239,7 +239,7 @@ impl State {
 #[derive(Clone, Copy)]
 pub struct StartElement<'r> {
     pub(super) st: &'r State,
-    pub(super) frame: Frame,
+    pub(super) frame: &'r Frame,
     pub(super) depth: usize,
     pub(super) span: Span,
     pub(super) empty: bool,
@@ -388,7 +388,7 @@ pub(super) fn local_part(name: &str, prefix_len: usize) -> &str {
 #[derive(Clone, Copy)]
 pub struct EndElement<'r> {
     pub(super) st: &'r State,
-    pub(super) frame: Frame,
+    pub(super) frame: &'r Frame,
     pub(super) depth: usize,
     pub(super) span: Span,
 }

@@ -68,7 +68,7 @@ impl<'a> Lexer<'a> {
         malformed(self.offset(), detail)
     }
 
-    #[inline]
+    #[inline(always)]
     pub(super) fn next(&mut self) -> Result<Tok<'a>, XmlError> {
         let rest = self.bytes();
         let p = self.pos;

@@ -431,7 +431,7 @@ impl<'a> Reader<'a> {
         };
         let st = &self.st;
         let depth = st.frames.len();
-        let frame = st.frames.last().copied();
+        let frame = st.frames.last();
         Ok(Some(match (ready, frame) {
             (Ready::Start(span, empty), Some(frame)) => Event::Start(StartElement {
                 st,

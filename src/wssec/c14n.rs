@@ -555,10 +555,7 @@ pub fn canonicalize_document<W: Write + ?Sized>(
 ) -> Result<(), C14nError> {
     let mut reader = Reader::new(input, limits)?;
     let mut c = Canonicalizer::document(method.clone());
-    while let Some(ev) = reader.next()? {
-        c.feed(&ev, out)?;
-    }
-    Ok(())
+    reader.each(|ev| c.feed(ev, out).map(|()| true))
 }
 
 /// Canonicalizes the first element for which `select` is true, with its
@@ -577,19 +574,20 @@ where
 {
     let mut reader = Reader::new(input, limits)?;
     let mut c: Option<Canonicalizer> = None;
-    while let Some(ev) = reader.next()? {
+    reader.each(|ev| {
         match &mut c {
-            Some(c) if !c.is_done() => c.feed(&ev, out)?,
+            Some(c) if !c.is_done() => c.feed(ev, out)?,
             Some(_) => {}
             None => {
-                let hit = matches!(&ev, Event::Start(s) if select(s));
+                let hit = matches!(ev, Event::Start(s) if select(s));
                 if hit {
                     let mut sub = Canonicalizer::subtree(method.clone());
-                    sub.feed(&ev, out)?;
+                    sub.feed(ev, out)?;
                     c = Some(sub);
                 }
             }
         }
-    }
+        Ok::<_, C14nError>(true)
+    })?;
     c.map(|_| ()).ok_or(C14nError::NotFound)
 }

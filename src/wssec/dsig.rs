@@ -549,8 +549,8 @@ pub fn digest_targets_in(
     reader.rewind();
     let mut active: Vec<Active> = Vec::with_capacity(targets.len());
     let mut finished = 0;
-    while let Some(ev) = reader.next()? {
-        if let Event::Start(e) = &ev {
+    reader.each(|ev| {
+        if let Event::Start(e) = ev {
             let at = e.span().start;
             for (i, t) in targets.iter().enumerate().filter(|(_, t)| t.start == at) {
                 active.push(Active {
@@ -561,7 +561,7 @@ pub fn digest_targets_in(
                 });
             }
         }
-        let span = event_span(&ev);
+        let span = event_span(ev);
         for a in active.iter_mut().filter(|a| !a.c.is_done()) {
             if a.skip.is_some_and(|s| inside(span, s)) {
                 continue;
@@ -573,15 +573,13 @@ pub fn digest_targets_in(
                     .unwrap_or_default();
                 return Err(WssecError::CommentInSignedPart(id));
             }
-            a.c.feed(&ev, &mut a.sink).map_err(WssecError::from)?;
+            a.c.feed(ev, &mut a.sink).map_err(WssecError::from)?;
             if a.c.is_done() {
                 finished += 1;
             }
         }
-        if finished == targets.len() {
-            break;
-        }
-    }
+        Ok(finished < targets.len())
+    })?;
     let mut outs: Vec<Option<DigestOutput>> = vec![None; targets.len()];
     for a in active {
         if !a.c.is_done() {

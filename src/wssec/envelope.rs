@@ -354,9 +354,7 @@ pub fn scan_for(msg: &[u8], limits: &Limits, actor: Option<&str>) -> Result<Scan
 pub fn scan_with(reader: &mut Reader<'_>, actor: Option<&str>) -> Result<Scanned, WssecError> {
     reader.rewind();
     let mut scan = StreamScan::new(actor);
-    while let Some(ev) = reader.next()? {
-        scan.event(&ev)?;
-    }
+    reader.each(|ev| scan.event(ev).map(|()| true))?;
     scan.finish()
 }
 

@@ -53,6 +53,9 @@ pub(super) struct Frame {
     pub(super) ns_text_mark: usize,
     pub(super) xml_mark: usize,
     pub(super) xml_text_mark: usize,
+    /// An empty-element tag. Held here rather than in the event, so an event
+    /// is words only and moves through memory without partial copies.
+    pub(super) empty: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -242,7 +245,6 @@ pub struct StartElement<'r> {
     pub(super) frame: &'r Frame,
     pub(super) depth: usize,
     pub(super) span: Span,
-    pub(super) empty: bool,
 }
 
 /// Name, namespace, depth and span: the same accessors on start and end tags.
@@ -277,7 +279,7 @@ impl<'r> StartElement<'r> {
     element_accessors!();
     /// True for `<a/>`; its `End` event has an empty span.
     pub fn is_empty_tag(&self) -> bool {
-        self.empty
+        self.frame.empty
     }
     pub fn attribute_count(&self) -> usize {
         self.st.attrs.len()
@@ -471,6 +473,7 @@ impl<'a> Reader<'a> {
             ns_text_mark: st.ns_text.len(),
             xml_mark: st.xml_attrs.len(),
             xml_text_mark: st.xml_text.len(),
+            empty,
         };
         // Pushed now, completed once this element's declarations are known.
         st.frames.push(frame);
@@ -585,7 +588,7 @@ impl<'a> Reader<'a> {
         if let Some(top) = st.frames.last_mut() {
             *top = frame;
         }
-        Ok(Ready::Start(span, empty))
+        Ok(Ready::Start(span))
     }
 }
 

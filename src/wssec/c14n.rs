@@ -210,7 +210,7 @@ pub struct Canonicalizer {
 }
 
 /// How much output is gathered before it is written to the sink.
-const WRITE_CHUNK: usize = 1024;
+pub(super) const WRITE_CHUNK: usize = 1024;
 
 impl Canonicalizer {
     /// Canonicalizes a whole document: comments outside the root (with comments)

@@ -373,8 +373,8 @@ pub struct DigestWriter {
 /// How much is gathered before the digest takes it.
 const DIGEST_BLOCK: usize = 16 << 10;
 /// A write this long goes to the digest as it is: the call's cost is then
-/// small beside the bytes (the canonicalizer writes in chunks of about this).
-const DIGEST_DIRECT: usize = 1 << 10;
+/// small beside the bytes. The canonicalizer's chunks are this long.
+const DIGEST_DIRECT: usize = super::c14n::WRITE_CHUNK;
 
 impl DigestWriter {
     pub fn new(alg: DigestAlgorithm, keep: bool) -> Self {
@@ -414,12 +414,12 @@ impl DigestWriter {
 
 impl Write for DigestWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.pending.len() + buf.len() > DIGEST_BLOCK {
+        let direct = buf.len() >= DIGEST_DIRECT;
+        // What was gathered goes first, before a long piece or when full.
+        if direct || self.pending.len() + buf.len() > DIGEST_BLOCK {
             self.absorb();
         }
-        if buf.len() >= DIGEST_DIRECT {
-            // Long pieces go straight in, after what was gathered before them.
-            self.absorb();
+        if direct {
             self.digest(buf);
         } else {
             self.pending.extend_from_slice(buf);
@@ -509,23 +509,25 @@ pub fn canonical_signed_info_in(
     reader.rewind();
     let mut c: Option<Canonicalizer> = None;
     let mut out = Vec::new();
-    while let Some(ev) = reader.next()? {
-        if let Event::Start(e) = &ev {
+    reader.each(|ev| {
+        if let Event::Start(e) = ev {
             if c.is_none() && e.span().start == start {
                 c = Some(Canonicalizer::subtree(method.clone()));
             }
         }
-        if let Some(c) = c.as_mut() {
-            if let Event::Comment(_) = ev {
-                return Err(WssecError::CommentInSignedPart("SignedInfo".into()));
-            }
-            c.feed(&ev, &mut out).map_err(WssecError::from)?;
-            if c.is_done() {
-                return Ok(out);
-            }
+        let Some(c) = c.as_mut() else {
+            return Ok(true);
+        };
+        if let Event::Comment(_) = ev {
+            return Err(WssecError::CommentInSignedPart("SignedInfo".into()));
         }
+        c.feed(ev, &mut out).map_err(WssecError::from)?;
+        Ok(!c.is_done())
+    })?;
+    match c {
+        Some(c) if c.is_done() => Ok(out),
+        _ => Err(WssecError::Internal("SignedInfo not found")),
     }
-    Err(WssecError::Internal("SignedInfo not found"))
 }
 
 /// Third pass, once the signature verified: canonicalizes every target

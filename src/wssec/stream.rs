@@ -175,10 +175,10 @@ impl<O: BodyOpen> Intake<O> {
     fn window(&mut self, cut: usize, last: bool) -> Result<(), WssecError> {
         let bytes = self.pending.get(..cut).unwrap_or_default();
         let mut r = Reader::window(bytes, self.at, &self.limits, self.carry.take(), last)?;
-        while let Some(ev) = r.next()? {
-            self.scan.event(&ev)?;
+        r.each(|ev| {
+            self.scan.event(ev)?;
             if self.head_end.is_none() {
-                if let Event::Start(e) = &ev {
+                if let Event::Start(e) = ev {
                     if e.depth() == 1 {
                         self.envelope = e.name().to_owned();
                     }
@@ -188,7 +188,7 @@ impl<O: BodyOpen> Intake<O> {
                         self.head_end = Some(end);
                         self.body = self.open.open(&self.head, e, &self.scan, &self.envelope)?;
                         // The Body's start tag was canonicalized by `open`.
-                        continue;
+                        return Ok(true);
                     }
                 }
             }
@@ -196,10 +196,11 @@ impl<O: BodyOpen> Intake<O> {
                 if let Event::Comment(_) = ev {
                     return Err(WssecError::CommentInSignedPart(b.id.clone()));
                 }
-                b.c.feed(&ev, &mut b.sink).map_err(WssecError::from)?;
-                self.open.content(&ev, &b.c)?;
+                b.c.feed(ev, &mut b.sink).map_err(WssecError::from)?;
+                self.open.content(ev, &b.c)?;
             }
-        }
+            Ok::<_, WssecError>(true)
+        })?;
         self.carry = Some(r.suspend());
         self.pending.drain(..cut);
         self.cutter.drained(cut);

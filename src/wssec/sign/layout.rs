@@ -75,14 +75,14 @@ pub fn context(
     let mut signed: Option<(usize, String)> = None;
     let header_start = scan.header_start_tag.map(|s| s.start);
     let mut in_header = false;
-    while let Some(ev) = reader.next()? {
+    reader.each(|ev| {
         match ev {
             Event::Start(e) => {
                 let d = e.depth();
                 if d == 2 {
                     in_header = Some(e.span().start) == header_start;
                     if e.span().start == scan.body.start {
-                        body = Some(target(&e));
+                        body = Some(target(e));
                         body_depth = Some(d);
                         signed = Some((d, "Body".to_owned()));
                     }
@@ -92,7 +92,7 @@ pub fn context(
                         if headers[i].is_some() {
                             return Err(WssecError::DuplicateHeaderBlock(q.to_string()));
                         }
-                        headers[i] = Some(target(&e));
+                        headers[i] = Some(target(e));
                         signed = Some((d, q.to_string()));
                     }
                 }
@@ -121,7 +121,8 @@ pub fn context(
             }
             Event::Text(_) => {}
         }
-    }
+        Ok(true)
+    })?;
     let body = body.ok_or(WssecError::Internal("Body not found again"))?;
     let headers = headers
         .into_iter()

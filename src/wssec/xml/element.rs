@@ -19,6 +19,10 @@ impl Sub {
     pub(in crate::wssec) fn of(self, buf: &str) -> &str {
         buf.get(self.start..self.end).unwrap_or("")
     }
+
+    pub(in crate::wssec) fn len(self) -> usize {
+        self.end.saturating_sub(self.start)
+    }
 }
 
 /// Resolved namespace of a name.
@@ -210,10 +214,9 @@ impl State {
     /// Innermost binding of `prefix`, whether or not it is an undeclaration.
     pub(super) fn find(&self, prefix: &str) -> Option<usize> {
         // Lengths first: most bindings in scope differ from `prefix` in it.
-        self.ns.iter().rposition(|b| {
-            b.prefix.end.wrapping_sub(b.prefix.start) == prefix.len()
-                && b.prefix.of(&self.ns_text) == prefix
-        })
+        self.ns
+            .iter()
+            .rposition(|b| b.prefix.len() == prefix.len() && b.prefix.of(&self.ns_text) == prefix)
     }
 
     pub(super) fn resolve(&self, prefix: &str, at: usize) -> Result<NsRef, XmlError> {

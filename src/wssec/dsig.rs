@@ -8,8 +8,8 @@ use base64::Engine as _;
 
 use super::c14n::{Algorithm, Canonicalizer, Method, EXC_C14N_URI};
 use super::envelope::{Node, DS_NS};
+use super::error::WssecError;
 use super::tokens::PublicKey;
-use super::verify::WssecError;
 use super::xml::{self, Event, Limits, Reader, Span};
 
 pub const RSA_SHA1_URI: &str = "http://www.w3.org/2000/09/xmldsig#rsa-sha1";

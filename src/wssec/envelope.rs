@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::verify::WssecError;
+use super::error::WssecError;
 use super::xml::{self, Event, Limits, Reader, Span, StartElement};
 
 pub const SOAP11_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";

@@ -4,12 +4,14 @@
 //! `xml` is the hardened reader, `c14n` canonicalization on its events,
 //! `envelope` the SOAP structure with byte spans, `dsig` XML-Signature,
 //! `tokens` keys, timestamps and UsernameTokens, `replay` the replay cache,
-//! `reason` why a message was refused,
+//! `error` and `reason` why a message was refused,
 //! `verify` the entry point, `sign` the signer.
 
 pub mod c14n;
 pub mod dsig;
 pub mod envelope;
+pub mod error;
+mod pass;
 pub mod reason;
 pub mod replay;
 pub mod sign;

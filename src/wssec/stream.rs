@@ -6,22 +6,18 @@
 //!
 //! The rules are the buffered path's: the same reader over every byte, the
 //! same envelope scan (Ids inside the Body included), the same judgement on
-//! the held part, the Body's Reference checked against the digest computed
+//! the held part (`pass` reads each window as the buffered path reads the
+//! whole message), the Body's Reference checked against the digest computed
 //! while it passed — and the SignatureValue verified, at the Body's start
 //! tag, before any of the Body is digested.
 
-use std::collections::HashMap;
 use std::time::SystemTime;
 
-use super::c14n::Canonicalizer;
-use super::dsig::{self, DigestTarget, DigestWriter, ParsedSignature};
-use super::envelope::{self, Scanned, Security, StreamScan};
-use super::replay::{NoReplayCache, ReplayCache};
-use super::tokens;
-use super::verify::{
-    self, Known, Policy, Signed, SignerInfo, StreamedDigest, Verified, WssecError,
-};
-use super::xml::{Carry, Cutter, Event, Limits, Reader, StartElement, XmlError};
+use super::error::WssecError;
+use super::pass::{BodyOpen, BodyPass, Ended};
+use super::replay::ReplayCache;
+use super::verify::{self, Policy, SignerInfo, Verified, VerifyOpen};
+use super::xml::{Carry, Cutter, Limits, Reader, XmlError};
 
 /// Bytes gathered before the reader takes a window: enough to amortize a
 /// window's set-up, little enough to stay in cache.
@@ -36,38 +32,11 @@ pub struct Streamed {
     pub body_from: usize,
 }
 
-/// The Body's canonical form being digested as it passes.
-pub(super) struct BodyDigest {
-    /// What names the Body (for error messages).
-    pub id: String,
-    pub c: Canonicalizer,
-    pub sink: DigestWriter,
-}
-
-/// What the verifier or the signer does when the Body's start tag arrives:
-/// `head` is the message up to the end of that tag, `envelope` the root's
-/// qualified name. `None`: the Body is not digested; otherwise its start tag
-/// has been fed to the canonicalizer, and its content will be.
-pub(super) trait BodyOpen {
-    fn open(
-        &mut self,
-        head: &[u8],
-        start: &StartElement<'_>,
-        scan: &StreamScan,
-        envelope: &str,
-    ) -> Result<Option<BodyDigest>, WssecError>;
-
-    /// Sees each event of the Body's content after the digest took it.
-    fn content(&mut self, _ev: &Event<'_>, _c: &Canonicalizer) -> Result<(), WssecError> {
-        Ok(())
-    }
-}
-
 /// A message read in windows as it arrives: the same reader over every
 /// byte, the envelope scan, the part before the Body's content held, and
 /// the Body digested as `O` set it up.
 pub(super) struct Intake<O> {
-    pub open: O,
+    pub pass: BodyPass<O>,
     /// How each window is read: the caller's limits, with no size or time
     /// bound of their own (the caller bounds the message and its pace).
     limits: Limits,
@@ -78,23 +47,9 @@ pub(super) struct Intake<O> {
     at: usize,
     cutter: Cutter,
     carry: Option<Carry>,
-    scan: StreamScan,
     /// The message up to the end of the Body's start tag, once known.
     head: Vec<u8>,
-    head_end: Option<usize>,
-    envelope: String,
-    body: Option<BodyDigest>,
     window: usize,
-}
-
-/// A message read to its end.
-pub(super) struct Ended<O> {
-    pub open: O,
-    pub scan: Scanned,
-    /// The message up to the end of the Body's start tag.
-    pub head: Vec<u8>,
-    /// The Body's digest, when it was taken.
-    pub digest: Option<Vec<u8>>,
 }
 
 impl<O: BodyOpen> Intake<O> {
@@ -103,18 +58,14 @@ impl<O: BodyOpen> Intake<O> {
         read.max_bytes = usize::MAX;
         read.deadline = None;
         Intake {
-            open,
+            pass: BodyPass::new(open, actor),
             limits: read,
             max_head: limits.max_bytes,
             pending: Vec::new(),
             at: 0,
             cutter: Cutter::default(),
             carry: None,
-            scan: StreamScan::new(actor),
             head: Vec::new(),
-            head_end: None,
-            envelope: String::new(),
-            body: None,
             window: WINDOW,
         }
     }
@@ -138,7 +89,7 @@ impl<O: BodyOpen> Intake<O> {
     }
 
     fn step(&mut self, chunk: &[u8]) -> Result<(), WssecError> {
-        let heading = self.head_end.is_none();
+        let heading = !self.pass.body_reached();
         if heading {
             self.head.extend_from_slice(chunk);
         }
@@ -165,7 +116,7 @@ impl<O: BodyOpen> Intake<O> {
             None => Ok(()),
         };
         // The part before the Body is held whole, within the buffering limit.
-        if read.is_ok() && self.head_end.is_none() && self.at > self.max_head {
+        if read.is_ok() && !self.pass.body_reached() && self.at > self.max_head {
             return Err(WssecError::SecurityHeaderTooLarge);
         }
         read
@@ -175,30 +126,12 @@ impl<O: BodyOpen> Intake<O> {
     fn window(&mut self, cut: usize, last: bool) -> Result<(), WssecError> {
         let bytes = self.pending.get(..cut).unwrap_or_default();
         let mut r = Reader::window(bytes, self.at, &self.limits, self.carry.take(), last)?;
+        let (pass, head) = (&mut self.pass, &mut self.head);
         r.each(|ev| {
-            self.scan.event(ev)?;
-            if self.head_end.is_none() {
-                if let Event::Start(e) = ev {
-                    if e.depth() == 1 {
-                        self.envelope = e.name().to_owned();
-                    }
-                    if self.scan.body_opened() {
-                        let end = e.span().end;
-                        self.head.truncate(end);
-                        self.head_end = Some(end);
-                        self.body = self.open.open(&self.head, e, &self.scan, &self.envelope)?;
-                        // The Body's start tag was canonicalized by `open`.
-                        return Ok(true);
-                    }
-                }
-            }
-            if let Some(b) = self.body.as_mut().filter(|b| !b.c.is_done()) {
-                if let Event::Comment(_) = ev {
-                    return Err(WssecError::CommentInSignedPart(b.id.clone()));
-                }
-                b.c.feed(ev, &mut b.sink).map_err(WssecError::from)?;
-                self.open.content(ev, &b.c)?;
-            }
+            pass.event(ev, |end| {
+                head.truncate(end);
+                head
+            })?;
             Ok::<_, WssecError>(true)
         })?;
         self.carry = Some(r.suspend());
@@ -208,78 +141,12 @@ impl<O: BodyOpen> Intake<O> {
         Ok(())
     }
 
-    /// Reads what is left: the message must end here.
-    pub fn end(mut self) -> Result<Ended<O>, WssecError> {
+    /// Reads what is left: the message must end here. With the message up
+    /// to the end of the Body's start tag.
+    pub fn end(mut self) -> Result<(Ended<O>, Vec<u8>), WssecError> {
         self.cutter.scan(&self.pending);
         self.window(self.pending.len(), true)?;
-        let scan = self.scan.finish()?;
-        if self.head_end.is_none() {
-            return Err(WssecError::BadEnvelope("no Body"));
-        }
-        let digest = match self.body {
-            Some(b) if b.c.is_done() => Some(b.sink.finish().0),
-            Some(_) => return Err(WssecError::Internal("the Body's digest did not close")),
-            None => None,
-        };
-        Ok(Ended {
-            open: self.open,
-            scan,
-            head: self.head,
-            digest,
-        })
-    }
-}
-
-/// The verifier's part at the Body: digest it for the Reference that names it.
-struct VerifyOpen<'p> {
-    policy: &'p Policy,
-    target: Option<DigestTarget>,
-    /// The SignatureValue as checked at the Body's start.
-    checked: Option<Checked>,
-}
-
-/// A canonical SignedInfo, the SignatureValue read over it, and whether it
-/// verified under the key the KeyInfo names.
-struct Checked {
-    signed_info: Vec<u8>,
-    value: Vec<u8>,
-    valid: bool,
-}
-
-impl BodyOpen for VerifyOpen<'_> {
-    fn open(
-        &mut self,
-        head: &[u8],
-        start: &StartElement<'_>,
-        scan: &StreamScan,
-        _envelope: &str,
-    ) -> Result<Option<BodyDigest>, WssecError> {
-        let (Some(sec), Some(ids)) = (scan.security(), scan.ids()) else {
-            return Ok(None);
-        };
-        let Some(parsed) = parse(sec, self.policy) else {
-            return Ok(None);
-        };
-        self.target = body_reference(&parsed, ids, start.span().start);
-        let Some(t) = &self.target else {
-            return Ok(None);
-        };
-        self.checked = check_first(head, sec, &parsed, self.policy);
-        let valid = self.checked.as_ref().is_some_and(|c| c.valid);
-        // The SignatureValue is verified before the Body is digested, as on
-        // the buffered path: a forged signature costs one check here, not a
-        // pass over a Body of any size. Its verdict waits for the judgement
-        // at the end, which refuses in the buffered path's order.
-        if !valid {
-            return Ok(None);
-        }
-        let mut b = BodyDigest {
-            id: t.id.clone(),
-            c: Canonicalizer::subtree(t.method.clone()),
-            sink: DigestWriter::new(t.digest, false),
-        };
-        b.c.start_with(start, &mut b.sink)?;
-        Ok(Some(b))
+        Ok((self.pass.end()?, self.head))
     }
 }
 
@@ -291,11 +158,7 @@ pub struct StreamVerifier<'p> {
 impl<'p> StreamVerifier<'p> {
     /// Starts a message under `policy`.
     pub fn new(policy: &'p Policy) -> Self {
-        let open = VerifyOpen {
-            policy,
-            target: None,
-            checked: None,
-        };
+        let open = VerifyOpen::new(policy);
         StreamVerifier {
             intake: Intake::new(open, &policy.limits, policy.actor.as_deref()),
         }
@@ -318,7 +181,12 @@ impl<'p> StreamVerifier<'p> {
     /// rest; [`finish`](Self::finish) still reads it to its end, so the
     /// refusal has the reason the buffered path would give.
     pub fn will_refuse(&self) -> bool {
-        self.intake.open.checked.as_ref().is_some_and(|c| !c.valid)
+        self.intake
+            .pass
+            .open
+            .checked
+            .as_ref()
+            .is_some_and(|c| !c.valid)
     }
 
     /// The end of the message: reads what is left and judges it at `now` —
@@ -330,133 +198,24 @@ impl<'p> StreamVerifier<'p> {
         replay: &dyn ReplayCache,
         accept: &dyn Fn(Option<&SignerInfo>) -> Result<(), WssecError>,
     ) -> Result<Streamed, WssecError> {
-        let ended = self.intake.end()?;
+        let (mut ended, head) = self.intake.end()?;
         let policy = ended.open.policy;
-        let digest = match (ended.open.target, ended.digest) {
-            (Some(target), Some(value)) => Some(StreamedDigest { target, value }),
-            _ => None,
-        };
-        let mut limits = policy.limits.clone();
-        limits.deadline = policy
-            .max_work
-            .and_then(|d| std::time::Instant::now().checked_add(d));
-        let body_from = ended.head.len();
+        let body = ended.open.body_digest(ended.digest.take());
+        let body_from = head.len();
         let verified = verify::judge(
-            &ended.head,
+            &head,
             &ended.scan,
             policy,
             now,
             replay,
             accept,
             None,
-            Known {
-                body: digest.as_ref(),
-                signed: ended.open.checked.as_ref().map(|c| Signed {
-                    signed_info: &c.signed_info,
-                    value: &c.value,
-                    valid: c.valid,
-                }),
-            },
-            Reader::new(&ended.head, &limits)?,
+            ended.open.known(body.as_ref()),
+            Reader::new(&head, &policy.reading_limits())?,
         )?;
         Ok(Streamed {
             verified,
             body_from,
         })
     }
-}
-
-/// `sec`'s Signature as the judgement will read it (one that does not
-/// parse is refused there, so nothing is digested for it here).
-fn parse<'s>(sec: &'s Security, policy: &Policy) -> Option<ParsedSignature<'s>> {
-    let node = sec.signature.as_ref()?;
-    dsig::parse_signature(node, policy.allow_sha1, policy.max_references).ok()
-}
-
-/// The Reference of `parsed` that names the Body starting at `start`.
-fn body_reference(
-    parsed: &ParsedSignature<'_>,
-    ids: &HashMap<String, usize>,
-    start: usize,
-) -> Option<DigestTarget> {
-    parsed
-        .signed_info
-        .references
-        .iter()
-        .find(|r| ids.get(&r.id) == Some(&start))
-        .map(|r| DigestTarget::of(r, start, parsed.span, false))
-}
-
-/// `parsed`'s SignatureValue checked over `head` under the key its KeyInfo
-/// names. `None` when that cannot be done (no signer resolves, the key does
-/// not fit the algorithm): the judgement refuses those before it needs the
-/// Body.
-fn check_first(
-    head: &[u8],
-    sec: &Security,
-    parsed: &ParsedSignature<'_>,
-    policy: &Policy,
-) -> Option<Checked> {
-    let si = &parsed.signed_info;
-    let (cert, _) = tokens::resolve_signer(parsed.key_info, sec, &policy.trust).ok()?;
-    let signed_info =
-        dsig::canonical_signed_info(head, &policy.limits, si.span.start, &si.c14n).ok()?;
-    let valid = match dsig::verify_signature_value(
-        si.algorithm,
-        &cert.key,
-        &signed_info,
-        &parsed.signature_value,
-    ) {
-        Ok(()) => true,
-        Err(WssecError::BadSignature) => false,
-        Err(_) => return None,
-    };
-    Some(Checked {
-        signed_info,
-        value: parsed.signature_value.clone(),
-        valid,
-    })
-}
-
-/// Judges a signer's own output, `msg`: what it signed is `signed`, and
-/// with `body_digest` its Body streamed past (then `msg` holds it empty) and
-/// this was its digest.
-pub(super) fn judge_own_output(
-    msg: &[u8],
-    policy: &Policy,
-    now: SystemTime,
-    body_digest: Option<&[u8]>,
-    signed: Signed<'_>,
-) -> Result<Verified, WssecError> {
-    let mut reader = Reader::new(msg, &policy.limits)?;
-    let scan = envelope::scan_with(&mut reader, policy.actor.as_deref())?;
-    let body = match body_digest {
-        Some(value) => Some(
-            scan.security
-                .as_ref()
-                .and_then(|s| parse(s, policy))
-                .and_then(|p| body_reference(&p, &scan.ids, scan.body.start))
-                .map(|target| StreamedDigest {
-                    target,
-                    value: value.to_vec(),
-                })
-                .ok_or(WssecError::Internal("no Reference names the streamed Body"))?,
-        ),
-        None => None,
-    };
-    let known = Known {
-        body: body.as_ref(),
-        signed: Some(signed),
-    };
-    verify::judge(
-        msg,
-        &scan,
-        policy,
-        now,
-        &NoReplayCache,
-        &|_| Ok(()),
-        None,
-        known,
-        reader,
-    )
 }

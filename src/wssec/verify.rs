@@ -1,244 +1,29 @@
 //! The verification entry point: bytes and a policy in, the bytes to forward
 //! (or a typed refusal) out. Checks positions, not just Ids (DESIGN.md §6).
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 
-use super::c14n::C14nError;
-use super::dsig::{self, DigestTarget, ParsedSignature, Reference};
-use super::envelope::{self, QName, Scanned, Security, SoapVersion};
-use super::reason::Reason;
+use super::c14n::Canonicalizer;
+use super::dsig::{self, DigestTarget, DigestWriter, ParsedSignature, Reference};
+use super::envelope::{self, QName, Scanned, Security, SoapVersion, StreamScan};
+use super::pass::{BodyDigest, BodyOpen, BodyPass};
 use super::replay::{replay_key, NoReplayCache, ReplayCache, ReplayError, ReplayKey};
 use super::tokens::{self, KeySource, PasswordStore, Timestamp, TrustStore};
-use super::xml::{Limits, Reader, Span, XmlError};
+use super::xml::{Limits, Reader, Span, StartElement};
 use crate::dn::Name;
 use crate::fingerprint::Fingerprint;
 
-/// Why a message was refused. `reason()` is stable (metrics, logs);
-/// `fault_code()` is what the caller is told.
-#[derive(Debug, thiserror::Error)]
-pub enum WssecError {
-    #[error(transparent)]
-    Xml(#[from] XmlError),
-    #[error("bad SOAP envelope: {0}")]
-    BadEnvelope(&'static str),
-    #[error("header block {0} appears more than once")]
-    DuplicateHeaderBlock(String),
-    #[error("no wsse:Security header")]
-    NoSecurityHeader,
-    #[error("more than one wsse:Security header")]
-    TwoSecurityHeaders,
-    #[error("more than one ds:Signature in the Security header")]
-    TwoSignatures,
-    #[error("more than one Timestamp in the Security header")]
-    TwoTimestamps,
-    #[error("more than one UsernameToken in the Security header")]
-    TwoUsernameTokens,
-    #[error("Security header too large to hold")]
-    SecurityHeaderTooLarge,
-    #[error("too many {0} in the message")]
-    TooManyParts(&'static str),
-    #[error("unsupported token or feature: {0}")]
-    UnsupportedToken(&'static str),
-    #[error("duplicate Id {0:?}")]
-    DuplicateId(String),
-    #[error("message is not signed")]
-    Unsigned,
-    #[error("malformed Signature: {0}")]
-    MalformedSignature(&'static str),
-    #[error("algorithm not allowed: {0}")]
-    AlgorithmNotAllowed(String),
-    #[error("SHA-1 is not allowed by policy")]
-    Sha1NotAllowed,
-    #[error("HMACOutputLength is never allowed")]
-    HmacOutputLength,
-    #[error("transform not allowed: {0}")]
-    TransformNotAllowed(String),
-    #[error("too many References")]
-    TooManyReferences,
-    #[error("Reference URI is not a bare-name #id: {0:?}")]
-    BadReferenceUri(String),
-    #[error("Manifest references are not allowed")]
-    ManifestNotAllowed,
-    #[error("two References to one element")]
-    DuplicateReference,
-    #[error("Reference {0} names no element")]
-    ReferenceNotFound(String),
-    #[error("Reference {uri} points to an element outside the allowed places ({found})")]
-    ReferenceNotAllowed { uri: String, found: &'static str },
-    #[error("bad base64: {0}")]
-    BadBase64(&'static str),
-    #[error("digest mismatch for Reference {0}")]
-    DigestMismatch(String),
-    #[error("SignatureValue does not verify")]
-    BadSignature,
-    #[error("signature algorithm does not match the key type")]
-    AlgorithmKeyMismatch,
-    #[error("bad KeyInfo: {0}")]
-    BadKeyInfo(&'static str),
-    #[error("a bare KeyValue is not allowed")]
-    KeyValueNotAllowed,
-    #[error("RetrievalMethod is not allowed")]
-    RetrievalMethodNotAllowed,
-    #[error("security token unavailable: {0}")]
-    TokenUnavailable(String),
-    #[error("bad security token: {0}")]
-    BadToken(&'static str),
-    #[error("signer certificate is not trusted: {0}")]
-    UntrustedSigner(String),
-    #[error("signer key is RSA-{0}: under 2048 bits (allow_legacy_keys accepts it)")]
-    WeakKey(usize),
-    #[error("unsupported public key: {0}")]
-    UnsupportedKey(String),
-    #[error("signer certificate has expired")]
-    SignerExpired,
-    #[error("signer certificate is not yet valid")]
-    SignerNotYetValid,
-    #[error("signer certificate is revoked")]
-    SignerRevoked,
-    #[error("the CRL for the signer's certificate is past its nextUpdate; its revocation status is unknown")]
-    SignerCrlStale,
-    #[error("no Timestamp")]
-    NoTimestamp,
-    #[error("bad Timestamp: {0}")]
-    BadTimestamp(&'static str),
-    #[error("message has expired")]
-    MessageExpired,
-    #[error("Created is in the future")]
-    CreatedInFuture,
-    #[error("Timestamp lifetime longer than allowed")]
-    TtlTooLong,
-    #[error("Body is not signed")]
-    BodyNotSigned,
-    #[error("Timestamp is not signed")]
-    TimestampNotSigned,
-    #[error("header block {0} is not signed")]
-    HeaderNotSigned(String),
-    #[error("a comment inside the signed element {0}")]
-    CommentInSignedPart(String),
-    #[error("message replayed")]
-    Replay,
-    #[error("replay cache is full")]
-    ReplayCacheFull,
-    #[error("the shared replay store did not answer")]
-    ReplayStoreUnavailable,
-    /// The signer is not the one the caller's binding requires.
-    #[error("the signer does not match the client identity the route requires")]
-    IdentityMismatch,
-    #[error("no UsernameToken")]
-    NoUsernameToken,
-    #[error("bad UsernameToken: {0}")]
-    BadUsernameToken(&'static str),
-    #[error("authentication failed")]
-    AuthenticationFailed,
-    #[error("the message already has a Security header for this receiver")]
-    AlreadySecured,
-    #[error("the Body names the prefix {0:?} in an attribute value where it is bound by a declaration canonicalization leaves out, so a signature made as the message streams would not cover its meaning; declare it on the Envelope or the Body, or raise max_body so the message is signed whole")]
-    ValuePrefixUnsigned(String),
-    #[error("header block {0} to be signed is not in the message")]
-    MissingHeaderBlock(String),
-    #[error("configuration: {0}")]
-    Config(String),
-    #[error("the signed message does not verify: {0}")]
-    SelfCheck(Box<WssecError>),
-    #[error("internal: {0}")]
-    Internal(&'static str),
-}
+pub use super::error::WssecError;
 
 pub use super::reason::{
     FAILED_AUTHENTICATION, FAILED_CHECK, INVALID_SECURITY, INVALID_TOKEN, MESSAGE_EXPIRED,
     TOKEN_UNAVAILABLE, UNSUPPORTED_ALGORITHM,
 };
-
-impl WssecError {
-    /// Stable machine reason, for metrics labels, logs and faults.
-    pub fn reason(&self) -> Reason {
-        use Reason as R;
-        use WssecError as E;
-        match self {
-            E::Xml(e) => e.reason(),
-            E::BadEnvelope(_) => R::BadEnvelope,
-            E::DuplicateHeaderBlock(_) => R::DuplicateHeaderBlock,
-            E::NoSecurityHeader => R::NoSecurityHeader,
-            E::TwoSecurityHeaders => R::TwoSecurityHeaders,
-            E::TwoSignatures => R::TwoSignatures,
-            E::TwoTimestamps => R::TwoTimestamps,
-            E::TwoUsernameTokens => R::TwoUsernameTokens,
-            E::SecurityHeaderTooLarge => R::SecurityHeaderTooLarge,
-            E::TooManyParts(_) => R::TooManyParts,
-            E::UnsupportedToken(_) => R::UnsupportedToken,
-            E::DuplicateId(_) => R::DuplicateId,
-            E::Unsigned => R::Unsigned,
-            E::MalformedSignature(_) => R::MalformedSignature,
-            E::AlgorithmNotAllowed(_) => R::AlgorithmNotAllowed,
-            E::Sha1NotAllowed => R::Sha1NotAllowed,
-            E::HmacOutputLength => R::HmacOutputLength,
-            E::TransformNotAllowed(_) => R::TransformNotAllowed,
-            E::TooManyReferences => R::TooManyReferences,
-            E::BadReferenceUri(_) => R::BadReferenceUri,
-            E::ManifestNotAllowed => R::ManifestNotAllowed,
-            E::DuplicateReference => R::DuplicateReference,
-            E::ReferenceNotFound(_) => R::ReferenceNotFound,
-            E::ReferenceNotAllowed { .. } => R::ReferenceNotAllowed,
-            E::BadBase64(_) => R::BadBase64,
-            E::DigestMismatch(_) => R::DigestMismatch,
-            E::BadSignature => R::BadSignature,
-            E::AlgorithmKeyMismatch => R::AlgorithmKeyMismatch,
-            E::BadKeyInfo(_) => R::BadKeyInfo,
-            E::KeyValueNotAllowed => R::KeyValueNotAllowed,
-            E::RetrievalMethodNotAllowed => R::RetrievalMethodNotAllowed,
-            E::TokenUnavailable(_) => R::TokenUnavailable,
-            E::BadToken(_) => R::BadToken,
-            E::UntrustedSigner(_) => R::UntrustedSigner,
-            E::WeakKey(_) => R::WeakKey,
-            E::UnsupportedKey(_) => R::UnsupportedKey,
-            E::SignerExpired => R::SignerExpired,
-            E::SignerNotYetValid => R::SignerNotYetValid,
-            E::SignerRevoked => R::SignerRevoked,
-            E::SignerCrlStale => R::SignerCrlStale,
-            E::NoTimestamp => R::NoTimestamp,
-            E::BadTimestamp(_) => R::BadTimestamp,
-            E::MessageExpired => R::MessageExpired,
-            E::CreatedInFuture => R::CreatedInFuture,
-            E::TtlTooLong => R::TtlTooLong,
-            E::BodyNotSigned => R::BodyNotSigned,
-            E::TimestampNotSigned => R::TimestampNotSigned,
-            E::HeaderNotSigned(_) => R::HeaderNotSigned,
-            E::CommentInSignedPart(_) => R::CommentInSignedPart,
-            E::Replay => R::Replay,
-            E::ReplayCacheFull => R::ReplayCacheFull,
-            E::ReplayStoreUnavailable => R::ReplayStoreUnavailable,
-            E::IdentityMismatch => R::IdentityMismatch,
-            E::NoUsernameToken => R::NoUsernameToken,
-            E::BadUsernameToken(_) => R::BadUsernameToken,
-            E::AuthenticationFailed => R::AuthenticationFailed,
-            E::AlreadySecured => R::AlreadySecured,
-            E::ValuePrefixUnsigned(_) => R::ValuePrefixUnsigned,
-            E::MissingHeaderBlock(_) => R::MissingHeaderBlock,
-            E::Config(_) => R::Config,
-            E::SelfCheck(_) => R::SignSelfCheck,
-            E::Internal(_) => R::Internal,
-        }
-    }
-
-    /// The WS-Security fault code for the caller (the reason stays in the log).
-    pub fn fault_code(&self) -> &'static str {
-        self.reason().fault_code()
-    }
-}
-
-impl From<C14nError> for WssecError {
-    fn from(e: C14nError) -> Self {
-        match e {
-            C14nError::Xml(x) => WssecError::Xml(x),
-            C14nError::Io(_) => WssecError::Internal("c14n output failed"),
-            C14nError::NotFound => WssecError::Internal("c14n element not found"),
-            C14nError::OutsideSubtree => WssecError::Internal("c14n fed outside subtree"),
-        }
-    }
-}
 
 /// A part of the message that must be signed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -304,6 +89,16 @@ impl Policy {
             max_work: Some(Duration::from_secs(5)),
             actor: None,
         }
+    }
+
+    /// The limits one verification reads under: the route's, and a deadline
+    /// `max_work` from now.
+    pub(super) fn reading_limits(&self) -> Limits {
+        let mut limits = self.limits.clone();
+        limits.deadline = self
+            .max_work
+            .and_then(|d| std::time::Instant::now().checked_add(d));
+        limits
     }
 
     fn header_allowed(&self, q: &QName) -> bool {
@@ -435,11 +230,7 @@ pub fn explain(msg: &[u8], policy: &Policy, now: SystemTime) -> Explanation {
 /// Timestamp, an Id that is not there): digests every Reference that can
 /// be found, with no check of who signed or when.
 fn diagnose(msg: &[u8], policy: &Policy, ex: &mut Explanation) -> Result<(), WssecError> {
-    let mut limits = policy.limits.clone();
-    limits.deadline = policy
-        .max_work
-        .and_then(|d| std::time::Instant::now().checked_add(d));
-    let mut reader = Reader::new(msg, &limits)?;
+    let mut reader = Reader::new(msg, &policy.reading_limits())?;
     let scan = envelope::scan_with(&mut reader, policy.actor.as_deref())?;
     let sec = scan.security.as_ref().ok_or(WssecError::NoSecurityHeader)?;
     let node = sec.signature.as_ref().ok_or(WssecError::Unsigned)?;
@@ -496,21 +287,34 @@ fn run(
     accept: &dyn Fn(Option<&SignerInfo>) -> Result<(), WssecError>,
     explain: Option<&mut Explanation>,
 ) -> Result<Verified, WssecError> {
-    let mut limits = policy.limits.clone();
-    limits.deadline = policy
-        .max_work
-        .and_then(|d| std::time::Instant::now().checked_add(d));
-    let mut reader = Reader::new(msg, &limits)?;
-    let scan = envelope::scan_with(&mut reader, policy.actor.as_deref())?;
+    let mut reader = Reader::new(msg, &policy.reading_limits())?;
+    let actor = policy.actor.as_deref();
+    if explain.is_some() {
+        // An explanation shows each Reference's canonical bytes: every digest
+        // is taken in the judgement's own pass, which keeps them.
+        let scan = envelope::scan_with(&mut reader, actor)?;
+        let known = Known::default();
+        return judge(
+            msg, &scan, policy, now, replay, accept, explain, known, reader,
+        );
+    }
+    // One read for the scan and the Body's digest: the judgement reads the
+    // message again only as far as its other References (the Timestamp).
+    let mut pass = BodyPass::new(VerifyOpen::whole(policy, now), actor);
+    let head = |end| msg.get(..end).unwrap_or_default();
+    reader.each(|ev| pass.event(ev, head).map(|()| true))?;
+    let mut ended = pass.end()?;
+    let body = ended.open.body_digest(ended.digest.take());
+    let known = ended.open.known(body.as_ref());
     judge(
         msg,
-        &scan,
+        &ended.scan,
         policy,
         now,
         replay,
         accept,
-        explain,
-        Known::default(),
+        None,
+        known,
         reader,
     )
 }
@@ -519,7 +323,8 @@ fn run(
 /// that named it (see `stream`).
 pub(super) struct StreamedDigest {
     pub target: DigestTarget,
-    pub value: Vec<u8>,
+    /// The digest, or why it could not be taken.
+    pub value: Result<Vec<u8>, WssecError>,
 }
 
 /// What the judgement is given instead of working it out again.
@@ -542,6 +347,11 @@ pub(super) struct Signed<'a> {
     pub signed_info: &'a [u8],
     pub value: &'a [u8],
     pub valid: bool,
+    /// Whether the judgement canonicalizes the SignedInfo again and holds it
+    /// to `signed_info`: a signer's word about its own output is checked.
+    /// The verifier's own check at the Body's start, over the very bytes it
+    /// judges, is taken as it is.
+    pub recheck: bool,
 }
 
 /// Everything after the scan. `msg` holds at least the message up to the
@@ -698,7 +508,7 @@ impl Passes<'_> {
                 ));
             }
             out.push(dsig::DigestOutput {
-                value: s.value.clone(),
+                value: s.value.clone()?,
                 canonical: None,
             });
         }
@@ -794,12 +604,19 @@ fn check_signature(
     }
     // Outside explain mode a misplaced reference is refused before any digest work.
     if let (Some(e), None) = (&first_err, &explain) {
-        return Err(clone_position_error(e));
+        return Err(e.clone());
     }
     // The signature over the canonical SignedInfo is checked before any
     // Reference is digested (as Santuario does): unauthenticated input costs
     // one signature check, not a pass over the Body.
-    let si_bytes = dsig::canonical_signed_info_in(&mut at.reader, si.span.start, &si.c14n)?;
+    let si_bytes = match at.known.signed {
+        Some(s) if !s.recheck => Cow::Borrowed(s.signed_info),
+        _ => Cow::Owned(dsig::canonical_signed_info_in(
+            &mut at.reader,
+            si.span.start,
+            &si.c14n,
+        )?),
+    };
     let signature = match at.known.signed {
         None => dsig::verify_signature_value(
             si.algorithm,
@@ -807,7 +624,7 @@ fn check_signature(
             &si_bytes,
             &parsed.signature_value,
         ),
-        Some(s) if s.signed_info == si_bytes.as_slice() && s.value == parsed.signature_value => {
+        Some(s) if s.signed_info == &*si_bytes && s.value == parsed.signature_value => {
             if s.valid {
                 Ok(())
             } else {
@@ -834,7 +651,7 @@ fn check_signature(
         }
     }
     if let Some(ex) = explain {
-        ex.signed_info_canonical = Some(si_bytes.clone());
+        ex.signed_info_canonical = Some(si_bytes.to_vec());
     }
     if let Some(e) = first_err {
         return Err(e);
@@ -858,16 +675,6 @@ fn check_signature(
             .as_ref()
             .to_vec(),
     })
-}
-
-fn clone_position_error(e: &WssecError) -> WssecError {
-    match e {
-        WssecError::ReferenceNotAllowed { uri, found } => WssecError::ReferenceNotAllowed {
-            uri: uri.clone(),
-            found,
-        },
-        _ => WssecError::DuplicateReference,
-    }
 }
 
 fn report(
@@ -978,4 +785,211 @@ fn remember(
     }
     let keys = entries.into_iter().map(|(k, _)| k).collect();
     Ok(keys)
+}
+
+/// The verifier's part at the Body's start tag: the SignatureValue checked,
+/// then the Body digested for the Reference that names it.
+pub(super) struct VerifyOpen<'p> {
+    pub policy: &'p Policy,
+    /// For a message held whole: the SignatureValue is checked at the
+    /// Body's start only when the signer is trusted at this time. The
+    /// judgement refuses any other before its public-key operation, and
+    /// reading early must not make that operation for it.
+    trusted_at: Option<SystemTime>,
+    target: Option<DigestTarget>,
+    /// The SignatureValue as checked at the Body's start.
+    pub checked: Option<Checked>,
+}
+
+/// A canonical SignedInfo, the SignatureValue read over it, and whether it
+/// verified under the key the KeyInfo names.
+pub(super) struct Checked {
+    signed_info: Vec<u8>,
+    value: Vec<u8>,
+    pub valid: bool,
+}
+
+impl<'p> VerifyOpen<'p> {
+    /// For a message read in windows: its SignatureValue is checked at the
+    /// Body's start, whoever the signer, as the Body will not be read again.
+    pub fn new(policy: &'p Policy) -> Self {
+        VerifyOpen {
+            policy,
+            trusted_at: None,
+            target: None,
+            checked: None,
+        }
+    }
+
+    /// For a message held whole, judged at `now`.
+    pub fn whole(policy: &'p Policy, now: SystemTime) -> Self {
+        VerifyOpen {
+            trusted_at: Some(now),
+            ..VerifyOpen::new(policy)
+        }
+    }
+
+    /// The Body's digest taken as it passed, with the Reference it was
+    /// taken for.
+    pub fn body_digest(
+        &mut self,
+        digest: Option<Result<Vec<u8>, WssecError>>,
+    ) -> Option<StreamedDigest> {
+        let target = self.target.take()?;
+        digest.map(|value| StreamedDigest { target, value })
+    }
+
+    /// What the judgement is told: the Body's digest, and the SignatureValue
+    /// as checked at the Body's start.
+    pub fn known<'k>(&'k self, body: Option<&'k StreamedDigest>) -> Known<'k> {
+        Known {
+            body,
+            signed: self.checked.as_ref().map(|c| Signed {
+                signed_info: &c.signed_info,
+                value: &c.value,
+                valid: c.valid,
+                recheck: false,
+            }),
+        }
+    }
+}
+
+impl BodyOpen for VerifyOpen<'_> {
+    fn open(
+        &mut self,
+        head: &[u8],
+        start: &StartElement<'_>,
+        scan: &StreamScan,
+        _envelope: &str,
+    ) -> Result<Option<BodyDigest>, WssecError> {
+        let (Some(sec), Some(ids)) = (scan.security(), scan.ids()) else {
+            return Ok(None);
+        };
+        let Some(parsed) = parse(sec, self.policy) else {
+            return Ok(None);
+        };
+        self.target = body_reference(&parsed, ids, start.span().start);
+        let Some(t) = &self.target else {
+            return Ok(None);
+        };
+        self.checked = check_first(head, sec, &parsed, self.policy, self.trusted_at);
+        let valid = self.checked.as_ref().is_some_and(|c| c.valid);
+        // The SignatureValue is verified before the Body is digested, as on
+        // the buffered path: a forged signature costs one check here, not a
+        // pass over a Body of any size. Its verdict waits for the judgement
+        // at the end, which refuses in the buffered path's order.
+        if !valid {
+            return Ok(None);
+        }
+        let mut b = BodyDigest {
+            id: t.id.clone(),
+            c: Canonicalizer::subtree(t.method.clone()),
+            sink: DigestWriter::new(t.digest, false),
+        };
+        b.c.start_with(start, &mut b.sink)?;
+        Ok(Some(b))
+    }
+}
+
+/// `sec`'s Signature as the judgement will read it (one that does not
+/// parse is refused there, so nothing is digested for it here).
+fn parse<'s>(sec: &'s Security, policy: &Policy) -> Option<ParsedSignature<'s>> {
+    let node = sec.signature.as_ref()?;
+    dsig::parse_signature(node, policy.allow_sha1, policy.max_references).ok()
+}
+
+/// The Reference of `parsed` that names the Body starting at `start`.
+fn body_reference(
+    parsed: &ParsedSignature<'_>,
+    ids: &HashMap<String, usize>,
+    start: usize,
+) -> Option<DigestTarget> {
+    parsed
+        .signed_info
+        .references
+        .iter()
+        .find(|r| ids.get(&r.id) == Some(&start))
+        .map(|r| DigestTarget::of(r, start, parsed.span, false))
+}
+
+/// `parsed`'s SignatureValue checked over `head` under the key its KeyInfo
+/// names. `None` when that cannot be done (no signer resolves, the key does
+/// not fit the algorithm, or with `trusted_at` the signer is not trusted
+/// then): the judgement refuses those before it needs the Body.
+fn check_first(
+    head: &[u8],
+    sec: &Security,
+    parsed: &ParsedSignature<'_>,
+    policy: &Policy,
+    trusted_at: Option<SystemTime>,
+) -> Option<Checked> {
+    let si = &parsed.signed_info;
+    let (cert, _) = tokens::resolve_signer(parsed.key_info, sec, &policy.trust).ok()?;
+    if let Some(now) = trusted_at {
+        policy.trust.check(&cert, now).ok()?;
+    }
+    let signed_info =
+        dsig::canonical_signed_info(head, &policy.limits, si.span.start, &si.c14n).ok()?;
+    let valid = match dsig::verify_signature_value(
+        si.algorithm,
+        &cert.key,
+        &signed_info,
+        &parsed.signature_value,
+    ) {
+        Ok(()) => true,
+        Err(WssecError::BadSignature) => false,
+        Err(_) => return None,
+    };
+    Some(Checked {
+        signed_info,
+        value: parsed.signature_value.clone(),
+        valid,
+    })
+}
+
+/// Judges a signer's own output, `msg`: what it signed is `signed`, and
+/// with `body_digest` its Body streamed past (then `msg` holds it empty) and
+/// this was its digest.
+pub(super) fn judge_own_output(
+    msg: &[u8],
+    policy: &Policy,
+    now: SystemTime,
+    body_digest: Option<&[u8]>,
+    signed: Signed<'_>,
+) -> Result<Verified, WssecError> {
+    let signed = Signed {
+        recheck: true,
+        ..signed
+    };
+    let mut reader = Reader::new(msg, &policy.limits)?;
+    let scan = envelope::scan_with(&mut reader, policy.actor.as_deref())?;
+    let body = match body_digest {
+        Some(value) => Some(
+            scan.security
+                .as_ref()
+                .and_then(|s| parse(s, policy))
+                .and_then(|p| body_reference(&p, &scan.ids, scan.body.start))
+                .map(|target| StreamedDigest {
+                    target,
+                    value: Ok(value.to_vec()),
+                })
+                .ok_or(WssecError::Internal("no Reference names the streamed Body"))?,
+        ),
+        None => None,
+    };
+    let known = Known {
+        body: body.as_ref(),
+        signed: Some(signed),
+    };
+    judge(
+        msg,
+        &scan,
+        policy,
+        now,
+        &NoReplayCache,
+        &|_| Ok(()),
+        None,
+        known,
+        reader,
+    )
 }

@@ -715,6 +715,36 @@ fn a_comment_inside_a_signed_element_is_refused() {
 }
 
 #[test]
+fn a_fault_in_the_body_keeps_its_place_behind_earlier_refusals() {
+    // The Body is digested in the same read as the envelope scan, before the
+    // Timestamp, the signer or the SignatureValue are judged. What that digest
+    // finds must not jump the queue: each refusal below is the one the
+    // judgement reaches first, as when the Body was digested last.
+    let t = setup();
+    let commented = edit(&t.msg, "ACME-42", "ACME-<!-- c -->42");
+    refused(
+        &commented,
+        &t.policy,
+        t.now + Duration::from_secs(361),
+        "wssec_message_expired",
+    );
+    let other = make_ca("Some Other CA");
+    refused(
+        &commented,
+        &policy(&other, &[]),
+        t.now,
+        "wssec_untrusted_signer",
+    );
+    let dv = element(t.s(), "ds:DigestValue").to_owned();
+    let forged = edit(&commented, &dv, "<ds:DigestValue>AAAA</ds:DigestValue>");
+    t.refused(&forged, "wssec_bad_signature");
+    // A Body whose digest fails is digested again by the judgement, which
+    // then refuses it for what it is.
+    t.refused(&commented, "wssec_comment_in_signed_part");
+    t.refused(&edit(&t.msg, "ACME-42", "ACME-43"), "wssec_digest_mismatch");
+}
+
+#[test]
 fn a_certificate_renewed_for_the_same_key_buys_no_replay() {
     let t = setup();
     let cache = MemoryReplayCache::new(100);

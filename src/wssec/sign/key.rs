@@ -5,8 +5,8 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair};
 
 use crate::wssec::dsig::SignatureAlgorithm;
+use crate::wssec::error::WssecError;
 use crate::wssec::tokens::{CertInfo, PublicKey};
-use crate::wssec::verify::WssecError;
 
 pub enum SigningKey {
     Rsa(RsaKeyPair),

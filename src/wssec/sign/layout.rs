@@ -7,7 +7,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use crate::wssec::envelope::{QName, Scanned, WSU_NS};
-use crate::wssec::verify::WssecError;
+use crate::wssec::error::WssecError;
 use crate::wssec::xml::{Event, Limits, Reader, Span, StartElement};
 
 /// An element the signer references: where its start tag ends, the wsu:Id

@@ -547,6 +547,7 @@ fn secure_with(
         signed_info: &si_c14n,
         value: &value,
         valid: true,
+        recheck: true,
     };
     self_check(&out, signer.cert, opts, body_digest, signed)?;
     Ok(out)
@@ -643,7 +644,7 @@ fn self_check(
     }
     p.require_signed = parts;
     p.signable_headers = opts.sign_headers.clone();
-    super::stream::judge_own_output(out, &p, opts.created, body_digest, signed)
+    super::verify::judge_own_output(out, &p, opts.created, body_digest, signed)
         .map(|_| ())
         .map_err(|e| WssecError::SelfCheck(Box::new(e)))
 }
@@ -753,6 +754,7 @@ mod tests {
                 signed_info: si,
                 value,
                 valid: true,
+                recheck: true,
             };
             self_check(&out, &s.cert, &opts, None, signed)
         };

@@ -25,8 +25,9 @@ use super::{id_for, secure_with, Ids, SignOptions, Signer, StreamedBody};
 use crate::wssec::c14n::{canonicalize_element, Canonicalizer, Method};
 use crate::wssec::dsig::{DigestAlgorithm, DigestWriter};
 use crate::wssec::envelope::{self, StreamScan};
-use crate::wssec::stream::{BodyDigest, BodyOpen, Intake};
-use crate::wssec::verify::WssecError;
+use crate::wssec::error::WssecError;
+use crate::wssec::pass::{BodyDigest, BodyOpen};
+use crate::wssec::stream::Intake;
 use crate::wssec::xml::{Event, Limits, Reader, StartElement};
 
 /// Prefixes a second pass adds to the list, at most (a real Body names a few).
@@ -222,7 +223,8 @@ impl<'s> StreamSigner<'s> {
     /// `now`, written into the held part; or a second pass to make.
     pub fn finish(self, now: SystemTime) -> Result<Finished<'s>, WssecError> {
         let window = self.intake.window_size();
-        let ended = self.intake.end()?;
+        let (ended, head) = self.intake.end()?;
+        let digest = ended.digest.transpose()?;
         let mut open = ended.open;
         let s = open.settled.ok_or(WssecError::BadEnvelope("no Body"))?;
         if !open.unshown.is_empty() {
@@ -233,7 +235,7 @@ impl<'s> StreamSigner<'s> {
             let mut next = StreamSigner::new(self.signer, self.opts).with_window(window);
             let mut prefixes = s.prefixes;
             prefixes.append(&mut open.unshown);
-            next.intake.open.again = Some((s.id, prefixes));
+            next.intake.pass.open.again = Some((s.id, prefixes));
             return Ok(Finished::Again(Box::new(next)));
         }
         // A fresh Id the Body's content turned out to use would name two elements.
@@ -245,8 +247,8 @@ impl<'s> StreamSigner<'s> {
         {
             return Err(WssecError::DuplicateId(s.id));
         }
-        let body_from = ended.head.len();
-        let mut pseudo = ended.head;
+        let body_from = head.len();
+        let mut pseudo = head;
         pseudo.extend_from_slice(s.closers.as_bytes());
         let mut o = self.opts.clone();
         o.created = now;
@@ -256,11 +258,11 @@ impl<'s> StreamSigner<'s> {
             id: &s.id,
             id_insert: s.id_insert.as_deref(),
             prefixes: &s.prefixes,
-            digest: ended.digest.as_deref(),
+            digest: digest.as_deref(),
             ids: &ended.scan.ids,
         };
         let out = secure_with(&pseudo, self.signer.map(Signer::keyed), &o, Some(&streamed))?;
-        if ended.digest.is_some() {
+        if digest.is_some() {
             check_start_tag(&out, &o, &s)?;
         }
         let head = out

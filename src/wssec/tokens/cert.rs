@@ -9,7 +9,7 @@ use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate};
 
 use crate::dn::Name;
 use crate::fingerprint::Fingerprint;
-use crate::wssec::verify::WssecError;
+use crate::wssec::error::WssecError;
 
 const OID_RSA: &str = "1.2.840.113549.1.1.1";
 const OID_EC: &str = "1.2.840.10045.2.1";

@@ -6,7 +6,7 @@ use super::{CertInfo, TrustStore, BASE64_ENCODING, SKI_TYPE, THUMBPRINT_TYPE, X5
 use crate::dn::Name;
 use crate::wssec::dsig::decode_base64;
 use crate::wssec::envelope::{Node, Security, DS_NS, WSSE_NS, WSU_NS};
-use crate::wssec::verify::WssecError;
+use crate::wssec::error::WssecError;
 
 /// How the signature named its key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::wssec::envelope::{Node, WSU_NS};
-use crate::wssec::verify::WssecError;
+use crate::wssec::error::WssecError;
 
 /// A checked `wsu:Timestamp`.
 #[derive(Debug, Clone, PartialEq, Eq)]

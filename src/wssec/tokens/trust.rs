@@ -15,7 +15,7 @@ use webpki::{
 use super::cert::CertCache;
 use super::CertInfo;
 use crate::fingerprint::Fingerprint;
-use crate::wssec::verify::WssecError;
+use crate::wssec::error::WssecError;
 
 /// Trust anchors, intermediates, CRLs and the configured signer set.
 #[derive(Debug, Clone, Default)]

@@ -11,7 +11,7 @@ use super::timestamp::{later, parse_datetime};
 use super::{BASE64_ENCODING, PASSWORD_DIGEST, PASSWORD_TEXT};
 use crate::wssec::dsig::decode_base64;
 use crate::wssec::envelope::{Node, WSSE_NS, WSU_NS};
-use crate::wssec::verify::WssecError;
+use crate::wssec::error::WssecError;
 
 /// A password or other shared secret. Never printed.
 #[derive(Clone, PartialEq, Eq)]

@@ -352,6 +352,10 @@ pub(super) struct Signed<'a> {
     /// The verifier's own check at the Body's start, over the very bytes it
     /// judges, is taken as it is.
     pub recheck: bool,
+    /// Whether the signer's trust was checked at the judgement's time when
+    /// the value was: the judgement does not check it again (a stale CRL
+    /// tolerated within its grace is counted once a message).
+    pub trusted: bool,
 }
 
 /// Everything after the scan. `msg` holds at least the message up to the
@@ -578,7 +582,9 @@ fn check_signature(
     let si = &parsed.signed_info;
     let (cert, source) = tokens::resolve_signer(parsed.key_info, sec, &policy.trust)?;
     dsig::check_key_type(si.algorithm, &cert.key)?;
-    policy.trust.check(&cert, now)?;
+    if !at.known.signed.is_some_and(|s| s.trusted) {
+        policy.trust.check(&cert, now)?;
+    }
 
     let keep = explain.is_some();
     let mut targets = Vec::with_capacity(si.references.len());
@@ -807,6 +813,8 @@ pub(super) struct Checked {
     signed_info: Vec<u8>,
     value: Vec<u8>,
     pub valid: bool,
+    /// The signer was found trusted (at the time `VerifyOpen::whole` names).
+    trusted: bool,
 }
 
 impl<'p> VerifyOpen<'p> {
@@ -849,6 +857,7 @@ impl<'p> VerifyOpen<'p> {
                 value: &c.value,
                 valid: c.valid,
                 recheck: false,
+                trusted: c.trusted,
             }),
         }
     }
@@ -944,6 +953,7 @@ fn check_first(
         signed_info,
         value: parsed.signature_value.clone(),
         valid,
+        trusted: trusted_at.is_some(),
     })
 }
 
@@ -959,6 +969,7 @@ pub(super) fn judge_own_output(
 ) -> Result<Verified, WssecError> {
     let signed = Signed {
         recheck: true,
+        trusted: false,
         ..signed
     };
     let mut reader = Reader::new(msg, &policy.limits)?;

@@ -548,6 +548,7 @@ fn secure_with(
         value: &value,
         valid: true,
         recheck: true,
+        trusted: false,
     };
     self_check(&out, signer.cert, opts, body_digest, signed)?;
     Ok(out)
@@ -755,6 +756,7 @@ mod tests {
                 value,
                 valid: true,
                 recheck: true,
+                trusted: false,
             };
             self_check(&out, &s.cert, &opts, None, signed)
         };

@@ -110,7 +110,8 @@ pub fn check(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Fresh,
-    /// Past nextUpdate, within the grace: accepted, counted.
+    /// Past nextUpdate, within the grace: accepted, and counted
+    /// ([`Freshness::count_tolerated`]) where the acceptance is final.
     Tolerated,
     /// Past nextUpdate and the grace: refused.
     Stale,
@@ -143,7 +144,8 @@ impl Freshness {
         self.next_update.is_empty()
     }
 
-    /// Judges the CRLs of the issuers (raw DER names) a check relied on, at `now`.
+    /// Judges the CRLs of the issuers (raw DER names) a check relied on, at
+    /// `now`. Nothing is counted: one message may be judged more than once.
     pub fn judge<'a>(&self, issuers: impl IntoIterator<Item = &'a [u8]>, now: i64) -> Verdict {
         let grace = i64::try_from(self.grace.as_secs()).unwrap_or(i64::MAX);
         let mut verdict = Verdict::Fresh;
@@ -156,10 +158,14 @@ impl Freshness {
                 }
             }
         }
-        if let (Verdict::Tolerated, Some(c)) = (verdict, &self.tolerated) {
+        verdict
+    }
+
+    /// Counts one certificate accepted on a stale CRL within the grace.
+    pub fn count_tolerated(&self) {
+        if let Some(c) = &self.tolerated {
             c.inc();
         }
-        verdict
     }
 }
 

@@ -78,7 +78,11 @@ impl ClientVerifier {
         let issuers = super::crl::issuers_of(checked);
         let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
         match self.freshness.judge(issuers.iter().map(Vec::as_slice), now) {
-            super::crl::Verdict::Fresh | super::crl::Verdict::Tolerated => Ok(()),
+            super::crl::Verdict::Fresh => Ok(()),
+            super::crl::Verdict::Tolerated => {
+                self.freshness.count_tolerated();
+                Ok(())
+            }
             super::crl::Verdict::Stale => Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::ExpiredRevocationList,
             )),

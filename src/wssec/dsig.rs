@@ -9,8 +9,8 @@ use base64::Engine as _;
 use super::c14n::{Algorithm, Canonicalizer, Method, EXC_C14N_URI};
 use super::envelope::{Node, DS_NS};
 use super::error::WssecError;
-use super::tokens::PublicKey;
-use super::xml::{self, Event, Limits, Reader, Span};
+use super::tokens::{CertInfo, PublicKey};
+use super::xml::{self, Event, Limits, Mark, Reader, Span};
 
 pub const RSA_SHA1_URI: &str = "http://www.w3.org/2000/09/xmldsig#rsa-sha1";
 pub const RSA_SHA256_URI: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
@@ -496,17 +496,18 @@ pub fn canonical_signed_info(
     start: usize,
     method: &Method,
 ) -> Result<Vec<u8>, WssecError> {
-    canonical_signed_info_in(&mut Reader::new(msg, limits)?, start, method)
+    canonical_signed_info_in(&mut Reader::new(msg, limits)?, &[], start, method)
 }
 
-/// [`canonical_signed_info`] with a reader of the whole message, rewound
-/// to its start first.
+/// [`canonical_signed_info`] with a reader of the whole message, from the
+/// SignedInfo's mark when `marks` holds one, else from the start.
 pub fn canonical_signed_info_in(
     reader: &mut Reader<'_>,
+    marks: &[Mark],
     start: usize,
     method: &Method,
 ) -> Result<Vec<u8>, WssecError> {
-    reader.rewind();
+    reader.begin_at(start, marks);
     let mut c: Option<Canonicalizer> = None;
     let mut out = Vec::new();
     reader.each(|ev| {
@@ -539,22 +540,53 @@ pub fn digest_targets(
     limits: &Limits,
     targets: &[DigestTarget],
 ) -> Result<Vec<DigestOutput>, WssecError> {
-    digest_targets_in(&mut Reader::new(msg, limits)?, targets)
+    digest_targets_in(&mut Reader::new(msg, limits)?, &[], targets)
 }
 
-/// [`digest_targets`] with a reader of the whole message, rewound to its
-/// start first.
+/// [`digest_targets`] with a reader of the whole message: a target with a
+/// mark in `marks` is read from there on its own, the others together in
+/// one pass from the start.
 pub fn digest_targets_in(
     reader: &mut Reader<'_>,
+    marks: &[Mark],
     targets: &[DigestTarget],
 ) -> Result<Vec<DigestOutput>, WssecError> {
-    reader.rewind();
-    let mut active: Vec<Active> = Vec::with_capacity(targets.len());
+    let marked = |t: &DigestTarget| marks.iter().any(|m| m.start() == t.start);
+    let mut outs: Vec<Option<DigestOutput>> = vec![None; targets.len()];
+    for (i, t) in targets.iter().enumerate().filter(|(_, t)| marked(t)) {
+        reader.begin_at(t.start, marks);
+        digest_pass(reader, targets, &[i], &mut outs)?;
+    }
+    let rest: Vec<usize> = (0..targets.len())
+        .filter(|&i| targets.get(i).is_some_and(|t| !marked(t)))
+        .collect();
+    if !rest.is_empty() {
+        reader.rewind();
+        digest_pass(reader, targets, &rest, &mut outs)?;
+    }
+    outs.into_iter()
+        .collect::<Option<Vec<_>>>()
+        .ok_or(WssecError::Internal("referenced element not found"))
+}
+
+/// Canonicalizes the targets `which` of `targets` straight into their
+/// digests, reading on until the last of them ends.
+fn digest_pass(
+    reader: &mut Reader<'_>,
+    targets: &[DigestTarget],
+    which: &[usize],
+    outs: &mut [Option<DigestOutput>],
+) -> Result<(), WssecError> {
+    let mut active: Vec<Active> = Vec::with_capacity(which.len());
     let mut finished = 0;
     reader.each(|ev| {
         if let Event::Start(e) = ev {
             let at = e.span().start;
-            for (i, t) in targets.iter().enumerate().filter(|(_, t)| t.start == at) {
+            let starting = which
+                .iter()
+                .filter_map(|&i| targets.get(i).map(|t| (i, t)))
+                .filter(|(_, t)| t.start == at);
+            for (i, t) in starting {
                 active.push(Active {
                     target: i,
                     c: Canonicalizer::subtree(t.method.clone()),
@@ -580,9 +612,8 @@ pub fn digest_targets_in(
                 finished += 1;
             }
         }
-        Ok(finished < targets.len())
+        Ok(finished < which.len())
     })?;
-    let mut outs: Vec<Option<DigestOutput>> = vec![None; targets.len()];
     for a in active {
         if !a.c.is_done() {
             return Err(WssecError::Internal("referenced element not closed"));
@@ -592,9 +623,7 @@ pub fn digest_targets_in(
             *o = Some(DigestOutput { value, canonical });
         }
     }
-    outs.into_iter()
-        .collect::<Option<Vec<_>>>()
-        .ok_or(WssecError::Internal("referenced element not found"))
+    Ok(())
 }
 
 /// Constant-time digest comparison.
@@ -626,10 +655,11 @@ pub fn check_key_type(alg: SignatureAlgorithm, key: &PublicKey) -> Result<(), Ws
 /// Verifies SignatureValue over the canonical SignedInfo.
 pub fn verify_signature_value(
     alg: SignatureAlgorithm,
-    key: &PublicKey,
+    cert: &CertInfo,
     signed_info: &[u8],
     value: &[u8],
 ) -> Result<(), WssecError> {
+    let key = &cert.key;
     check_key_type(alg, key)?;
     // The RSA key size was judged by the trust store (2048 bits unless the
     // policy allows legacy keys), so the parameters here accept from 1024 bits.
@@ -656,8 +686,8 @@ pub fn verify_signature_value(
         }
         _ => return Err(WssecError::AlgorithmKeyMismatch),
     };
-    signature::UnparsedPublicKey::new(params, raw)
-        .verify(signed_info, value)
+    cert.parsed
+        .verify(alg.uri(), params, raw, signed_info, value)
         .map_err(|_| WssecError::BadSignature)
 }
 
@@ -680,5 +710,51 @@ mod tests {
         for text in ["c2VhbGdh\x0cdGUgdmVyaWZpZXM=", "", " \r\n\t ", "c2V*"] {
             assert!(decode_base64(text).is_err(), "{text:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::{verify_signature_value, SignatureAlgorithm};
+    use crate::pki::{Ca, KeyAlg, Leaf, Usage};
+    use crate::wssec::sign::SigningKey;
+    use crate::wssec::tokens::CertInfo;
+
+    /// A key parsed once and kept with its certificate verifies as a fresh
+    /// parse would: under the algorithm it was kept for, under another one
+    /// (parsed afresh), and a forged value is refused either way.
+    #[test]
+    fn a_kept_key_verifies_as_a_fresh_one_under_every_algorithm() {
+        let ca = Ca::new("Key CA", "Sealgate Test", 1).unwrap();
+        let mut spec = Leaf::new("signer", Usage::Signer);
+        spec.alg = KeyAlg::Rsa2048;
+        let issued = ca.issue(&spec).unwrap();
+        let key = SigningKey::from_pem(issued.key_pem.as_bytes()).unwrap();
+        let cert = CertInfo::from_der(&issued.der).unwrap();
+        let msg = b"<ds:SignedInfo/>";
+        for _ in 0..2 {
+            for alg in [SignatureAlgorithm::RsaSha256, SignatureAlgorithm::RsaSha512] {
+                let value = key.sign(alg, msg).unwrap();
+                verify_signature_value(alg, &cert, msg, &value).unwrap();
+                let mut forged = value.clone();
+                forged[10] ^= 1;
+                let e = verify_signature_value(alg, &cert, msg, &forged).unwrap_err();
+                assert_eq!(e.reason(), "wssec_bad_signature", "{e}");
+                let e = verify_signature_value(alg, &cert, b"<other/>", &value).unwrap_err();
+                assert_eq!(e.reason(), "wssec_bad_signature", "{e}");
+                // The other algorithm's value is no signature under this one.
+                let other = match alg {
+                    SignatureAlgorithm::RsaSha256 => SignatureAlgorithm::RsaSha512,
+                    _ => SignatureAlgorithm::RsaSha256,
+                };
+                assert!(verify_signature_value(other, &cert, msg, &value).is_err());
+            }
+        }
+        // A certificate of another key, kept apart: the first key's value fails.
+        let other = CertInfo::from_der(&ca.issue(&spec).unwrap().der).unwrap();
+        let value = key.sign(SignatureAlgorithm::RsaSha256, msg).unwrap();
+        assert!(
+            verify_signature_value(SignatureAlgorithm::RsaSha256, &other, msg, &value).is_err()
+        );
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::error::WssecError;
-use super::xml::{self, Event, Limits, Reader, Span, StartElement};
+use super::xml::{self, Event, Limits, Mark, Reader, Span, StartElement};
 
 pub const SOAP11_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 pub const SOAP12_NS: &str = "http://www.w3.org/2003/05/soap-envelope";
@@ -37,6 +37,11 @@ const MAX_IDS: usize = 10_000;
 /// Of all Id values together: a message read as it streams is bounded in
 /// size by nothing the scan knows, and each Id is kept to its end.
 const MAX_ID_BYTES: usize = 1 << 20;
+/// Places a later pass may begin at: the Body, the SignedInfo, the held
+/// Security tokens and header blocks with an Id. Each holds a copy of the
+/// reader's state there, so their number is bounded; an element past the
+/// bound is reached by reading from the message's start.
+const MAX_MARKS: usize = 16;
 
 /// A namespace-qualified name; `namespace` is `""` for no namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -192,6 +197,8 @@ pub struct Scanned {
     pub security: Option<Security>,
     /// Every Id value, mapped to the start offset of the element carrying it.
     pub ids: HashMap<String, usize>,
+    /// Where later passes may begin (see [`Mark`]).
+    pub marks: Vec<Mark>,
 }
 
 /// `Id`, `ID`, `id` in any namespace: `wsu:Id`, `xml:id`, XML-DSig `Id`, SAML `ID`.
@@ -327,6 +334,7 @@ struct Scanner {
     holder: Holder,
     ids: HashMap<String, usize>,
     id_bytes: usize,
+    marks: Vec<Mark>,
     /// The actor (SOAP 1.1) or role (SOAP 1.2) this receiver answers to,
     /// beside the defaults (none, `next`, `ultimateReceiver`).
     actor: Option<String>,
@@ -413,6 +421,11 @@ impl StreamScan {
         self.sc.as_ref().map(|s| &s.ids)
     }
 
+    /// Where later passes may begin, so far.
+    pub fn marks(&self) -> &[Mark] {
+        self.sc.as_ref().map_or(&[], |s| &s.marks)
+    }
+
     pub fn finish(self) -> Result<Scanned, WssecError> {
         let sc = self.sc.ok_or(bad("no envelope"))?;
         sc.finish(self.envelope_end)
@@ -446,6 +459,7 @@ impl Scanner {
             holder: Holder::default(),
             ids: HashMap::new(),
             id_bytes: 0,
+            marks: Vec::new(),
             actor: None,
         };
         s.collect_ids(e)?;
@@ -482,10 +496,26 @@ impl Scanner {
             2 => self.envelope_child(e)?,
             3 if self.stage == Stage::InHeader => self.header_child(e)?,
             4 if self.in_security => self.security_child(e)?,
-            _ if !self.holder.stack.is_empty() => self.holder.start(e)?,
+            _ if !self.holder.stack.is_empty() => {
+                if self.depth == 5
+                    && e.namespace() == Some(DS_NS)
+                    && e.local_name() == "SignedInfo"
+                    && self.holder.stack.len() == 1
+                    && self.holder.stack.iter().all(|n| n.is(DS_NS, "Signature"))
+                {
+                    self.mark(e);
+                }
+                self.holder.start(e)?
+            }
             _ => {}
         }
         Ok(())
+    }
+
+    fn mark(&mut self, e: &StartElement<'_>) {
+        if self.marks.len() < MAX_MARKS {
+            self.marks.push(e.mark());
+        }
     }
 
     fn envelope_child(&mut self, e: &StartElement<'_>) -> Result<(), WssecError> {
@@ -503,6 +533,7 @@ impl Scanner {
                 self.body = Some(e.span());
                 self.body_start_tag = e.span();
                 self.body_qname = e.name().to_owned();
+                self.mark(e);
             }
             ("Header", _) => return Err(bad("Header repeated or after Body")),
             ("Body", _) => return Err(bad("second Body")),
@@ -531,6 +562,9 @@ impl Scanner {
                 signature: None,
                 username_token: None,
             });
+        }
+        if !self.in_security && e.attributes().any(|a| is_id_attribute(a.local_name)) {
+            self.mark(e);
         }
         self.header_children.push(HeaderChild {
             name,
@@ -567,6 +601,9 @@ impl Scanner {
             return Err(WssecError::UnsupportedToken("encryption"));
         }
         if held {
+            if ns != DS_NS {
+                self.mark(e);
+            }
             self.holder.start(e)?;
         }
         Ok(())
@@ -667,6 +704,7 @@ impl Scanner {
             body_qname: self.body_qname,
             security: self.security,
             ids: self.ids,
+            marks: self.marks,
         })
     }
 }

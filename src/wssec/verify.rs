@@ -13,8 +13,8 @@ use super::dsig::{self, DigestTarget, DigestWriter, ParsedSignature, Reference};
 use super::envelope::{self, QName, Scanned, Security, SoapVersion, StreamScan};
 use super::pass::{BodyDigest, BodyOpen, BodyPass};
 use super::replay::{replay_key, NoReplayCache, ReplayCache, ReplayError, ReplayKey};
-use super::tokens::{self, KeySource, PasswordStore, Timestamp, TrustStore};
-use super::xml::{Limits, Reader, Span, StartElement};
+use super::tokens::{self, CertInfo, KeySource, PasswordStore, Timestamp, TrustStore, Trusted};
+use super::xml::{Limits, Mark, Reader, Span, StartElement};
 use crate::dn::Name;
 use crate::fingerprint::Fingerprint;
 
@@ -246,7 +246,7 @@ fn diagnose(msg: &[u8], policy: &Policy, ex: &mut Explanation) -> Result<(), Wss
         }
         found.push(start);
     }
-    let mut digests = dsig::digest_targets_in(&mut reader, &targets)?.into_iter();
+    let mut digests = dsig::digest_targets_in(&mut reader, &scan.marks, &targets)?.into_iter();
     for (r, start) in si.references.iter().zip(found) {
         let Some(start) = start else {
             ex.references.push(ReferenceReport {
@@ -269,6 +269,7 @@ fn diagnose(msg: &[u8], policy: &Policy, ex: &mut Explanation) -> Result<(), Wss
     }
     ex.signed_info_canonical = Some(dsig::canonical_signed_info_in(
         &mut reader,
+        &scan.marks,
         si.span.start,
         &si.c14n,
     )?);
@@ -340,22 +341,25 @@ pub(super) struct Known<'a> {
     pub signed: Option<Signed<'a>>,
 }
 
-/// A canonical SignedInfo, the signature value made over it, and whether
-/// that value verified under the signer's key.
+/// A canonical SignedInfo, the signature value made over it, whether that
+/// value verified under the signer's key, and who says so.
 #[derive(Clone, Copy)]
 pub(super) struct Signed<'a> {
     pub signed_info: &'a [u8],
     pub value: &'a [u8],
     pub valid: bool,
-    /// Whether the judgement canonicalizes the SignedInfo again and holds it
-    /// to `signed_info`: a signer's word about its own output is checked.
-    /// The verifier's own check at the Body's start, over the very bytes it
-    /// judges, is taken as it is.
-    pub recheck: bool,
-    /// Whether the signer's trust was checked at the judgement's time when
-    /// the value was: the judgement does not check it again (a stale CRL
-    /// tolerated within its grace is counted once a message).
-    pub trusted: bool,
+    pub by: CheckedBy<'a>,
+}
+
+/// Who checked a SignatureValue before the judgement.
+#[derive(Clone, Copy)]
+pub(super) enum CheckedBy<'a> {
+    /// The signer, of its own output: its word is checked, the judgement
+    /// canonicalizing the SignedInfo again and holding it to `signed_info`.
+    Signer,
+    /// The verifier at the Body's start, over the very bytes it judges and
+    /// with the key of this signer: taken as it is.
+    Verifier(&'a (Arc<CertInfo>, KeySource)),
 }
 
 /// Everything after the scan. `msg` holds at least the message up to the
@@ -398,7 +402,11 @@ pub(super) fn judge(
     let signed = match &sec.signature {
         Some(node) => {
             let parsed = dsig::parse_signature(node, policy.allow_sha1, policy.max_references)?;
-            let mut at = Passes { known, reader };
+            let mut at = Passes {
+                known,
+                reader,
+                marks: &scan.marks,
+            };
             Some(check_signature(
                 &mut at, scan, sec, &parsed, policy, now, explain,
             )?)
@@ -419,6 +427,10 @@ pub(super) fn judge(
         timestamp.as_ref(),
         &username,
     )?;
+    // Counted once, for a message accepted, however often trust was asked.
+    if signed.as_ref().is_some_and(|s| s.trusted.crl_tolerated) {
+        policy.trust.crl_freshness.count_tolerated();
+    }
     Ok(Verified {
         replay_keys,
         soap: scan.soap,
@@ -483,6 +495,7 @@ fn output(msg: &[u8], security: Span, forward: bool) -> Vec<u8> {
 struct Passes<'m> {
     known: Known<'m>,
     reader: Reader<'m>,
+    marks: &'m [Mark],
 }
 
 impl Passes<'_> {
@@ -491,11 +504,11 @@ impl Passes<'_> {
     /// in one pass over `msg`.
     fn digests(&mut self, targets: &[DigestTarget]) -> Result<Vec<dsig::DigestOutput>, WssecError> {
         let Some(s) = self.known.body else {
-            return dsig::digest_targets_in(&mut self.reader, targets);
+            return dsig::digest_targets_in(&mut self.reader, self.marks, targets);
         };
         let is_body = |t: &DigestTarget| t.start == s.target.start;
         let rest: Vec<DigestTarget> = targets.iter().filter(|t| !is_body(t)).cloned().collect();
-        let mut rest = dsig::digest_targets_in(&mut self.reader, &rest)?.into_iter();
+        let mut rest = dsig::digest_targets_in(&mut self.reader, self.marks, &rest)?.into_iter();
         let mut out = Vec::with_capacity(targets.len());
         for t in targets {
             if !is_body(t) {
@@ -522,6 +535,7 @@ impl Passes<'_> {
 
 struct SignatureOutcome {
     signer: SignerInfo,
+    trusted: Trusted,
     parts: Vec<SignedPart>,
     /// SHA-256 of the canonical SignedInfo. Replays are recognised by it, not
     /// by SignatureValue: an ECDSA signature has other valid encodings (and can
@@ -580,11 +594,12 @@ fn check_signature(
     mut explain: Option<&mut Explanation>,
 ) -> Result<SignatureOutcome, WssecError> {
     let si = &parsed.signed_info;
-    let (cert, source) = tokens::resolve_signer(parsed.key_info, sec, &policy.trust)?;
+    let (cert, source) = match at.known.signed.map(|s| s.by) {
+        Some(CheckedBy::Verifier(found)) => found.clone(),
+        _ => tokens::resolve_signer(parsed.key_info, sec, &policy.trust)?,
+    };
     dsig::check_key_type(si.algorithm, &cert.key)?;
-    if !at.known.signed.is_some_and(|s| s.trusted) {
-        policy.trust.check(&cert, now)?;
-    }
+    let trusted = policy.trust.check(&cert, now)?;
 
     let keep = explain.is_some();
     let mut targets = Vec::with_capacity(si.references.len());
@@ -616,20 +631,22 @@ fn check_signature(
     // Reference is digested (as Santuario does): unauthenticated input costs
     // one signature check, not a pass over the Body.
     let si_bytes = match at.known.signed {
-        Some(s) if !s.recheck => Cow::Borrowed(s.signed_info),
+        Some(Signed {
+            signed_info,
+            by: CheckedBy::Verifier(_),
+            ..
+        }) => Cow::Borrowed(signed_info),
         _ => Cow::Owned(dsig::canonical_signed_info_in(
             &mut at.reader,
+            at.marks,
             si.span.start,
             &si.c14n,
         )?),
     };
     let signature = match at.known.signed {
-        None => dsig::verify_signature_value(
-            si.algorithm,
-            &cert.key,
-            &si_bytes,
-            &parsed.signature_value,
-        ),
+        None => {
+            dsig::verify_signature_value(si.algorithm, &cert, &si_bytes, &parsed.signature_value)
+        }
         Some(s) if s.signed_info == &*si_bytes && s.value == parsed.signature_value => {
             if s.valid {
                 Ok(())
@@ -667,13 +684,14 @@ fn check_signature(
         return Err(e);
     }
     Ok(SignatureOutcome {
+        trusted,
         signer: SignerInfo {
-            subject: cert.subject,
-            issuer: cert.issuer,
-            serial: cert.serial_hex,
+            subject: cert.subject.clone(),
+            issuer: cert.issuer.clone(),
+            serial: cert.serial_hex.clone(),
             fingerprint: cert.fingerprint,
             spki_sha256: cert.spki_sha256,
-            der: cert.der,
+            der: cert.der.clone(),
             key_source: source,
         },
         parts: parts.into_iter().flatten().collect(),
@@ -807,14 +825,13 @@ pub(super) struct VerifyOpen<'p> {
     pub checked: Option<Checked>,
 }
 
-/// A canonical SignedInfo, the SignatureValue read over it, and whether it
-/// verified under the key the KeyInfo names.
+/// The signer the KeyInfo names, a canonical SignedInfo, the SignatureValue
+/// read over it, and whether it verified under the signer's key.
 pub(super) struct Checked {
+    signer: (Arc<CertInfo>, KeySource),
     signed_info: Vec<u8>,
     value: Vec<u8>,
     pub valid: bool,
-    /// The signer was found trusted (at the time `VerifyOpen::whole` names).
-    trusted: bool,
 }
 
 impl<'p> VerifyOpen<'p> {
@@ -856,8 +873,7 @@ impl<'p> VerifyOpen<'p> {
                 signed_info: &c.signed_info,
                 value: &c.value,
                 valid: c.valid,
-                recheck: false,
-                trusted: c.trusted,
+                by: CheckedBy::Verifier(&c.signer),
             }),
         }
     }
@@ -881,7 +897,8 @@ impl BodyOpen for VerifyOpen<'_> {
         let Some(t) = &self.target else {
             return Ok(None);
         };
-        self.checked = check_first(head, sec, &parsed, self.policy, self.trusted_at);
+        let marks = scan.marks();
+        self.checked = check_first(head, marks, sec, &parsed, self.policy, self.trusted_at);
         let valid = self.checked.as_ref().is_some_and(|c| c.valid);
         // The SignatureValue is verified before the Body is digested, as on
         // the buffered path: a forged signature costs one check here, not a
@@ -927,21 +944,25 @@ fn body_reference(
 /// then): the judgement refuses those before it needs the Body.
 fn check_first(
     head: &[u8],
+    marks: &[Mark],
     sec: &Security,
     parsed: &ParsedSignature<'_>,
     policy: &Policy,
     trusted_at: Option<SystemTime>,
 ) -> Option<Checked> {
     let si = &parsed.signed_info;
-    let (cert, _) = tokens::resolve_signer(parsed.key_info, sec, &policy.trust).ok()?;
+    let signer = tokens::resolve_signer(parsed.key_info, sec, &policy.trust).ok()?;
+    let cert = &signer.0;
     if let Some(now) = trusted_at {
-        policy.trust.check(&cert, now).ok()?;
+        // A gate only: the judgement asks again, and counts what it accepts.
+        let _ = policy.trust.check(cert, now).ok()?;
     }
+    let mut reader = Reader::new(head, &policy.limits).ok()?;
     let signed_info =
-        dsig::canonical_signed_info(head, &policy.limits, si.span.start, &si.c14n).ok()?;
+        dsig::canonical_signed_info_in(&mut reader, marks, si.span.start, &si.c14n).ok()?;
     let valid = match dsig::verify_signature_value(
         si.algorithm,
-        &cert.key,
+        cert,
         &signed_info,
         &parsed.signature_value,
     ) {
@@ -950,10 +971,10 @@ fn check_first(
         Err(_) => return None,
     };
     Some(Checked {
+        signer,
         signed_info,
         value: parsed.signature_value.clone(),
         valid,
-        trusted: trusted_at.is_some(),
     })
 }
 
@@ -968,8 +989,7 @@ pub(super) fn judge_own_output(
     signed: Signed<'_>,
 ) -> Result<Verified, WssecError> {
     let signed = Signed {
-        recheck: true,
-        trusted: false,
+        by: CheckedBy::Signer,
         ..signed
     };
     let mut reader = Reader::new(msg, &policy.limits)?;

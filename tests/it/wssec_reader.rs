@@ -600,3 +600,99 @@ fn a_window_carried_on_from_another_refuses_to_rewind() {
     assert_eq!(err.reason(), "xml_malformed");
     assert!(err.to_string().contains("cannot be read again"), "{err}");
 }
+
+/// Every event from here on, as text: names, namespaces in scope,
+/// inherited `xml:*` attributes, attributes, content and spans.
+fn describe_rest(r: &mut Reader<'_>, upto: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Some(ev) = r.next().unwrap() {
+        out.push(match ev {
+            Event::Start(e) => format!(
+                "start {} {:?} {} ns={:?} xml={:?} attrs={:?} {:?}",
+                e.name(),
+                e.namespace(),
+                e.depth(),
+                e.in_scope_namespaces()
+                    .map(|d| (d.prefix, d.uri))
+                    .collect::<Vec<_>>(),
+                e.inherited_xml_attributes().collect::<Vec<_>>(),
+                e.attributes()
+                    .map(|a| (a.name, a.namespace, a.value))
+                    .collect::<Vec<_>>(),
+                e.span()
+            ),
+            Event::End(e) => format!("end {} {} {:?}", e.name(), e.depth(), e.span()),
+            Event::Text(t) => format!("text {:?} {:?}", t.text(), t.span()),
+            Event::Comment(t) => format!("comment {:?} {:?}", t.text(), t.span()),
+        });
+        if out.len() == upto {
+            break;
+        }
+    }
+    out
+}
+
+#[test]
+fn a_pass_from_a_mark_reads_what_a_read_from_the_start_reads_there() {
+    let doc = "<e:Env xmlns:e=\"urn:e\" xml:lang=\"sk\"><e:H><t:T xmlns:t=\"urn:t\" Id=\"a\">\
+               <t:C a=\"1&#9;2\"/>x&amp;y<!--c--><t:D xmlns=\"urn:d\"><i/></t:D></t:T>\
+               <e:Empty Id=\"b\"/><e:After>z</e:After></e:H></e:Env>";
+    let limits = Limits::default();
+    let mut r = Reader::new(doc.as_bytes(), &limits).unwrap();
+    let mut marks = Vec::new();
+    while let Some(ev) = r.next().unwrap() {
+        if let Event::Start(e) = ev {
+            if e.attribute_value(None, "Id").is_some() {
+                marks.push(e.mark());
+            }
+        }
+    }
+    assert_eq!(marks.len(), 2);
+    let all = describe_rest(
+        &mut Reader::new(doc.as_bytes(), &limits).unwrap(),
+        usize::MAX,
+    );
+    for mark in &marks {
+        let tag = format!("Span {{ start: {},", mark.start());
+        let at = all
+            .iter()
+            .position(|l| l.starts_with("start") && l.contains(&tag))
+            .unwrap();
+        let expected = &all[at..];
+        // A fresh reader of the same input, as the streaming verifier's.
+        let mut fresh = Reader::new(doc.as_bytes(), &limits).unwrap();
+        fresh.resume(mark);
+        assert_eq!(describe_rest(&mut fresh, usize::MAX), expected);
+        // The reader that made it, again and again, and stopping early.
+        r.resume(mark);
+        assert_eq!(describe_rest(&mut r, 2), expected[..2]);
+        r.begin_at(mark.start(), &marks);
+        assert_eq!(describe_rest(&mut r, usize::MAX), expected);
+    }
+    // No mark for a place: read from the start.
+    r.begin_at(1, &marks);
+    assert_eq!(describe_rest(&mut r, usize::MAX), all);
+}
+
+#[test]
+fn a_mark_past_the_end_of_the_input_is_refused_not_read() {
+    let long = "<a><b><c Id=\"x\">text</c></b></a>";
+    let mut r = Reader::new(long.as_bytes(), &Limits::default()).unwrap();
+    let mut mark = None;
+    while let Some(ev) = r.next().unwrap() {
+        if let Event::Start(e) = ev {
+            if e.local_name() == "c" {
+                mark = Some(e.mark());
+            }
+        }
+    }
+    let mark = mark.unwrap();
+    let mut short = Reader::new(b"<a/>", &Limits::default()).unwrap();
+    short.resume(&mark);
+    assert_eq!(short.next().unwrap_err().reason(), "xml_malformed");
+    // Where no start tag begins.
+    let shifted = " <a><b><c Id=\"x\">text</c></b></a>";
+    let mut shifted_r = Reader::new(shifted.as_bytes(), &Limits::default()).unwrap();
+    shifted_r.resume(&mark);
+    assert_eq!(shifted_r.next().unwrap_err().reason(), "xml_malformed");
+}

@@ -23,11 +23,12 @@ use super::dsig::{
     digest_targets, DigestAlgorithm, DigestTarget, DigestWriter, SignatureAlgorithm,
 };
 use super::envelope::{self, is_id_attribute, QName, SoapVersion, DS_NS, WSSE_NS, WSU_NS};
+use super::error::WssecError;
 use super::tokens::{
     format_datetime, CertInfo, TrustStore, BASE64_ENCODING, PASSWORD_DIGEST, PASSWORD_TEXT,
     SKI_TYPE, THUMBPRINT_TYPE, X509V3_TYPE,
 };
-use super::verify::{Part, Policy, Signed, WssecError};
+use super::verify::{CheckedBy, Part, Policy, Signed};
 use super::xml::{Limits, StartElement};
 use layout::{Edit, Target};
 
@@ -100,7 +101,7 @@ impl Certified {
                 Err(WssecError::AlgorithmKeyMismatch) => continue,
                 Err(e) => return Err(e),
             };
-            super::dsig::verify_signature_value(alg, &info.key, probe, &value)
+            super::dsig::verify_signature_value(alg, &info, probe, &value)
                 .map_err(|e| WssecError::SelfCheck(Box::new(e)))?;
         }
         let mut check = TrustStore::new();
@@ -547,8 +548,7 @@ fn secure_with(
         signed_info: &si_c14n,
         value: &value,
         valid: true,
-        recheck: true,
-        trusted: false,
+        by: CheckedBy::Signer,
     };
     self_check(&out, signer.cert, opts, body_digest, signed)?;
     Ok(out)
@@ -755,8 +755,7 @@ mod tests {
                 signed_info: si,
                 value,
                 valid: true,
-                recheck: true,
-                trusted: false,
+                by: CheckedBy::Signer,
             };
             self_check(&out, &s.cert, &opts, None, signed)
         };

@@ -2,6 +2,8 @@
 //! in the same header, or a configured signer named by KeyIdentifier,
 //! X509IssuerSerial or an embedded X509Certificate.
 
+use std::sync::Arc;
+
 use super::{CertInfo, TrustStore, BASE64_ENCODING, SKI_TYPE, THUMBPRINT_TYPE, X509V3_TYPE};
 use crate::dn::Name;
 use crate::wssec::dsig::decode_base64;
@@ -29,7 +31,7 @@ pub fn resolve_signer(
     key_info: Option<&Node>,
     sec: &Security,
     store: &TrustStore,
-) -> Result<(CertInfo, KeySource), WssecError> {
+) -> Result<(Arc<CertInfo>, KeySource), WssecError> {
     let ki = key_info.ok_or(WssecError::TokenUnavailable("no KeyInfo".into()))?;
     let mut str_ = None;
     let mut data = None;
@@ -73,7 +75,7 @@ fn token_reference(
     str_: &Node,
     sec: &Security,
     store: &TrustStore,
-) -> Result<(CertInfo, KeySource), WssecError> {
+) -> Result<(Arc<CertInfo>, KeySource), WssecError> {
     let [r] = str_.children.as_slice() else {
         return Err(WssecError::BadKeyInfo(
             "SecurityTokenReference must hold one reference",
@@ -92,7 +94,7 @@ fn bst_reference(
     r: &Node,
     sec: &Security,
     store: &TrustStore,
-) -> Result<(CertInfo, KeySource), WssecError> {
+) -> Result<(Arc<CertInfo>, KeySource), WssecError> {
     if r.attr(None, "ValueType").is_some_and(|v| v != X509V3_TYPE) {
         return Err(WssecError::UnsupportedToken("token reference ValueType"));
     }
@@ -126,7 +128,7 @@ fn bst_reference(
     Ok((store.certs.read(&der)?, KeySource::BinarySecurityToken))
 }
 
-fn key_identifier(r: &Node, store: &TrustStore) -> Result<(CertInfo, KeySource), WssecError> {
+fn key_identifier(r: &Node, store: &TrustStore) -> Result<(Arc<CertInfo>, KeySource), WssecError> {
     if r.attr(None, "EncodingType")
         .is_some_and(|e| e != BASE64_ENCODING)
     {
@@ -155,14 +157,14 @@ fn key_identifier(r: &Node, store: &TrustStore) -> Result<(CertInfo, KeySource),
     let cert = found.ok_or_else(|| {
         WssecError::TokenUnavailable("no configured signer matches the KeyIdentifier".into())
     })?;
-    Ok((cert.clone(), source))
+    Ok((Arc::clone(cert), source))
 }
 
 /// `ds:X509Data`: an embedded X509Certificate is the key (judged like a
 /// BinarySecurityToken), with an X509IssuerSerial beside it empty (python-zeep
 /// writes one) or naming it; an X509IssuerSerial alone is resolved against the
 /// configured signers.
-fn x509_data(x509: &Node, store: &TrustStore) -> Result<(CertInfo, KeySource), WssecError> {
+fn x509_data(x509: &Node, store: &TrustStore) -> Result<(Arc<CertInfo>, KeySource), WssecError> {
     let bad = WssecError::BadKeyInfo;
     let is = x509
         .single_child(DS_NS, "X509IssuerSerial")
@@ -191,7 +193,10 @@ fn x509_data(x509: &Node, store: &TrustStore) -> Result<(CertInfo, KeySource), W
             Ok((cert, KeySource::X509Certificate))
         }
         (None, Some(cert)) => Ok((cert, KeySource::X509Certificate)),
-        (Some(is), None) => Ok((issuer_serial(is, store)?.clone(), KeySource::IssuerSerial)),
+        (Some(is), None) => Ok((
+            Arc::clone(issuer_serial(is, store)?),
+            KeySource::IssuerSerial,
+        )),
         (None, None) => Err(bad("X509Data names no certificate")),
     }
 }
@@ -218,7 +223,7 @@ fn issuer_serial_fields(is: &Node) -> Result<(String, String), WssecError> {
     ))
 }
 
-fn issuer_serial<'s>(is: &Node, store: &'s TrustStore) -> Result<&'s CertInfo, WssecError> {
+fn issuer_serial<'s>(is: &Node, store: &'s TrustStore) -> Result<&'s Arc<CertInfo>, WssecError> {
     let (issuer, serial) = issuer_serial_fields(is)?;
     store
         .signers

@@ -12,7 +12,7 @@ mod username;
 pub use cert::{CertInfo, PublicKey};
 pub use keyref::{resolve_signer, KeySource};
 pub use timestamp::{check_timestamp, format_datetime, later, parse_datetime, Timestamp};
-pub use trust::TrustStore;
+pub use trust::{TrustStore, Trusted};
 pub use username::{
     check_username_token, MapPasswordStore, PasswordStore, Secret, UsernameOutcome,
 };

@@ -15,6 +15,7 @@ use webpki::{
 use super::cert::CertCache;
 use super::CertInfo;
 use crate::fingerprint::Fingerprint;
+use crate::tls::crl::Verdict;
 use crate::wssec::error::WssecError;
 
 /// Trust anchors, intermediates, CRLs and the configured signer set.
@@ -24,7 +25,7 @@ pub struct TrustStore {
     intermediates: Vec<CertificateDer<'static>>,
     // Arc: webpki's CRL type is not Clone, and a policy is cloned per snapshot.
     crls: Vec<Arc<CertRevocationList<'static>>>,
-    pub(super) signers: Vec<CertInfo>,
+    pub(super) signers: Vec<Arc<CertInfo>>,
     /// Certificates trusted as themselves, with no chain (also signers).
     pinned: Vec<Fingerprint>,
     /// RSA keys under 2048 bits accepted.
@@ -53,6 +54,14 @@ struct VerifiedChain {
     from: i64,
     until: i64,
     issuers: Vec<Vec<u8>>,
+}
+
+/// A signer found trusted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[must_use]
+pub struct Trusted {
+    /// On a CRL past its nextUpdate, within the configured grace.
+    pub crl_tolerated: bool,
 }
 
 /// Signers remembered at most; past this the memory starts over.
@@ -112,8 +121,9 @@ impl TrustStore {
     /// references may name. It must still chain to an anchor.
     pub fn add_signer_der(&mut self, der: &[u8]) -> Result<(), WssecError> {
         self.forget_verified();
-        self.signers
-            .push(CertInfo::from_der(der).map_err(|e| config(&e.to_string()))?);
+        self.signers.push(Arc::new(
+            CertInfo::from_der(der).map_err(|e| config(&e.to_string()))?,
+        ));
         Ok(())
     }
 
@@ -130,7 +140,7 @@ impl TrustStore {
             .iter()
             .any(|s| s.fingerprint == cert.fingerprint)
         {
-            self.signers.push(cert);
+            self.signers.push(Arc::new(cert));
         }
         Ok(())
     }
@@ -166,7 +176,9 @@ impl TrustStore {
 
     /// Key strength, then: for a pinned certificate its validity at `now`;
     /// otherwise its chain to an anchor, validity and revocation by the CRLs.
-    pub fn check(&self, cert: &CertInfo, now: SystemTime) -> Result<(), WssecError> {
+    /// Nothing is counted (one message may be checked more than once): the
+    /// caller counts a [`Trusted::crl_tolerated`] it accepts.
+    pub fn check(&self, cert: &CertInfo, now: SystemTime) -> Result<Trusted, WssecError> {
         if let Some(bits) = cert.rsa_bits {
             if bits < 2048 && !self.allow_legacy_keys {
                 return Err(WssecError::WeakKey(bits));
@@ -178,7 +190,7 @@ impl TrustStore {
         let t = i64::try_from(since.as_secs()).unwrap_or(i64::MAX);
         if self.is_pinned(cert) {
             if self.ignore_validity {
-                return Ok(());
+                return Ok(Trusted::default());
             }
             if t > cert.not_after {
                 return Err(WssecError::SignerExpired);
@@ -186,7 +198,7 @@ impl TrustStore {
             if t < cert.not_before {
                 return Err(WssecError::SignerNotYetValid);
             }
-            return Ok(());
+            return Ok(Trusted::default());
         }
         let remembered = self
             .verified
@@ -199,15 +211,19 @@ impl TrustStore {
             Some(chain) => chain,
             None => self.verify_chain(cert, since)?,
         };
-        if !self.crl_freshness.is_empty()
-            && self
-                .crl_freshness
-                .judge(chain.issuers.iter().map(Vec::as_slice), t)
-                == crate::tls::crl::Verdict::Stale
-        {
-            return Err(WssecError::SignerCrlStale);
+        if self.crl_freshness.is_empty() {
+            return Ok(Trusted::default());
         }
-        Ok(())
+        match self
+            .crl_freshness
+            .judge(chain.issuers.iter().map(Vec::as_slice), t)
+        {
+            Verdict::Stale => Err(WssecError::SignerCrlStale),
+            Verdict::Tolerated => Ok(Trusted {
+                crl_tolerated: true,
+            }),
+            Verdict::Fresh => Ok(Trusted::default()),
+        }
     }
 
     /// The chain to an anchor, validity and revocation, through webpki;

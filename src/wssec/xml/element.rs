@@ -230,6 +230,41 @@ impl State {
         }
     }
 
+    /// A copy for a later pass, with the scratch buffers empty.
+    pub(super) fn snapshot(&self) -> State {
+        State {
+            frames: self.frames.clone(),
+            names: self.names.clone(),
+            ns: self.ns.clone(),
+            ns_text: self.ns_text.clone(),
+            xml_attrs: self.xml_attrs.clone(),
+            xml_text: self.xml_text.clone(),
+            attrs: self.attrs.clone(),
+            attr_text: self.attr_text.clone(),
+            text: String::new(),
+            hasher: self.hasher.clone(),
+            next_id: self.next_id,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Takes `snap` as the state, keeping this state's buffers.
+    pub(super) fn restore(&mut self, snap: &State) {
+        self.frames.clone_from(&snap.frames);
+        self.names.clone_from(&snap.names);
+        self.ns.clone_from(&snap.ns);
+        self.ns_text.clone_from(&snap.ns_text);
+        self.xml_attrs.clone_from(&snap.xml_attrs);
+        self.xml_text.clone_from(&snap.xml_text);
+        self.attrs.clone_from(&snap.attrs);
+        self.attr_text.clone_from(&snap.attr_text);
+        self.text.clear();
+        self.scratch.clear();
+        self.hasher = snap.hasher.clone();
+        // Ids go on from the larger count, so none handed out before recurs.
+        self.next_id = self.next_id.max(snap.next_id);
+    }
+
     pub(super) fn pop(&mut self) {
         if let Some(f) = self.frames.pop() {
             self.names.truncate(f.name.start);
@@ -333,6 +368,19 @@ impl<'r> StartElement<'r> {
                 !st.ns[i + 1..].iter().any(|o| o.prefix.of(&st.ns_text) == p)
             })
             .map(move |(_, b)| decl(st, b))
+    }
+    /// This start tag as a place a later pass over the same input may
+    /// begin at ([`Reader::resume`](super::Reader::resume)): the state as
+    /// it was before the tag, which that pass reads again.
+    pub fn mark(&self) -> super::Mark {
+        let mut st = self.st.snapshot();
+        st.pop();
+        st.attrs.clear();
+        st.attr_text.clear();
+        super::Mark {
+            st,
+            span: self.span,
+        }
     }
     /// `NsDecl::id` of the binding the element's own name resolved to.
     pub fn namespace_id(&self) -> u64 {

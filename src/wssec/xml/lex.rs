@@ -53,6 +53,11 @@ impl<'a> Lexer<'a> {
         Lexer { s, pos: 0, base }
     }
 
+    /// A lexer of `s` (at `base` in the message) that goes on from byte `pos`.
+    pub(super) fn at(s: &'a str, base: usize, pos: usize) -> Lexer<'a> {
+        Lexer { s, pos, base }
+    }
+
     /// The whole text this lexer reads.
     pub(super) fn text(&self) -> &'a str {
         self.s

@@ -262,6 +262,38 @@ pub struct Reader<'a> {
     origin: Option<usize>,
 }
 
+/// A start tag and the reader's state right before it: a later pass over
+/// the same input begins there ([`Reader::resume`]) instead of reading the
+/// message from its start again to reach one element (the SignedInfo, the
+/// Timestamp). Made by [`StartElement::mark`].
+pub struct Mark {
+    st: State,
+    span: Span,
+}
+
+impl Clone for Mark {
+    fn clone(&self) -> Self {
+        Mark {
+            st: self.st.snapshot(),
+            span: self.span,
+        }
+    }
+}
+
+impl Mark {
+    /// Where the element's start tag begins.
+    pub fn start(&self) -> usize {
+        self.span.start
+    }
+}
+
+// Attribute values may be secrets: only the place is shown.
+impl std::fmt::Debug for Mark {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mark").field("span", &self.span).finish()
+    }
+}
+
 /// What the reader of one window of a message leaves for the next window's:
 /// the open elements, namespaces in scope and where in the document it is.
 pub struct Carry {
@@ -370,15 +402,50 @@ impl<'a> Reader<'a> {
             });
             return;
         };
-        self.lex = Lexer::new(self.lex.text(), origin);
         self.st.clear();
-        self.phase = Phase::Prolog;
+        self.restart(Lexer::new(self.lex.text(), origin), false);
+    }
+
+    /// Reads on from `lex` with the state as it is: nothing pending.
+    fn restart(&mut self, lex: Lexer<'a>, seen_any: bool) {
+        self.lex = lex;
+        self.phase = if self.st.frames.is_empty() {
+            Phase::Prolog
+        } else {
+            Phase::Root
+        };
         self.pending = None;
         self.pop_pending = false;
         self.synth_end = None;
-        self.seen_any = false;
+        self.seen_any = seen_any;
         self.failed = None;
         self.run = TextRun::default();
+    }
+
+    /// Reads from the element at `start` when `marks` has it (its start tag
+    /// is the next event), from the input's start otherwise.
+    pub fn begin_at(&mut self, start: usize, marks: &[Mark]) {
+        match marks.iter().find(|m| m.span.start == start) {
+            Some(m) => self.resume(m),
+            None => self.rewind(),
+        }
+    }
+
+    /// Reads again from `mark`'s start tag, which is the next event, with
+    /// the state the reader had before it. The mark must come from a reader
+    /// of this same input (a window of it counts, offsets being the
+    /// message's), which read the whole message through once and found it
+    /// well formed: a pass from the mark only goes as far as its caller needs.
+    pub fn resume(&mut self, mark: &Mark) {
+        let text = self.lex.text();
+        let origin = self.origin;
+        let at = origin.and_then(|o| mark.span.start.checked_sub(o));
+        let Some(at) = at.filter(|&a| text.get(a..).is_some_and(|t| t.starts_with('<'))) else {
+            self.failed = Some(malformed(mark.span.start, "a mark outside this input"));
+            return;
+        };
+        self.st.restore(&mark.st);
+        self.restart(Lexer::at(text, origin.unwrap_or_default(), at), true);
     }
 
     /// What the next window's reader needs, once `next` returned `None`.

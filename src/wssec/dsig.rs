@@ -35,6 +35,9 @@ pub enum SignatureAlgorithm {
     EcdsaSha384,
 }
 
+// A certificate keeps its key parsed once per algorithm, in a slot each.
+const _: () = assert!(SignatureAlgorithm::ALL.len() == super::tokens::KEY_SLOTS);
+
 impl SignatureAlgorithm {
     pub const ALL: [SignatureAlgorithm; 6] = [
         SignatureAlgorithm::RsaSha1,
@@ -687,7 +690,7 @@ pub fn verify_signature_value(
         _ => return Err(WssecError::AlgorithmKeyMismatch),
     };
     cert.parsed
-        .verify(alg.uri(), params, raw, signed_info, value)
+        .verify(alg as usize, params, raw, signed_info, value)
         .map_err(|_| WssecError::BadSignature)
 }
 

@@ -39,9 +39,10 @@ const MAX_IDS: usize = 10_000;
 const MAX_ID_BYTES: usize = 1 << 20;
 /// Places a later pass may begin at: the Body, the SignedInfo, the held
 /// Security tokens and header blocks with an Id. Each holds a copy of the
-/// reader's state there, so their number is bounded; an element past the
-/// bound is reached by reading from the message's start.
+/// names and namespaces in scope there, so their number and bytes are
+/// bounded; an element past the bounds is read from the message's start.
 const MAX_MARKS: usize = 16;
+const MAX_MARK_BYTES: usize = 256 << 10;
 
 /// A namespace-qualified name; `namespace` is `""` for no namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -335,6 +336,7 @@ struct Scanner {
     ids: HashMap<String, usize>,
     id_bytes: usize,
     marks: Vec<Mark>,
+    mark_bytes: usize,
     /// The actor (SOAP 1.1) or role (SOAP 1.2) this receiver answers to,
     /// beside the defaults (none, `next`, `ultimateReceiver`).
     actor: Option<String>,
@@ -460,6 +462,7 @@ impl Scanner {
             ids: HashMap::new(),
             id_bytes: 0,
             marks: Vec::new(),
+            mark_bytes: 0,
             actor: None,
         };
         s.collect_ids(e)?;
@@ -513,7 +516,9 @@ impl Scanner {
     }
 
     fn mark(&mut self, e: &StartElement<'_>) {
-        if self.marks.len() < MAX_MARKS {
+        let len = e.mark_len();
+        if self.marks.len() < MAX_MARKS && self.mark_bytes + len <= MAX_MARK_BYTES {
+            self.mark_bytes += len;
             self.marks.push(e.mark());
         }
     }

@@ -53,18 +53,20 @@ pub struct CertInfo {
     pub signed_with: String,
     /// The keyUsage extension is present and lacks digitalSignature.
     pub no_digital_signature: bool,
-    /// `key` as parsed for the first algorithm it verified with.
+    /// `key` as parsed for each algorithm it verified with.
     pub(in crate::wssec) parsed: ParsedKey,
 }
 
-/// A certificate's public key, parsed once for one signature algorithm and
+/// A certificate's public key, parsed once per signature algorithm and
 /// kept with the certificate (which the cache below shares between
 /// messages): parsing an RSA key and setting up its modulus arithmetic
 /// cost about a tenth of verifying a small message.
+// Boxed: a certificate is held in larger structures.
 #[derive(Clone, Default)]
-// Boxed: a certificate is held in larger structures, and is mostly not
-// yet parsed for any algorithm.
-pub struct ParsedKey(OnceLock<Box<(&'static str, ParsedPublicKey)>>);
+pub struct ParsedKey(Box<[OnceLock<ParsedPublicKey>; KEY_SLOTS]>);
+
+/// One slot per signature algorithm (`dsig::SignatureAlgorithm`).
+pub const KEY_SLOTS: usize = 6;
 
 impl std::fmt::Debug for ParsedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -74,26 +76,28 @@ impl std::fmt::Debug for ParsedKey {
 
 impl ParsedKey {
     /// Verifies `signature` over `message` with `raw` (the certificate's
-    /// key) under `alg`, named `name`: with the key parsed before when it
-    /// was parsed for this algorithm, else parsed now (and kept, if it is
-    /// the first).
+    /// key) under `alg`, which always comes with the same `slot`: with the
+    /// key as parsed for it before, or parsed now and kept.
     pub fn verify(
         &self,
-        name: &'static str,
+        slot: usize,
         alg: &'static dyn VerificationAlgorithm,
         raw: &[u8],
         message: &[u8],
         signature: &[u8],
     ) -> Result<(), aws_lc_rs::error::Unspecified> {
-        if let Some((n, key)) = self.0.get().map(|b| &**b) {
-            if *n == name {
-                return key.verify_sig(message, signature);
+        let Some(cell) = self.0.get(slot) else {
+            return Err(aws_lc_rs::error::Unspecified);
+        };
+        let key = match cell.get() {
+            Some(key) => key,
+            None => {
+                let key =
+                    ParsedPublicKey::new(alg, raw).map_err(|_| aws_lc_rs::error::Unspecified)?;
+                cell.get_or_init(|| key)
             }
-        }
-        let key = ParsedPublicKey::new(alg, raw).map_err(|_| aws_lc_rs::error::Unspecified)?;
-        let verdict = key.verify_sig(message, signature);
-        let _ = self.0.set(Box::new((name, key)));
-        verdict
+        };
+        key.verify_sig(message, signature)
     }
 }
 

@@ -9,7 +9,7 @@ mod timestamp;
 mod trust;
 mod username;
 
-pub use cert::{CertInfo, PublicKey};
+pub use cert::{CertInfo, PublicKey, KEY_SLOTS};
 pub use keyref::{resolve_signer, KeySource};
 pub use timestamp::{check_timestamp, format_datetime, later, parse_datetime, Timestamp};
 pub use trust::{TrustStore, Trusted};

@@ -248,6 +248,59 @@ impl State {
         }
     }
 
+    /// A copy of the state as it was before the innermost open element's
+    /// start tag (the whole state outside any element), holding only that:
+    /// what [`Reader::resume`](super::Reader::resume) reads the tag again in.
+    pub(super) fn before_top(&self) -> State {
+        let Some((f, outer)) = self.frames.split_last() else {
+            return self.snapshot();
+        };
+        State {
+            frames: outer.to_vec(),
+            names: self
+                .names
+                .get(..f.name.start)
+                .unwrap_or_default()
+                .to_owned(),
+            ns: self.ns.get(..f.ns_mark).unwrap_or_default().to_vec(),
+            ns_text: self
+                .ns_text
+                .get(..f.ns_text_mark)
+                .unwrap_or_default()
+                .to_owned(),
+            xml_attrs: self
+                .xml_attrs
+                .get(..f.xml_mark)
+                .unwrap_or_default()
+                .to_vec(),
+            xml_text: self
+                .xml_text
+                .get(..f.xml_text_mark)
+                .unwrap_or_default()
+                .to_owned(),
+            attrs: Vec::new(),
+            attr_text: String::new(),
+            text: String::new(),
+            hasher: self.hasher.clone(),
+            next_id: self.next_id,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Bytes [`State::before_top`] would copy.
+    pub(super) fn before_top_len(&self) -> usize {
+        use std::mem::size_of;
+        let Some((f, outer)) = self.frames.split_last() else {
+            return self.capacity();
+        };
+        std::mem::size_of_val(outer)
+            + f.name.start
+            + f.ns_mark * size_of::<Binding>()
+            + f.ns_text_mark
+            + f.xml_mark * size_of::<(Sub, Sub)>()
+            + f.xml_text_mark
+    }
+
     /// Takes `snap` as the state, keeping this state's buffers.
     pub(super) fn restore(&mut self, snap: &State) {
         self.frames.clone_from(&snap.frames);
@@ -373,14 +426,15 @@ impl<'r> StartElement<'r> {
     /// begin at ([`Reader::resume`](super::Reader::resume)): the state as
     /// it was before the tag, which that pass reads again.
     pub fn mark(&self) -> super::Mark {
-        let mut st = self.st.snapshot();
-        st.pop();
-        st.attrs.clear();
-        st.attr_text.clear();
         super::Mark {
-            st,
+            st: self.st.before_top(),
             span: self.span,
         }
+    }
+    /// Bytes [`mark`](Self::mark) would hold (the names and namespaces in
+    /// scope), for a caller that bounds what it keeps.
+    pub fn mark_len(&self) -> usize {
+        self.st.before_top_len()
     }
     /// `NsDecl::id` of the binding the element's own name resolved to.
     pub fn namespace_id(&self) -> u64 {

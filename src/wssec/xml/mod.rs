@@ -440,7 +440,11 @@ impl<'a> Reader<'a> {
         let text = self.lex.text();
         let origin = self.origin;
         let at = origin.and_then(|o| mark.span.start.checked_sub(o));
-        let Some(at) = at.filter(|&a| text.get(a..).is_some_and(|t| t.starts_with('<'))) else {
+        let len = mark.span.end.saturating_sub(mark.span.start);
+        // The mark's own tag, as far as its bounds tell: `<` to `>`.
+        let tag = |a: usize| text.get(a..a.saturating_add(len));
+        let at = at.filter(|&a| tag(a).is_some_and(|t| t.starts_with('<') && t.ends_with('>')));
+        let Some(at) = at else {
             self.failed = Some(malformed(mark.span.start, "a mark outside this input"));
             return;
         };

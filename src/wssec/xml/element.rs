@@ -230,54 +230,53 @@ impl State {
         }
     }
 
-    /// A copy for a later pass, with the scratch buffers empty.
+    /// A copy for a later pass of a state outside any start tag: names,
+    /// namespaces and `xml:*` attributes, no tag's attributes or scratch.
     pub(super) fn snapshot(&self) -> State {
-        State {
-            frames: self.frames.clone(),
-            names: self.names.clone(),
-            ns: self.ns.clone(),
-            ns_text: self.ns_text.clone(),
-            xml_attrs: self.xml_attrs.clone(),
-            xml_text: self.xml_text.clone(),
-            attrs: self.attrs.clone(),
-            attr_text: self.attr_text.clone(),
-            text: String::new(),
-            hasher: self.hasher.clone(),
-            next_id: self.next_id,
-            scratch: Vec::new(),
-        }
+        self.copy_upto(
+            self.frames.len(),
+            self.names.len(),
+            self.ns.len(),
+            self.ns_text.len(),
+            self.xml_attrs.len(),
+            self.xml_text.len(),
+        )
     }
 
     /// A copy of the state as it was before the innermost open element's
     /// start tag (the whole state outside any element), holding only that:
     /// what [`Reader::resume`](super::Reader::resume) reads the tag again in.
     pub(super) fn before_top(&self) -> State {
-        let Some((f, outer)) = self.frames.split_last() else {
-            return self.snapshot();
-        };
+        match self.frames.last() {
+            Some(f) => self.copy_upto(
+                self.frames.len() - 1,
+                f.name.start,
+                f.ns_mark,
+                f.ns_text_mark,
+                f.xml_mark,
+                f.xml_text_mark,
+            ),
+            None => self.snapshot(),
+        }
+    }
+
+    /// The first `frames` frames and the arenas up to the given lengths.
+    fn copy_upto(
+        &self,
+        frames: usize,
+        names: usize,
+        ns: usize,
+        ns_text: usize,
+        xml: usize,
+        xml_text: usize,
+    ) -> State {
         State {
-            frames: outer.to_vec(),
-            names: self
-                .names
-                .get(..f.name.start)
-                .unwrap_or_default()
-                .to_owned(),
-            ns: self.ns.get(..f.ns_mark).unwrap_or_default().to_vec(),
-            ns_text: self
-                .ns_text
-                .get(..f.ns_text_mark)
-                .unwrap_or_default()
-                .to_owned(),
-            xml_attrs: self
-                .xml_attrs
-                .get(..f.xml_mark)
-                .unwrap_or_default()
-                .to_vec(),
-            xml_text: self
-                .xml_text
-                .get(..f.xml_text_mark)
-                .unwrap_or_default()
-                .to_owned(),
+            frames: self.frames.get(..frames).unwrap_or_default().to_vec(),
+            names: self.names.get(..names).unwrap_or_default().to_owned(),
+            ns: self.ns.get(..ns).unwrap_or_default().to_vec(),
+            ns_text: self.ns_text.get(..ns_text).unwrap_or_default().to_owned(),
+            xml_attrs: self.xml_attrs.get(..xml).unwrap_or_default().to_vec(),
+            xml_text: self.xml_text.get(..xml_text).unwrap_or_default().to_owned(),
             attrs: Vec::new(),
             attr_text: String::new(),
             text: String::new(),

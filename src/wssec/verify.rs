@@ -815,14 +815,27 @@ fn remember(
 /// then the Body digested for the Reference that names it.
 pub(super) struct VerifyOpen<'p> {
     pub policy: &'p Policy,
-    /// For a message held whole: the SignatureValue is checked at the
-    /// Body's start only when the signer is trusted at this time. The
-    /// judgement refuses any other before its public-key operation, and
-    /// reading early must not make that operation for it.
-    trusted_at: Option<SystemTime>,
+    early: EarlyCheck,
     target: Option<DigestTarget>,
     /// The SignatureValue as checked at the Body's start.
     pub checked: Option<Checked>,
+}
+
+/// Whether the SignatureValue is checked at the Body's start, before the
+/// Body is digested.
+#[derive(Clone, Copy)]
+enum EarlyCheck {
+    /// A message read in windows: whoever the signer, as the Body will not
+    /// be read again.
+    Always,
+    /// A message held whole: only when the signer is trusted at this time.
+    /// The judgement refuses any other before its public-key operation, and
+    /// reading early must not make that operation for it.
+    IfTrustedAt(SystemTime),
+    /// A signer's own output: the judgement holds what it reads to what was
+    /// signed, with no public-key operation, so the Body is digested as it
+    /// passes and nothing is checked here.
+    Never,
 }
 
 /// The signer the KeyInfo names, a canonical SignedInfo, the SignatureValue
@@ -840,7 +853,7 @@ impl<'p> VerifyOpen<'p> {
     pub fn new(policy: &'p Policy) -> Self {
         VerifyOpen {
             policy,
-            trusted_at: None,
+            early: EarlyCheck::Always,
             target: None,
             checked: None,
         }
@@ -849,7 +862,15 @@ impl<'p> VerifyOpen<'p> {
     /// For a message held whole, judged at `now`.
     pub fn whole(policy: &'p Policy, now: SystemTime) -> Self {
         VerifyOpen {
-            trusted_at: Some(now),
+            early: EarlyCheck::IfTrustedAt(now),
+            ..VerifyOpen::new(policy)
+        }
+    }
+
+    /// For a signer's own output, held whole.
+    fn own_output(policy: &'p Policy) -> Self {
+        VerifyOpen {
+            early: EarlyCheck::Never,
             ..VerifyOpen::new(policy)
         }
     }
@@ -897,15 +918,22 @@ impl BodyOpen for VerifyOpen<'_> {
         let Some(t) = &self.target else {
             return Ok(None);
         };
-        let marks = scan.marks();
-        self.checked = check_first(head, marks, sec, &parsed, self.policy, self.trusted_at);
-        let valid = self.checked.as_ref().is_some_and(|c| c.valid);
-        // The SignatureValue is verified before the Body is digested, as on
-        // the buffered path: a forged signature costs one check here, not a
-        // pass over a Body of any size. Its verdict waits for the judgement
-        // at the end, which refuses in the buffered path's order.
-        if !valid {
-            return Ok(None);
+        let gate = match self.early {
+            EarlyCheck::Always => Some(None),
+            EarlyCheck::IfTrustedAt(now) => Some(Some(now)),
+            EarlyCheck::Never => None,
+        };
+        if let Some(trusted_at) = gate {
+            let marks = scan.marks();
+            self.checked = check_first(head, marks, sec, &parsed, self.policy, trusted_at);
+            let valid = self.checked.as_ref().is_some_and(|c| c.valid);
+            // The SignatureValue is verified before the Body is digested, as
+            // on the buffered path: a forged signature costs one check here,
+            // not a pass over a Body of any size. Its verdict waits for the
+            // judgement at the end, which refuses in the buffered path's order.
+            if !valid {
+                return Ok(None);
+            }
         }
         let mut b = BodyDigest {
             id: t.id.clone(),
@@ -993,10 +1021,12 @@ pub(super) fn judge_own_output(
         ..signed
     };
     let mut reader = Reader::new(msg, &policy.limits)?;
-    let scan = envelope::scan_with(&mut reader, policy.actor.as_deref())?;
-    let body = match body_digest {
-        Some(value) => Some(
-            scan.security
+    let actor = policy.actor.as_deref();
+    let (scan, body) = match body_digest {
+        Some(value) => {
+            let scan = envelope::scan_with(&mut reader, actor)?;
+            let body = scan
+                .security
                 .as_ref()
                 .and_then(|s| parse(s, policy))
                 .and_then(|p| body_reference(&p, &scan.ids, scan.body.start))
@@ -1004,9 +1034,18 @@ pub(super) fn judge_own_output(
                     target,
                     value: Ok(value.to_vec()),
                 })
-                .ok_or(WssecError::Internal("no Reference names the streamed Body"))?,
-        ),
-        None => None,
+                .ok_or(WssecError::Internal("no Reference names the streamed Body"))?;
+            (scan, Some(body))
+        }
+        // One read for the scan and the Body's digest, as for a sender's message.
+        None => {
+            let mut pass = BodyPass::new(VerifyOpen::own_output(policy), actor);
+            let head = |end| msg.get(..end).unwrap_or_default();
+            reader.each(|ev| pass.event(ev, head).map(|()| true))?;
+            let mut ended = pass.end()?;
+            let body = ended.open.body_digest(ended.digest.take());
+            (ended.scan, body)
+        }
     };
     let known = Known {
         body: body.as_ref(),

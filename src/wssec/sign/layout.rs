@@ -6,7 +6,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::wssec::envelope::{QName, Scanned, WSU_NS};
+use crate::wssec::c14n::Canonicalizer;
+use crate::wssec::dsig::DigestWriter;
+use crate::wssec::envelope::{QName, Scanned, StreamScan, WSU_NS};
 use crate::wssec::error::WssecError;
 use crate::wssec::xml::{Event, Limits, Reader, Span, StartElement};
 
@@ -31,7 +33,21 @@ pub struct Context {
     /// (`xsi:type="t:Contact"`), bound where they are used: canonicalization
     /// does not see them as used, so they go in an InclusiveNamespaces list.
     pub value_prefixes: BTreeSet<String>,
+    /// The Body's digest, taken in the same pass when `context` was given
+    /// the means to begin it.
+    pub body_digest: Option<Vec<u8>>,
 }
+
+/// Begins the Body's canonical form and digest at its start tag, given the
+/// message up to that tag's end, the Body as a target and the Ids seen
+/// before it.
+pub type OpenBody<'o> = dyn FnMut(
+        &[u8],
+        &StartElement<'_>,
+        &Target,
+        &HashMap<String, usize>,
+    ) -> Result<(Canonicalizer, DigestWriter), WssecError>
+    + 'o;
 
 pub fn target(e: &StartElement<'_>) -> Target {
     Target {
@@ -57,15 +73,19 @@ pub fn value_prefix(v: &str) -> Option<&str> {
     (name_like(p) && name_like(local)).then_some(p)
 }
 
-/// Reads the message once for `context`. `sign_headers` are direct children
-/// of the Header; each must be there exactly once.
+/// Reads the message once for its envelope scan and its `context`.
+/// `sign_headers` are direct children of the Header; each must be there
+/// exactly once. With `open_body`, the Body's content is canonicalized and
+/// digested in the same read, from the start `open_body` makes.
 pub fn context(
     msg: &[u8],
     limits: &Limits,
-    scan: &Scanned,
     sign_headers: &[QName],
-) -> Result<Context, WssecError> {
+    mut open_body: Option<&mut OpenBody<'_>>,
+) -> Result<(Scanned, Context), WssecError> {
     let mut reader = Reader::new(msg, limits)?;
+    let mut scan = StreamScan::new(None);
+    let none = HashMap::new();
     let mut body = None;
     let mut headers: Vec<Option<Target>> = vec![None; sign_headers.len()];
     let mut value_prefixes = BTreeSet::new();
@@ -73,16 +93,27 @@ pub fn context(
     // The signed element being read (depth, name): a comment in it would be
     // refused by every verifier that checks what the upstream reads.
     let mut signed: Option<(usize, String)> = None;
-    let header_start = scan.header_start_tag.map(|s| s.start);
     let mut in_header = false;
+    let mut digest: Option<(Canonicalizer, DigestWriter)> = None;
     reader.each(|ev| {
+        // The Body's start tag is canonicalized by `open_body`, as edited.
+        let mut opened = false;
+        scan.event(ev)?;
         match ev {
             Event::Start(e) => {
                 let d = e.depth();
                 if d == 2 {
-                    in_header = Some(e.span().start) == header_start;
-                    if e.span().start == scan.body.start {
-                        body = Some(target(e));
+                    // The scan holds the Envelope to a Header, then a Body.
+                    let is_body = scan.body_opened();
+                    in_header = !is_body;
+                    if is_body {
+                        let t = target(e);
+                        if let Some(open) = open_body.as_mut() {
+                            let head = msg.get(..e.span().end).unwrap_or_default();
+                            digest = Some(open(head, e, &t, scan.ids().unwrap_or(&none))?);
+                            opened = true;
+                        }
+                        body = Some(t);
                         body_depth = Some(d);
                         signed = Some((d, "Body".to_owned()));
                     }
@@ -121,19 +152,32 @@ pub fn context(
             }
             Event::Text(_) => {}
         }
+        // A comment in the Body was refused above, before it came here.
+        if let Some((c, sink)) = digest.as_mut().filter(|(c, _)| !opened && !c.is_done()) {
+            c.feed(ev, sink)?;
+        }
         Ok(true)
     })?;
+    // The envelope's own faults (no Body, say) come first.
+    let scan = scan.finish()?;
+    let body_digest = match digest {
+        Some((c, sink)) if c.is_done() => Some(sink.finish().0),
+        Some(_) => return Err(WssecError::Internal("the Body's digest did not close")),
+        None => None,
+    };
     let body = body.ok_or(WssecError::Internal("Body not found again"))?;
     let headers = headers
         .into_iter()
         .zip(sign_headers)
         .map(|(t, q)| t.ok_or_else(|| WssecError::MissingHeaderBlock(q.to_string())))
         .collect::<Result<_, _>>()?;
-    Ok(Context {
+    let context = Context {
         body,
         headers,
         value_prefixes,
-    })
+        body_digest,
+    };
+    Ok((scan, context))
 }
 
 /// A prefix for the utility namespace on an element with `scope`: one bound

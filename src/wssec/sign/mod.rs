@@ -13,12 +13,13 @@ pub use key::SigningKey;
 pub use stream::{Finished, SignedHead, StreamSigner};
 
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::time::{Duration, SystemTime};
 
 use aws_lc_rs::digest;
 use base64::Engine as _;
 
-use super::c14n::{canonicalize_element, Method, EXC_C14N_URI};
+use super::c14n::{canonicalize_element, Canonicalizer, Method, EXC_C14N_URI};
 use super::dsig::{
     digest_targets, DigestAlgorithm, DigestTarget, DigestWriter, SignatureAlgorithm,
 };
@@ -29,7 +30,7 @@ use super::tokens::{
     SKI_TYPE, THUMBPRINT_TYPE, X509V3_TYPE,
 };
 use super::verify::{CheckedBy, Part, Policy, Signed};
-use super::xml::{Limits, StartElement};
+use super::xml::{Event, Limits, Reader, StartElement};
 use layout::{Edit, Target};
 
 /// A signing key with its certificate, read and checked against each other
@@ -251,6 +252,42 @@ fn id_for(
     Ok(id)
 }
 
+/// Begins an element's canonical form at its start tag `start` as the
+/// signer writes it: `edits` (the Id it gains) applied to `head`, the
+/// message up to that tag's end. The tag's canonical bytes go to `sink` and
+/// are returned; the element's content is fed next, from the message's own
+/// reader.
+fn begin_edited(
+    head: &[u8],
+    edits: &[Edit],
+    start: &StartElement<'_>,
+    method: Method,
+    limits: &Limits,
+    sink: &mut DigestWriter,
+) -> Result<(Canonicalizer, Vec<u8>), WssecError> {
+    let pseudo = layout::apply(head, edits)?;
+    let mut c = Canonicalizer::subtree(method);
+    let mut r = Reader::new(&pseudo, limits)?;
+    let at = start.span().start;
+    while let Some(ev) = r.next()? {
+        if matches!(&ev, Event::Start(e) if e.span().start == at) {
+            let mut tag = Vec::new();
+            c.feed(&ev, &mut tag)?;
+            sink.write_all(&tag)
+                .map_err(|_| WssecError::Internal("digest write"))?;
+            // Its content comes from another reader: bindings by that one's ids.
+            c.rebind(|p, uri| {
+                start
+                    .lookup_binding(p)
+                    .filter(|d| d.uri == uri)
+                    .map(|d| d.id)
+            });
+            return Ok((c, tag));
+        }
+    }
+    Err(WssecError::Internal("the Body was not found again"))
+}
+
 /// Adds `wsu:Id="id"` to the target's start tag.
 fn id_edit(msg: &[u8], t: &Target, id: &str) -> Edit {
     let (prefix, declare) = layout::wsu_prefix(&t.scope);
@@ -386,17 +423,44 @@ fn secure_with(
                 "the Timestamp must be created after 1970 and expire before the year 10000".into(),
             )
         })?;
-    let scan = envelope::scan(msg, &opts.limits)?;
-    let ctx = layout::context(msg, &opts.limits, &scan, &opts.sign_headers)?;
+    let mut edits = Vec::new();
+    // The Body's Id, and its digest in the same read as the scan, for a Body
+    // with no prefix named in an attribute value (a PrefixList is known only
+    // once the whole Body has been read; the common case needs none).
+    let mut body_id = None;
+    let speculate = signer.is_some() && opts.sign_body && streamed.is_none();
+    let (scan, ctx) = {
+        let mut open = |head: &[u8], e: &StartElement<'_>, t: &Target, seen: &_| {
+            let mut ids = Ids {
+                taken: vec![seen],
+                given: Vec::new(),
+            };
+            let id = id_for(head, t, "Body", &mut ids, &mut edits)?;
+            body_id = Some(id);
+            let mut sink = DigestWriter::new(opts.digest, false);
+            let method = Method::exclusive().with_prefix_list("");
+            let (c, _) = begin_edited(head, &edits, e, method, &opts.limits, &mut sink)?;
+            Ok((c, sink))
+        };
+        let open: Option<&mut layout::OpenBody<'_>> =
+            if speculate { Some(&mut open) } else { None };
+        layout::context(msg, &opts.limits, &opts.sign_headers, open)?
+    };
     let mut ids = Ids {
         taken: vec![&scan.ids],
         given: Vec::new(),
     };
+    if let Some(id) = &body_id {
+        // A fresh Id the Body's content turned out to use would name two elements.
+        if scan.ids.get(id).is_some_and(|&at| at != scan.body.start) {
+            return Err(WssecError::DuplicateId(id.clone()));
+        }
+        ids.given.push(id.clone());
+    }
     if let Some(s) = streamed {
         ids.taken.push(s.ids);
         ids.given.push(s.id.to_owned());
     }
-    let mut edits = Vec::new();
 
     // Where the Security header goes: in place of an old one, first in an
     // existing Header, or in a new Header in the Envelope's own namespace.
@@ -436,12 +500,19 @@ fn secure_with(
             Source::Digested(digest),
         ));
     } else if signer.is_some() && opts.sign_body {
-        let id = id_for(msg, &ctx.body, "Body", &mut ids, &mut edits)?;
+        let id = match body_id {
+            Some(id) => id,
+            None => id_for(msg, &ctx.body, "Body", &mut ids, &mut edits)?,
+        };
         let list: Vec<&str> = ctx.value_prefixes.iter().map(String::as_str).collect();
+        let source = match &ctx.body_digest {
+            Some(d) if list.is_empty() => Source::Digested(d),
+            _ => Source::Message(ctx.body.start_tag.start),
+        };
         refs.push((
             id,
             Method::exclusive().with_prefix_list(&list.join(" ")),
-            Source::Message(ctx.body.start_tag.start),
+            source,
         ));
     }
     if signer.is_some() {

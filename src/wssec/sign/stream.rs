@@ -16,11 +16,10 @@
 //! would not be signed.
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::time::SystemTime;
 
 use super::layout;
-use super::{id_for, secure_with, Ids, SignOptions, Signer, StreamedBody};
+use super::{begin_edited, id_for, secure_with, Ids, SignOptions, Signer, StreamedBody};
 
 use crate::wssec::c14n::{canonicalize_element, Canonicalizer, Method};
 use crate::wssec::dsig::{DigestAlgorithm, DigestWriter};
@@ -28,7 +27,7 @@ use crate::wssec::envelope::{self, StreamScan};
 use crate::wssec::error::WssecError;
 use crate::wssec::pass::{BodyDigest, BodyOpen};
 use crate::wssec::stream::Intake;
-use crate::wssec::xml::{Event, Limits, Reader, StartElement};
+use crate::wssec::xml::{Event, Limits, StartElement};
 
 /// Prefixes a second pass adds to the list, at most (a real Body names a few).
 const MAX_UNSHOWN: usize = 64;
@@ -112,30 +111,12 @@ impl BodyOpen for SignOpen {
         if !self.digests {
             return Ok(None);
         }
-        // Built only to read the edited start tag from: the held part, once.
-        let mut pseudo = layout::apply(head, &edits)?;
-        pseudo.extend_from_slice(settled.closers.as_bytes());
         // The Body's start tag as it will be sent (with its Id) starts the
         // canonical form; its content then comes from the message's reader.
-        let mut c = Canonicalizer::subtree(method);
         let mut sink = DigestWriter::new(self.digest, false);
-        let mut r = Reader::new(&pseudo, &self.limits)?;
-        let at = start.span().start;
-        while let Some(ev) = r.next()? {
-            if matches!(&ev, Event::Start(e) if e.span().start == at) {
-                c.feed(&ev, &mut settled.c14n_start)?;
-                sink.write_all(&settled.c14n_start)
-                    .map_err(|_| WssecError::Internal("digest write"))?;
-                c.rebind(|p, uri| {
-                    start
-                        .lookup_binding(p)
-                        .filter(|d| d.uri == uri)
-                        .map(|d| d.id)
-                });
-                return Ok(Some(BodyDigest { id, c, sink }));
-            }
-        }
-        Err(WssecError::Internal("the Body was not found again"))
+        let (c, tag) = begin_edited(head, &edits, start, method, &self.limits, &mut sink)?;
+        settled.c14n_start = tag;
+        Ok(Some(BodyDigest { id, c, sink }))
     }
 
     /// A QName in an attribute value (`xsi:type="t:Contact"`) means what its

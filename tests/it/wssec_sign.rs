@@ -658,6 +658,60 @@ fn an_existing_security_header_is_refused_unless_replaced() {
     assert_eq!(v.signer.unwrap().der, leaf.der);
 }
 
+/// The signer reads a message once for its envelope scan, its layout and
+/// the Body's digest. A message with several faults is refused for the
+/// envelope's (found by the scan, which reads to the end) before the
+/// layout's, as when the scan read alone, and alike whether the message is
+/// held whole or signed as it streams.
+#[test]
+fn the_envelopes_faults_are_refused_before_the_layouts_held_or_streamed() {
+    let c = corpus();
+    let leaf = &c.leaves[key_index(KeyAlg::EcdsaP256)];
+    let signer = Signer::new(signing_key(leaf), &leaf.der).unwrap();
+    let mut o = SignOptions::new(c.now);
+    o.sign_headers = vec![QName::new(WSA, "To")];
+    let s = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:wsa="http://www.w3.org/2005/08/addressing">"#;
+    let to = "<wsa:To>https://erp.example/orders</wsa:To>";
+    let sec = r#"<wsse:Security xmlns:wsse="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"/>"#;
+    let cases = [
+        // A comment in the Body (the layout's), then a second Body (the scan's).
+        (
+            format!(
+                "{s}<s:Header>{to}</s:Header><s:Body><!-- x --></s:Body><s:Body/></s:Envelope>"
+            ),
+            "wssec_bad_envelope",
+        ),
+        // A comment in the Body, then bytes after the Envelope.
+        (
+            format!("{s}<s:Header>{to}</s:Header><s:Body><!-- x --></s:Body></s:Envelope><junk/>"),
+            "xml_malformed",
+        ),
+        // A comment in a signed header block, and no Body.
+        (
+            format!("{s}<s:Header><wsa:To><!-- x -->a</wsa:To></s:Header></s:Envelope>"),
+            "wssec_bad_envelope",
+        ),
+        // A signed header block twice, then two Security headers.
+        (
+            format!("{s}<s:Header>{to}{to}{sec}{sec}</s:Header><s:Body/></s:Envelope>"),
+            "wssec_two_security_headers",
+        ),
+    ];
+    for (msg, reason) in &cases {
+        let held = secure(msg.as_bytes(), Some(&signer), &o).unwrap_err();
+        assert_eq!(held.reason(), *reason, "held: {held}\n{msg}");
+        let streamed = sign_streamed(msg.as_bytes(), Some(&signer), &o, 7, 16).unwrap_err();
+        assert_eq!(streamed.reason(), *reason, "streamed: {streamed}\n{msg}");
+    }
+    // One fault alone is refused for itself.
+    let comment = format!("{s}<s:Header>{to}</s:Header><s:Body><!-- x --></s:Body></s:Envelope>");
+    let e = secure(comment.as_bytes(), Some(&signer), &o).unwrap_err();
+    assert_eq!(e.reason(), "wssec_comment_in_signed_part", "{e}");
+    let twice = format!("{s}<s:Header>{to}{to}</s:Header><s:Body/></s:Envelope>");
+    let e = secure(twice.as_bytes(), Some(&signer), &o).unwrap_err();
+    assert_eq!(e.reason(), "wssec_duplicate_header_block", "{e}");
+}
+
 #[test]
 fn listed_header_blocks_are_signed_and_must_be_there_once() {
     let c = corpus();

@@ -38,15 +38,15 @@ pub struct Context {
     pub body_digest: Option<Vec<u8>>,
 }
 
-/// Begins the Body's canonical form and digest at its start tag, given the
-/// message up to that tag's end, the Body as a target and the Ids seen
-/// before it.
+/// Begins the Body's canonical form and digest at its start tag (or
+/// declines), given the message up to that tag's end, the Body as a target
+/// and the scan so far.
 pub type OpenBody<'o> = dyn FnMut(
         &[u8],
         &StartElement<'_>,
         &Target,
-        &HashMap<String, usize>,
-    ) -> Result<(Canonicalizer, DigestWriter), WssecError>
+        &StreamScan,
+    ) -> Result<Option<(Canonicalizer, DigestWriter)>, WssecError>
     + 'o;
 
 pub fn target(e: &StartElement<'_>) -> Target {
@@ -85,7 +85,6 @@ pub fn context(
 ) -> Result<(Scanned, Context), WssecError> {
     let mut reader = Reader::new(msg, limits)?;
     let mut scan = StreamScan::new(None);
-    let none = HashMap::new();
     let mut body = None;
     let mut headers: Vec<Option<Target>> = vec![None; sign_headers.len()];
     let mut value_prefixes = BTreeSet::new();
@@ -95,10 +94,9 @@ pub fn context(
     let mut signed: Option<(usize, String)> = None;
     let mut in_header = false;
     let mut digest: Option<(Canonicalizer, DigestWriter)> = None;
-    reader.each(|ev| {
+    let mut step = |ev: &Event<'_>, scan: &StreamScan| -> Result<(), WssecError> {
         // The Body's start tag is canonicalized by `open_body`, as edited.
         let mut opened = false;
-        scan.event(ev)?;
         match ev {
             Event::Start(e) => {
                 let d = e.depth();
@@ -110,7 +108,7 @@ pub fn context(
                         let t = target(e);
                         if let Some(open) = open_body.as_mut() {
                             let head = msg.get(..e.span().end).unwrap_or_default();
-                            digest = Some(open(head, e, &t, scan.ids().unwrap_or(&none))?);
+                            digest = open(head, e, &t, scan)?;
                             opened = true;
                         }
                         body = Some(t);
@@ -132,6 +130,8 @@ pub fn context(
                         if let Some(p) = value_prefix(a.value) {
                             if e.lookup_namespace(p).is_some() {
                                 value_prefixes.insert(p.to_owned());
+                                // The digest needs a PrefixList: another pass.
+                                digest = None;
                             }
                         }
                     }
@@ -156,10 +156,22 @@ pub fn context(
         if let Some((c, sink)) = digest.as_mut().filter(|(c, _)| !opened && !c.is_done()) {
             c.feed(ev, sink)?;
         }
-        Ok(true)
+        Ok(())
+    };
+    // The scan reads to the end and refuses first, as when it read alone;
+    // the first fault of the layout waits for it.
+    let mut fault = None;
+    reader.each(|ev| {
+        scan.event(ev)?;
+        if fault.is_none() {
+            fault = step(ev, &scan).err();
+        }
+        Ok::<_, WssecError>(true)
     })?;
-    // The envelope's own faults (no Body, say) come first.
     let scan = scan.finish()?;
+    if let Some(e) = fault {
+        return Err(e);
+    }
     let body_digest = match digest {
         Some((c, sink)) if c.is_done() => Some(sink.finish().0),
         Some(_) => return Err(WssecError::Internal("the Body's digest did not close")),

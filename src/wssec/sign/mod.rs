@@ -23,7 +23,9 @@ use super::c14n::{canonicalize_element, Canonicalizer, Method, EXC_C14N_URI};
 use super::dsig::{
     digest_targets, DigestAlgorithm, DigestTarget, DigestWriter, SignatureAlgorithm,
 };
-use super::envelope::{self, is_id_attribute, QName, SoapVersion, DS_NS, WSSE_NS, WSU_NS};
+use super::envelope::{
+    self, is_id_attribute, QName, SoapVersion, StreamScan, DS_NS, WSSE_NS, WSU_NS,
+};
 use super::error::WssecError;
 use super::tokens::{
     format_datetime, CertInfo, TrustStore, BASE64_ENCODING, PASSWORD_DIGEST, PASSWORD_TEXT,
@@ -430,9 +432,14 @@ fn secure_with(
     let mut body_id = None;
     let speculate = signer.is_some() && opts.sign_body && streamed.is_none();
     let (scan, ctx) = {
-        let mut open = |head: &[u8], e: &StartElement<'_>, t: &Target, seen: &_| {
+        let none = HashMap::new();
+        let mut open = |head: &[u8], e: &StartElement<'_>, t: &Target, seen: &StreamScan| {
+            if seen.security().is_some() && !opts.replace_security {
+                // Refused once the read ends, with nothing digested.
+                return Ok(None);
+            }
             let mut ids = Ids {
-                taken: vec![seen],
+                taken: vec![seen.ids().unwrap_or(&none)],
                 given: Vec::new(),
             };
             let id = id_for(head, t, "Body", &mut ids, &mut edits)?;
@@ -440,7 +447,7 @@ fn secure_with(
             let mut sink = DigestWriter::new(opts.digest, false);
             let method = Method::exclusive().with_prefix_list("");
             let (c, _) = begin_edited(head, &edits, e, method, &opts.limits, &mut sink)?;
-            Ok((c, sink))
+            Ok(Some((c, sink)))
         };
         let open: Option<&mut layout::OpenBody<'_>> =
             if speculate { Some(&mut open) } else { None };

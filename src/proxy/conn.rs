@@ -57,17 +57,26 @@ pub struct Activity {
     head_since_ms: AtomicU64,
     http1: bool,
     streams: Mutex<Vec<Weak<StreamClock>>>,
-    /// Wakes the watchdog when a response starts.
+    /// How long a request head may take to arrive once it has begun.
+    header_timeout_ms: u64,
+    /// When the watchdog looks at this connection next at the latest (ms
+    /// since `epoch`); `NOT_ARMED` while it works that out.
+    armed_ms: AtomicU64,
+    /// Wakes the watchdog when a head or a response starts whose deadline
+    /// comes before `armed_ms`: most requests on a busy keep-alive
+    /// connection do not wake it at all, as it looks again before either
+    /// could be due.
     watched: tokio::sync::Notify,
 }
 
 const NO_HEAD: u64 = u64::MAX;
+const NOT_ARMED: u64 = u64::MAX;
 
 impl Activity {
     /// `http1`: the first request's head is awaited from now, as a silent
     /// new connection is a slowloris too (HTTP/2 has no head clock: its
     /// pings and settings are not request heads).
-    fn new(http1: bool) -> Activity {
+    fn new(http1: bool, header_timeout: Duration) -> Activity {
         Activity {
             epoch: Instant::now(),
             last_ms: AtomicU64::new(0),
@@ -75,8 +84,26 @@ impl Activity {
             head_since_ms: AtomicU64::new(if http1 { 0 } else { NO_HEAD }),
             http1,
             streams: Mutex::new(Vec::new()),
+            header_timeout_ms: millis(header_timeout),
+            armed_ms: AtomicU64::new(NOT_ARMED),
             watched: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Wakes the watchdog if something is due at `due_ms` before it would
+    /// look again. Sequentially consistent with `arm`: either the watchdog's
+    /// reading of the state sees what changed, or this sees it working out
+    /// its next look (`NOT_ARMED`) or the look it settled on.
+    fn wake_before(&self, due_ms: u64) {
+        if due_ms < self.armed_ms.load(Ordering::SeqCst) {
+            self.watched.notify_one();
+        }
+    }
+
+    /// The watchdog looks again `after` from now at the latest.
+    fn arm(&self, after: Option<Duration>) {
+        let at = after.map_or(NOT_ARMED, |d| self.now_ms().saturating_add(millis(d)));
+        self.armed_ms.store(at, Ordering::SeqCst);
     }
 
     fn now_ms(&self) -> u64 {
@@ -97,22 +124,25 @@ impl Activity {
     /// next request's head, which must then be complete within the header
     /// timeout; the watchdog is woken to time it.
     fn bytes_arrived(&self) {
-        if self.http1
-            && self.in_flight.load(Ordering::Relaxed) == 0
-            && self.head_since_ms.load(Ordering::Relaxed) == NO_HEAD
-            && self
-                .head_since_ms
-                .compare_exchange(NO_HEAD, self.now_ms(), Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
+        if !self.http1
+            || self.in_flight.load(Ordering::Relaxed) != 0
+            || self.head_since_ms.load(Ordering::Relaxed) != NO_HEAD
         {
-            self.watched.notify_one();
+            return;
+        }
+        let now = self.now_ms();
+        let began =
+            self.head_since_ms
+                .compare_exchange(NO_HEAD, now, Ordering::SeqCst, Ordering::Relaxed);
+        if began.is_ok() {
+            self.wake_before(now.saturating_add(self.header_timeout_ms));
         }
     }
 
     /// How long the awaited head has left within `limit` (zero: overdue), or
     /// `None` when no head is awaited.
     fn head_left(&self, limit: Duration) -> Option<Duration> {
-        let since = self.head_since_ms.load(Ordering::Relaxed);
+        let since = self.head_since_ms.load(Ordering::SeqCst);
         if since == NO_HEAD || self.in_flight.load(Ordering::Relaxed) > 0 {
             return None;
         }
@@ -143,7 +173,7 @@ impl Activity {
         s.retain(|w| w.strong_count() > 0);
         s.push(Arc::downgrade(&clock));
         drop(s);
-        self.watched.notify_one();
+        self.wake_before(self.now_ms().saturating_add(millis(idle)));
         clock
     }
 
@@ -167,6 +197,10 @@ impl Activity {
         }
         (stalled, next)
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The client's stream as the HTTP server reads it, telling `Activity` when
@@ -357,6 +391,9 @@ pub async fn serve(
     let mut retire: Option<tokio::time::Instant> = None;
     let mut watching_generation = true;
     loop {
+        // Whatever starts from here on wakes the watchdog, until it has
+        // settled on when it looks again.
+        activity.arm(None);
         let next_idle_check = match activity.idle_for() {
             Some(idle) => idle_timeout.saturating_sub(idle),
             None => idle_timeout,
@@ -374,6 +411,13 @@ pub async fn serve(
             tracing::debug!(target: "sealgate", peer = %peer, "closing a connection whose client stopped reading");
             break;
         }
+        let floor = |d: Duration| d.max(Duration::from_millis(10));
+        let looks = [
+            (!closing).then_some(next_idle_check),
+            next_stall_check,
+            head_left,
+        ];
+        activity.arm(looks.into_iter().flatten().map(floor).min());
         tokio::select! {
             res = conn.as_mut() => {
                 if let Err(e) = res {
@@ -527,7 +571,7 @@ async fn handshake(
             client_key,
             block_identity,
             fingerprint_text,
-            activity: Arc::new(Activity::new(http1)),
+            activity: Arc::new(Activity::new(http1, rt.limits.header_read_timeout.0)),
         },
         tls,
     ))

@@ -91,9 +91,11 @@ impl Activity {
     }
 
     /// Wakes the watchdog if something is due at `due_ms` before it would
-    /// look again. Sequentially consistent with `arm`: either the watchdog's
-    /// reading of the state sees what changed, or this sees it working out
-    /// its next look (`NOT_ARMED`) or the look it settled on.
+    /// look again. Either the watchdog's reading of the state sees what
+    /// changed, or this sees it working out its next look (`NOT_ARMED`) or
+    /// the look it settled on: for a head by the sequentially consistent
+    /// head clock and `armed_ms`, for a response by the `streams` lock the
+    /// watchdog's stall check takes after `arm(None)`.
     fn wake_before(&self, due_ms: u64) {
         if due_ms < self.armed_ms.load(Ordering::SeqCst) {
             self.watched.notify_one();

@@ -26,7 +26,9 @@
 #   cargo build --release && benches/load.sh [seconds] [connections] [scenario...]
 #
 # Environment: ALGS (default "rsa2048 ecdsa-p256"), UPLOAD_MIB (256),
-# IDLE_CONNS (10000).
+# IDLE_CONNS (10000), SIGNER (wssec's signing key: "gateway-signer", the
+# default, is RSA-2048; "signer" is ECDSA P-256, so the XML work shows
+# apart from RSA's private-key operation).
 #
 # Needs: target/release/sealgate, oha (cargo install oha), nginx (apt-get
 # install nginx-light), haproxy (apt-get install haproxy), python3, curl.
@@ -39,6 +41,7 @@ SCENARIOS=${*:-keepalive handshake full upload wssec idle}
 UPLOAD_MIB=${UPLOAD_MIB:-256}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 ALGS=${ALGS:-rsa2048 ecdsa-p256}
+SIGNER=${SIGNER:-gateway-signer}
 BIN=${SEALGATE_BIN:-target/release/sealgate}
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
@@ -344,11 +347,11 @@ run_wssec() {
   for alg in $ALGS; do
     inner=$(free_port)
     # Short Timestamps, so the replay cache holds one run's messages, not five minutes'.
-    sign='[route.wssec.request]
-mode = "sign"
-key = "pki/gateway-signer.key"
-cert = "pki/gateway-signer.crt"
-ttl = "10s"'
+    sign="[route.wssec.request]
+mode = \"sign\"
+key = \"pki/$SIGNER.key\"
+cert = \"pki/$SIGNER.crt\"
+ttl = \"10s\""
     SG_ROUTES="
 [[route]]
 name = \"sign\"

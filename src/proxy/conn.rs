@@ -109,7 +109,7 @@ impl Activity {
     }
 
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(NO_HEAD - 1)
+        millis(self.epoch.elapsed()).min(NO_HEAD - 1)
     }
 
     fn touch(&self) {
@@ -162,9 +162,9 @@ impl Activity {
         if self.in_flight.load(Ordering::Relaxed) > 0 {
             return None;
         }
-        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
         Some(Duration::from_millis(
-            now.saturating_sub(self.last_ms.load(Ordering::Relaxed)),
+            self.now_ms()
+                .saturating_sub(self.last_ms.load(Ordering::Relaxed)),
         ))
     }
 

@@ -918,14 +918,9 @@ impl BodyOpen for VerifyOpen<'_> {
         let Some(t) = &self.target else {
             return Ok(None);
         };
-        let gate = match self.early {
-            EarlyCheck::Always => Some(None),
-            EarlyCheck::IfTrustedAt(now) => Some(Some(now)),
-            EarlyCheck::Never => None,
-        };
-        if let Some(trusted_at) = gate {
+        if !matches!(self.early, EarlyCheck::Never) {
             let marks = scan.marks();
-            self.checked = check_first(head, marks, sec, &parsed, self.policy, trusted_at);
+            self.checked = check_first(head, marks, sec, &parsed, self.policy, self.early);
             let valid = self.checked.as_ref().is_some_and(|c| c.valid);
             // The SignatureValue is verified before the Body is digested, as
             // on the buffered path: a forged signature costs one check here,
@@ -968,7 +963,7 @@ fn body_reference(
 
 /// `parsed`'s SignatureValue checked over `head` under the key its KeyInfo
 /// names. `None` when that cannot be done (no signer resolves, the key does
-/// not fit the algorithm, or with `trusted_at` the signer is not trusted
+/// not fit the algorithm, or with `IfTrustedAt` the signer is not trusted
 /// then): the judgement refuses those before it needs the Body.
 fn check_first(
     head: &[u8],
@@ -976,12 +971,12 @@ fn check_first(
     sec: &Security,
     parsed: &ParsedSignature<'_>,
     policy: &Policy,
-    trusted_at: Option<SystemTime>,
+    early: EarlyCheck,
 ) -> Option<Checked> {
     let si = &parsed.signed_info;
     let signer = tokens::resolve_signer(parsed.key_info, sec, &policy.trust).ok()?;
     let cert = &signer.0;
-    if let Some(now) = trusted_at {
+    if let EarlyCheck::IfTrustedAt(now) = early {
         // A gate only: the judgement asks again, and counts what it accepts.
         let _ = policy.trust.check(cert, now).ok()?;
     }

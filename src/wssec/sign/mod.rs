@@ -507,10 +507,8 @@ fn secure_with(
             Source::Digested(digest),
         ));
     } else if signer.is_some() && opts.sign_body {
-        let id = match body_id {
-            Some(id) => id,
-            None => id_for(msg, &ctx.body, "Body", &mut ids, &mut edits)?,
-        };
+        // Settled when the context's read reached the Body (`speculate`).
+        let id = body_id.ok_or(WssecError::Internal("the Body's Id was not settled"))?;
         let list: Vec<&str> = ctx.value_prefixes.iter().map(String::as_str).collect();
         let source = match &ctx.body_digest {
             Some(d) if list.is_empty() => Source::Digested(d),

@@ -27,7 +27,7 @@ pub enum DemoError {
     #[error("the demo configuration did not load: {0}")]
     Config(#[from] crate::config::ConfigError),
     #[error("starting the gateway: {0}")]
-    Bind(#[from] crate::proxy::server::BindError),
+    Start(#[from] crate::proxy::server::StartError),
     #[error("{0}")]
     Setup(String),
 }

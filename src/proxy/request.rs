@@ -537,7 +537,7 @@ async fn forward(
     };
     let stats = rec.stats.clone();
     let t0 = Instant::now();
-    let sending = up.client.request(req);
+    let sending = up.client().request(req);
     tokio::pin!(sending);
     let idle = route.body_idle_timeout;
     let mut body_done_at: Option<Instant> = stats.is_done().then_some(t0);

@@ -2,6 +2,7 @@
 //! bind what moved, swap) and the graceful drain.
 
 use super::conn;
+use super::workers::Workers;
 use crate::admin::{self, AdminState};
 use crate::admission::Refused;
 use crate::reload::{Live, ReloadError, Reloaded, Reloader, Source};
@@ -27,6 +28,15 @@ pub struct BindError {
     pub addr: SocketAddr,
     #[source]
     pub source: io::Error,
+}
+
+/// Could not start the gateway.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    #[error("cannot start the worker threads that serve connections: {0}")]
+    Workers(#[source] io::Error),
 }
 
 /// How a drain ended.
@@ -85,6 +95,7 @@ struct Inner {
     /// Held by every accept loop and connection; dropped at shutdown, so
     /// the drain ends when the last of them does.
     drain: Mutex<Option<mpsc::Sender<()>>>,
+    workers: Arc<Workers>,
 }
 
 async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, BindError> {
@@ -103,7 +114,9 @@ impl Gateway {
         source: Source,
         rt: Runtime,
         options: Options,
-    ) -> Result<Gateway, BindError> {
+    ) -> Result<Gateway, StartError> {
+        let workers =
+            Arc::new(Workers::start(crate::runtime::worker::count()).map_err(StartError::Workers)?);
         let live = Arc::new(Live::new(rt, source.state.clone()));
         let rt = live.current();
         if let Err(e) = rt.spool.sweep() {
@@ -142,6 +155,7 @@ impl Gateway {
             bound: Mutex::new(BTreeMap::new()),
             shutdown: shutdown_rx,
             drain: Mutex::new(Some(drain_tx)),
+            workers,
         });
         for (name, configured, sock) in socks {
             inner.serve(name, configured, sock);
@@ -294,6 +308,7 @@ impl Inner {
             sock,
             self.shutdown.clone(),
             drain,
+            self.workers.clone(),
         ));
         let old = self
             .bound
@@ -422,6 +437,7 @@ async fn accept_loop(
     sock: TcpListener,
     mut shutdown: watch::Receiver<bool>,
     drain: mpsc::Sender<()>,
+    workers: Arc<Workers>,
 ) {
     // Connections open on this socket, for `max_connections`.
     let open = Arc::new(AtomicUsize::new(0));
@@ -466,7 +482,7 @@ async fn accept_loop(
                         started: generation,
                         _drain: drain.clone(),
                     };
-                    tokio::spawn(async move {
+                    workers.serve(tcp, move |tcp| async move {
                         let _counted = counted;
                         conn::serve(rt, l, b, tcp, peer, lifetime).await;
                     });

@@ -14,6 +14,7 @@ pub mod route_table;
 pub mod spool;
 pub mod state;
 pub mod upstream;
+pub mod worker;
 pub mod wssec_stage;
 
 use crate::admission::block::{BlockMetrics, BlockSettings};

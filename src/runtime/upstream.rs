@@ -36,7 +36,9 @@ pub struct Upstream {
     pub host_value: Option<HeaderValue>,
     /// URL path without a trailing slash, prepended to every request path.
     pub base_path: String,
-    pub client: Client<Connector, ProxyBody>,
+    /// One client, so one pool, per worker runtime (`runtime::worker`): a
+    /// pooled connection is driven by the thread of the requests that use it.
+    clients: Box<[Client<Connector, ProxyBody>]>,
     /// TCP connect and TLS handshake together.
     pub connect_timeout: Duration,
     /// From the end of the request body to the response headers.
@@ -71,6 +73,13 @@ pub fn https_connector(tls: rustls::ClientConfig) -> HttpsConnector<HttpConnecto
 }
 
 impl Upstream {
+    /// The client of the worker the current thread serves.
+    pub fn client(&self) -> &Client<Connector, ProxyBody> {
+        let i = super::worker::index() % self.clients.len().max(1);
+        // `build` makes one client per worker, at least one.
+        &self.clients[i]
+    }
+
     /// Builds one upstream; problems go to the loader.
     pub fn build(
         ld: &mut Loader<'_>,
@@ -136,22 +145,26 @@ impl Upstream {
             }
         };
         let https = https_connector(tls);
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(u.pool_idle_timeout.0)
-            .pool_max_idle_per_host(u.pool_max_idle_per_host)
-            .build(WithinDeadline {
-                inner: https,
-                deadline: u.connect_timeout.0,
-            });
+        let clients = (0..super::worker::count())
+            .map(|_| {
+                Client::builder(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .pool_timer(TokioTimer::new())
+                    .pool_idle_timeout(u.pool_idle_timeout.0)
+                    .pool_max_idle_per_host(u.pool_max_idle_per_host)
+                    .build(WithinDeadline {
+                        inner: https.clone(),
+                        deadline: u.connect_timeout.0,
+                    })
+            })
+            .collect();
         Some(Upstream {
             name: name.to_string(),
             host_value: HeaderValue::from_str(authority.as_str()).ok(),
             scheme,
             authority,
             base_path: uri.path().trim_end_matches('/').to_string(),
-            client,
+            clients,
             connect_timeout: u.connect_timeout.0,
             request_timeout: u.request_timeout.0,
             preserve_host: u.preserve_host,

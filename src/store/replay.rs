@@ -2,12 +2,13 @@
 //! Redis's, where "seen" is an atomic set-if-absent, so a message replayed
 //! to another replica is refused there too.
 
+use super::redis::StoreError;
 use super::RedisStore;
 use crate::config::ReplayFailure;
 use crate::wssec::replay::{MemoryReplayCache, ReplayCache, ReplayError, ReplayKey};
 use arc_swap::ArcSwapOption;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 struct Shared {
     store: Arc<RedisStore>,
@@ -93,13 +94,20 @@ impl ReplayCache for Replay {
         }
         let named: Vec<(String, SystemTime)> = entries.iter().map(|(k, t)| (text(k), *t)).collect();
         let mark = crate::hex::random_id();
-        // Verification runs on a blocking thread: wait there, within the
-        // store's deadline.
+        // Verification runs on a blocking thread: the call runs as a task of
+        // the thread's runtime (whichever its flavor) while this one waits,
+        // within the store's deadline (the task keeps its own).
         let answer = match tokio::runtime::Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                let answer = tokio::task::block_in_place(|| {
-                    h.block_on(sh.store.insert_new(KIND, &named, &mark))
+            Ok(h) => {
+                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                let (store, n, m) = (sh.store.clone(), named.clone(), mark.clone());
+                h.spawn(async move {
+                    let _ = tx.send(store.insert_new(KIND, &n, &m).await);
                 });
+                let limit = sh.store.settings().timeout;
+                let answer = rx
+                    .recv_timeout(limit + Duration::from_millis(100))
+                    .unwrap_or(Err(StoreError::Timeout(limit)));
                 if answer.is_err() {
                     // The entries may have been written after the deadline:
                     // take back ours, so the sender's retry is no replay.
@@ -108,7 +116,7 @@ impl ReplayCache for Replay {
                 }
                 answer
             }
-            _ => Err(super::redis::StoreError::NotConnected),
+            Err(_) => Err(StoreError::NotConnected),
         };
         match (answer, sh.on_failure) {
             (Ok(true), _) => Ok(()),

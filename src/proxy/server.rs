@@ -115,8 +115,7 @@ impl Gateway {
         rt: Runtime,
         options: Options,
     ) -> Result<Gateway, StartError> {
-        let workers =
-            Arc::new(Workers::start(crate::runtime::worker::count()).map_err(StartError::Workers)?);
+        let workers = Arc::new(Workers::start().map_err(StartError::Workers)?);
         let live = Arc::new(Live::new(rt, source.state.clone()));
         let rt = live.current();
         if let Err(e) = rt.spool.sweep() {

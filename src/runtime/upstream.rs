@@ -75,7 +75,7 @@ pub fn https_connector(tls: rustls::ClientConfig) -> HttpsConnector<HttpConnecto
 impl Upstream {
     /// The client of the worker the current thread serves.
     pub fn client(&self) -> &Client<Connector, ProxyBody> {
-        let i = super::worker::index() % self.clients.len().max(1);
+        let i = super::worker::index() % self.clients.len();
         // `build` makes one client per worker, at least one.
         &self.clients[i]
     }

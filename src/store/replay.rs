@@ -7,6 +7,7 @@ use super::RedisStore;
 use crate::config::ReplayFailure;
 use crate::wssec::replay::{MemoryReplayCache, ReplayCache, ReplayError, ReplayKey};
 use arc_swap::ArcSwapOption;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -31,6 +32,12 @@ impl std::fmt::Debug for Replay {
 }
 
 const KIND: &str = "replay";
+
+/// Who settles a shared check: the waiter that gave up, or the task that
+/// answered first.
+const PENDING: u8 = 0;
+const GAVE_UP: u8 = 1;
+const ANSWERED: u8 = 2;
 
 impl Replay {
     pub fn new(max_entries: usize) -> Replay {
@@ -99,22 +106,37 @@ impl ReplayCache for Replay {
         // within the store's deadline (the task keeps its own).
         let answer = match tokio::runtime::Handle::try_current() {
             Ok(h) => {
-                let (tx, rx) = std::sync::mpsc::sync_channel(1);
-                let (store, n, m) = (sh.store.clone(), named.clone(), mark.clone());
-                h.spawn(async move {
-                    let _ = tx.send(store.insert_new(KIND, &n, &m).await);
-                });
                 let limit = sh.store.settings().timeout;
-                let answer = rx
-                    .recv_timeout(limit + Duration::from_millis(100))
-                    .unwrap_or(Err(StoreError::Timeout(limit)));
-                if answer.is_err() {
-                    // The entries may have been written after the deadline:
-                    // take back ours, so the sender's retry is no replay.
-                    let store = sh.store.clone();
-                    h.spawn(async move { store.remove_marked(KIND, &named, &mark).await });
+                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                let claim = Arc::new(AtomicU8::new(PENDING));
+                let (store, task_claim) = (sh.store.clone(), claim.clone());
+                h.spawn(async move {
+                    let answer = store.insert_new(KIND, &named, &mark).await;
+                    let delivered = task_claim
+                        .compare_exchange(PENDING, ANSWERED, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok();
+                    let failed = answer.is_err();
+                    let _ = tx.send(answer);
+                    if failed || !delivered {
+                        // The entries may have been written all the same
+                        // (late, or with the answer lost): take back ours, so
+                        // the sender's retry is no replay.
+                        store.remove_marked(KIND, &named, &mark).await;
+                    }
+                });
+                match rx.recv_timeout(limit + Duration::from_millis(100)) {
+                    Ok(answer) => answer,
+                    // Given up before the task answered: the task cleans up.
+                    Err(_)
+                        if claim
+                            .compare_exchange(PENDING, GAVE_UP, Ordering::AcqRel, Ordering::Acquire)
+                            .is_ok() =>
+                    {
+                        Err(StoreError::Timeout(limit))
+                    }
+                    // The answer is on its way (or the task was dropped).
+                    Err(_) => rx.recv().unwrap_or(Err(StoreError::Timeout(limit))),
                 }
-                answer
             }
             Err(_) => Err(StoreError::NotConnected),
         };

@@ -697,6 +697,53 @@ async fn graceful_drain_lets_in_flight_request_finish() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_dropped_without_shutdown_closes_its_connections_and_listeners() {
+    let pki = Pki::new();
+    let up = header_echo_upstream().await;
+    let toml = config(
+        &pki,
+        "required",
+        &format!("{}{}", route("all", "/", ""), upstream_cfg(up, "")),
+    );
+    let dir = pki.dir.path().to_path_buf();
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // The gateway lives on a runtime of its own, as it does in `main`; its
+    // connections are served on its worker threads, not on that runtime.
+    let host = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let gw = TestGateway::start(&dir, &toml).await;
+            addr_tx.send(gw.addr("edge")).unwrap();
+            let _ = stop_rx.await;
+        });
+    });
+    let addr = addr_rx.await.unwrap();
+    let mut tls = tls_connect(addr, pki.etl_client(&[])).await.unwrap();
+    tls.write_all(b"GET /one HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let first = read_response(&mut tls).await;
+    assert!(first.starts_with(b"HTTP/1.1 200"), "{first:?}");
+
+    stop_tx.send(()).unwrap();
+    tokio::task::spawn_blocking(move || host.join().unwrap())
+        .await
+        .unwrap();
+    // The kept-alive connection ends with the gateway, and nothing listens.
+    let mut buf = [0u8; 64];
+    let end = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf))
+        .await
+        .expect("the connection outlived its gateway");
+    assert!(matches!(end, Ok(0) | Err(_)), "{end:?}");
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_over_mutual_tls_with_the_gateways_own_certificate() {
     let pki = Pki::new();
     let gw_client = pki.issue(&Leaf::new("sealgate-gw", Usage::Client));

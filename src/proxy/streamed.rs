@@ -194,9 +194,9 @@ pub(super) async fn verify(
     let judged = match outcome {
         Ok(Err(Failure::Spool(e))) => return Err(spool_refusal(ctx, route, &e)),
         Ok(Err(Failure::Abandoned)) => return Err(Reason::ClientBodyError.into()),
-        Ok(Err(Failure::Wssec(e))) => Ok(Err(e)),
-        Ok(Ok(done)) => Ok(Ok(done)),
-        Err(join) => Err(join),
+        Ok(Err(Failure::Wssec(e))) => Some(Err(e)),
+        Ok(Ok(done)) => Some(Ok(done)),
+        Err(_) => None,
     };
     Ok(
         tally(ctx, route, stage, judged).map(|(done, reader, permit)| Passed {

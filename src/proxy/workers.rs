@@ -40,6 +40,7 @@ impl Workers {
                 .name(format!("sealgate-worker-{i}"))
                 .spawn(move || {
                     crate::runtime::worker::set_index(i);
+                    crate::runtime::worker::mark_event_loop();
                     rt.block_on(async {
                         let _ = rx.await;
                     });

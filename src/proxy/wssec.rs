@@ -1,13 +1,14 @@
 //! The WS-Security parts of the transform phases. A request is buffered (up
 //! to the stage's ceiling, within its read and idle timeouts), verified or
-//! signed off the async threads, and — when verified — its signer checked
-//! against the client before the message counts as seen. An upstream's
-//! answer on a route with a response stage is buffered the same way and
-//! verified or signed before any of it reaches the caller; one that fails is
-//! replaced by a 502 fault.
+//! signed — a small message on its connection's event loop, a large one on
+//! a blocking thread — and, when verified, its signer checked against the
+//! client before the message counts as seen. An upstream's answer on a
+//! route with a response stage is buffered the same way and verified or
+//! signed before any of it reaches the caller; one that fails is replaced
+//! by a 502 fault.
 //!
 //! The work's permit belongs to the work, not to the request: it moves into
-//! the blocking closure, so a client that resets its stream cannot free the
+//! the work's closure, so a client that resets its stream cannot free the
 //! slot while the work runs on. The policy's work limit bounds how long that
 //! can be.
 
@@ -219,9 +220,10 @@ fn counters<'r>(route: &'r Route, stage: &Stage) -> &'r WssecCounters {
     &route.counters.wssec[stage.direction as usize]
 }
 
-/// Runs the stage's work on a buffered message off the async threads,
-/// counting and logging the outcome. `Err(None)`: the work ended without an
-/// answer (it panicked).
+/// Runs the stage's work on a buffered message — on this event loop when
+/// it is small (`Stage::runs_inline`), else on a blocking thread — counting
+/// and logging the outcome. `Err(None)`: the work ended without an answer
+/// (it panicked).
 async fn work(
     ctx: &ConnCtx,
     route: &Route,
@@ -229,26 +231,31 @@ async fn work(
     bytes: Bytes,
     permit: OwnedSemaphorePermit,
 ) -> Result<Processed, Option<WssecReason>> {
-    let job = stage.clone();
+    let (job, len) = (stage.clone(), bytes.len());
     let client = match stage.direction {
         Direction::Request => ctx.identity.clone(),
         Direction::Response => None,
     };
-    let outcome = tokio::task::spawn_blocking(move || {
+    let run = move || {
         let _permit = permit;
         job.apply(&bytes, SystemTime::now(), client.as_deref())
-    })
-    .await;
+    };
+    let outcome = if stage.runs_inline(len) {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).ok()
+    } else {
+        tokio::task::spawn_blocking(run).await.ok()
+    };
     tally(ctx, route, stage, outcome)
 }
 
-/// Counts and logs what the stage's work on one message came to.
-/// `Err(None)`: the work ended without an answer (it panicked).
+/// Counts and logs what the stage's work on one message came to: `None`
+/// when the work ended without an answer (it panicked), which gives
+/// `Err(None)`.
 pub(super) fn tally<T>(
     ctx: &ConnCtx,
     route: &Route,
     stage: &Stage,
-    outcome: Result<Result<T, crate::wssec::verify::WssecError>, tokio::task::JoinError>,
+    outcome: Option<Result<T, crate::wssec::verify::WssecError>>,
 ) -> Result<T, Option<WssecReason>> {
     let c = counters(route, stage);
     // Stripping judges nothing: it counts as neither a verification nor a
@@ -259,13 +266,13 @@ pub(super) fn tally<T>(
         Work::Strip { .. } => (None, None),
     };
     match outcome {
-        Ok(Ok(p)) => {
+        Some(Ok(p)) => {
             if let Some(ok) = ok {
                 ok.inc();
             }
             Ok(p)
         }
-        Ok(Err(e)) => {
+        Some(Err(e)) => {
             let reason = e.reason();
             if let Some(f) = failed {
                 f.inc(reason.index(), &[reason.as_str()]);
@@ -273,7 +280,7 @@ pub(super) fn tally<T>(
             log_refused(ctx, route, stage, reason.as_str(), &e);
             Err(Some(reason))
         }
-        Err(_) => {
+        None => {
             let internal = WssecReason::Internal;
             if let Some(f) = failed {
                 f.inc(internal.index(), &[internal.as_str()]);

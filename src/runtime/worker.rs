@@ -6,6 +6,7 @@ use std::cell::Cell;
 
 thread_local! {
     static INDEX: Cell<usize> = const { Cell::new(0) };
+    static EVENT_LOOP: Cell<bool> = const { Cell::new(false) };
 }
 
 /// How many worker runtimes serve connections: one per core the process
@@ -17,6 +18,18 @@ pub fn count() -> usize {
 /// Marks the current thread as serving worker `i`.
 pub fn set_index(i: usize) {
     INDEX.with(|c| c.set(i));
+}
+
+/// Marks the current thread as a worker's event loop (not one of its
+/// blocking threads).
+pub fn mark_event_loop() {
+    EVENT_LOOP.with(|c| c.set(true));
+}
+
+/// Whether the current thread runs a worker's event loop: work here must
+/// not wait for another task of the same runtime.
+pub fn on_event_loop() -> bool {
+    EVENT_LOOP.with(Cell::get)
 }
 
 /// The worker the current thread serves; 0 off the workers.

@@ -62,6 +62,12 @@ impl Replay {
         }));
     }
 
+    /// Whether a shared store answers: its check waits on the network, so
+    /// it runs off the event loops.
+    pub fn is_shared(&self) -> bool {
+        self.shared.load().is_some()
+    }
+
     /// Entries held in this process.
     pub fn len(&self) -> usize {
         self.local.len()
@@ -105,6 +111,9 @@ impl ReplayCache for Replay {
         // the thread's runtime (whichever its flavor) while this one waits,
         // within the store's deadline (the task keeps its own).
         let answer = match tokio::runtime::Handle::try_current() {
+            // Waiting here would stall the very loop that runs the call: a
+            // message judged inline just as a reload named a store.
+            Ok(_) if crate::runtime::worker::on_event_loop() => Err(StoreError::NotConnected),
             Ok(h) => {
                 let limit = sh.store.settings().timeout;
                 let (tx, rx) = std::sync::mpsc::sync_channel(1);
@@ -169,5 +178,51 @@ impl ReplayCache for Replay {
                 let _ = sh.store.remove(KIND, &key).await;
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RateFailure;
+    use crate::store::StoreSettings;
+    use crate::telemetry::metrics::Metrics;
+    use crate::wssec::replay::replay_key;
+    use std::time::Instant;
+
+    #[test]
+    fn a_shared_check_on_an_event_loop_refuses_at_once_instead_of_stalling_it() {
+        let settings = StoreSettings {
+            // Nothing listens: only the deadline would end a wait.
+            url: "redis://127.0.0.1:1".into(),
+            password: None,
+            key_prefix: "t".into(),
+            timeout: Duration::from_secs(3),
+            connect_timeout: Duration::from_secs(3),
+            pool_size: 1,
+            ca_pem: None,
+            client_pem: None,
+            replay_failure: ReplayFailure::FailClosed,
+            rate_failure: RateFailure::Local,
+        };
+        let replay = Replay::new(10);
+        replay.share(Some(RedisStore::new(settings, &Metrics::new()).unwrap()));
+        assert!(replay.is_shared());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let now = SystemTime::now();
+        let key = replay_key("t", &[b"m"]);
+        let took = rt.block_on(async {
+            crate::runtime::worker::mark_event_loop();
+            let t = Instant::now();
+            let got = replay.check_and_insert(key, now + Duration::from_secs(60), now);
+            assert_eq!(got, Err(ReplayError::Unavailable));
+            t.elapsed()
+        });
+        // The store's call would be a task of this very loop: waiting for
+        // it could only end at the deadline.
+        assert!(took < Duration::from_secs(1), "{took:?}");
     }
 }

@@ -523,30 +523,6 @@ async fn slowloris_client_is_disconnected() {
 }
 
 /// Reads one whole response with a Content-Length from a keep-alive connection.
-async fn read_response<S: AsyncReadExt + Unpin>(s: &mut S) -> Vec<u8> {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .map_or(0, |v| v.trim().parse().unwrap());
-            if got.len() >= end + 4 + len {
-                return got;
-            }
-        }
-        let n = s.read(&mut buf).await.unwrap();
-        assert!(
-            n > 0,
-            "connection closed mid-response: {:?}",
-            String::from_utf8_lossy(&got)
-        );
-        got.extend_from_slice(&buf[..n]);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_timeout_counts_from_a_heads_first_byte_not_from_the_last_response() {
     let pki = Pki::new();

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use sealgate::pki::{Leaf, Usage};
+use sealgate::pki::{Issued, Leaf, Usage};
 use std::time::SystemTime;
 use tokio::io::AsyncWriteExt;
 
@@ -468,6 +468,109 @@ async fn forwarding_the_header_and_binding_by_subject() {
     assert!(r.body.contains("wsse:FailedAuthentication"), "{}", r.body);
 }
 
+/// A captured, validly signed message with a big, busy Body swapped in: the
+/// signature verifies, then the Body must be digested — far above the size
+/// worked inline, and enough work (about 1 s in a debug build) for other
+/// clients to come and go while it runs. With how long that work takes here.
+fn heavy_message(pki: &Pki, who: &Issued) -> (Vec<u8>, std::time::Duration) {
+    let small = String::from_utf8(signed(SOAP11, who)).unwrap();
+    let attrs: String = (0..24).map(|j| format!(" a{j}=\"v{j}\"")).collect();
+    let busy: String = (0..50_000)
+        .map(|i| format!("<l{attrs}><m>{i}</m></l>"))
+        .collect();
+    let heavy = small
+        .replacen("<amount>100</amount>", &busy, 1)
+        .into_bytes();
+    assert!(heavy.len() < 16 << 20);
+    assert!(heavy.len() > sealgate::runtime::wssec_stage::INLINE_MAX);
+    let mut trust = sealgate::wssec::tokens::TrustStore::new();
+    trust.add_anchors_pem(pki.ca.cert_pem.as_bytes()).unwrap();
+    let policy = sealgate::wssec::verify::Policy::new(trust);
+    let t0 = std::time::Instant::now();
+    let e = sealgate::wssec::verify::verify(
+        &heavy,
+        &policy,
+        SystemTime::now(),
+        &sealgate::wssec::replay::NoReplayCache,
+    )
+    .unwrap_err();
+    let work = t0.elapsed();
+    assert_eq!(e.reason(), "wssec_digest_mismatch");
+    assert!(
+        work > std::time::Duration::from_millis(400),
+        "only {work:?} of work"
+    );
+    (heavy, work)
+}
+
+/// Sends `msg` as a SOAP 1.1 POST to the ledger route, not waiting for the answer.
+async fn write_soap<S: AsyncWriteExt + Unpin>(s: &mut S, msg: &[u8]) {
+    s.write_all(
+        format!(
+            "POST /services/Soap/class/Ledger HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml; charset=utf-8\r\nSOAPAction: \"\"\r\nContent-Length: {}\r\n\r\n",
+            msg.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    s.write_all(msg).await.unwrap();
+    s.flush().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_message_is_worked_off_the_event_loops_so_every_worker_answers_meanwhile() {
+    let pki = Pki::new();
+    let who = signer(&pki, "etl-signer");
+    let up = body_echo().await;
+    let toml = config(
+        &pki,
+        "required",
+        &format!(
+            "[[route]]\nname = \"ledger\"\nlistener = \"edge\"\nupstream = \"up\"\nmatch = {{ path_prefix = \"/services/Soap/\" }}\n[route.wssec.request]\nmode = \"verify\"\ntrust = {:?}\n\n{}[upstream.up]\nurl = \"http://{up}\"\n",
+            pki.path("ca.crt"),
+            route("plain", "/plain/", ""),
+        ),
+    );
+    let gw = TestGateway::start(pki.dir.path(), &toml).await;
+    let addr = gw.addr("edge");
+    let (heavy, work) = heavy_message(&pki, &who);
+    let cfg = pki.etl_client(&[]);
+    let mut a = tls_connect(addr, cfg.clone()).await.unwrap();
+    write_soap(&mut a, &heavy).await;
+    tokio::time::sleep(work / 10).await;
+    // One connection per worker after A's (they are dealt in turn), so one
+    // shares A's worker: each is served while A's message is still worked.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for i in 0..workers {
+        let t = std::time::Instant::now();
+        let r = send(addr, cfg.clone(), get("/plain/ping")).await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(
+            t.elapsed() < work / 3,
+            "connection {i} waited {:?} beside {work:?} of work",
+            t.elapsed()
+        );
+    }
+    // A small message is worked on its event loop, and verifies.
+    let r = send(addr, cfg.clone(), soap_post(signed(SOAP11, &who), false))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    // And A's answer is the fault for its tampered Body.
+    let answer = String::from_utf8_lossy(&read_response(&mut a).await).to_string();
+    assert!(answer.starts_with("HTTP/1.1 500"), "{answer}");
+    assert!(
+        answer.contains("<faultcode>wsse:FailedCheck</faultcode>"),
+        "{answer}"
+    );
+    gw.wait_metric(
+        "sealgate_wssec_verifications_total{direction=\"request\",reason=\"wssec_digest_mismatch\",result=\"failed\",route=\"ledger\"}",
+        "1",
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_verification_slot_stays_taken_until_the_work_ends_even_when_the_client_leaves() {
     let pki = Pki::new();
@@ -483,51 +586,11 @@ async fn a_verification_slot_stays_taken_until_the_work_ends_even_when_the_clien
     );
     let gw = TestGateway::start(pki.dir.path(), &toml).await;
     let addr = gw.addr("edge");
-    // A captured, validly signed message with a big, busy Body swapped in:
-    // the signature verifies, then the Body must be digested — seconds of work.
-    let small = String::from_utf8(signed(SOAP11, &who)).unwrap();
-    let attrs: String = (0..24).map(|j| format!(" a{j}=\"v{j}\"")).collect();
-    let busy: String = (0..50_000)
-        .map(|i| format!("<l{attrs}><m>{i}</m></l>"))
-        .collect();
-    let heavy = small
-        .replacen("<amount>100</amount>", &busy, 1)
-        .into_bytes();
-    assert!(heavy.len() < 16 << 20);
-    // How long its verification takes here: the client leaves a third of the
-    // way into it, and the next one arrives while it still runs.
-    let mut trust = sealgate::wssec::tokens::TrustStore::new();
-    trust.add_anchors_pem(pki.ca.cert_pem.as_bytes()).unwrap();
-    let policy = sealgate::wssec::verify::Policy::new(trust);
-    let t0 = std::time::Instant::now();
-    let e = sealgate::wssec::verify::verify(
-        &heavy,
-        &policy,
-        SystemTime::now(),
-        &sealgate::wssec::replay::NoReplayCache,
-    )
-    .unwrap_err();
-    let work = t0.elapsed();
-    assert_eq!(e.reason(), "wssec_digest_mismatch");
-    // Enough for B to connect while it runs (about 1 s in a debug build).
-    assert!(
-        work > std::time::Duration::from_millis(400),
-        "only {work:?} of work"
-    );
+    let (heavy, work) = heavy_message(&pki, &who);
     let cfg = pki.etl_client(&[]);
     // Client A sends it and leaves as soon as it is sent.
     let mut a = tls_connect(addr, cfg.clone()).await.unwrap();
-    a.write_all(
-        format!(
-            "POST /services/Soap/class/Ledger HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml; charset=utf-8\r\nSOAPAction: \"\"\r\nContent-Length: {}\r\n\r\n",
-            heavy.len()
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
-    a.write_all(&heavy).await.unwrap();
-    a.flush().await.unwrap();
+    write_soap(&mut a, &heavy).await;
     tokio::time::sleep(work / 3).await;
     drop(a);
     // B arrives while A's verification still runs: with the slot taken by

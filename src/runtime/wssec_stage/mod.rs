@@ -49,6 +49,9 @@ pub enum Work {
     },
 }
 
+/// The largest buffered message worked inline (`Stage::runs_inline`).
+pub const INLINE_MAX: usize = 64 << 10;
+
 pub struct Stage {
     pub direction: Direction,
     /// The body is buffered up to this many bytes.
@@ -201,6 +204,17 @@ impl Stage {
             slots: Arc::new(tokio::sync::Semaphore::new(max_concurrent)),
             work: work?,
         }))
+    }
+
+    /// Whether a buffered message of `len` bytes is worked on the event loop
+    /// that holds its connection rather than on a blocking thread. Each
+    /// worker has a core: a blocking thread only competes for the same
+    /// cores, and the hand-off costs two wake-ups per message. Up to
+    /// `INLINE_MAX` the work is bounded like a TLS handshake (about half a
+    /// millisecond at worst, with an RSA-2048 signature); a check against a
+    /// shared replay store waits on the network, so it never runs inline.
+    pub fn runs_inline(&self, len: usize) -> bool {
+        len <= INLINE_MAX && !self.replay().is_some_and(|r| r.is_shared())
     }
 
     pub fn verifies(&self) -> bool {

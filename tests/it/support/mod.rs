@@ -627,3 +627,28 @@ pub fn signed(msg: &str, who: &Issued) -> Vec<u8> {
     )
     .unwrap()
 }
+
+/// Reads one HTTP/1.1 response (head and a `content-length` body) off a raw stream.
+pub async fn read_response<S: tokio::io::AsyncReadExt + Unpin>(s: &mut S) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if got.len() >= end + 4 + len {
+                return got;
+            }
+        }
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(
+            n > 0,
+            "connection closed mid-response: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+}

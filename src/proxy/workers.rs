@@ -59,10 +59,9 @@ impl Workers {
         })
     }
 
-    /// The worker serving the fewest connections, looking from the next
-    /// in turn: equal loads (long keep-alive connections) are dealt in
-    /// turn, and a worker still busy with earlier handshakes is passed over
-    /// while another has fewer.
+    /// The worker with the fewest open connections, looking from the next
+    /// in turn, so equal loads are dealt in turn. Two accept loops picking
+    /// at once may both choose the same worker; the next pick evens it out.
     fn pick(&self) -> usize {
         let n = self.loads.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
@@ -183,7 +182,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn dropped_workers_end_their_threads_and_the_connections_on_them() {
+    async fn dropped_workers_stop_their_runtimes_and_the_connections_on_them() {
         let workers = Workers::start().unwrap();
         let (mut client, served) = pair().await;
         let (held, is_held) = oneshot::channel::<()>();

@@ -107,7 +107,8 @@ impl ReplayCache for Replay {
         }
         let named: Vec<(String, SystemTime)> = entries.iter().map(|(k, t)| (text(k), *t)).collect();
         let mark = crate::hex::random_id();
-        // Verification runs on a blocking thread: the call runs as a task of
+        // Verification against a shared store runs on a blocking thread
+        // (`Stage::runs_inline`): the call runs as a task of
         // the thread's runtime (whichever its flavor) while this one waits,
         // within the store's deadline (the task keeps its own).
         let answer = match tokio::runtime::Handle::try_current() {

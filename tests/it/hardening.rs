@@ -500,6 +500,10 @@ async fn configured_prefixes_are_normalised_and_listeners_cap_connections() {
         .await
         .unwrap();
     assert_eq!(r.status, 403);
+    // That connection ends on its worker soon after the client closes it;
+    // until then it still counts toward the cap.
+    gw.wait_metric("sealgate_open_connections{listener=\"edge\"}", "0")
+        .await;
     let a = tls_connect(addr, client.clone()).await.unwrap();
     let b = tls_connect(addr, client.clone()).await.unwrap();
     gw.wait_metric("sealgate_open_connections{listener=\"edge\"}", "2")

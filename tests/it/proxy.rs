@@ -522,7 +522,6 @@ async fn slowloris_client_is_disconnected() {
     );
 }
 
-/// Reads one whole response with a Content-Length from a keep-alive connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_timeout_counts_from_a_heads_first_byte_not_from_the_last_response() {
     let pki = Pki::new();

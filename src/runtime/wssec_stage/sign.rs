@@ -155,6 +155,12 @@ impl SignStage {
         })
     }
 
+    /// Whether its signature is cheap enough to make on an event loop (no
+    /// key: a UsernameToken alone).
+    pub fn signs_quickly(&self) -> bool {
+        self.signer.as_ref().is_none_or(Signer::signs_quickly)
+    }
+
     /// A signer for one message read as it streams (its Timestamp created
     /// when it has arrived).
     pub fn streamer(&self) -> sign::StreamSigner<'_> {

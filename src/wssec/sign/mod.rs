@@ -43,6 +43,11 @@ pub struct Signer {
 }
 
 impl Signer {
+    /// See [`SigningKey::signs_quickly`].
+    pub fn signs_quickly(&self) -> bool {
+        self.key.signs_quickly()
+    }
+
     pub fn new(key: SigningKey, cert_der: &[u8]) -> Result<Signer, WssecError> {
         let cert = Certified::new(&key, cert_der, &SignatureAlgorithm::ALL)?;
         Ok(Signer { key, cert })

@@ -47,16 +47,22 @@ async fn body_echo() -> std::net::SocketAddr {
     .await
 }
 
-async fn gateway(pki: &Pki, wssec: &str) -> (TestGateway, std::net::SocketAddr) {
+/// The "ledger" route verifying requests (with `route_extra` and `wssec`
+/// in its tables), then `more`, in front of a body echo.
+async fn ledger_config(pki: &Pki, route_extra: &str, wssec: &str, more: &str) -> String {
     let up = body_echo().await;
-    let toml = config(
+    config(
         pki,
         "required",
         &format!(
-            "[[route]]\nname = \"ledger\"\nlistener = \"edge\"\nupstream = \"up\"\nmatch = {{ path_prefix = \"/services/Soap/\" }}\n[route.wssec.request]\nmode = \"verify\"\ntrust = {:?}\n{wssec}\n\n[upstream.up]\nurl = \"http://{up}\"\n",
+            "[[route]]\nname = \"ledger\"\nlistener = \"edge\"\nupstream = \"up\"\n{route_extra}\nmatch = {{ path_prefix = \"/services/Soap/\" }}\n[route.wssec.request]\nmode = \"verify\"\ntrust = {:?}\n{wssec}\n\n{more}[upstream.up]\nurl = \"http://{up}\"\n",
             pki.path("ca.crt")
         ),
-    );
+    )
+}
+
+async fn gateway(pki: &Pki, wssec: &str) -> (TestGateway, std::net::SocketAddr) {
+    let toml = ledger_config(pki, "", wssec, "").await;
     let gw = TestGateway::start(pki.dir.path(), &toml).await;
     let addr = gw.addr("edge");
     (gw, addr)
@@ -522,16 +528,7 @@ async fn write_soap<S: AsyncWriteExt + Unpin>(s: &mut S, msg: &[u8]) {
 async fn a_large_message_is_worked_off_the_event_loops_so_every_worker_answers_meanwhile() {
     let pki = Pki::new();
     let who = signer(&pki, "etl-signer");
-    let up = body_echo().await;
-    let toml = config(
-        &pki,
-        "required",
-        &format!(
-            "[[route]]\nname = \"ledger\"\nlistener = \"edge\"\nupstream = \"up\"\nmatch = {{ path_prefix = \"/services/Soap/\" }}\n[route.wssec.request]\nmode = \"verify\"\ntrust = {:?}\n\n{}[upstream.up]\nurl = \"http://{up}\"\n",
-            pki.path("ca.crt"),
-            route("plain", "/plain/", ""),
-        ),
-    );
+    let toml = ledger_config(&pki, "", "", &route("plain", "/plain/", "")).await;
     let gw = TestGateway::start(pki.dir.path(), &toml).await;
     let addr = gw.addr("edge");
     let (heavy, work) = heavy_message(&pki, &who);
@@ -582,15 +579,7 @@ async fn a_large_message_is_worked_off_the_event_loops_so_every_worker_answers_m
 async fn a_verification_slot_stays_taken_until_the_work_ends_even_when_the_client_leaves() {
     let pki = Pki::new();
     let who = signer(&pki, "etl-signer");
-    let up = body_echo().await;
-    let toml = config(
-        &pki,
-        "required",
-        &format!(
-            "[[route]]\nname = \"ledger\"\nlistener = \"edge\"\nupstream = \"up\"\nqueue_timeout = \"200ms\"\nmatch = {{ path_prefix = \"/services/Soap/\" }}\n[route.wssec.request]\nmode = \"verify\"\ntrust = {:?}\nmax_concurrent = 1\n\n[upstream.up]\nurl = \"http://{up}\"\n",
-            pki.path("ca.crt")
-        ),
-    );
+    let toml = ledger_config(&pki, "queue_timeout = \"200ms\"", "max_concurrent = 1", "").await;
     let gw = TestGateway::start(pki.dir.path(), &toml).await;
     let addr = gw.addr("edge");
     let (heavy, work) = heavy_message(&pki, &who);
